@@ -1,0 +1,1 @@
+"""autostart package."""
