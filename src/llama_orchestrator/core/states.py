@@ -1,9 +1,9 @@
 """The states an instance can be in, and the groups the rest of the code asks about.
 
-    stopped → starting → ready ⇄ unhealthy → stopping → stopped
-    crash after ready:   → backoff → starting
-    start cannot succeed: → failed   (only a user command or a config change leaves it)
-    daemon start:        every instance passes reconciling
+stopped → starting → ready ⇄ unhealthy → stopping → stopped
+crash after ready:   → backoff → starting
+start cannot succeed: → failed   (only a user command or a config change leaves it)
+daemon start:        every instance passes reconciling
 """
 
 from __future__ import annotations

@@ -1,0 +1,322 @@
+"""Read and validate every config file of a home, reporting all problems at once.
+
+Each problem names the file, the field path and the rule it breaks (`ConfigProblem`). Per-file
+problems never stop the others from being checked; cross-file rules (unique ports, names that
+match their directory) run over everything that parsed. `require_valid` turns the result into a
+`ConfigError` for commands that cannot go on with a broken config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from llama_orchestrator.config.merge import deep_merge
+from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.paths import ENV_LLAMA_SERVER, HomePaths
+from llama_orchestrator.errors import ConfigError, ConfigProblem
+
+Which = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Everything a home's config files say, plus what is wrong with them."""
+
+    orchestrator: OrchestratorConfig
+    instances: dict[str, InstanceConfig]
+    config_files: dict[str, Path]
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[ConfigProblem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[ConfigProblem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def read_json(path: Path) -> tuple[Any, list[ConfigProblem]]:
+    """Parse one JSON file; a syntax error becomes a problem with line and column."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        return None, [ConfigProblem(str(path), "", f"cannot read file: {exc.strerror or exc}")]
+    except UnicodeDecodeError:
+        return None, [ConfigProblem(str(path), "", "file is not UTF-8 text")]
+    try:
+        return json.loads(text), []
+    except json.JSONDecodeError as exc:
+        return None, [ConfigProblem(str(path), "", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)]
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """Walk nested model fields along `loc` to find which model owns the last key."""
+    current: type[BaseModel] = model
+    for part in loc:
+        fields = {(f.alias or n): f for n, f in current.model_fields.items()}
+        info = fields.get(str(part))
+        annotation = info.annotation if info else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return None
+    return current
+
+
+def problems_from_validation(
+    exc: ValidationError, file: str, model: type[BaseModel], prefix: str = ""
+) -> list[ConfigProblem]:
+    """Turn pydantic's errors into problems: field path, rule, and a suggestion for typos."""
+    problems = []
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        path = ".".join(str(p) for p in loc)
+        if error["type"] == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            valid = _field_names(owner) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else (f"; valid keys: {', '.join(valid)}" if valid else "")
+            message = f"unknown key {str(loc[-1])!r}{hint}"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            if "input" in error and error["type"] not in ("value_error",):
+                message += f" (got {json.dumps(error['input'], default=str)[:60]})"
+        problems.append(ConfigProblem(file, prefix + path, message))
+    return problems
+
+
+def load_orchestrator(paths: HomePaths) -> tuple[OrchestratorConfig, list[ConfigProblem]]:
+    """Read `orchestrator.json` (optional: a missing file means all defaults)."""
+    path = paths.orchestrator_file
+    if not path.exists():
+        return OrchestratorConfig(), []
+    raw, problems = read_json(path)
+    if problems:
+        return OrchestratorConfig(), problems
+    if not isinstance(raw, dict):
+        return OrchestratorConfig(), [ConfigProblem(str(path), "", "top level must be a JSON object")]
+    try:
+        config = OrchestratorConfig.model_validate(raw)
+    except ValidationError as exc:
+        return OrchestratorConfig(), problems_from_validation(exc, str(path), OrchestratorConfig)
+    return config, _check_defaults(config, str(path))
+
+
+def _check_defaults(config: OrchestratorConfig, file: str) -> list[ConfigProblem]:
+    """Validate `defaults` by merging them under a minimal instance, reporting only their own keys."""
+    if not config.defaults:
+        return []
+    probe = deep_merge(dict(config.defaults), {"name": "defaults-check", "model": {"path": "x"}, "server": {"port": 1}})
+    try:
+        InstanceConfig.model_validate(probe)
+    except ValidationError as exc:
+        found = problems_from_validation(exc, file, InstanceConfig, prefix="defaults.")
+        return [p for p in found if p.field.split(".")[1] in config.defaults]
+    return []
+
+
+def instance_names(paths: HomePaths) -> list[str]:
+    """Names of the instance directories that hold a config.json, sorted."""
+    if not paths.instances_dir.is_dir():
+        return []
+    return sorted(p.parent.name for p in paths.instances_dir.glob("*/config.json"))
+
+
+def load_instance(path: Path, orchestrator: OrchestratorConfig) -> tuple[InstanceConfig | None, list[ConfigProblem]]:
+    """Read one instance config, merge the defaults under it, resolve relative paths."""
+    file = str(path)
+    directory_name = path.parent.name
+    name_problem = check_instance_name(directory_name)
+    if name_problem:
+        return None, [ConfigProblem(file, "", f"instance directory {name_problem}")]
+    raw, problems = read_json(path)
+    if problems:
+        return None, problems
+    if not isinstance(raw, dict):
+        return None, [ConfigProblem(file, "", "top level must be a JSON object")]
+    merged = deep_merge(dict(orchestrator.defaults), raw)
+    merged.setdefault("name", directory_name)
+    try:
+        config = InstanceConfig.model_validate(merged)
+    except ValidationError as exc:
+        return None, problems_from_validation(exc, file, InstanceConfig)
+    if config.name != directory_name:
+        return None, [ConfigProblem(file, "name", f"name {config.name!r} must match its directory {directory_name!r}")]
+    return resolve_relative_paths(config, path.parent), []
+
+
+def resolve_relative_paths(config: InstanceConfig, base: Path) -> InstanceConfig:
+    """Make file paths absolute, relative to the instance directory, so every tool sees the same file."""
+
+    def absolute(value: str) -> str:
+        candidate = Path(value).expanduser()
+        return str(candidate if candidate.is_absolute() else (base / candidate).absolute())
+
+    model = config.model.model_copy(update={"path": absolute(config.model.path)})
+    server = config.server
+    if server.api_key_file:
+        server = server.model_copy(update={"api_key_file": absolute(server.api_key_file)})
+    return config.model_copy(update={"model": model, "server": server})
+
+
+def resolve_binary(
+    config: InstanceConfig,
+    orchestrator: OrchestratorConfig,
+    environ: Mapping[str, str] = os.environ,
+    which: Which = shutil.which,
+) -> str | None:
+    """Which llama-server runs this instance: its own `binary`, its build, the env, then PATH."""
+    if config.binary:
+        return config.binary
+    build = config.build or config.gpu.backend
+    if build in orchestrator.builds:
+        return orchestrator.builds[build]
+    if environ.get(ENV_LLAMA_SERVER):
+        return environ[ENV_LLAMA_SERVER]
+    return which("llama-server")
+
+
+def load_fleet(
+    paths: HomePaths,
+    *,
+    offline: bool = False,
+    environ: Mapping[str, str] = os.environ,
+    which: Which = shutil.which,
+) -> Fleet:
+    """Load and check every config of the home; never raises for problems in the files."""
+    orchestrator, problems = load_orchestrator(paths)
+    instances: dict[str, InstanceConfig] = {}
+    files: dict[str, Path] = {}
+    for name in instance_names(paths):
+        path = paths.instances_dir / name / "config.json"
+        files[name] = path
+        config, found = load_instance(path, orchestrator)
+        problems.extend(found)
+        if config is not None:
+            instances[name] = config
+    problems.extend(_cross_checks(orchestrator, instances, files, paths, offline, environ, which))
+    return Fleet(orchestrator, instances, files, problems)
+
+
+def _cross_checks(
+    orchestrator: OrchestratorConfig,
+    instances: Mapping[str, InstanceConfig],
+    files: Mapping[str, Path],
+    paths: HomePaths,
+    offline: bool,
+    environ: Mapping[str, str],
+    which: Which,
+) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    missing_severity = "warning" if offline else "error"
+    gateway_port = orchestrator.gateway.port if orchestrator.gateway.enabled else None
+    by_port: dict[int, list[str]] = {}
+    by_alias: dict[str, list[str]] = {}
+    for name, config in instances.items():
+        file = str(files[name])
+        by_port.setdefault(config.server.port, []).append(name)
+        by_alias.setdefault(config.served_name, []).append(name)
+        if config.server.port == gateway_port:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    "server.port",
+                    f"port {config.server.port} is the gateway's port (orchestrator.json gateway.port); choose another",
+                )
+            )
+        if config.server.port == orchestrator.control.port:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    "server.port",
+                    f"port {config.server.port} is the control API's port (orchestrator.json control.port)",
+                )
+            )
+        if not Path(config.model.path).is_file():
+            problems.append(
+                ConfigProblem(
+                    file, "model.path", f"model file not found: {config.model.path}", severity=missing_severity
+                )
+            )
+        if config.gpu.devices and config.gpu.backend == "cpu":
+            problems.append(
+                ConfigProblem(
+                    file, "gpu.devices", "devices apply to GPU backends; set gpu.backend or remove gpu.devices"
+                )
+            )
+        if config.build and config.build not in orchestrator.builds:
+            known = ", ".join(sorted(orchestrator.builds)) or "none defined"
+            problems.append(
+                ConfigProblem(file, "build", f"unknown build {config.build!r} (builds in orchestrator.json: {known})")
+            )
+        elif resolve_binary(config, orchestrator, environ, which) is None:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    "gpu.backend",
+                    f"no llama-server binary for backend {config.gpu.backend!r}: set builds.{config.gpu.backend}"
+                    f" in orchestrator.json, `binary` here, {ENV_LLAMA_SERVER}, or put llama-server on PATH",
+                    severity=missing_severity,
+                )
+            )
+        if config.server.api_key_env and config.server.api_key_env not in environ:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    "server.api_key_env",
+                    f"environment variable {config.server.api_key_env} is not set",
+                    severity="warning",
+                )
+            )
+    for port, names in sorted(by_port.items()):
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                problems.append(
+                    ConfigProblem(
+                        str(files[name]),
+                        "server.port",
+                        f"port {port} is also used by {others}; every instance needs its own port",
+                    )
+                )
+    for alias, names in sorted(by_alias.items()):
+        if len(names) > 1:
+            # Shared aliases are replicas of one model; tell the user it is deliberate behaviour.
+            problems.append(
+                ConfigProblem(
+                    str(files[names[0]]),
+                    "model.alias",
+                    f"alias {alias!r} is shared by {', '.join(names)}: requests are balanced across them",
+                    severity="warning",
+                )
+            )
+    return problems
+
+
+def require_valid(fleet: Fleet, names: Sequence[str] | None = None) -> Fleet:
+    """Raise ConfigError listing every error (only those of `names` and orchestrator.json, if given)."""
+    errors = fleet.errors
+    if names is not None:
+        wanted = {str(fleet.config_files[n]) for n in names if n in fleet.config_files}
+        instance_files = {str(p) for p in fleet.config_files.values()}
+        errors = [p for p in errors if p.file in wanted or p.file not in instance_files]
+    if errors:
+        raise ConfigError(errors, hint="run `llama-orch config validate` to list every problem")
+    return fleet

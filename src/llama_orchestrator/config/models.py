@@ -1,0 +1,203 @@
+"""The config file formats: `instances/<name>/config.json` and `orchestrator.json` (pydantic v2).
+
+Every model forbids unknown keys (a typo is an error, with the nearest valid key suggested by the
+loader) and is frozen. `None` means "not set" and is never rendered; `0` and `False` are values.
+Units are in the field names (`timeout_s`). Defaults follow DESIGN section 4.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llama_orchestrator.config.names import check_instance_name
+
+Backend = Literal["cpu", "vulkan", "cuda", "rocm", "metal"]
+RestartMode = Literal["no", "on-failure", "always"]
+DeepProbe = Literal["off", "slots", "completion"]
+
+#: Flags the orchestrator owns: passing them in `args` would break supervision or leak secrets.
+OWNED_FLAGS: dict[str, str] = {
+    "--host": "server.host",
+    "--port": "server.port",
+    "--api-key": "server.api_key_file (never put a key on the command line)",
+    "--api-key-file": "server.api_key_file",
+    "-m": "model.path",
+    "--model": "model.path",
+    "-a": "model.alias",
+    "--alias": "model.alias",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ModelSection(Strict):
+    """Which GGUF file to serve and how big its context and batches are."""
+
+    path: str = Field(
+        min_length=1, description="Path to the .gguf file; relative paths are relative to the instance directory."
+    )
+    alias: str | None = Field(
+        None, min_length=1, description="Name clients use in the `model` field; defaults to the instance name."
+    )
+    context_size: int | None = Field(None, ge=0, description="-c/--ctx-size; 0 means the model's own context length.")
+    batch_size: int | None = Field(None, ge=1, description="-b/--batch-size")
+    ubatch_size: int | None = Field(None, ge=1, description="-ub/--ubatch-size")
+    threads: int | None = Field(None, ge=-1, description="-t/--threads; -1 means automatic.")
+    parallel: int | None = Field(None, ge=-1, description="-np/--parallel slots; -1 means automatic.")
+    embeddings: bool = Field(False, description="--embeddings: serve /v1/embeddings.")
+    chat_template: str | None = Field(None, description="--chat-template")
+    jinja: bool | None = Field(None, description="--jinja / --no-jinja")
+
+
+class ServerSection(Strict):
+    host: str = Field("127.0.0.1", description="Address llama-server binds; loopback unless you mean it.")
+    port: int = Field(ge=1, le=65535, description="Port llama-server listens on; unique across instances.")
+    api_key_file: str | None = Field(None, description="File holding the key clients must send to this llama-server.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding that key (passed as LLAMA_API_KEY, never argv)."
+    )
+    metrics: bool = Field(False, description="--metrics: expose llama.cpp's Prometheus metrics.")
+    timeout_s: int | None = Field(None, ge=1, description="-to/--timeout: read/write timeout of llama-server.")
+
+
+class GpuSection(Strict):
+    backend: Backend = Field("cpu", description="Which llama-server build to run: cpu, vulkan, cuda, rocm, metal.")
+    devices: list[int] | None = Field(None, description="GPU indices for --device (e.g. [0] → Vulkan0).")
+    layers: int | Literal["auto", "all"] | None = Field(
+        None, description="-ngl/--n-gpu-layers; 0 keeps every layer on the CPU."
+    )
+    split_mode: Literal["none", "layer", "row"] | None = Field(None, description="-sm/--split-mode")
+    main_gpu: int | None = Field(None, ge=0, description="-mg/--main-gpu")
+    tensor_split: list[float] | None = Field(None, description="-ts/--tensor-split")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_non_negative(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(d < 0 for d in value):
+            raise ValueError("device indices must be 0 or greater")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_non_negative(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < -1:
+            raise ValueError("layers must be -1 (all), 0 or more, 'auto' or 'all'")
+        return value
+
+
+class HealthPolicy(Strict):
+    interval_s: float = Field(10.0, gt=0, description="Seconds between /health probes while ready.")
+    timeout_s: float = Field(3.0, gt=0, description="Seconds a probe may take before it counts as failed.")
+    failure_threshold: int = Field(3, ge=1, description="Failed probes in a row that make the instance unhealthy.")
+    start_poll_s: float = Field(0.2, gt=0, le=5, description="Seconds between /health probes while starting.")
+    start_timeout_s: float = Field(
+        300.0, gt=0, description="Start deadline; extended while the log shows loading progress."
+    )
+    deep_probe: DeepProbe = Field("off", description="Also probe /slots or a one-token completion while idle.")
+    deep_interval_s: float = Field(60.0, gt=0, description="Seconds between deep probes.")
+
+
+class RestartPolicy(Strict):
+    policy: RestartMode = Field("on-failure", description="no, on-failure or always.")
+    backoff_initial_s: float = Field(2.0, ge=0, description="First delay after a crash; doubles each time.")
+    backoff_max_s: float = Field(300.0, ge=0, description="Cap on the delay.")
+    reset_after_s: float = Field(600.0, ge=0, description="Ready this long resets the crash counter.")
+    max_start_failures: int = Field(5, ge=1, description="Failed starts in a row before the instance is marked failed.")
+    stop_grace_s: float = Field(15.0, ge=0, description="Seconds between the graceful stop signal and the kill.")
+
+    @model_validator(mode="after")
+    def _cap_not_below_initial(self) -> RestartPolicy:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must not be smaller than backoff_initial_s")
+        return self
+
+
+class LogPolicy(Strict):
+    max_bytes: int = Field(10 * 1024 * 1024, ge=4096, description="Rotate a log file when it grows past this size.")
+    backups: int = Field(3, ge=0, le=100, description="Rotated files to keep.")
+
+
+class InstanceConfig(Strict):
+    """One llama-server instance, as `instances/<name>/config.json` describes it."""
+
+    schema_: str | None = Field(None, alias="$schema")
+    name: str
+    model: ModelSection
+    server: ServerSection
+    gpu: GpuSection = GpuSection()
+    build: str | None = Field(
+        None, description="Named llama-server build from orchestrator.json; defaults to the backend."
+    )
+    binary: str | None = Field(None, description="Explicit llama-server path; overrides builds.")
+    args: list[str] = Field(default_factory=list, description="Extra llama-server arguments, passed through in order.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for llama-server.")
+    health: HealthPolicy = HealthPolicy()
+    restart: RestartPolicy = RestartPolicy()
+    logs: LogPolicy = LogPolicy()
+    autostart: bool = Field(True, description="Start with `llama-orch up` and when the daemon starts.")
+    on_demand: bool = Field(False, description="Start on the first gateway request instead.")
+    idle_ttl_s: float | None = Field(None, gt=0, description="Stop after this many seconds without requests.")
+    pinned: bool = Field(False, description="Never evicted to make room for another model.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        problem = check_instance_name(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _no_owned_flags(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            flag = arg.split("=", 1)[0]
+            if flag in OWNED_FLAGS:
+                raise ValueError(f"{flag} is set by the orchestrator; use {OWNED_FLAGS[flag]} instead")
+        return value
+
+    @property
+    def served_name(self) -> str:
+        """The name clients put in the `model` field."""
+        return self.model.alias or self.name
+
+
+class GatewayConfig(Strict):
+    enabled: bool = Field(True, description="Serve the OpenAI-compatible endpoint.")
+    host: str = Field("127.0.0.1", description="Listen address; anything but loopback needs API keys.")
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys_env: str | None = Field(None, description="Environment variable holding comma-separated inference keys.")
+    api_keys_file: str | None = Field(
+        None, description="File of inference keys: one per line, `key` or `key model1,model2`."
+    )
+    request_timeout_s: float = Field(600.0, gt=0, description="Longest a proxied request may take.")
+    start_wait: Literal["hold", "reject"] = Field(
+        "hold", description="While a model loads: hold the request, or answer 503."
+    )
+    start_wait_timeout_s: float = Field(300.0, gt=0, description="Longest a held request waits for its model.")
+    max_loaded: int | None = Field(None, ge=1, description="Keep at most this many on-demand instances running.")
+    queue_size: int = Field(64, ge=0, description="Requests queued per instance before 429.")
+    upstream_keepalive_s: float = Field(
+        4.0, gt=0, description="Close idle upstream connections before llama-server's 5 s."
+    )
+
+
+class ControlConfig(Strict):
+    host: str = Field("127.0.0.1", description="Control API address (loopback only unless you mean it).")
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port, written to run/control.json.")
+
+
+class OrchestratorConfig(Strict):
+    """`orchestrator.json`: the gateway, the control API, defaults and named llama-server builds."""
+
+    schema_: str | None = Field(None, alias="$schema")
+    gateway: GatewayConfig = GatewayConfig()
+    control: ControlConfig = ControlConfig()
+    builds: dict[str, str] = Field(
+        default_factory=dict, description="Build name (cpu, vulkan, cuda, …) → llama-server path."
+    )
+    defaults: dict[str, object] = Field(default_factory=dict, description="Merged under every instance config.")
