@@ -99,7 +99,7 @@ def open_database(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
         return OpenResult(_open_checked(path, busy_timeout_ms), quarantined=moved_to, reason=reason)
     except _CorruptDatabase as still_corrupt:  # a fresh file cannot be corrupt unless the disk is failing
         raise StoreError(f"a fresh state database at {path} is corrupt too: {still_corrupt.reason}",
-                         hint="check the disk holding the state directory") from None
+                         hint="check the disk holding the state directory") from still_corrupt
 
 
 def quarantine(path: Path) -> Path:
@@ -179,8 +179,9 @@ def _open_checked(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         if is_corruption(exc):
             raise _CorruptDatabase(str(exc)) from exc
         raise StoreError(f"cannot open state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
-    problems = [str(row[0]) for row in rows]
+    problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
     if problems != ["ok"]:
         conn.close()
-        raise _CorruptDatabase("quick_check: " + "; ".join(problems[:3]))
+        summary = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise _CorruptDatabase("quick_check: " + summary)
     return conn
