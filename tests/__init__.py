@@ -1,0 +1,1 @@
+"""Test suite package, so support code imports as ``tests.support.<module>`` (see tests/conftest.py)."""

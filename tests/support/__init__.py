@@ -1,0 +1,1 @@
+"""Shared test harness: the tiny model, polling with deadlines, free ports, process leak guard."""
