@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
 
 from llama_orchestrator.engine.child import ENV_CHILD_TOKEN, ChildProcess, ProcessIdentity
 
@@ -70,7 +70,8 @@ def process_state(pid: int, create_time: float) -> ProcessState:
 def read_token(proc: psutil.Process) -> str | None:
     """Return the child token in `proc`'s environment, "" when absent, None when unreadable."""
     try:
-        return proc.environ().get(ENV_CHILD_TOKEN, "")
+        environ: dict[str, str] = proc.environ()
+        return environ.get(ENV_CHILD_TOKEN, "")
     except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess, OSError):
         return None
 
@@ -110,7 +111,7 @@ def check_ours(identity: ProcessIdentity) -> AdoptVerdict:
     return AdoptVerdict(True, "ours")
 
 
-def adopt(instance: str, identity: ProcessIdentity) -> ChildProcess:
+def adopt(identity: ProcessIdentity, *, instance: str = "") -> ChildProcess:
     """Wrap a recorded child (checked with `check_ours` first) as a ChildProcess we did not spawn.
 
     We are not its parent, so its exit code will be unknown (`ExitStatus(None, None)`).
