@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,27 +79,46 @@ def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseMode
     return current
 
 
+_TYPE_TAG = re.compile(r"^(int|str|float|bool|none|literal\[.*\]|list\[.*\]|dict\[.*\]|function-.*)$")
+
+
 def problems_from_validation(
     exc: ValidationError, file: str, model: type[BaseModel], prefix: str = ""
 ) -> list[ConfigProblem]:
-    """Turn pydantic's errors into problems: field path, rule, and a suggestion for typos."""
-    problems = []
+    """Turn pydantic's errors into problems: field path, rule, and a suggestion for typos.
+
+    A field with a union type yields one error per alternative, tagged with the type in the
+    location; those are merged into one problem ("must be an integer, or 'auto' or 'all'").
+    """
+    merged: dict[str, list[str]] = {}
     for error in exc.errors():
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        path = ".".join(str(p) for p in loc)
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))]
+        path = prefix + ".".join(str(p) for p in loc)
         if error["type"] == "extra_forbidden":
             owner = _model_at(model, loc[:-1])
             valid = _field_names(owner) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; valid keys: {', '.join(valid)}" if valid else "")
+            hint = f"; valid keys: {', '.join(valid)}" if valid else ""
+            if close:
+                hint = f"; did you mean {close[0]!r}?"
             message = f"unknown key {str(loc[-1])!r}{hint}"
         elif error["type"] == "missing":
             message = "required field is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
-            if "input" in error and error["type"] not in ("value_error",):
-                message += f" (got {json.dumps(error['input'], default=str)[:60]})"
-        problems.append(ConfigProblem(file, prefix + path, message))
+        messages = merged.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+        if "input" in error and error["type"] not in ("missing", "extra_forbidden", "value_error"):
+            got = f"got {json.dumps(error['input'], default=str)[:60]}"
+            if got not in messages:
+                messages.append(got)
+    problems = []
+    for path, messages in merged.items():
+        inputs = [m for m in messages if m.startswith("got ")]
+        rules = [m for m in messages if not m.startswith("got ")]
+        text = " or ".join(rules) + (f" ({inputs[0]})" if inputs else "")
+        problems.append(ConfigProblem(file, path, text))
     return problems
 
 

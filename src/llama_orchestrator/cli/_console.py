@@ -1,0 +1,52 @@
+"""The one place the CLI writes to the terminal: results to stdout, problems to stderr.
+
+Rich honours NO_COLOR and plain pipes by itself; states are always spelled out as words, so
+nothing depends on colour.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from llama_orchestrator.errors import ConfigProblem
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output for --json: plain JSON on stdout, no styling."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[dim]hint:[/] {escape(hint)}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def info(message: str) -> None:
+    err.print(escape(message))
+
+
+def success(message: str) -> None:
+    out.print(f"[green]✓[/] {escape(message)}")
+
+
+def problems(items: list[ConfigProblem]) -> None:
+    for problem in items:
+        label = "[bold red]error[/]" if problem.severity == "error" else "[yellow]warning[/]"
+        err.print(f"{label} {escape(problem.render())}")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

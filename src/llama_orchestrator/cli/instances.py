@@ -1,0 +1,207 @@
+"""`llama-orch create|ls|rm`: instance configs on disk (these work with no daemon)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from llama_orchestrator.cli import _console
+from llama_orchestrator.cli._context import context
+from llama_orchestrator.config.files import write_json_atomic
+from llama_orchestrator.config.loader import load_fleet, problems_from_validation
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.config.schema import SCHEMA_DIR, SCHEMA_REF, json_schema
+from llama_orchestrator.core.ports import choose_port
+from llama_orchestrator.engine.ports import is_port_free
+from llama_orchestrator.errors import (
+    EXIT_CONFIG,
+    ConfigError,
+    ConfigProblem,
+    InstanceExistsError,
+    InstanceNotFoundError,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("create")(create)
+    app.command("ls")(list_instances)
+    app.command("rm")(remove)
+
+
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Instance name: lowercase letters, digits, '.', '_', '-'."),
+    extra: list[str] = typer.Argument(None, help="Extra llama-server arguments, after `--`."),
+    model: Path = typer.Option(..., "--model", "-m", help="Path to the .gguf model file."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port for llama-server (default: first free, 8001+)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address llama-server binds."),
+    backend: str = typer.Option("cpu", "--backend", "-b", help="cpu, vulkan, cuda, rocm or metal."),
+    ctx_size: int | None = typer.Option(None, "--ctx", "-c", help="Context size (0 = the model's own)."),
+    gpu_layers: int | None = typer.Option(None, "--gpu-layers", "-ngl", help="Layers to offload to the GPU."),
+    alias: str | None = typer.Option(None, "--alias", "-a", help="Model name clients use (default: instance name)."),
+    parallel: int | None = typer.Option(None, "--parallel", "-np", help="Parallel slots."),
+    on_demand: bool = typer.Option(False, "--on-demand", help="Start on the first gateway request, not at `up`."),
+    no_check: bool = typer.Option(False, "--no-check", help="Do not require the model file to exist yet."),
+) -> None:
+    """Create an instance config (refuses to overwrite one).
+
+    Example: llama-orch create qwen --model D:/models/qwen.gguf --backend vulkan -ngl 99 -- --flash-attn on
+    """
+    paths = context(ctx).paths
+    name_problem = check_instance_name(name)
+    if name_problem:
+        raise ConfigError([ConfigProblem("<command line>", "NAME", name_problem)])
+    target = paths.instance_config(name)
+    if target.exists():
+        raise InstanceExistsError(name, f"instance {name!r} already exists ({target})", hint=f"llama-orch rm {name}")
+    fleet = load_fleet(paths, offline=True)
+    taken = {c.server.port for c in fleet.instances.values()}
+    taken |= {fleet.orchestrator.gateway.port, fleet.orchestrator.control.port}
+    if port is None:
+        port = choose_port(taken, lambda p: is_port_free(host, p))
+        if port is None:
+            raise ConfigError([ConfigProblem("<command line>", "--port", "no free port in 8001-8999; pass --port")])
+    raw = _raw_config(name, model, port, host, backend, ctx_size, gpu_layers, alias, parallel, on_demand, extra or [])
+    problems = _check_new(raw, target, taken, port, no_check)
+    if problems:
+        raise ConfigError(problems)
+    paths.ensure()
+    _write_schema(paths)
+    created_dir = not target.parent.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_json_atomic(target, raw)
+    except Exception:
+        if created_dir:
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
+    _console.success(f"created {name}: port {port}, backend {backend}, config {target}")
+
+
+def _raw_config(
+    name: str,
+    model: Path,
+    port: int,
+    host: str,
+    backend: str,
+    ctx_size: int | None,
+    gpu_layers: int | None,
+    alias: str | None,
+    parallel: int | None,
+    on_demand: bool,
+    extra: list[str],
+) -> dict[str, Any]:
+    model_section: dict[str, Any] = {"path": str(model.expanduser().absolute())}
+    for key, value in (("alias", alias), ("context_size", ctx_size), ("parallel", parallel)):
+        if value is not None:
+            model_section[key] = value
+    gpu: dict[str, Any] = {"backend": backend}
+    if gpu_layers is not None:
+        gpu["layers"] = gpu_layers
+    raw: dict[str, Any] = {"$schema": SCHEMA_REF, "name": name, "model": model_section}
+    raw["server"] = {"host": host, "port": port}
+    raw["gpu"] = gpu
+    raw["args"] = extra
+    if on_demand:
+        raw["on_demand"] = True
+        raw["autostart"] = False
+    return raw
+
+
+def _check_new(raw: dict[str, Any], target: Path, taken: set[int], port: int, no_check: bool) -> list[ConfigProblem]:
+    file = str(target)
+    try:
+        InstanceConfig.model_validate(raw)
+    except ValidationError as exc:
+        return problems_from_validation(exc, file, InstanceConfig)
+    problems = []
+    if port in taken:
+        problems.append(ConfigProblem(file, "server.port", f"port {port} is already used by another config"))
+    if not no_check and not Path(raw["model"]["path"]).is_file():
+        problems.append(ConfigProblem(file, "model.path", f"model file not found: {raw['model']['path']} (--no-check)"))
+    return problems
+
+
+def _write_schema(paths: HomePaths) -> None:
+    """Keep <home>/schemas/instance.schema.json current so the `$schema` reference in configs resolves."""
+    import json
+
+    schema_dir = paths.home / SCHEMA_DIR
+    schema_dir.mkdir(exist_ok=True)
+    target = schema_dir / "instance.schema.json"
+    text = json.dumps(json_schema("instance"), indent=2) + "\n"
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        write_json_atomic(target, json.loads(text))
+
+
+def list_instances(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List configured instances (reads the config files; no daemon needed)."""
+    fleet = load_fleet(context(ctx).paths, offline=True)
+    rows = []
+    for name in sorted(fleet.config_files):
+        config = fleet.instances.get(name)
+        if config is None:
+            rows.append({"name": name, "valid": False})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "valid": True,
+                "alias": config.served_name,
+                "port": config.server.port,
+                "backend": config.gpu.backend,
+                "model": config.model.path,
+                "start": "on-demand" if config.on_demand else ("autostart" if config.autostart else "manual"),
+            }
+        )
+    if as_json:
+        _console.print_json(rows)
+        return
+    table = Table("NAME", "ALIAS", "PORT", "BACKEND", "START", "MODEL", box=None, pad_edge=False)
+    for row in rows:
+        if not row["valid"]:
+            table.add_row(str(row["name"]), "-", "-", "-", "-", "INVALID (llama-orch config validate)")
+        else:
+            table.add_row(*(str(row[k]) for k in ("name", "alias", "port", "backend", "start", "model")))
+    _console.out.print(table)
+
+
+def remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Instance to remove."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Remove an instance: its config directory and its log files.
+
+    Example: llama-orch rm qwen -y
+    """
+    paths = context(ctx).paths
+    directory = paths.instance_dir(name) if check_instance_name(name) is None else None
+    if directory is None or not (directory / "config.json").exists():
+        fleet = load_fleet(paths, offline=True)
+        raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
+    if not yes:
+        if not sys.stdin.isatty():
+            _console.error(f"refusing to remove {name!r} without confirmation", "pass -y to remove it")
+            raise typer.Exit(EXIT_CONFIG)
+        typer.confirm(f"Remove instance {name!r} and its logs?", abort=True)
+    _before_remove(ctx, name)
+    shutil.rmtree(directory)
+    for log in paths.logs_dir.glob(f"{name}.log*"):
+        log.unlink(missing_ok=True)
+    _console.success(f"removed {name}")
+
+
+def _before_remove(ctx: typer.Context, name: str) -> None:
+    """Hook for the lifecycle commands: stop the instance through the daemon first."""

@@ -1,0 +1,53 @@
+"""The rendered llama-server command line: golden argv lists."""
+
+from __future__ import annotations
+
+from llama_orchestrator.config.argv import build_command, quote_command
+from llama_orchestrator.config.models import InstanceConfig
+
+
+def config(**overrides: object) -> InstanceConfig:
+    data: dict[str, object] = {"name": "a", "model": {"path": "/m/x.gguf"}, "server": {"port": 8001}}
+    data.update(overrides)
+    return InstanceConfig.model_validate(data)
+
+
+def test_minimal_argv_always_has_host_and_port() -> None:
+    assert build_command(config(), "llama-server", {}).argv == [
+        "llama-server", "-m", "/m/x.gguf", "--host", "127.0.0.1", "--port", "8001", "--alias", "a",
+    ]
+
+
+def test_full_argv_in_order_with_zero_values() -> None:
+    cfg = config(
+        model={"path": "/m/x.gguf", "alias": "gpt", "context_size": 0, "parallel": 2, "threads": 4, "embeddings": True},
+        gpu={"backend": "vulkan", "devices": [0, 1], "layers": 0, "split_mode": "layer"},
+        args=["--flash-attn", "on", "; rm -rf ~"],
+        server={"port": 8001, "metrics": True, "api_key_file": "/k/key.txt"},
+    )
+    assert build_command(cfg, "/bin/ls", {}).argv == [
+        "/bin/ls", "-m", "/m/x.gguf", "--host", "127.0.0.1", "--port", "8001", "--alias", "gpt",
+        "-c", "0", "-t", "4", "-np", "2", "--embeddings", "-ngl", "0", "--device", "Vulkan0,Vulkan1",
+        "-sm", "layer", "--api-key-file", "/k/key.txt", "--metrics", "--flash-attn", "on", "; rm -rf ~",
+    ]
+
+
+def test_api_key_from_env_goes_to_environment_not_argv() -> None:
+    cfg = config(server={"port": 8001, "api_key_env": "MY_KEY"})
+    command = build_command(cfg, "llama-server", {"MY_KEY": "s3cret"})
+    assert all("s3cret" not in arg for arg in command.argv)
+    assert command.env["LLAMA_API_KEY"] == "s3cret"
+    assert command.redacted_env()["LLAMA_API_KEY"] == "<redacted>"
+
+
+def test_cuda_devices() -> None:
+    cfg = config(gpu={"backend": "cuda", "devices": [1], "layers": 99})
+    argv = build_command(cfg, "llama-server", {}).argv
+    assert argv[argv.index("--device") + 1] == "CUDA1"
+    assert argv[argv.index("-ngl") + 1] == "99"
+
+
+def test_quoting_per_platform() -> None:
+    argv = ["C:/Program Files/llama/llama-server.exe", "-m", "D:/models/a b.gguf"]
+    assert quote_command(argv, "windows") == '"C:/Program Files/llama/llama-server.exe" -m "D:/models/a b.gguf"'
+    assert quote_command(argv, "linux") == "'C:/Program Files/llama/llama-server.exe' -m 'D:/models/a b.gguf'"

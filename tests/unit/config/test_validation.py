@@ -1,0 +1,149 @@
+"""Validation that helps: every problem found, each with file, field path and rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llama_orchestrator.config.loader import load_fleet, require_valid
+from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.errors import ConfigError
+
+
+def write_instance(home: Path, name: str, data: object | str) -> Path:
+    path = home / "instances" / name / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def minimal(name: str, port: int, model: Path) -> dict[str, object]:
+    return {"name": name, "model": {"path": str(model)}, "server": {"port": port}}
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> HomePaths:
+    return HomePaths(tmp_path / "home")
+
+
+def fields(fleet, severity="error"):
+    return {(Path(p.file).parent.name, p.field) for p in fleet.problems if p.severity == severity}
+
+
+def test_valid_instance_loads_with_defaults(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, model_file))
+    fleet = load_fleet(home, which=lambda _: "/usr/bin/llama-server")
+    assert fleet.errors == []
+    config = fleet.instances["a"]
+    assert config.health.interval_s == 10 and config.restart.backoff_max_s == 300
+    assert config.served_name == "a"
+
+
+def test_unknown_key_suggests_nearest(home: HomePaths, model_file: Path) -> None:
+    data = minimal("a", 8001, model_file) | {"restart_polcy": {}}
+    data["model"] = {"path": str(model_file), "contxt_size": 10}
+    write_instance(home.home, "a", data)
+    fleet = load_fleet(home, which=lambda _: "x")
+    messages = {p.field: p.message for p in fleet.errors}
+    assert "did you mean 'restart'" in messages["restart_polcy"]
+    assert "did you mean 'context_size'" in messages["model.contxt_size"]
+
+
+def test_every_problem_is_reported_at_once(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "broken-json", '{"name": "broken-json",\n  "model": {,}\n}')
+    write_instance(home.home, "types", {"name": "types", "model": {"path": str(model_file), "context_size": "abc"},
+                                        "server": {"port": 70000}, "gpu": {"layers": "lots"}})
+    write_instance(home.home, "clash1", minimal("clash1", 8005, model_file))
+    write_instance(home.home, "clash2", minimal("clash2", 8005, model_file))
+    write_instance(home.home, "nomodel", minimal("nomodel", 8006, model_file.parent / "missing.gguf"))
+    fleet = load_fleet(home, which=lambda _: "x")
+    found = fields(fleet)
+    assert ("broken-json", "") in found
+    assert {("types", "model.context_size"), ("types", "server.port"), ("types", "gpu.layers")} <= found
+    assert {("clash1", "server.port"), ("clash2", "server.port")} <= found
+    assert ("nomodel", "model.path") in found
+    broken = next(p for p in fleet.errors if "broken-json" in p.file)
+    assert broken.line == 2 and broken.column is not None
+    with pytest.raises(ConfigError) as caught:
+        require_valid(fleet)
+    assert len(caught.value.problems) == len(fleet.errors) >= 7
+
+
+def test_offline_makes_missing_model_a_warning(home: HomePaths, tmp_path: Path) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, tmp_path / "nope.gguf"))
+    fleet = load_fleet(home, offline=True, which=lambda _: None)
+    assert fleet.errors == []
+    assert ("a", "model.path") in fields(fleet, "warning")
+
+
+def test_zero_is_a_value_and_null_is_unset(home: HomePaths, model_file: Path) -> None:
+    data = minimal("a", 8001, model_file)
+    data["gpu"] = {"layers": 0}
+    data["model"] = {"path": str(model_file), "context_size": None}
+    write_instance(home.home, "a", data)
+    config = load_fleet(home, which=lambda _: "x").instances["a"]
+    assert config.gpu.layers == 0
+    assert config.model.context_size is None
+
+
+def test_port_clash_with_gateway(home: HomePaths, model_file: Path) -> None:
+    home.home.mkdir(parents=True)
+    home.orchestrator_file.write_text(json.dumps({"gateway": {"port": 8001}}))
+    write_instance(home.home, "a", minimal("a", 8001, model_file))
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert any("gateway" in p.message for p in fleet.errors)
+
+
+def test_name_must_match_directory(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", minimal("b", 8001, model_file))
+    assert ("a", "name") in fields(load_fleet(home, which=lambda _: "x"))
+
+
+def test_owned_flags_rejected_in_args(home: HomePaths, model_file: Path) -> None:
+    data = minimal("a", 8001, model_file) | {"args": ["--host", "0.0.0.0"]}
+    write_instance(home.home, "a", data)
+    messages = [p.message for p in load_fleet(home, which=lambda _: "x").errors]
+    assert any("--host is set by the orchestrator" in m for m in messages)
+
+
+def test_defaults_merge_under_instances_and_bad_defaults_reported(home: HomePaths, model_file: Path) -> None:
+    home.home.mkdir(parents=True)
+    home.orchestrator_file.write_text(json.dumps({"defaults": {"health": {"interval_s": 2}, "restrat": {}}}))
+    write_instance(home.home, "a", minimal("a", 8001, model_file))
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert any(p.field == "defaults.restrat" and p.file.endswith("orchestrator.json") for p in fleet.errors)
+    home.orchestrator_file.write_text(json.dumps({"defaults": {"health": {"interval_s": 2}}}))
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fleet.errors == []
+    assert fleet.instances["a"].health.interval_s == 2
+
+
+def test_relative_model_path_resolves_against_instance_dir(home: HomePaths) -> None:
+    path = write_instance(home.home, "a", {"model": {"path": "m.gguf"}, "server": {"port": 8001}})
+    (path.parent / "m.gguf").write_bytes(b"GGUF")
+    config = load_fleet(home, which=lambda _: "x").instances["a"]
+    assert config.model.path == str(path.parent / "m.gguf")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "../x", "a/b", "a\\b", "CON", "con", "nul.txt", "com1", "x" * 300, "bad\nname", "nul\x00", "a.", "-a", "Ab",
+     "ｆｕｌｌ"],
+)
+def test_hostile_names_rejected(name: str) -> None:
+    assert check_instance_name(name) is not None
+
+
+@pytest.mark.parametrize("name", ["a", "gpt-oss", "qwen2.5-coder", "m_1", "x" * 63])
+def test_good_names_accepted(name: str) -> None:
+    assert check_instance_name(name) is None
