@@ -1,0 +1,86 @@
+"""macOS LaunchAgent for the daemon: a plist rendered with plistlib, loaded with `launchctl`.
+
+Pure: `render_plist()` returns the XML text, `plan_launchd()` the file and the commands. A
+LaunchAgent runs in the user's GUI session (`gui/<uid>`), which is where Metal is available;
+a boot-time LaunchDaemon is not offered.
+"""
+
+from __future__ import annotations
+
+import plistlib
+from pathlib import PurePath
+
+from llama_orchestrator.autostart.spec import (
+    LAUNCHD_LABEL,
+    STOP_TIMEOUT_S,
+    Command,
+    HostFacts,
+    Mode,
+    RenderedFile,
+    ServicePlan,
+    daemon_argv,
+)
+from llama_orchestrator.config.paths import ENV_HOME, HomePaths
+from llama_orchestrator.errors import UnsupportedPlatformError
+
+PLIST_NAME = f"{LAUNCHD_LABEL}.plist"
+
+
+def render_plist(paths: HomePaths, python: PurePath) -> str:
+    """Render the LaunchAgent plist as XML text."""
+    document = {
+        "Label": LAUNCHD_LABEL,
+        "ProgramArguments": list(daemon_argv(python, paths.home)),
+        "EnvironmentVariables": {ENV_HOME: str(paths.home), "PYTHONUNBUFFERED": "1"},
+        "RunAtLoad": True,
+        # Restart after a crash, not after a clean `llama-orch daemon stop` (exit 0).
+        "KeepAlive": {"SuccessfulExit": False},
+        # Children are stopped or re-adopted by the daemon itself (like systemd KillMode=process);
+        # by default launchd kills the job's whole process group when the daemon exits.
+        "AbandonProcessGroup": True,
+        # launchd's grace between SIGTERM and SIGKILL (default 20 s).
+        "ExitTimeOut": STOP_TIMEOUT_S,
+        # Background jobs are throttled (CPU and I/O); inference must not be.
+        "ProcessType": "Interactive",
+        "StandardOutPath": str(paths.logs_dir / "launchd.out.log"),
+        "StandardErrorPath": str(paths.logs_dir / "launchd.err.log"),
+    }
+    return plistlib.dumps(document, sort_keys=False).decode("utf-8")
+
+
+def plan_launchd(
+    paths: HomePaths, python: PurePath, host: HostFacts, *, mode: Mode = "logon"
+) -> ServicePlan:
+    """Plan the plist in `~/Library/LaunchAgents` and the `launchctl` calls for the GUI domain.
+
+    Raises:
+        UnsupportedPlatformError: for `mode="boot"` (a LaunchDaemon has no GPU session).
+        AutostartError: when the user's uid is unknown.
+    """
+    if mode == "boot":
+        raise UnsupportedPlatformError(
+            "--mode boot is not supported on macOS",
+            hint="a LaunchAgent starts at logon; enable automatic login to start it at boot",
+        )
+    if host.uid is None:
+        raise UnsupportedPlatformError("launchd needs the numeric user id (gui/<uid> domain)")
+    domain = f"gui/{host.uid}"
+    target = f"{domain}/{LAUNCHD_LABEL}"
+    plist_path = host.user_home / "Library" / "LaunchAgents" / PLIST_NAME
+    return ServicePlan(
+        backend="launchd",
+        name=LAUNCHD_LABEL,
+        files=(RenderedFile(plist_path, render_plist(paths, python)),),
+        install_commands=(
+            # bootstrap fails ("Input/output error") when the label is already loaded: unload first.
+            Command(("launchctl", "bootout", target), check=False),
+            Command(("launchctl", "enable", target)),
+            Command(("launchctl", "bootstrap", domain, str(plist_path))),
+        ),
+        uninstall_commands=(Command(("launchctl", "bootout", target), check=False),),
+        status_commands=(Command(("launchctl", "print", target), check=False),),
+        notes=(
+            f"The daemon's stdout/stderr go to {paths.logs_dir}/launchd.*.log.",
+            "The agent starts at logon (RunAtLoad) and is restarted after a crash (KeepAlive).",
+        ),
+    )

@@ -1,0 +1,79 @@
+"""Pick the backend for a platform and build its `ServicePlan`; gather the host's facts once.
+
+`build_plan()` is pure given a `HostFacts`; `current_host()` is the one place that reads the
+running interpreter, user and directories, so the renderers never do.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path, PurePath, PureWindowsPath
+
+from llama_orchestrator._platform import PlatformName
+from llama_orchestrator.autostart.launchd import plan_launchd
+from llama_orchestrator.autostart.spec import HostFacts, Mode, ServicePlan
+from llama_orchestrator.autostart.systemd import plan_systemd
+from llama_orchestrator.autostart.windows_service import plan_windows_service
+from llama_orchestrator.autostart.windows_task import plan_windows_task, windowless_interpreter
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.errors import UnsupportedPlatformError
+
+
+def build_plan(
+    platform: PlatformName,
+    mode: Mode,
+    system: bool,
+    paths: HomePaths,
+    python: PurePath,
+    *,
+    host: HostFacts,
+    windows_service: bool = False,
+    unit_dir: Path | None = None,
+    exists: Callable[[PureWindowsPath], bool] | None = None,
+) -> ServicePlan:
+    """Build the plan for `platform`: systemd, launchd, a scheduled task or a Windows service.
+
+    `unit_dir` redirects the systemd unit (tests); `exists` checks for `pythonw.exe` beside
+    `python` (defaults to the real file system).
+
+    Raises:
+        UnsupportedPlatformError: for a combination the platform does not offer.
+    """
+    if windows_service and platform != "windows":
+        raise UnsupportedPlatformError("--windows-service is only available on Windows")
+    if system and platform != "linux":
+        raise UnsupportedPlatformError("--system is only available on Linux (systemd)")
+    if platform == "linux":
+        return plan_systemd(paths, python, host, mode=mode, system=system, unit_dir=unit_dir)
+    if platform == "macos":
+        return plan_launchd(paths, python, host, mode=mode)
+    if windows_service:
+        return plan_windows_service(paths, host)
+    check = exists or (lambda candidate: Path(candidate).exists())
+    return plan_windows_task(paths, windowless_interpreter(python, check), host, mode=mode)
+
+
+def current_host() -> HostFacts:
+    """Read the facts of the running machine and environment (interpreter, user, directories)."""
+    python = Path(sys.executable)
+    if sys.platform == "win32":
+        domain = os.environ.get("USERDOMAIN")
+        user = f"{domain}\\{getpass.getuser()}" if domain else getpass.getuser()
+    else:
+        user = getpass.getuser()
+    config_home = os.environ.get("XDG_CONFIG_HOME")
+    return HostFacts(
+        python=python,
+        user=user,
+        uid=os.getuid() if hasattr(os, "getuid") else None,
+        user_config_dir=Path(config_home) if config_home else Path.home() / ".config",
+        user_home=Path.home(),
+        # A venv's python.exe re-executes the base interpreter; the SCM needs the real one.
+        base_python=Path(getattr(sys, "_base_executable", sys.executable)),
+        site_packages=Path(sysconfig.get_paths()["purelib"]),
+        service_host_script=Path(__file__).with_name("_service_host.py"),
+    )

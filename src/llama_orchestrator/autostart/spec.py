@@ -1,0 +1,120 @@
+"""The data every autostart backend renders: files to write, commands to run, notes to show.
+
+Renderers (`systemd`, `launchd`, `windows_task`, `windows_service`) are pure functions from
+(`HomePaths`, `HostFacts`, options) to a `ServicePlan`; `executor` is the only module that writes
+files or runs commands (honcho's exporters: render as data, write separately). Keeping the plan
+as plain data is what lets `--dry-run` print exactly what an install would do and lets the tests
+compare it with golden files on any OS. Stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Literal
+
+Mode = Literal["logon", "boot"]
+Backend = Literal["systemd", "launchd", "windows-task", "windows-service"]
+
+SERVICE_NAME = "llama-orchestrator"
+"""The one name used everywhere: systemd unit stem, scheduled task name, Windows service name."""
+
+LAUNCHD_LABEL = "io.github.llama-orchestrator"
+
+STOP_TIMEOUT_S = 30
+"""How long a service manager waits for the daemon to stop before killing it.
+
+Longer than the daemon's own stop: every instance gets a 15 s grace (DESIGN section 4) in
+parallel, then a kill, then the daemon records the final states.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFile:
+    """One file an install writes: where, what, with which permission bits and encoding.
+
+    `encoding` is part of the data because Task Scheduler reads its XML as UTF-16 (with a BOM);
+    every other file is UTF-8.
+    """
+
+    path: Path
+    content: str
+    mode: int = 0o644
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command an install, uninstall or status query runs (argv, never a shell string).
+
+    `check=False` marks commands whose failure is expected and harmless, such as stopping a
+    service that is not running, or asking systemd whether a unit is enabled (exit 1 = "no").
+    """
+
+    argv: tuple[str, ...]
+    check: bool = True
+
+    def display(self) -> str:
+        """Render the command for humans, quoting arguments that contain spaces."""
+        return " ".join(_display_quote(arg) for arg in self.argv)
+
+
+def _display_quote(arg: str) -> str:
+    if arg and not any(c in arg for c in " \t\"'"):
+        return arg
+    return '"' + arg.replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """Everything one backend does to install, remove and inspect the autostart entry.
+
+    Install: write `files`, then run `install_commands`.
+    Uninstall: run `uninstall_commands`, delete `files`, then run `post_uninstall_commands`
+    (systemd needs a `daemon-reload` after the unit file is gone).
+    Status: run `status_commands` (all `check=False`) and interpret them per backend.
+    """
+
+    backend: Backend
+    name: str
+    files: tuple[RenderedFile, ...] = ()
+    install_commands: tuple[Command, ...] = ()
+    uninstall_commands: tuple[Command, ...] = ()
+    post_uninstall_commands: tuple[Command, ...] = ()
+    status_commands: tuple[Command, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What the renderers need to know about the machine, gathered once by `plan.current_host()`.
+
+    Passing these in (rather than reading `os`/`sys` inside the renderers) keeps rendering pure:
+    the tests render every platform's plan with fake users and paths, spaces included.
+    """
+
+    python: PurePath
+    """The interpreter of the installed environment (`sys.executable`)."""
+    user: str
+    """Login name (Linux/macOS) or `DOMAIN\\user` (Windows)."""
+    uid: int | None = None
+    """Numeric user id on POSIX (launchd's `gui/<uid>` domain); None on Windows."""
+    user_config_dir: Path = field(default_factory=lambda: Path("~/.config"))
+    """`$XDG_CONFIG_HOME` or `~/.config`: systemd user units live in `<this>/systemd/user`."""
+    user_home: Path = field(default_factory=lambda: Path("~"))
+    """The user's home directory: LaunchAgents live in `<this>/Library/LaunchAgents`."""
+    base_python: PurePath | None = None
+    """Windows service only: the real interpreter behind a venv's `python.exe` launcher."""
+    site_packages: PurePath | None = None
+    """Windows service only: the environment's site-packages, added by the service host."""
+    service_host_script: PurePath | None = None
+    """Windows service only: the path of `autostart/_service_host.py` in this environment."""
+
+
+def daemon_argv(python: PurePath | str, home: PurePath | str) -> tuple[str, ...]:
+    """The foreground daemon command every backend runs: `<python> -m llama_orchestrator ... daemon run`.
+
+    `--home` is always explicit: a service manager's environment (SYSTEM on Windows, a system
+    unit's `User=`) would otherwise resolve a different default home than the user who installed.
+    """
+    return (str(python), "-m", "llama_orchestrator", "--home", str(home), "daemon", "run")
