@@ -168,20 +168,38 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connec
 
 
 def _open_checked(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    """Open and quick_check `path`; raise `_CorruptDatabase` if it is corrupt, StoreError otherwise."""
-    conn: sqlite3.Connection | None = None
+    """Check then open `path`; raise `_CorruptDatabase` if it is corrupt, StoreError otherwise."""
+    if path.exists():
+        _quick_check_read_only(path, busy_timeout_ms)
     try:
-        conn = _configure(_raw_connect(path), busy_timeout_ms)
-        rows = conn.execute("PRAGMA quick_check").fetchall()
+        return _configure(_raw_connect(path), busy_timeout_ms)
     except sqlite3.Error as exc:
-        if conn is not None:
-            conn.close()
         if is_corruption(exc):
             raise _CorruptDatabase(str(exc)) from exc
         raise StoreError(f"cannot open state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
+
+
+def _quick_check_read_only(path: Path, busy_timeout_ms: int) -> None:
+    """Run quick_check on a read-only connection.
+
+    Read-only so that checking a corrupt file changes nothing worth keeping: a read-write open
+    of a file that is "not a database" deletes its -wal on close, and the -wal may hold the
+    last transactions someone wants to recover from the quarantined copy.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        if is_corruption(exc):
+            raise _CorruptDatabase(str(exc)) from exc
+        raise StoreError(f"cannot check state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
+    finally:
+        conn.close()
     problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
     if problems != ["ok"]:
-        conn.close()
         summary = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise _CorruptDatabase("quick_check: " + summary)
-    return conn
