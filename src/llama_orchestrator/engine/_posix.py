@@ -65,10 +65,23 @@ def terminate_tree(child: ChildProcess) -> bool:
     """
     if not _group_may_be_ours(child):
         return False
-    delivered = _killpg(child.pid, signal.SIGTERM)
+    delivered = _signal_tree(child, signal.SIGTERM)
     if delivered:
-        _killpg(child.pid, signal.SIGCONT)
+        _signal_tree(child, signal.SIGCONT)
     return delivered
+
+
+def _signal_tree(child: ChildProcess, sig: int) -> bool:
+    """Signal the child's group; if it leads none (adopted from elsewhere), the pid alone."""
+    if _killpg(child.pid, sig):
+        return True
+    if process_state(child.pid, child.create_time) is not ProcessState.SAME:
+        return False
+    try:
+        os.kill(child.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def group_members(pgid: int) -> list[int]:
@@ -90,6 +103,8 @@ def kill_tree_now(child: ChildProcess) -> list[int]:
     if not _group_may_be_ours(child):
         return []
     members = group_members(child.pid)
-    if not _killpg(child.pid, signal.SIGKILL):
-        return []
-    return members
+    if _killpg(child.pid, signal.SIGKILL):
+        return members
+    if _signal_tree(child, signal.SIGKILL):
+        return [child.pid]
+    return []
