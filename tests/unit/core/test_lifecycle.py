@@ -1,0 +1,216 @@
+"""The state machine as scenario tables: (event, expected state, expected actions), fake clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from llama_orchestrator.config.models import HealthPolicy, RestartPolicy
+from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core.backoff import restart_delay
+from llama_orchestrator.core.classify import Failure, FailureKind, classify_exit, is_loading_progress
+from llama_orchestrator.core.states import InstanceState as S
+
+POLICY = lc.Policy(HealthPolicy(), RestartPolicy())
+CRASH = lc.Exited("killed by signal 6", None, Failure(FailureKind.UNKNOWN, "abort"))
+MODEL_ERROR = lc.Exited("exit code 1", 1, Failure(FailureKind.MODEL_LOAD, "error loading model"))
+
+
+def run(steps, rt=None, policy=POLICY):
+    """Replay (time, event, expected state, expected actions) rows; return the final runtime."""
+    rt = rt or lc.Runtime()
+    for now, event, state, actions in steps:
+        decision = lc.decide(rt, event, policy, now, jitter_draw=0.5)
+        rt = decision.runtime
+        assert rt.state is state, f"after {event} at t={now}: {rt.state} (reason {rt.reason!r}), wanted {state}"
+        assert tuple(type(a) for a in decision.actions) == actions, f"after {event}: {decision.actions}"
+    return rt
+
+
+def ready_runtime(now: float = 0.0) -> lc.Runtime:
+    return run([(now, lc.Start(), S.STARTING, (lc.Spawn,)), (now + 1, lc.Probe(True), S.READY, (lc.RecordLoadTime,))])
+
+
+def test_start_to_ready_records_load_time() -> None:
+    rt = lc.decide(lc.Runtime(), lc.Start(), POLICY, 10.0).runtime
+    decision = lc.decide(rt, lc.Probe(True), POLICY, 12.5)
+    assert decision.runtime.state is S.READY
+    assert decision.actions == (lc.RecordLoadTime(2.5),)
+
+
+def test_loading_probes_keep_starting_until_ready() -> None:
+    run([
+        (0, lc.Start(), S.STARTING, (lc.Spawn,)),
+        (0.2, lc.Probe(False, "503 Loading model"), S.STARTING, ()),
+        (0.4, lc.Probe(False, "503 Loading model"), S.STARTING, ()),
+        (0.6, lc.Probe(True), S.READY, (lc.RecordLoadTime,)),
+    ])
+
+
+def test_crash_loop_backoff_curve_first_restart_at_once() -> None:
+    rt = ready_runtime()
+    delays = []
+    now = 10.0
+    for _ in range(7):
+        decision = lc.decide(rt, CRASH, POLICY, now, jitter_draw=0.5)
+        rt = decision.runtime
+        if rt.state is S.BACKOFF:
+            delays.append(rt.next_start_at - now)
+            now = rt.next_start_at
+            rt = lc.decide(rt, lc.Tick(), POLICY, now).runtime
+        else:
+            delays.append(0.0)
+        assert rt.state is S.STARTING
+        rt = lc.decide(rt, lc.Probe(True), POLICY, now + 1).runtime
+        now += 2
+    assert delays == pytest.approx([0, 2, 4, 8, 16, 32, 64])
+    assert rt.restarts == 7
+
+
+def test_backoff_caps_and_jitter_bounds() -> None:
+    assert restart_delay(20, 2, 300, 0.5) == pytest.approx(300)
+    assert restart_delay(3, 2, 300, 0.0) == pytest.approx(3.6)
+    assert restart_delay(3, 2, 300, 0.999999) == pytest.approx(4.4, rel=1e-5)
+
+
+def test_crash_counter_resets_after_ten_minutes_ready() -> None:
+    rt = ready_runtime()
+    rt = replace(rt, crash_count=4)
+    rt = lc.decide(rt, CRASH, POLICY, 700.0).runtime  # ready since t=1, so 699 s > 600 s
+    assert rt.state is S.STARTING and rt.crash_count == 1
+
+
+def test_model_load_error_fails_after_one_attempt() -> None:
+    rt = run([(0, lc.Start(), S.STARTING, (lc.Spawn,)), (1, MODEL_ERROR, S.FAILED, ())])
+    assert "model-load-error" in rt.last_error
+    # Nothing more happens on ticks: failed is left only by a user command.
+    run([(100, lc.Tick(), S.FAILED, ())], rt)
+    run([(101, lc.Start(), S.STARTING, (lc.Spawn,))], rt)
+
+
+def test_unknown_start_failures_fail_after_five_attempts() -> None:
+    unknown = lc.Exited("exit code 1", 1, Failure(FailureKind.UNKNOWN, "boom"))
+    rt = lc.decide(lc.Runtime(), lc.Start(), POLICY, 0).runtime
+    now = 0.0
+    states = []
+    for _ in range(5):
+        rt = lc.decide(rt, unknown, POLICY, now).runtime
+        states.append(rt.state)
+        if rt.state is S.BACKOFF:
+            now = rt.next_start_at
+            rt = lc.decide(rt, lc.Tick(), POLICY, now).runtime
+    assert states == [S.STARTING, S.BACKOFF, S.BACKOFF, S.BACKOFF, S.FAILED]
+    assert "5 start(s)" in rt.last_error
+
+
+def test_start_deadline_extends_with_progress_then_times_out() -> None:
+    policy = lc.Policy(HealthPolicy(start_timeout_s=10), RestartPolicy())
+    rt = run([
+        (0, lc.Start(), S.STARTING, (lc.Spawn,)),
+        (8, lc.Progress(), S.STARTING, ()),
+        (12, lc.Tick(), S.STARTING, ()),  # 12 < 8 + 10: still loading
+        (18, lc.Tick(), S.STOPPING, (lc.StopProcess,)),
+    ], policy=policy)
+    assert rt.after_stop == "start-failed"
+    rt = lc.decide(rt, lc.Stopped("killed"), policy, 19).runtime
+    assert rt.state is S.STARTING and rt.start_failures == 1  # first retry at once
+
+
+def test_unhealthy_after_threshold_then_restarted() -> None:
+    rt = ready_runtime()
+    rt = run([
+        (11, lc.Probe(False, "timeout"), S.READY, ()),
+        (21, lc.Probe(False, "timeout"), S.READY, ()),
+        (31, lc.Probe(False, "timeout"), S.UNHEALTHY, ()),
+    ], rt)
+    assert lc.next_wake(rt, POLICY) == 0.0
+    rt = run([(31, lc.Tick(), S.STOPPING, (lc.StopProcess,)), (32, lc.Stopped("killed"), S.STARTING, (lc.Spawn,))], rt)
+    assert rt.restarts == 1
+
+
+def test_unhealthy_recovers_when_restart_policy_is_no() -> None:
+    policy = lc.Policy(HealthPolicy(failure_threshold=1), RestartPolicy(policy="no"))
+    rt = run([(0, lc.Start(), S.STARTING, (lc.Spawn,)), (1, lc.Probe(True), S.READY, (lc.RecordLoadTime,)),
+              (2, lc.Probe(False), S.UNHEALTHY, ()), (3, lc.Tick(), S.UNHEALTHY, ()),
+              (4, lc.Probe(True), S.READY, ())], policy=policy)
+    assert rt.probe_failures == 0
+
+
+def test_stop_while_loading_is_a_kill_and_start_during_stop_waits() -> None:
+    rt = lc.decide(lc.Runtime(), lc.Start(), POLICY, 0).runtime
+    decision = lc.decide(rt, lc.Stop(), POLICY, 1)
+    assert decision.actions == (lc.StopProcess(kill=True),)
+    rt = run([(1.5, lc.Start(), S.STOPPING, ()), (2, lc.Stopped("killed"), S.STARTING, (lc.Spawn,))],
+             decision.runtime)
+    assert rt.desired_up
+
+
+def test_stop_when_ready_is_graceful_and_ends_stopped() -> None:
+    rt = ready_runtime()
+    decision = lc.decide(rt, lc.Stop(), POLICY, 5)
+    assert decision.actions == (lc.StopProcess(kill=False),)
+    run([(6, lc.Stopped("exit code 0"), S.STOPPED, ())], decision.runtime)
+
+
+def test_restart_when_ready_stops_then_starts() -> None:
+    run([(5, lc.Restart(), S.STOPPING, (lc.StopProcess,)), (6, lc.Stopped("exit code 0"), S.STARTING, (lc.Spawn,))],
+        ready_runtime())
+
+
+def test_stop_during_backoff_cancels_the_restart() -> None:
+    rt = lc.decide(ready_runtime(), CRASH, POLICY, 5).runtime
+    rt = lc.decide(rt, CRASH if rt.state is S.BACKOFF else lc.Probe(True), POLICY, 6).runtime
+    rt = lc.decide(rt, CRASH, POLICY, 7).runtime
+    assert rt.state is S.BACKOFF
+    run([(8, lc.Stop(), S.STOPPED, ()), (100, lc.Tick(), S.STOPPED, ())], rt)
+
+
+def test_clean_exit_with_on_failure_policy_stops() -> None:
+    clean = lc.Exited("exit code 0", 0, Failure(FailureKind.UNKNOWN, ""))
+    run([(5, clean, S.STOPPED, ())], ready_runtime())
+
+
+def test_impostor_on_port_fails_the_instance() -> None:
+    rt = lc.decide(lc.Runtime(), lc.Start(), POLICY, 0).runtime
+    rt = run([(1, lc.Impostor("port answered by pid 9"), S.STOPPING, (lc.StopProcess,)),
+              (2, lc.Stopped("killed"), S.FAILED, ())], rt)
+    assert "pid 9" in rt.last_error
+
+
+def test_reconciling_adopts_or_starts_or_stays_stopped() -> None:
+    rec = lc.Runtime(state=S.RECONCILING)
+    run([(0, lc.Adopted(42), S.STARTING, ()), (0.1, lc.Probe(True), S.READY, (lc.RecordLoadTime,))], rec)
+    run([(0, lc.NotAdopted("exited-while-unsupervised", True), S.STARTING, (lc.Spawn,))], rec)
+    run([(0, lc.NotAdopted("not running", False), S.STOPPED, ())], rec)
+
+
+def test_ignored_events_change_nothing() -> None:
+    rt = lc.Runtime()
+    for event in (lc.Probe(True), lc.Tick(), CRASH, lc.Stopped("x"), lc.Progress(), lc.Stop()):
+        assert lc.decide(rt, event, POLICY, 1).runtime.state is S.STOPPED
+
+
+@pytest.mark.parametrize(
+    ("lines", "kind"),
+    [
+        (["llama_model_load: error loading model: failed to open x", "main: exiting due to model loading error"],
+         FailureKind.MODEL_LOAD),
+        (["couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8001", "exiting due to HTTP server error"],
+         FailureKind.PORT_IN_USE),
+        (["error: invalid argument: --bogus"], FailureKind.BAD_ARGUMENT),
+        (["Segmentation fault"], FailureKind.UNKNOWN),
+        ([], FailureKind.UNKNOWN),
+    ],
+)
+def test_classify_exit_from_log_tail(lines: list[str], kind: FailureKind) -> None:
+    failure = classify_exit(lines)
+    assert failure.kind is kind
+    if kind is FailureKind.MODEL_LOAD:
+        assert "failed to open x" in failure.detail
+
+
+def test_loading_progress_lines() -> None:
+    assert is_loading_progress("llama_model_loader: loaded meta data with 20 key-value pairs")
+    assert is_loading_progress(".......")
+    assert not is_loading_progress("srv  log_server_r: request: GET /health 127.0.0.1 200")
