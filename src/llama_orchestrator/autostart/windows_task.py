@@ -60,7 +60,8 @@ def windowless_interpreter(python: PurePath, exists: Callable[[PureWindowsPath],
 def render_task_xml(paths: HomePaths, python: PurePath, *, mode: Mode, user: str) -> str:
     """Render the task definition (Task Scheduler schema 1.2) as text, to be written UTF-16."""
     argv = daemon_argv(PureWindowsPath(str(python)), paths.home)
-    command = escape(argv[0])
+    # Quoted as Task Scheduler's own exports do, so a path with spaces is one program name.
+    command = escape(f'"{argv[0]}"' if " " in argv[0] else argv[0])
     # The program parses its own command line (CRT rules); list2cmdline is exactly those rules.
     arguments = escape(subprocess.list2cmdline(argv[1:]))
     if mode == "logon":

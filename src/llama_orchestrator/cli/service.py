@@ -1,0 +1,191 @@
+"""`llama-orch service install|uninstall|status`: start the daemon at boot or logon.
+
+Thin: each command builds a `ServicePlan` with `autostart.build_plan()` and either prints it
+(`--dry-run`), carries it out (`autostart.apply`/`remove`) or asks for its status. Errors are
+`AutostartError`s; the main CLI turns them into exit code 8.
+
+Collaborators come from `ServiceDeps`: the main app may put one on its context object as
+`service_deps` (tests do, to fake the service manager and the host); otherwise the real
+subprocess runner, the running host and the running platform are used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from llama_orchestrator._platform import PLATFORM, PlatformName
+from llama_orchestrator.autostart import (
+    CommandRunner,
+    HostFacts,
+    Mode,
+    ServicePlan,
+    ServiceStatus,
+    SubprocessCommandRunner,
+    apply,
+    build_plan,
+    current_host,
+    read_status,
+    remove,
+)
+from llama_orchestrator.config.paths import HomePaths, resolve_home
+
+service_app = typer.Typer(
+    help="Start the daemon at boot or logon: systemd unit, launchd agent, Windows task or service.",
+    no_args_is_help=True,
+)
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class ServiceDeps:
+    """What the service commands act on; the defaults are the real machine."""
+
+    runner: CommandRunner
+    host: HostFacts
+    platform: PlatformName = PLATFORM
+    unit_dir: Path | None = None
+
+
+def _home(ctx: typer.Context) -> HomePaths:
+    paths = getattr(ctx.find_root().obj, "paths", None)
+    return paths if isinstance(paths, HomePaths) else resolve_home(None)
+
+
+def _deps(ctx: typer.Context) -> ServiceDeps:
+    deps = getattr(ctx.find_root().obj, "service_deps", None)
+    if isinstance(deps, ServiceDeps):
+        return deps
+    return ServiceDeps(runner=SubprocessCommandRunner(), host=current_host())
+
+
+def _plan(ctx: typer.Context, mode: Mode, system: bool, windows_service: bool) -> tuple[ServicePlan, ServiceDeps]:
+    deps = _deps(ctx)
+    plan = build_plan(
+        deps.platform,
+        mode,
+        system,
+        _home(ctx),
+        deps.host.python,
+        host=deps.host,
+        windows_service=windows_service,
+        unit_dir=deps.unit_dir,
+    )
+    return plan, deps
+
+
+class ServiceMode(StrEnum):
+    LOGON = "logon"
+    BOOT = "boot"
+
+
+ModeOption = Annotated[
+    ServiceMode,
+    typer.Option(
+        "--mode",
+        help="logon: start when you log on (desktop GPUs, Vulkan). boot: start at boot, no logon needed.",
+    ),
+]
+SystemOption = Annotated[
+    bool, typer.Option("--system", help="Linux: a system unit (needs root) instead of a user unit.")
+]
+WindowsServiceOption = Annotated[
+    bool, typer.Option("--windows-service", help="Windows: a real service (needs admin) instead of a scheduled task.")
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print every file and command; change nothing.")]
+
+
+def _print_plan(plan: ServicePlan, *, files: bool, commands: tuple[str, ...]) -> None:
+    if files:
+        for file in plan.files:
+            console.print(f"[bold]# file {file.path}[/] (mode {file.mode:04o}, {file.encoding})")
+            console.print(file.content, markup=False, highlight=False, soft_wrap=True)
+    for label in commands:
+        for command in getattr(plan, label):
+            suffix = "" if command.check else "   # failure ignored"
+            console.print(f"$ {command.display()}{suffix}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_notes(plan: ServicePlan) -> None:
+    for note in plan.notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+
+
+@service_app.command()
+def install(
+    ctx: typer.Context,
+    mode: ModeOption = ServiceMode.LOGON,
+    system: SystemOption = False,
+    windows_service: WindowsServiceOption = False,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Install and start the autostart entry for this home's daemon.
+
+    Example: llama-orch service install --mode logon --dry-run
+    """
+    plan, deps = _plan(ctx, "boot" if mode is ServiceMode.BOOT else "logon", system, windows_service)
+    if dry_run:
+        _print_plan(plan, files=True, commands=("install_commands",))
+    else:
+        apply(plan, deps.runner)
+        console.print(f"[green]installed[/] {plan.backend} {plan.name}")
+    _print_notes(plan)
+
+
+@service_app.command()
+def uninstall(
+    ctx: typer.Context,
+    system: SystemOption = False,
+    windows_service: WindowsServiceOption = False,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Stop and remove the autostart entry (safe when nothing is installed).
+
+    Example: llama-orch service uninstall --dry-run
+    """
+    plan, deps = _plan(ctx, "logon", system, windows_service)
+    if dry_run:
+        for file in plan.files:
+            console.print(f"# remove {file.path}", markup=False, highlight=False, soft_wrap=True)
+        _print_plan(plan, files=False, commands=("uninstall_commands", "post_uninstall_commands"))
+        return
+    remove(plan, deps.runner)
+    console.print(f"[green]uninstalled[/] {plan.backend} {plan.name}")
+
+
+@service_app.command()
+def status(
+    ctx: typer.Context,
+    system: SystemOption = False,
+    windows_service: WindowsServiceOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show whether the autostart entry is installed, enabled and running.
+
+    Example: llama-orch service status --json
+    """
+    plan, deps = _plan(ctx, "logon", system, windows_service)
+    result = read_status(plan, deps.runner)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_status(result)
+
+
+def _print_status(result: ServiceStatus) -> None:
+    def word(value: bool | None, yes: str, no: str) -> str:
+        return "unknown" if value is None else (yes if value else no)
+
+    console.print(f"{result.backend} {result.name}: {'installed' if result.installed else 'not installed'}")
+    if result.installed:
+        console.print(f"  enabled: {word(result.enabled, 'yes', 'no')}")
+        console.print(f"  active:  {word(result.active, 'yes', 'no')} ({result.state or 'no state reported'})")
+    for path, exists in result.files.items():
+        console.print(f"  file: {path} ({'present' if exists else 'missing'})", markup=False, highlight=False)
