@@ -6,8 +6,10 @@ per transition), `foreign_keys=ON` and a `busy_timeout`, then runs `PRAGMA quick
 
 A corrupt file (reliability scenario 15: "file is not a database", "database disk image is
 malformed", or a quick_check that is not "ok") is never fatal: it is renamed to
-`state.db.corrupt-<UTC timestamp>` together with its `-wal`/`-shm` files, a fresh database is
-created, and `OpenResult` says so, so the daemon can log loudly and show it in status. A state
+`state.db.corrupt-<UTC timestamp>` together with its `-wal`/`-shm`/`-journal` files, a fresh
+database is created, and `OpenResult` says so, so the daemon can log loudly and show it in status.
+The check reads the header and runs quick_check read-only first, so the quarantined copy keeps
+its -wal (a read-write open of a bad file deletes it). A state
 directory that cannot be written is fatal: `StoreError` naming the path and what to do.
 
 Imports only the stdlib and `llama_orchestrator.errors`; every `sqlite3.Error` leaves as `StoreError`.
@@ -31,9 +33,11 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # Primary result codes (https://www.sqlite.org/rescode.html); extended codes keep them in the low byte.
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
+SQLITE_READONLY = 8
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 _CORRUPT_MESSAGES = ("file is not a database", "database disk image is malformed")
 _WRITABLE_HINT = "make the directory writable, or point --home / LLAMA_ORCH_HOME at a writable directory"
 
@@ -103,7 +107,7 @@ def open_database(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
 
 
 def quarantine(path: Path) -> Path:
-    """Rename `path` (and its -wal/-shm) to `<name>.corrupt-<UTC timestamp>` and return the new path.
+    """Rename `path` (and its -wal/-shm/-journal) to `<name>.corrupt-<UTC timestamp>` and return the new path.
 
     Raises:
         StoreError: the rename failed.
@@ -115,7 +119,8 @@ def quarantine(path: Path) -> Path:
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
         counter += 1
     try:
-        for suffix in ("-wal", "-shm"):
+        # -journal too: a stale rollback journal beside a fresh file would be "rolled back" into it.
+        for suffix in ("-wal", "-shm", "-journal"):
             companion = path.with_name(path.name + suffix)
             if companion.exists():
                 companion.rename(target.with_name(target.name + suffix))
@@ -169,22 +174,51 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connec
 
 def _open_checked(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     """Check then open `path`; raise `_CorruptDatabase` if it is corrupt, StoreError otherwise."""
-    if path.exists():
-        _quick_check_read_only(path, busy_timeout_ms)
+    if not _has_sqlite_header(path):
+        raise _CorruptDatabase("file is not a database")
+    checked = not path.exists() or _quick_check_read_only(path, busy_timeout_ms)
+    conn: sqlite3.Connection | None = None
     try:
-        return _configure(_raw_connect(path), busy_timeout_ms)
+        conn = _configure(_raw_connect(path), busy_timeout_ms)
+        if not checked:
+            _quick_check(conn)
     except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
         if is_corruption(exc):
             raise _CorruptDatabase(str(exc)) from exc
         raise StoreError(f"cannot open state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
+    except _CorruptDatabase:
+        if conn is not None:
+            conn.close()
+        raise
+    return conn
 
 
-def _quick_check_read_only(path: Path, busy_timeout_ms: int) -> None:
-    """Run quick_check on a read-only connection.
+def _has_sqlite_header(path: Path) -> bool:
+    """False only for a non-empty file that does not start with SQLite's magic string.
 
-    Read-only so that checking a corrupt file changes nothing worth keeping: a read-write open
-    of a file that is "not a database" deletes its -wal on close, and the -wal may hold the
-    last transactions someone wants to recover from the quarantined copy.
+    Checked before SQLite opens the file, so nothing (not even a read-write fallback) touches
+    the -wal of a file that plainly is not a database.
+    """
+    if not path.is_file():
+        return True  # missing: SQLite creates it; anything else: SQLite says what is wrong
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read state database {path}: {exc.strerror or exc}",
+                         hint=_WRITABLE_HINT) from exc
+    return head in (b"", _SQLITE_MAGIC)
+
+
+def _quick_check_read_only(path: Path, busy_timeout_ms: int) -> bool:
+    """Run quick_check on a read-only connection; False if that needs a write (check read-write then).
+
+    Read-only first so that checking a corrupt file changes nothing worth keeping: a read-write
+    open of a file that is "not a database" deletes its -wal on close, and the -wal may hold the
+    last transactions someone wants to recover from the quarantined copy. A hot rollback journal
+    can only be replayed by a writer, hence the fallback.
     """
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
@@ -192,13 +226,21 @@ def _quick_check_read_only(path: Path, busy_timeout_ms: int) -> None:
         raise StoreError(f"cannot open state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        rows = conn.execute("PRAGMA quick_check").fetchall()
+        _quick_check(conn)
     except sqlite3.Error as exc:
         if is_corruption(exc):
             raise _CorruptDatabase(str(exc)) from exc
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY:
+            return False
         raise StoreError(f"cannot check state database {path}: {exc}", hint=_WRITABLE_HINT) from exc
     finally:
         conn.close()
+    return True
+
+
+def _quick_check(conn: sqlite3.Connection) -> None:
+    """Raise `_CorruptDatabase` unless `PRAGMA quick_check` says exactly "ok"."""
+    rows = conn.execute("PRAGMA quick_check").fetchall()
     problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
     if problems != ["ok"]:
         summary = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")

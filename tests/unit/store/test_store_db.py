@@ -84,12 +84,15 @@ def test_store_opens_fresh_after_quarantine_and_reports_it(tmp_path: Path) -> No
     path.write_bytes(b"this is not sqlite" * 100)
     Path(f"{path}-wal").write_bytes(b"stale wal")
     Path(f"{path}-shm").write_bytes(b"stale shm")
+    Path(f"{path}-journal").write_bytes(b"stale journal")
 
     with Store.open(path) as store:
         assert store.quarantined is not None
         assert store.quarantine_reason is not None and "not a database" in store.quarantine_reason
         assert Path(f"{store.quarantined}-wal").read_bytes() == b"stale wal"
         assert Path(f"{store.quarantined}-shm").exists()  # SQLite may rewrite the index; it is derived
+        assert Path(f"{store.quarantined}-journal").read_bytes() == b"stale journal"
+        assert not Path(f"{path}-journal").exists()
         assert store.list_instances() == []
         store.save_instance(InstanceRecord(name="a", state=InstanceState.STOPPED, updated_at=5.0))
         assert store.flush(5)
