@@ -27,7 +27,9 @@ N_EMBD = 32
 N_HEAD = 2
 N_HEAD_KV = 2
 N_FF = 64
-N_CTX = 512
+# 8192 lets a request with ignore_eos stream for seconds (a 'long' stream for disconnect tests)
+# while the KV cache stays tiny (2 MB).
+N_CTX = 8192
 SEED = 20240601
 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
