@@ -1,0 +1,303 @@
+"""install → status → uninstall through `llama-orch service`, for every backend, on this Linux box.
+
+The service managers are faked at the process boundary: one small fake program, installed under
+the names `systemctl`, `loginctl`, `launchctl`, `schtasks`, `sc.exe` and `python.exe` in a temp
+directory at the front of PATH, keeps their state in a JSON file and logs every argv. The real
+`SubprocessCommandRunner` runs it, and files are written under a temp home and unit directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from llama_orchestrator.autostart import HostFacts, SubprocessCommandRunner
+from llama_orchestrator.cli.service import ServiceDeps, service_app
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.errors import AutostartError
+
+pytestmark = pytest.mark.integration
+
+FAKE_SERVICE_MANAGER = r'''
+import json, os, sys
+from pathlib import Path
+
+tool = Path(sys.argv[0]).name
+args = sys.argv[1:]
+state_file = Path(os.environ["FAKE_SM_STATE"])
+state = json.loads(state_file.read_text()) if state_file.exists() else {}
+with open(os.environ["FAKE_SM_LOG"], "a") as log:
+    log.write(json.dumps([tool, *args]) + "\n")
+
+def save():
+    state_file.write_text(json.dumps(state))
+
+def fail(code, message):
+    sys.stderr.write(message + "\n")
+    sys.exit(code)
+
+if tool == "systemctl":
+    args = [a for a in args if a != "--user"]
+    units = state.setdefault("units", {})
+    verb, rest = args[0], args[1:]
+    unit = rest[-1] if rest else None
+    if verb in ("daemon-reload", "reset-failed"):
+        pass
+    elif verb == "enable":
+        if not (Path(os.environ["FAKE_UNIT_DIR"]) / unit).is_file():
+            fail(1, f"Failed to enable unit: Unit file {unit} does not exist.")
+        units[unit] = {"enabled": True, "active": "--now" in rest}
+    elif verb == "disable":
+        if unit not in units:
+            fail(1, f"Failed to disable unit: Unit file {unit} does not exist.")
+        units[unit] = {"enabled": False, "active": False}
+    elif verb == "is-enabled":
+        if unit not in units:
+            print("not-found"); sys.exit(1)
+        print("enabled" if units[unit]["enabled"] else "disabled"); sys.exit(0 if units[unit]["enabled"] else 1)
+    elif verb == "is-active":
+        active = units.get(unit, {}).get("active", False)
+        print("active" if active else "inactive"); sys.exit(0 if active else 3)
+elif tool == "loginctl":
+    state.setdefault("linger", []).append(args[1])
+elif tool == "launchctl":
+    loaded = state.setdefault("loaded", [])
+    if args[0] == "bootstrap":
+        label = Path(args[2]).stem
+        if not Path(args[2]).is_file():
+            fail(5, "Bootstrap failed: 5: Input/output error")
+        if label in loaded:
+            fail(5, "Bootstrap failed: 5: Input/output error")
+        loaded.append(label)
+    elif args[0] == "bootout":
+        label = args[1].rsplit("/", 1)[1]
+        if label not in loaded:
+            fail(3, "Boot-out failed: 3: No such process")
+        loaded.remove(label)
+    elif args[0] == "print":
+        label = args[1].rsplit("/", 1)[1]
+        if label not in loaded:
+            fail(113, f"Could not find service \"{label}\" in domain for user gui: 501")
+        print(f"{args[1]} = {{\n\tstate = running\n}}")
+elif tool == "schtasks":
+    tasks = state.setdefault("tasks", {})
+    name = args[args.index("/TN") + 1]
+    if args[0] == "/Create":
+        data = Path(args[args.index("/XML") + 1]).read_bytes()
+        if data[:2] != b"\xff\xfe":
+            fail(1, "ERROR: The task XML is malformed.")
+        import xml.etree.ElementTree as ET
+        ET.fromstring(data)
+        tasks[name] = "Ready"
+    elif name not in tasks:
+        fail(1, "ERROR: The system cannot find the file specified.")
+    elif args[0] == "/Run":
+        tasks[name] = "Running"
+    elif args[0] == "/End":
+        tasks[name] = "Ready"
+    elif args[0] == "/Delete":
+        del tasks[name]
+    elif args[0] == "/Query":
+        print(f"TaskName: \\{name}\nStatus: {tasks[name]}\nScheduled Task State: Enabled")
+elif tool == "sc.exe":
+    services = state.setdefault("services", {})
+    verb, name = args[0], args[1]
+    if verb == "create":
+        services[name] = {"state": "1  STOPPED", "binPath": args[args.index("binPath=") + 1]}
+    elif name not in services:
+        print(f"[SC] OpenService FAILED 1060:\n\nThe specified service does not exist as an installed service.")
+        sys.exit(1060)
+    elif verb == "start":
+        services[name]["state"] = "4  RUNNING"
+    elif verb == "stop":
+        services[name]["state"] = "1  STOPPED"
+    elif verb == "delete":
+        del services[name]
+    elif verb == "query":
+        print(f"SERVICE_NAME: {name}\n        STATE              : {services[name]['state']}")
+    elif verb == "qc":
+        print("        START_TYPE         : 2   AUTO_START  (DELAYED)")
+save()
+'''
+
+TOOLS = ("systemctl", "loginctl", "launchctl", "schtasks", "sc.exe", "python.exe")
+
+
+class FakeServiceManagers:
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bin = root / "fake bin"
+        self.bin.mkdir()
+        for tool in TOOLS:
+            program = self.bin / tool
+            program.write_text(f"#!{sys.executable}\n{FAKE_SERVICE_MANAGER}")
+            program.chmod(0o755)
+        self.state_file = root / "state.json"
+        self.log_file = root / "calls.log"
+        self.unit_dir = root / "units"
+        monkeypatch.setenv("PATH", f"{self.bin}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("FAKE_SM_STATE", str(self.state_file))
+        monkeypatch.setenv("FAKE_SM_LOG", str(self.log_file))
+        monkeypatch.setenv("FAKE_UNIT_DIR", str(self.unit_dir))
+
+    def calls(self) -> list[list[str]]:
+        if not self.log_file.exists():
+            return []
+        return [json.loads(line) for line in self.log_file.read_text().splitlines()]
+
+    def state(self) -> dict[str, object]:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+
+@pytest.fixture
+def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeServiceManagers:
+    return FakeServiceManagers(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> HomePaths:
+    return HomePaths(tmp_path / "orch home").ensure()
+
+
+def _cli(home: HomePaths, fakes: FakeServiceManagers, platform: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    host = HostFacts(
+        python=fakes.bin / "python.exe",
+        user="ann",
+        uid=501,
+        user_config_dir=tmp_path / "config",
+        user_home=tmp_path / "user home",
+        site_packages=tmp_path / "site packages",
+        service_host_script=tmp_path / "host" / "_service_host.py",
+    )
+    deps = ServiceDeps(
+        runner=SubprocessCommandRunner(timeout_s=30),
+        host=host,
+        platform=platform,  # type: ignore[arg-type]
+        unit_dir=fakes.unit_dir if platform == "linux" else None,
+    )
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = SimpleNamespace(paths=home, service_deps=deps)
+
+    app.add_typer(service_app, name="service")
+
+    def run(*args: str, expect_error: bool = False) -> Any:
+        result = CliRunner().invoke(app, ["service", *args], prog_name="llama-orch")
+        if expect_error:
+            return result.exception
+        assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
+        return result.output
+
+    return run
+
+
+def _status(run) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return json.loads(run("status", "--json"))
+
+
+def test_systemd_user_unit_round_trip(home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path) -> None:
+    run = _cli(home, fakes, "linux", tmp_path)
+    assert _status(run)["installed"] is False
+
+    run("install", "--mode", "boot")
+    unit = fakes.unit_dir / "llama-orchestrator.service"
+    assert "KillMode=process" in unit.read_text()
+    assert f'--home "{home.home}"' in unit.read_text()
+    status = _status(run)
+    assert (status["installed"], status["enabled"], status["active"]) == (True, True, True)
+
+    run("uninstall")
+    assert not unit.exists()
+    status = _status(run)
+    assert (status["installed"], status["active"]) == (False, False)
+    assert [c for c in fakes.calls() if c[0] != "systemctl" or c[2] not in ("is-enabled", "is-active")] == [
+        ["loginctl", "enable-linger", "ann"],
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "enable", "--now", "llama-orchestrator.service"],
+        ["systemctl", "--user", "disable", "--now", "llama-orchestrator.service"],
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "reset-failed", "llama-orchestrator.service"],
+    ]
+    run("uninstall")  # idempotent
+
+
+def test_launchd_round_trip(home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path) -> None:
+    run = _cli(home, fakes, "macos", tmp_path)
+    run("install")
+    plist = tmp_path / "user home" / "Library" / "LaunchAgents" / "io.github.llama-orchestrator.plist"
+    assert plist.is_file()
+    status = _status(run)
+    assert (status["installed"], status["enabled"], status["active"]) == (True, True, True)
+    run("install")  # reinstall: bootout first, so bootstrap does not fail
+    run("uninstall")
+    assert not plist.exists()
+    assert _status(run)["installed"] is False
+
+
+def test_windows_task_round_trip(home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path) -> None:
+    run = _cli(home, fakes, "windows", tmp_path)
+    run("install", "--mode", "logon")
+    xml = home.home / "autostart" / "llama-orchestrator.task.xml"
+    assert xml.read_bytes()[:2] == b"\xff\xfe"
+    status = _status(run)
+    assert (status["installed"], status["enabled"], status["active"], status["state"]) == (
+        True, True, True, "Running",
+    )
+    run("uninstall")
+    assert not xml.exists()
+    assert _status(run)["installed"] is False
+    stop = [c for c in fakes.calls() if c[0] == "python.exe"]
+    assert stop == [["python.exe", "-m", "llama_orchestrator", "--home", str(home.home), "daemon", "stop"]]
+
+
+def test_windows_service_round_trip(home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path) -> None:
+    run = _cli(home, fakes, "windows", tmp_path)
+    run("install", "--windows-service")
+    status = json.loads(run("status", "--windows-service", "--json"))
+    assert (status["installed"], status["enabled"], status["active"]) == (True, True, True)
+    run("uninstall", "--windows-service")
+    assert json.loads(run("status", "--windows-service", "--json"))["installed"] is False
+    assert [c[:2] for c in fakes.calls() if c[1] not in ("query", "qc")] == [
+        ["sc.exe", "create"], ["sc.exe", "description"], ["sc.exe", "failure"],
+        ["sc.exe", "failureflag"], ["sc.exe", "start"], ["sc.exe", "stop"], ["sc.exe", "delete"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("platform", "args"),
+    [("linux", ()), ("linux", ("--system",)), ("macos", ()), ("windows", ("--mode", "boot")),
+     ("windows", ("--windows-service",))],
+)
+def test_dry_run_prints_files_and_commands_and_changes_nothing(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path, platform: str, args: tuple[str, ...]
+) -> None:
+    run = _cli(home, fakes, platform, tmp_path)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    output = run("install", "--dry-run", *args)
+    output += run("uninstall", "--dry-run", *[a for a in args if a != "--mode" and a != "boot"])
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert fakes.calls() == []
+    assert "$ " in output
+    if "--windows-service" not in args:
+        assert "# file " in output and "# remove " in output
+
+
+def test_a_failing_service_manager_reports_the_command_and_its_stderr(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _cli(home, fakes, "linux", tmp_path)
+    monkeypatch.setenv("FAKE_UNIT_DIR", str(tmp_path / "elsewhere"))  # systemd cannot see the unit
+    error = run("install", expect_error=True)
+    assert isinstance(error, AutostartError)
+    assert error.exit_code == 8
+    assert "systemctl --user enable --now llama-orchestrator.service" in str(error)
+    assert "Unit file llama-orchestrator.service does not exist" in str(error)
