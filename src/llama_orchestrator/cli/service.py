@@ -134,6 +134,8 @@ def install(
     if dry_run:
         _print_plan(plan, files=True, commands=("install_commands",))
     else:
+        # launchd does not create the log directory named in the plist; the daemon needs it anyway.
+        _home(ctx).ensure()
         apply(plan, deps.runner)
         console.print(f"[green]installed[/] {plan.backend} {plan.name}")
     _print_notes(plan)
