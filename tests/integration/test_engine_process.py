@@ -302,3 +302,22 @@ async def test_adopted_child_can_be_stopped(spawned: Spawner, tmp_path: Path) ->
     assert outcome.exit == ExitStatus(code=None, signal=None)  # not our child: code unknown
     assert "bye" in log.read_text()
     await async_wait_until(lambda: child.popen is not None and child.popen.poll() is not None, 10)
+
+
+async def test_wait_exit_polls_when_pidfd_is_unavailable(
+    spawned: Spawner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # macOS has no pidfd_open; exercise the psutil/Popen polling path here.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    child = spawned("sleep")
+    wait_log(log_of(child, tmp_path), "ready")
+    waiter = asyncio.create_task(wait_exit(child))
+    os.kill(child.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(waiter, 10) == ExitStatus(code=None, signal=signal.SIGKILL)
+    adopted_parent = spawned("orphan")
+    pid = grandchild_pid(log_of(adopted_parent, tmp_path).parent / "t-1.log")
+    orphan = adopt(ProcessIdentity(pid, psutil.Process(pid).create_time(), boot_id(), adopted_parent.token))
+    waiter = asyncio.create_task(wait_exit(orphan))
+    os.kill(pid, signal.SIGKILL)
+    assert await asyncio.wait_for(waiter, 10) == ExitStatus(code=None, signal=None)
+    await wait_exit(adopted_parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
 
@@ -49,8 +50,25 @@ def kill_token_holders(token: str, *, wait_s: float = 1.0) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         killed.append(proc)
-    if killed:
-        _, alive = psutil.wait_procs(killed, timeout=wait_s)
-        for proc in alive:
-            logger.warning("process %d carrying a child token survived SIGKILL", proc.pid)
+    alive = _wait_dead(killed, wait_s)
+    for proc in alive:
+        logger.warning("process %d carrying a child token survived SIGKILL", proc.pid)
     return [p.pid for p in killed]
+
+
+def _wait_dead(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait until each process is gone or a zombie (dead, waiting for a parent that is not us
+    to reap it: psutil.wait_procs would count it as alive); return the ones still running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [p for p in procs if _is_running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.01)
+
+
+def _is_running(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
