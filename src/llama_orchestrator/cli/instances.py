@@ -204,4 +204,12 @@ def remove(
 
 
 def _before_remove(ctx: typer.Context, name: str) -> None:
-    """Hook for the lifecycle commands: stop the instance through the daemon first."""
+    """Stop the instance and forget its runtime state through the daemon, when one runs."""
+    from llama_orchestrator.daemon.client import DaemonClient
+    from llama_orchestrator.errors import DaemonNotRunningError
+
+    try:
+        client = DaemonClient.connect(context(ctx).paths)
+    except DaemonNotRunningError:
+        return
+    client.remove(name)

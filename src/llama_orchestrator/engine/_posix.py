@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator.engine.child import ChildProcess
 from llama_orchestrator.engine.identity import ProcessState, process_state

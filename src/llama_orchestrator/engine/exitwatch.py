@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.engine.child import ChildProcess, ExitStatus

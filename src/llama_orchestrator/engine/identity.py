@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator.engine.child import ENV_CHILD_TOKEN, ChildProcess, ProcessIdentity
 

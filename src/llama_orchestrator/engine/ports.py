@@ -15,9 +15,10 @@ import errno
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator._platform import IS_WINDOWS
 
@@ -59,7 +60,8 @@ def _listeners() -> Iterable[Any]:
         for proc in psutil.process_iter():
             try:
                 found.extend(
-                    conn._replace(pid=proc.pid) for conn in proc.net_connections(kind="tcp")
+                    SimpleNamespace(laddr=conn.laddr, status=conn.status, pid=proc.pid)
+                    for conn in proc.net_connections(kind="tcp")
                 )
             except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.engine import platform_ops

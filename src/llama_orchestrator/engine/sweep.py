@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-import psutil  # type: ignore[import-untyped]  # TODO: types-psutil in dev deps
+import psutil
 
 from llama_orchestrator.engine.identity import read_token
 

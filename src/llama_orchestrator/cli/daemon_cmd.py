@@ -1,0 +1,96 @@
+"""`llama-orch daemon run|start|stop|status`: the background process that owns the instances."""
+
+from __future__ import annotations
+
+import psutil
+import typer
+
+from llama_orchestrator.cli import _console
+from llama_orchestrator.cli._context import context
+from llama_orchestrator.cli._format import duration
+from llama_orchestrator.daemon.client import DaemonClient
+from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
+
+daemon_app = typer.Typer(help="Run, start, stop and inspect the background daemon.", no_args_is_help=True)
+STOP_TIMEOUT_S = 120.0
+
+
+@daemon_app.command("run")
+def run(
+    ctx: typer.Context,
+    autostart: bool = typer.Option(True, "--autostart/--no-autostart", help="Start autostart instances."),
+) -> None:
+    """Run the daemon in the foreground (what systemd, launchd and Task Scheduler run).
+
+    Instances that were up when the last daemon stopped are adopted or started again; with
+    --autostart (the default) every instance marked autostart is started too.
+    """
+    from llama_orchestrator.daemon.service import run_daemon
+
+    raise typer.Exit(run_daemon(context(ctx).paths, autostart=autostart))
+
+
+@daemon_app.command("start")
+def start(
+    ctx: typer.Context,
+    autostart: bool = typer.Option(True, "--autostart/--no-autostart", help="Start autostart instances."),
+) -> None:
+    """Start the daemon in the background (survives closing the terminal)."""
+    from llama_orchestrator.daemon.launcher import start_detached
+
+    paths = context(ctx).paths
+    try:
+        client = DaemonClient.connect(paths)
+        _console.success(f"daemon already running (pid {client.pid}, control API {client.address})")
+        return
+    except DaemonNotRunningError:
+        pass
+    client = start_detached(paths, autostart=autostart)
+    _console.success(f"daemon started (pid {client.pid}, control API {client.address}, log {paths.daemon_log})")
+
+
+@daemon_app.command("stop")
+def stop(
+    ctx: typer.Context,
+    keep_instances: bool = typer.Option(
+        False, "--keep-instances", help="Leave llama-servers running; the next daemon adopts them (POSIX)."
+    ),
+) -> None:
+    """Stop the daemon; it stops every instance first unless --keep-instances."""
+    paths = context(ctx).paths
+    client = DaemonClient.connect(paths)
+    pid = client.pid
+    client.shutdown(keep_instances=keep_instances)
+    if pid is not None:
+        try:
+            psutil.Process(pid).wait(timeout=STOP_TIMEOUT_S)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired as exc:
+            raise DaemonError(f"daemon pid {pid} did not exit within {STOP_TIMEOUT_S:g} s") from exc
+    what = "instances left running" if keep_instances else "instances stopped"
+    _console.success(f"daemon stopped ({what})")
+
+
+@daemon_app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show whether the daemon runs, where, for how long, and the gateway and store health."""
+    info = DaemonClient.connect(context(ctx).paths).status()
+    if as_json:
+        _console.print_json(info.model_dump(mode="json"))
+        return
+    states: dict[str, int] = {}
+    for inst in info.instances:
+        states[inst.state] = states.get(inst.state, 0) + 1
+    gateway = info.gateway.address or (f"error: {info.gateway.error}" if info.gateway.error else "disabled")
+    _console.out.print(f"daemon    running, pid {info.pid}, up {duration(info.uptime_s)}, version {info.version}")
+    _console.out.print(f"home      {info.home}")
+    _console.out.print(f"control   http://{info.control_address}")
+    _console.out.print(f"gateway   {gateway}")
+    _console.out.print(f"store     {info.store}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+    _console.out.print(f"instances {len(info.instances)} ({summary})")
+

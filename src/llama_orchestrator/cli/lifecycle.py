@@ -1,0 +1,277 @@
+"""`llama-orch up|down|start|stop|restart|ps|logs|inspect|events`: the Docker-like verbs.
+
+Every command goes through the daemon's control API and starts the daemon (without autostart)
+when none runs. Commands that change state wait until each instance is ready, failed or
+stopped, printing each transition as the daemon streams it; `-d` returns at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import typer
+from rich.table import Table
+
+from llama_orchestrator.cli import _console, _format
+from llama_orchestrator.cli._context import context
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.daemon.client import DaemonClient
+from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
+from llama_orchestrator.errors import InstanceFailedError
+
+WAIT_FOREVER_S = 7 * 24 * 3600.0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("start")(start)
+    app.command("stop")(stop)
+    app.command("restart")(restart)
+    app.command("ps")(ps)
+    app.command("logs")(logs)
+    app.command("inspect")(inspect)
+    app.command("events")(events)
+
+
+def _client(paths: HomePaths) -> DaemonClient:
+    from llama_orchestrator.daemon.launcher import ensure_daemon
+
+    return ensure_daemon(paths)
+
+
+def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeout_s: float | None) -> None:
+    client = _client(context(ctx).paths)
+    if detach:
+        result = client.act(action, names)
+        _console.success(f"{action}: queued for {', '.join(s.name for s in result.instances) or 'no instance'}")
+        return
+    done = threading.Event()
+    stream = client.events(after_id=-1, follow=True)  # opened before acting: no transition is missed
+    watcher = threading.Thread(target=_print_progress, args=(stream, names, done), daemon=True)
+    watcher.start()
+    try:
+        result = client.act(action, names, wait_s=timeout_s or WAIT_FOREVER_S)
+    finally:
+        done.set()
+    _report(action, result)
+
+
+def _print_progress(stream: Iterator[EventOut], names: list[str], done: threading.Event) -> None:
+    """Print each transition of the instances concerned while the command runs (streamed, not polled)."""
+    try:
+        for event in stream:
+            if done.is_set():
+                return
+            if names and event.instance not in names:
+                continue
+            _console.info(f"{event.instance}: {event.from_state or '-'} → {event.to_state}  {event.reason}")
+    except OSError:
+        return
+
+
+def _report(action: str, result: ActionResult) -> None:
+    failed = [s for s in result.instances if s.state == "failed"]
+    for status in result.instances:
+        if status.state == "failed":
+            continue
+        where = f" on {status.host}:{status.port}" if status.state == "ready" else ""
+        _console.success(f"{status.name}: {status.state}{where}")
+    if not result.instances:
+        _console.info(f"{action}: no instances to act on")
+    if failed:
+        for status in failed[1:]:
+            _console.error(f"{status.name}: failed: {status.last_error}")
+        first = failed[0]
+        raise InstanceFailedError(first.name, first.last_error or first.reason, hint=f"llama-orch logs {first.name}")
+
+
+DETACH = typer.Option(False, "--detach", "-d", help="Return at once instead of waiting.")
+TIMEOUT = typer.Option(None, "--timeout", help="Give up waiting after this many seconds.")
+
+
+def up(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(None, help="Instances (default: every autostart instance)."),
+    detach: bool = DETACH,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Start instances (default: every autostart one) and wait until each is ready or failed.
+
+    Example: llama-orch up gpt-oss qwen
+    """
+    _act(ctx, "up", names or [], detach, timeout)
+
+
+def down(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(None, help="Instances (default: all)."),
+    detach: bool = DETACH,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Stop instances (default: all) and wait until they are stopped."""
+    _act(ctx, "down", names or [], detach, timeout)
+
+
+def start(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., help="Instances to start."),
+    detach: bool = DETACH,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Start the named instances and wait until each is ready or failed."""
+    _act(ctx, "start", names, detach, timeout)
+
+
+def stop(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., help="Instances to stop."),
+    detach: bool = DETACH,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Stop the named instances (graceful, then killed after the grace period)."""
+    _act(ctx, "stop", names, detach, timeout)
+
+
+def restart(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., help="Instances to restart."),
+    detach: bool = DETACH,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Stop and start the named instances (picks up config changes)."""
+    _act(ctx, "restart", names, detach, timeout)
+
+
+def ps(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", "-a", help="Include stopped instances."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep the table live (Ctrl+C to quit)."),
+) -> None:
+    """List instances with state, pid, port, uptime, restarts, health and last error."""
+    client = _client(context(ctx).paths)
+    if watch:
+        from llama_orchestrator.cli.watch import watch_table
+
+        watch_table(client, show_all=all_)
+        return
+    info = client.status()
+    rows = [s for s in info.instances if all_ or s.state != "stopped"]
+    if as_json:
+        _console.print_json({"gateway": info.gateway.address, "instances": [s.model_dump(mode="json") for s in rows]})
+        return
+    gateway = info.gateway.address or (f"not running ({info.gateway.error})" if info.gateway.error else "disabled")
+    _console.out.print(f"gateway: {gateway}   daemon: pid {info.pid}")
+    _console.out.print(instance_table(rows))
+    hidden = len(info.instances) - len(rows)
+    if hidden:
+        _console.out.print(f"[dim]{hidden} stopped instance(s) hidden; -a shows them[/]")
+
+
+def instance_table(rows: list[InstanceStatus]) -> Table:
+    table = Table("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR", box=None)
+    for s in rows:
+        table.add_row(
+            s.name,
+            _format.state(s.state),
+            str(s.pid or "-"),
+            str(s.port),
+            s.alias,
+            _format.duration(s.uptime_s),
+            str(s.restarts),
+            s.health,
+            _console.escape((s.last_error or "")[:80]),
+        )
+    return table
+
+
+def logs(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Instance name."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(100, "--tail", "-n", help="Lines to show from the end."),
+) -> None:
+    """Print an instance's llama-server output (from its log file).
+
+    Example: llama-orch logs gpt-oss -f -n 50
+    """
+    client = _client(context(ctx).paths)
+    try:
+        for line in client.logs(name, lines, follow=follow):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        return
+
+
+def inspect(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Instance name."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show everything about one instance: effective config, argv, runtime, last exit, last log lines."""
+    detail = _client(context(ctx).paths).inspect(name)
+    if as_json:
+        _console.print_json(detail.model_dump(mode="json"))
+        return
+    s = detail.status
+    out = _console.out
+    out.print(f"[bold]{s.name}[/]  {_format.state(s.state)}  ({_console.escape(s.reason)})")
+    for label, value in (
+        ("pid", s.pid or "-"),
+        ("address", f"http://{s.host}:{s.port}"),
+        ("alias", s.alias),
+        ("backend", s.backend),
+        ("model", s.model),
+        ("uptime", _format.duration(s.uptime_s)),
+        ("restarts", s.restarts),
+        ("health", s.health),
+        ("last exit", s.last_exit or "-"),
+        ("last error", s.last_error or "-"),
+        ("log", detail.log_path),
+    ):
+        out.print(f"  {label:<11}{_console.escape(str(value))}")
+    from llama_orchestrator.config.argv import quote_command
+
+    out.print(f"  {'command':<11}{_console.escape(quote_command(detail.argv))}")
+    for key, value in detail.env.items():
+        out.print(f"  {'env':<11}{key}={value}")
+    out.print("[bold]last log lines[/]")
+    for line in detail.log_tail:
+        out.print("  " + _console.escape(line))
+
+
+def events(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Only this instance."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+    limit: int = typer.Option(100, "--tail", "-n", help="How many past events to show."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Show state transitions (from, to, reason, time), oldest first.
+
+    Example: llama-orch events gpt-oss -f
+    """
+    client = _client(context(ctx).paths)
+    history = list(client.events(name, 0, limit=1_000_000))[-limit:] if limit else []
+    last = history[-1].id if history else -1
+    try:
+        for event in history:
+            _print_event(event, as_json)
+        if follow:
+            for event in client.events(name, last, follow=True):
+                _print_event(event, as_json)
+    except KeyboardInterrupt:
+        return
+
+
+def _print_event(event: EventOut, as_json: bool) -> None:
+    if as_json:
+        print(event.model_dump_json(), flush=True)
+        return
+    print(
+        f"{_format.timestamp(event.at)}  {event.instance:<16} {event.from_state or '-':>11} → {event.to_state:<11} "
+        f"{event.reason}",
+        flush=True,
+    )

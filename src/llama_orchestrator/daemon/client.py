@@ -1,0 +1,168 @@
+"""`DaemonClient`: how the CLI and the dashboard reach the daemon (stdlib http.client only).
+
+No aiohttp, no engine, no store: importing this stays cheap, so `llama-orch ps` starts fast.
+The address and token come from `<home>/run/control.json`. Streams (events, logs) are read line
+by line from one long response: clients follow them without polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.daemon.protocol import (
+    ActionRequest,
+    ActionResult,
+    DaemonStatus,
+    EventOut,
+    InstanceDetail,
+    InstanceStatus,
+)
+from llama_orchestrator.errors import (
+    ConfigError,
+    ConfigProblem,
+    DaemonError,
+    DaemonNotRunningError,
+    OrchestratorError,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class RemoteError(OrchestratorError):
+    """An error the daemon reported; carries the exit code it chose."""
+
+    def __init__(self, message: str, exit_code: int, hint: str | None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+class DaemonClient:
+    def __init__(self, host: str, port: int, token: str, pid: int | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.pid = pid
+        self._token = token
+
+    @classmethod
+    def connect(cls, paths: HomePaths) -> DaemonClient:
+        """Read the control file and check the daemon answers; raise DaemonNotRunningError otherwise."""
+        try:
+            data = json.loads(paths.control_file.read_text(encoding="utf-8"))
+            client = cls(str(data["host"]), int(data["port"]), str(data["token"]), int(data.get("pid") or 0) or None)
+        except (OSError, ValueError, KeyError) as exc:
+            raise DaemonNotRunningError(
+                f"no daemon is running for {paths.home}", hint="start it with `llama-orch daemon start`"
+            ) from exc
+        client.ping()
+        return client
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ---- requests ------------------------------------------------------------------------
+    def _open(self, method: str, path: str, body: object | None, timeout_s: float | None) -> http.client.HTTPResponse:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        conn = http.client.HTTPConnection(host, self.port, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {self._token}", "Host": f"{host}:{self.port}"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+        except OSError as exc:
+            conn.close()
+            if isinstance(exc, TimeoutError):
+                raise DaemonError(f"the daemon at {self.address} did not answer in time") from exc
+            raise DaemonNotRunningError(
+                f"cannot reach the daemon at {self.address}: {exc.strerror or exc}",
+                hint="start it with `llama-orch daemon start`",
+            ) from exc
+        if response.status >= 400:
+            raw = response.read()
+            conn.close()
+            raise _error_from(response.status, raw)
+        return response
+
+    def _json(
+        self, method: str, path: str, body: object | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S
+    ) -> Any:
+        response = self._open(method, path, body, timeout_s)
+        try:
+            return json.loads(response.read())
+        finally:
+            response.close()
+
+    def ping(self) -> None:
+        self._json("GET", "/v1/instances", timeout_s=5.0)
+
+    def status(self) -> DaemonStatus:
+        return DaemonStatus.model_validate(self._json("GET", "/v1/status"))
+
+    def instances(self) -> list[InstanceStatus]:
+        return [InstanceStatus.model_validate(x) for x in self._json("GET", "/v1/instances")]
+
+    def inspect(self, name: str) -> InstanceDetail:
+        return InstanceDetail.model_validate(self._json("GET", f"/v1/instances/{name}"))
+
+    def act(self, action: str, names: list[str], wait_s: float | None = None) -> ActionResult:
+        """Queue start/stop/restart/up/down; with `wait_s`, return once each named instance settled."""
+        body = ActionRequest(names=names, wait_s=wait_s).model_dump()
+        timeout = None if wait_s is not None else DEFAULT_TIMEOUT_S
+        return ActionResult.model_validate(self._json("POST", f"/v1/actions/{action}", body, timeout_s=timeout))
+
+    def remove(self, name: str) -> None:
+        self._json("DELETE", f"/v1/instances/{name}", timeout_s=None)
+
+    def reload(self) -> list[str]:
+        return list(self._json("POST", "/v1/reload", {})["problems"])
+
+    def shutdown(self, *, keep_instances: bool = False) -> None:
+        self._json("POST", "/v1/shutdown", {"keep_instances": keep_instances})
+
+    def events(self, instance: str | None = None, after_id: int = 0, *, follow: bool = False,
+               limit: int = 1000) -> Iterator[EventOut]:
+        query = {"after": after_id, "limit": limit, "follow": "1" if follow else "0"}
+        if instance:
+            query["instance"] = instance
+        lines = self._lines(f"/v1/events?{urlencode(query)}")
+        return (EventOut.model_validate_json(line) for line in lines)
+
+    def logs(self, name: str, lines: int = 100, *, follow: bool = False) -> Iterator[str]:
+        query = urlencode({"n": lines, "follow": "1" if follow else "0"})
+        return self._lines(f"/v1/instances/{name}/logs?{query}")
+
+    def _lines(self, path: str) -> Iterator[str]:
+        """Send the request now (so the stream starts before the caller's next command), read lazily."""
+        response = self._open("GET", path, None, None)
+
+        def read() -> Iterator[str]:
+            with contextlib.closing(response):
+                while True:
+                    raw = response.readline()
+                    if not raw:
+                        return
+                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
+
+        return read()
+
+
+def _error_from(status: int, raw: bytes) -> OrchestratorError:
+    try:
+        error = json.loads(raw)["error"]
+    except (ValueError, KeyError, TypeError):
+        return DaemonError(f"daemon answered HTTP {status}: {raw[:200]!r}")
+    if error.get("problems") is not None:
+        problems = [ConfigProblem(p["file"], p["field"], p["message"], p.get("line"), p.get("column"))
+                    for p in error["problems"]]
+        if problems:
+            return ConfigError(problems, hint=error.get("hint"))
+    return RemoteError(str(error.get("message")), int(error.get("exit_code", 1)), error.get("hint"))

@@ -1,0 +1,407 @@
+"""The daemon: the one process that owns every llama-server, and the one place L3 is wired together.
+
+`run_daemon` is what `llama-orch daemon run` (and the service managers) call. It takes the
+home's lock, opens the store (quarantining a corrupt one), builds one supervisor per valid
+instance, re-adopts or starts what the last daemon left, serves the control API and the
+gateway, and on SIGTERM stops everything in parallel (or leaves the instances running for the
+next daemon to adopt, with `--keep-instances`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import secrets
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from llama_orchestrator import __version__
+from llama_orchestrator.config.argv import build_command
+from llama_orchestrator.config.files import write_json_atomic
+from llama_orchestrator.config.loader import Fleet, load_fleet, require_valid, resolve_binary
+from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.daemon.control import build_app
+from llama_orchestrator.daemon.events import EventHub
+from llama_orchestrator.daemon.lock import DaemonLock
+from llama_orchestrator.daemon.protocol import (
+    ActionResult,
+    DaemonStatus,
+    GatewayInfo,
+    InstanceDetail,
+    InstanceStatus,
+)
+from llama_orchestrator.daemon.resources import ResourceSampler
+from llama_orchestrator.daemon.signals import capture_signals
+from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorDeps
+from llama_orchestrator.engine import rotate_if_needed, tail_lines
+from llama_orchestrator.errors import (
+    ConfigError,
+    ConfigProblem,
+    DaemonAlreadyRunningError,
+    DaemonError,
+    InstanceNotFoundError,
+    OrchestratorError,
+)
+from llama_orchestrator.health.probe import HealthProber
+from llama_orchestrator.store import EventRecord, Store
+
+logger = logging.getLogger(__name__)
+ROTATE_EVERY_S = 5.0
+ACTIONS = ("start", "stop", "restart", "up", "down")
+
+
+class Daemon:
+    def __init__(self, paths: HomePaths, *, autostart: bool = True, environ: dict[str, str] | None = None) -> None:
+        self.paths = paths
+        self.autostart = autostart
+        self.environ = dict(os.environ if environ is None else environ)
+        self.hub = EventHub()
+        self.supervisors: dict[str, InstanceSupervisor] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._keep_instances = False
+        self._started_at = time.time()
+        self._control_address = ""
+        self._fleet: Fleet | None = None
+        self._resources = ResourceSampler()
+        self._gateway: object | None = None
+        self._gateway_info = GatewayInfo(enabled=False)
+        self.store: Store
+        self.prober: HealthProber
+        self.quarantine_note: str | None = None
+
+    # ---- lifecycle of the daemon itself ----------------------------------------------------
+    async def serve(self) -> int:
+        """Run until asked to stop; return the process exit code."""
+        lock = DaemonLock(self.paths.lock_file)
+        if not lock.acquire():
+            raise DaemonAlreadyRunningError(lock.holder_pid(), _control_address(self.paths))
+        try:
+            self.store = Store.open(self.paths.state_db)
+            if self.store.quarantined:
+                self.quarantine_note = (
+                    f"state.db was unreadable ({self.store.quarantine_reason}); moved to {self.store.quarantined} "
+                    "and rebuilt from the configs and the running processes"
+                )
+                logger.error(self.quarantine_note)
+            self.prober = HealthProber()
+            runner = await self._start_control()
+            try:
+                await self._start_instances()
+                await self._start_gateway()
+                self._spawn_background(self._rotate_logs())
+                logger.info("daemon %s ready (pid %d, control %s)", __version__, os.getpid(), self._control_address)
+                with capture_signals(self._on_signal):
+                    await self._stop.wait()
+                await self._shutdown()
+            finally:
+                await runner.cleanup()
+                self.paths.control_file.unlink(missing_ok=True)
+        finally:
+            lock.release()
+        return 0
+
+    def request_shutdown(self, *, keep_instances: bool) -> None:
+        self._keep_instances = keep_instances
+        self._stop.set()
+
+    def _on_signal(self, forced: bool) -> None:
+        if forced:
+            logger.warning("second signal: killing every instance now")
+            for sup in self.supervisors.values():
+                if sup.child is not None:
+                    sup.submit(lc.Stop("daemon killed"))
+        self.request_shutdown(keep_instances=False)
+
+    async def _start_control(self) -> web.AppRunner:
+        control = self._orchestrator_config().control
+        token = secrets.token_urlsafe(32)
+        runner = web.AppRunner(build_app(self, token), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, control.host, control.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise DaemonError(f"control API cannot listen on {control.host}:{control.port}: {exc.strerror}") from exc
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        host, port = sockets[0].getsockname()[:2]
+        self._control_address = f"{host}:{port}"
+        write_json_atomic(
+            self.paths.control_file,
+            {"pid": os.getpid(), "host": host, "port": port, "token": token, "version": __version__},
+            mode=0o600,
+        )
+        return runner
+
+    async def _start_instances(self) -> None:
+        fleet = self._load()
+        for problem in fleet.errors:
+            logger.error("config: %s", problem.render())
+        for _, config in sorted(fleet.instances.items()):
+            self._add_supervisor(config)
+        # Reconcile everyone before deciding what autostart has to do.
+        await asyncio.gather(*(sup.wait_reconciled() for sup in self.supervisors.values()))
+        if self.autostart:
+            for sup in self.supervisors.values():
+                config = sup.config
+                if config.autostart and not config.on_demand and sup.state is InstanceState.STOPPED:
+                    sup.submit(lc.Start("autostart"))
+
+    async def _start_gateway(self) -> None:
+        """Start the OpenAI-compatible gateway (issue 4); a failure is reported, never fatal."""
+        gateway_config = self._orchestrator_config().gateway
+        if not gateway_config.enabled:
+            return
+        try:
+            from llama_orchestrator.daemon.gateway_link import start_gateway  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        try:
+            self._gateway = await start_gateway(self, gateway_config)
+            self._gateway_info = GatewayInfo(enabled=True, address=getattr(self._gateway, "address", None))
+        except OrchestratorError as exc:
+            logger.error("gateway not started: %s", exc)
+            self._gateway_info = GatewayInfo(enabled=True, error=str(exc))
+
+    async def _shutdown(self) -> None:
+        keep = self._keep_instances
+        logger.info("daemon stopping (%s)", "leaving instances running" if keep else "stopping instances")
+        if self._gateway is not None:
+            stop = getattr(self._gateway, "stop", None)
+            if stop is not None:
+                await stop()
+        await asyncio.gather(*(sup.close(keep_process=keep) for sup in self.supervisors.values()))
+        for task in [*self._tasks.values(), *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        self.hub.close()
+        await self.prober.close()
+        self.store.close()
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _rotate_logs(self) -> None:
+        while True:
+            await asyncio.sleep(ROTATE_EVERY_S)
+            for sup in list(self.supervisors.values()):
+                # Copying a big log blocks: keep it off the loop that serves probes and the gateway.
+                logs = sup.config.logs
+                await asyncio.to_thread(rotate_if_needed, sup.log_path, logs.max_bytes, logs.backups)
+
+    # ---- configs ---------------------------------------------------------------------------
+    def _load(self) -> Fleet:
+        self._fleet = load_fleet(self.paths, offline=True, environ=self.environ)
+        return self._fleet
+
+    def _orchestrator_config(self) -> OrchestratorConfig:
+        return (self._fleet or self._load()).orchestrator
+
+    def _resolve_binary(self, config: InstanceConfig) -> str | None:
+        return resolve_binary(config, self._orchestrator_config(), self.environ)
+
+    def _add_supervisor(self, config: InstanceConfig) -> InstanceSupervisor:
+        deps = SupervisorDeps(
+            paths=self.paths,
+            store=self.store,
+            prober=self.prober,
+            resolve_binary=self._resolve_binary,
+            on_event=self._publish,
+            environ=self.environ,
+        )
+        sup = InstanceSupervisor(config, deps, self.store.get_instance(config.name))
+        self.supervisors[config.name] = sup
+        self._tasks[config.name] = asyncio.create_task(sup.run(), name=f"supervisor:{config.name}")
+        return sup
+
+    def _publish(self, event: EventRecord) -> None:
+        self.hub.publish(event)
+
+    def reload(self) -> list[ConfigProblem]:
+        """Re-read every config: add new instances, update changed ones (used from their next start),
+        retire removed ones. A broken config keeps its old version running."""
+        fleet = self._load()
+        for name, config in fleet.instances.items():
+            if name in self.supervisors:
+                self.supervisors[name].update_config(config)
+            else:
+                self._add_supervisor(config)
+        for name in [n for n in self.supervisors if n not in fleet.config_files]:
+            self._spawn_background(self._retire(name))
+        return list(fleet.errors)
+
+    async def _retire(self, name: str) -> None:
+        sup = self.supervisors.pop(name, None)
+        if sup is None:
+            return
+        await sup.close(keep_process=False)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self.store.delete_instance(name)
+
+    # ---- what the control API calls ----------------------------------------------------------
+    def _supervisor(self, name: str) -> InstanceSupervisor:
+        sup = self.supervisors.get(name)
+        if sup is None:
+            raise InstanceNotFoundError(name, known=sorted(self.supervisors))
+        return sup
+
+    def statuses(self) -> list[InstanceStatus]:
+        out = []
+        for name in sorted(self.supervisors):
+            status = self.supervisors[name].status()
+            cpu, rss = self._resources.sample(status.pid)
+            out.append(status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss}))
+        return out
+
+    def status(self) -> DaemonStatus:
+        health = self.store.health
+        store_text = health.detail if not self.quarantine_note else f"{health.detail}; {self.quarantine_note}"
+        memory = psutil.virtual_memory().percent
+        return DaemonStatus(
+            pid=os.getpid(),
+            version=__version__,
+            home=str(self.paths.home),
+            control_address=self._control_address,
+            started_at=self._started_at,
+            uptime_s=time.time() - self._started_at,
+            gateway=self._gateway_info,
+            store=store_text,
+            store_ok=health.ok and not self.quarantine_note,
+            instances=self.statuses(),
+            host_cpu_percent=psutil.cpu_percent(None),
+            host_memory_percent=memory,
+        )
+
+    def inspect(self, name: str) -> InstanceDetail:
+        sup = self._supervisor(name)
+        config = sup.config
+        command = build_command(config, self._resolve_binary(config) or "llama-server", self.environ)
+        return InstanceDetail(
+            status=self.statuses()[sorted(self.supervisors).index(name)],
+            config=config.model_dump(mode="json", by_alias=True, exclude={"schema_"}),
+            argv=command.argv,
+            env=command.redacted_env(),
+            log_path=str(sup.log_path),
+            log_tail=tail_lines(sup.log_path, 20),
+        )
+
+    def log_path(self, name: str) -> Path:
+        if name in self.supervisors:
+            return self.supervisors[name].log_path
+        if name in (self._fleet.config_files if self._fleet else {}):
+            return self.paths.instance_log(name)
+        raise InstanceNotFoundError(name, known=sorted(self.supervisors))
+
+    async def act(self, action: str, names: list[str], wait_s: float | None = None) -> ActionResult:
+        """start/stop/restart/up/down: reload configs, queue the commands, optionally wait for them to settle."""
+        if action not in ACTIONS:
+            raise DaemonError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        fleet_errors = self.reload()
+        fleet = self._fleet
+        assert fleet is not None
+        targets = self._targets(action, names, fleet)
+        if action in ("start", "up", "restart"):
+            require_valid(fleet, targets)
+        del fleet_errors
+        last_id = self.store.last_event_id()
+        for name in targets:
+            sup = self.supervisors[name]
+            if action in ("start", "up"):
+                sup.submit(lc.Start(f"{action} requested"))
+            elif action in ("stop", "down"):
+                sup.submit(lc.Stop(f"{action} requested"))
+            else:
+                sup.submit(lc.Restart())
+        if wait_s is not None:
+            await asyncio.gather(*(self.supervisors[n].wait_settled(wait_s) for n in targets))
+        statuses = [s for s in self.statuses() if s.name in targets]
+        return ActionResult(instances=statuses, last_event_id=last_id)
+
+    def _targets(self, action: str, names: list[str], fleet: Fleet) -> list[str]:
+        for name in names:
+            if name not in fleet.config_files:
+                raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
+        if names:
+            missing = [n for n in names if n not in self.supervisors]
+            if missing:
+                require_valid(fleet, missing)
+            return list(dict.fromkeys(names))
+        if action == "up":
+            return sorted(n for n, s in self.supervisors.items() if s.config.autostart and not s.config.on_demand)
+        if action == "down":
+            return sorted(self.supervisors)
+        raise ConfigError([], hint=f"name at least one instance: llama-orch {action} NAME")
+
+    async def remove(self, name: str) -> None:
+        self._supervisor(name)
+        await self._retire(name)
+
+
+def _control_address(paths: HomePaths) -> str | None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        data = json.loads(paths.control_file.read_text())
+        return f"{data['host']}:{data['port']}"
+    return None
+
+
+def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> None:
+    """Daemon log to `<home>/logs/daemon.log` (rotated) and stderr; never a traceback per record on a full disk."""
+    logging.raiseExceptions = False
+    root = logging.getLogger()
+    root.setLevel(os.environ.get("LLAMA_ORCH_LOG_LEVEL", "INFO").upper())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.handlers.RotatingFileHandler(
+        paths.daemon_log, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
+    )
+    file_handler.setFormatter(formatter)
+    root.addHandler(file_handler)
+    if to_stderr:
+        stream = logging.StreamHandler()
+        stream.setFormatter(formatter)
+        root.addHandler(stream)
+
+
+def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, autostart: bool = True) -> int:
+    """Foreground entry point (`llama-orch daemon run`, systemd, launchd, Task Scheduler, the Windows service).
+
+    Blocks until a signal, `llama-orch daemon stop`, or `stop_event` being set from another thread
+    (the Windows service's SvcStop); returns the exit code once every instance is handled.
+    """
+    paths.ensure()
+    configure_logging(paths)
+
+    async def main() -> int:
+        daemon = Daemon(paths, autostart=autostart)
+        relay: asyncio.Future[bool] | None = None
+        if stop_event is not None:
+            loop = asyncio.get_running_loop()
+            relay = loop.run_in_executor(None, stop_event.wait)
+            relay.add_done_callback(lambda _: daemon.request_shutdown(keep_instances=False))
+        try:
+            return await daemon.serve()
+        finally:
+            if stop_event is not None:
+                stop_event.set()  # release the waiting thread
+
+    return asyncio.run(main())

@@ -1,0 +1,420 @@
+"""`InstanceSupervisor`: one asyncio task per instance, the only writer of that instance's state.
+
+Commands, probe results, process exits, log progress and timer ticks all arrive as events on
+the supervisor's queue; `core.lifecycle.decide` chooses the next state and the actions, and this
+module carries the actions out (spawn, stop, record). Events from a child that has since been
+replaced carry an old generation number and are dropped, so a late exit can never touch the new
+process. `status()` is a snapshot: it may be stale the moment it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import psutil
+
+from llama_orchestrator.config.argv import build_command
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core.classify import classify_exit, is_loading_progress
+from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
+from llama_orchestrator.daemon.protocol import InstanceStatus
+from llama_orchestrator.engine import (
+    ChildProcess,
+    ExitStatus,
+    ProcessIdentity,
+    SpawnSpec,
+    adopt,
+    check_ours,
+    follow,
+    kill_tree,
+    port_holder,
+    spawn,
+    stop_tree,
+    tail_lines,
+    wait_exit,
+)
+from llama_orchestrator.errors import OrchestratorError
+from llama_orchestrator.health.probe import HealthProber
+from llama_orchestrator.store import EventRecord, InstanceRecord, Store
+
+logger = logging.getLogger(__name__)
+S = InstanceState
+QueueItem = tuple[int | None, lc.Event]
+PROGRESS_THROTTLE_S = 1.0
+
+
+@dataclass
+class SupervisorDeps:
+    """What a supervisor needs from the daemon; tests pass fakes for the clocks and the random draw."""
+
+    paths: HomePaths
+    store: Store
+    prober: HealthProber
+    resolve_binary: Callable[[InstanceConfig], str | None]
+    on_event: Callable[[EventRecord], None]
+    environ: dict[str, str] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    random: Callable[[], float] = random.random
+
+
+class InstanceSupervisor:
+    def __init__(self, config: InstanceConfig, deps: SupervisorDeps, record: InstanceRecord | None) -> None:
+        self.name = config.name
+        self.config = config
+        self.deps = deps
+        self.log_path = deps.paths.instance_log(self.name)
+        self.rt = lc.Runtime(state=S.RECONCILING, restarts=record.restarts if record else 0)
+        self._record = record
+        self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
+        self._changed = asyncio.Event()
+        self._child: ChildProcess | None = None
+        self._generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_exit: ExitStatus | None = None
+        self._started_wall: float | None = None
+        self._ready_wall: float | None = None
+        self._last_progress_event = 0.0
+        self._closed = False
+        self._reconciled = asyncio.Event()
+        self.in_flight = 0
+
+    # ---- public API (called from the daemon's loop) -----------------------------------------
+    @property
+    def policy(self) -> lc.Policy:
+        return lc.Policy(self.config.health, self.config.restart)
+
+    @property
+    def state(self) -> InstanceState:
+        return self.rt.state
+
+    @property
+    def child(self) -> ChildProcess | None:
+        return self._child
+
+    def submit(self, event: lc.Event) -> None:
+        """Queue a command or observation; the supervisor task applies it in order."""
+        self._queue.put_nowait((None, event))
+
+    def update_config(self, config: InstanceConfig) -> None:
+        """Use `config` from the next start on (a running process keeps its arguments)."""
+        self.config = config
+
+    async def wait_settled(self, timeout_s: float) -> InstanceState:
+        """Wait until the instance is ready, failed or stopped (or the timeout passes); return the state."""
+        deadline = time.monotonic() + timeout_s
+        while self.rt.state not in SETTLED_STATES or not self._queue.empty():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+        return self.rt.state
+
+    async def wait_for_state(self, states: frozenset[InstanceState], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.rt.state not in states:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+        return True
+
+    # ---- the task -------------------------------------------------------------------------
+    async def wait_reconciled(self) -> None:
+        await self._reconciled.wait()
+
+    async def run(self) -> None:
+        """Reconcile with what the last daemon left, then apply events until closed."""
+        try:
+            await self._reconcile()
+        finally:
+            self._reconciled.set()
+        while not self._closed:
+            wake = lc.next_wake(self.rt, self.policy)
+            timeout = None if wake is None else max(0.0, wake - self.deps.monotonic())
+            try:
+                generation, event = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                generation, event = None, lc.Tick()
+            if generation is not None and generation != self._generation:
+                continue  # from a child that has been replaced since
+            try:
+                await self._apply(event)
+            except OrchestratorError as exc:
+                logger.error("%s: %s", self.name, exc)
+
+    async def close(self, *, keep_process: bool) -> None:
+        """Stop supervising: stop the child first unless `keep_process` (it is then re-adopted later)."""
+        if not keep_process and self._child is not None:
+            self.submit(lc.Stop("daemon shutting down"))
+            await self.wait_for_state(frozenset({S.STOPPED, S.FAILED}), self.config.restart.stop_grace_s + 10)
+        self._closed = True
+        self._queue.put_nowait((None, lc.Tick()))
+        self._cancel_watchers()
+        self._save()
+
+    # ---- applying decisions -----------------------------------------------------------------
+    async def _apply(self, event: lc.Event) -> None:
+        before = self.rt
+        decision = lc.decide(before, event, self.policy, self.deps.monotonic(), self.deps.random())
+        self.rt = decision.runtime
+        if self.rt.state is not before.state:
+            self._transition(before.state, self.rt.state, self.rt.reason)
+        elif self.rt != before:
+            self._save()
+        for action in decision.actions:
+            await self._perform(action)
+
+    def _transition(self, from_state: InstanceState, to_state: InstanceState, reason: str) -> None:
+        now = self.deps.wall()
+        if to_state is S.READY:
+            self._ready_wall = now
+        if to_state in (S.STOPPED, S.FAILED, S.BACKOFF):
+            self._ready_wall = None
+        event_id = self.deps.store.record_transition(self.name, from_state, to_state, reason, now)
+        self._save()
+        self.deps.on_event(EventRecord(event_id, self.name, from_state.value, to_state.value, reason, now))
+        logger.info("%s: %s -> %s (%s)", self.name, from_state.value, to_state.value, reason)
+        self._changed.set()
+
+    async def _perform(self, action: lc.Action) -> None:
+        if isinstance(action, lc.Spawn):
+            self._spawn()
+        elif isinstance(action, lc.StopProcess):
+            await self._stop(kill=action.kill)
+        elif isinstance(action, lc.RecordLoadTime):
+            self.deps.store.record_load_time(self.name, self.config.model.path, action.seconds, self.deps.wall())
+
+    def _spawn(self) -> None:
+        config = self.config
+        failure = self._preflight(config)
+        if failure:
+            self.submit(lc.SpawnFailed(failure, permanent=True))
+            return
+        binary = self.deps.resolve_binary(config) or "llama-server"
+        command = build_command(config, binary, self.deps.environ)
+        try:
+            child = spawn(SpawnSpec(self.name, command.argv, command.env, self.log_path))
+        except OrchestratorError as exc:
+            self.submit(lc.SpawnFailed(str(exc), permanent=True))
+            return
+        self._watch(child)
+        self._started_wall = self.deps.wall()
+        self._queue.put_nowait((self._generation, lc.Spawned(child.pid)))
+
+    def _preflight(self, config: InstanceConfig) -> str | None:
+        """Refuse a start that cannot work, with the reason, before spawning anything."""
+        if not Path(config.model.path).is_file():
+            return f"model file not found: {config.model.path}"
+        holder = port_holder(config.server.host, config.server.port)
+        if holder is not None:
+            who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
+            return f"port-in-use: {config.server.host}:{config.server.port} is held by {who}"
+        return None
+
+    def _watch(self, child: ChildProcess) -> None:
+        """Adopt `child` as the current process and start its exit watcher, prober and log follower."""
+        self._cancel_watchers()
+        self._generation += 1
+        self._child = child
+        generation = self._generation
+        self._last_progress_event = 0.0
+        for coro in (self._watch_exit(child, generation), self._probe_loop(child, generation),
+                     self._watch_progress(generation)):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._save()
+
+    def _cancel_watchers(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()
+
+    async def _stop(self, *, kill: bool) -> None:
+        child = self._child
+        if child is None:
+            self.submit(lc.Stopped("no process"))
+            return
+        self._generation += 1  # the exit we are about to cause is not a crash
+        self._cancel_watchers()
+        grace = self.config.restart.stop_grace_s
+        outcome = await (kill_tree(child) if kill else stop_tree(child, grace))
+        self._last_exit = outcome.exit
+        self._child = None
+        how = "stopped gracefully" if outcome.graceful else "killed"
+        if outcome.killed_pids:
+            how += f"; killed {len(outcome.killed_pids)} leftover process(es)"
+        self.submit(lc.Stopped(f"{how}, {outcome.exit.describe()}"))
+
+    # ---- watchers (each bound to one child generation) ----------------------------------------
+    async def _watch_exit(self, child: ChildProcess, generation: int) -> None:
+        status = await wait_exit(child)
+        self._last_exit = status
+        failure = classify_exit(tail_lines(self.log_path, 40))
+        if self._generation == generation:
+            self._child = None
+        self._queue.put_nowait((generation, lc.Exited(status.describe(), status.code, failure)))
+
+    async def _probe_loop(self, child: ChildProcess, generation: int) -> None:
+        base_url = f"http://{_connect_host(self.config.server.host)}:{self.config.server.port}"
+        last_deep = self.deps.monotonic()
+        while True:
+            health = self.config.health
+            starting = self.rt.state is S.STARTING
+            await asyncio.sleep(health.start_poll_s if starting else health.interval_s)
+            result = await self.deps.prober.health(base_url, health.timeout_s, self._api_key())
+            if result.ok and self.rt.state is S.STARTING:
+                impostor = self._impostor(child)
+                if impostor:
+                    self._queue.put_nowait((generation, lc.Impostor(impostor)))
+                    return
+            if result.ok and health.deep_probe != "off" and self.in_flight == 0 and self.rt.state is S.READY:
+                now = self.deps.monotonic()
+                if now - last_deep >= health.deep_interval_s:
+                    last_deep = now
+                    deep = self.deps.prober.slots if health.deep_probe == "slots" else self.deps.prober.completion
+                    result = await deep(base_url, max(health.timeout_s, 5.0), self._api_key())
+                    if not result.ok:
+                        result = replace(result, detail=f"deep probe ({health.deep_probe}): {result.detail}")
+            self._queue.put_nowait((generation, lc.Probe(result.ok, result.detail)))
+
+    async def _watch_progress(self, generation: int) -> None:
+        """While starting, turn loading-progress lines in the log into Progress events."""
+        async for line in follow(self.log_path, from_end_lines=0):
+            if self.rt.state is not S.STARTING:
+                if self.rt.state not in (S.RECONCILING,):
+                    return
+                continue
+            now = self.deps.monotonic()
+            if is_loading_progress(line) and now - self._last_progress_event >= PROGRESS_THROTTLE_S:
+                self._last_progress_event = now
+                self._queue.put_nowait((generation, lc.Progress()))
+
+    def _impostor(self, child: ChildProcess) -> str | None:
+        """After the first good probe, prove the answering server is our child (SO_REUSEADDR on Windows)."""
+        holder = port_holder(self.config.server.host, self.config.server.port)
+        if holder is None or holder.pid is None or holder.pid == child.pid:
+            return None
+        with contextlib.suppress(psutil.Error):
+            ours = {p.pid for p in psutil.Process(child.pid).children(recursive=True)}
+            if holder.pid in ours:
+                return None
+        return f"port {self.config.server.port} is answered by pid {holder.pid} ({holder.name}), not by our child"
+
+    def _api_key(self) -> str | None:
+        server = self.config.server
+        if server.api_key_env:
+            return self.deps.environ.get(server.api_key_env)
+        if server.api_key_file:
+            with contextlib.suppress(OSError):
+                return Path(server.api_key_file).read_text(encoding="utf-8").strip() or None
+        return None
+
+    # ---- reconciling with the last daemon ---------------------------------------------------
+    async def _reconcile(self) -> None:
+        record = self._record
+        should_run = record is not None and record.desired == "up"
+        if record is None or record.pid is None or record.pid_create_time is None:
+            event: lc.Event = lc.NotAdopted("no process recorded", should_run)
+        else:
+            identity = ProcessIdentity(record.pid, record.pid_create_time, record.boot_id or "", record.token or "")
+            verdict = check_ours(identity)
+            if verdict.adoptable:
+                child = adopt(identity, instance=self.name)
+                self._watch(child)
+                self._started_wall = record.started_at
+                event = lc.Adopted(child.pid)
+            else:
+                was = record.state
+                reason = f"process from the last daemon is gone ({verdict.reason}); was {was}"
+                if was in (S.READY.value, S.STARTING.value, S.UNHEALTHY.value):
+                    reason = f"exited-while-unsupervised ({verdict.reason})"
+                event = lc.NotAdopted(reason, should_run)
+        self.rt = replace(self.rt, crash_count=0, last_error=record.last_error if record else None)
+        await self._apply(event)
+
+    def desire(self, up: bool) -> None:
+        """Record what the user wants without changing state (used for the resume-at-start list)."""
+        self.rt = replace(self.rt, desired_up=up)
+        self._save()
+
+    # ---- snapshots ------------------------------------------------------------------------
+    def _save(self) -> None:
+        child = self._child
+        exit_status = self._last_exit
+        record = InstanceRecord(
+            name=self.name,
+            state=self.rt.state,
+            pid=child.pid if child else None,
+            pid_create_time=child.create_time if child else None,
+            boot_id=child.boot_id if child else None,
+            token=child.token if child else None,
+            port=self.config.server.port,
+            host=self.config.server.host,
+            started_at=self._started_wall if child else None,
+            ready_at=self._ready_wall,
+            restarts=self.rt.restarts,
+            consecutive_failures=self.rt.start_failures,
+            last_exit_code=exit_status.code if exit_status else None,
+            last_exit_signal=exit_status.signal if exit_status else None,
+            last_error=self.rt.last_error,
+            desired="up" if self.rt.desired_up else "down",
+            updated_at=self.deps.wall(),
+        )
+        self.deps.store.save_instance(record)
+
+    def status(self) -> InstanceStatus:
+        config, rt, child = self.config, self.rt, self._child
+        now = self.deps.wall()
+        since = self._ready_wall if rt.state in (S.READY, S.UNHEALTHY) else None
+        health = "-"
+        if rt.state in (S.READY, S.UNHEALTHY):
+            threshold = config.health.failure_threshold
+            health = "ok" if rt.probe_failures == 0 else f"failing {rt.probe_failures}/{threshold}"
+        return InstanceStatus(
+            name=self.name,
+            state=rt.state.value,
+            desired="up" if rt.desired_up else "down",
+            reason=rt.reason,
+            pid=child.pid if child else None,
+            host=config.server.host,
+            port=config.server.port,
+            alias=config.served_name,
+            backend=config.gpu.backend,
+            model=config.model.path,
+            on_demand=config.on_demand,
+            autostart=config.autostart,
+            started_at=self._started_wall if child else None,
+            ready_at=since,
+            uptime_s=(now - since) if since else None,
+            restarts=rt.restarts,
+            probe_failures=rt.probe_failures,
+            health=health,
+            last_error=rt.last_error,
+            last_exit=self._last_exit.describe() if self._last_exit else None,
+            routable=rt.state is S.READY and rt.probe_failures == 0,
+            in_flight=self.in_flight,
+        )
+
+
+def _connect_host(host: str) -> str:
+    """Where to connect for a server bound to `host` (a wildcard bind is reached over loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,79 @@
+"""HTTP probes against one llama-server: `/health`, and the deeper `/slots` or one-token completion.
+
+`/health` answers 503 "Loading model" while loading and 200 once ready, but stays 200 when
+generation is wedged (llama.cpp#27388), so the deep probes exist for instances that want them.
+Every probe returns a `ProbeResult`; none raises for network trouble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    status: int | None
+    detail: str
+    latency_s: float
+    loading: bool = False
+
+
+class HealthProber:
+    """Probes over one shared aiohttp session (connections are not kept: llama-server closes idle ones at 5 s)."""
+
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        self._session = session
+        self._owned = session is None
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        return self._session
+
+    async def close(self) -> None:
+        if self._owned and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def health(self, base_url: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
+        return await self._get(f"{base_url}/health", timeout_s, api_key)
+
+    async def slots(self, base_url: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
+        result = await self._get(f"{base_url}/slots", timeout_s, api_key)
+        if result.status == 501:  # started with --no-slots: nothing deeper to learn
+            return ProbeResult(True, 501, "slots endpoint disabled", result.latency_s)
+        return result
+
+    async def completion(self, base_url: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
+        body = {"prompt": "a", "n_predict": 1, "cache_prompt": False}
+        return await self._request("POST", f"{base_url}/completion", timeout_s, api_key, body)
+
+    async def _get(self, url: str, timeout_s: float, api_key: str | None) -> ProbeResult:
+        return await self._request("GET", url, timeout_s, api_key, None)
+
+    async def _request(
+        self, method: str, url: str, timeout_s: float, api_key: str | None, body: object | None
+    ) -> ProbeResult:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        started = time.monotonic()
+        session = await self._client()
+        try:
+            async with session.request(
+                method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                text = await response.text()
+                elapsed = time.monotonic() - started
+                if response.status == 200:
+                    return ProbeResult(True, 200, "ok", elapsed)
+                loading = response.status == 503 and "Loading model" in text
+                detail = "loading model" if loading else f"HTTP {response.status}: {text[:120]}"
+                return ProbeResult(False, response.status, detail, elapsed, loading=loading)
+        except TimeoutError:
+            return ProbeResult(False, None, f"no answer within {timeout_s:g} s", time.monotonic() - started)
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+            return ProbeResult(False, None, f"connection failed: {exc.__class__.__name__}", time.monotonic() - started)
