@@ -7,11 +7,11 @@ eviction victim are pure functions here, tested without sockets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.core.states import WANTED_UP_STATES, InstanceState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +29,16 @@ class Upstream:
     in_flight: int
     last_used: float  # monotonic seconds of the last request start or end (0 = never)
     api_key: str | None = None  # what the gateway must send to this llama-server, if it has a key
+    slots: int | None = None  # parallel slots (its concurrency limit); None = unknown, no limit
+    metrics: bool = False  # the llama-server runs with --metrics (the gateway relabels its /metrics)
+    restarts: int = 0  # restarts since the daemon started (exported by the gateway's /metrics)
 
     def serves(self, model: str) -> bool:
         return model in (self.name, self.alias)
+
+    @property
+    def has_free_slot(self) -> bool:
+        return self.slots is None or self.in_flight < self.slots
 
 
 class InstanceDirectory(Protocol):
@@ -73,3 +80,145 @@ def pick_replica(replicas: Sequence[Upstream]) -> Upstream | None:
     if not routable:
         return None
     return min(routable, key=lambda u: (u.in_flight, u.last_used, u.name))
+
+
+# --- choices the gateway makes per request ------------------------------------------------------
+
+
+def default_model(upstreams: Sequence[Upstream]) -> str | None:
+    """The model a request without a `model` field gets: the only served name, else None."""
+    served = {u.alias or u.name for u in upstreams}
+    return served.pop() if len(served) == 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send the request to this replica now."""
+
+    upstream: Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Every routable replica is at its slot limit and the queue has room: wait for a slot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Overloaded:
+    """Every routable replica is full and so is the queue: answer 429 with Retry-After."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartFirst:
+    """No replica is routable; `name` (on-demand, stopped) should be started, then waited for."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitStart:
+    """No replica is routable but `name` is on its way up (starting, backoff): wait for it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """No replica is routable and none will become so by itself (stopped, failed, unhealthy)."""
+
+    reason: str
+
+
+Admission = Dispatch | Enqueue | Overloaded | StartFirst | AwaitStart | Unavailable
+
+
+def pick_free_replica(replicas: Sequence[Upstream]) -> Upstream | None:
+    """Like `pick_replica`, among routable replicas that have a free slot."""
+    return pick_replica([u for u in replicas if u.has_free_slot])
+
+
+def admit(replicas: Sequence[Upstream], queued: int, queue_size: int) -> Admission:
+    """Decide what to do with one request for a model served by `replicas` (all its candidates).
+
+    `queued` is how many requests for this model already wait for a slot; the queue holds
+    `queue_size` per routable replica.
+    """
+    free = pick_free_replica(replicas)
+    if free is not None:
+        return Dispatch(free)
+    routable = [u for u in replicas if u.routable]
+    if routable:
+        return Enqueue() if queued < queue_size * len(routable) else Overloaded()
+    coming = sorted((u for u in replicas if u.state in _COMING_UP), key=lambda u: u.name)
+    if coming:
+        return AwaitStart(coming[0].name)
+    startable = sorted((u for u in replicas if u.on_demand and u.state in _STARTABLE), key=lambda u: u.name)
+    if startable:
+        return StartFirst(startable[0].name)
+    return Unavailable(_why_unavailable(replicas))
+
+
+_COMING_UP = frozenset({InstanceState.STARTING, InstanceState.BACKOFF, InstanceState.RECONCILING})
+_STARTABLE = frozenset({InstanceState.STOPPED, InstanceState.STOPPING})
+
+
+def _why_unavailable(replicas: Sequence[Upstream]) -> str:
+    parts = []
+    for u in sorted(replicas, key=lambda u: u.name):
+        if u.state is InstanceState.STOPPED:
+            parts.append(f"{u.name} is stopped (start it with `llama-orch up {u.name}`)")
+        else:
+            parts.append(f"{u.name} is {u.state.value}")
+    return "; ".join(parts) or "no instance serves this model"
+
+
+# --- capacity: at most N loaded, and idle expiry -------------------------------------------------
+
+
+def loaded_on_demand(upstreams: Sequence[Upstream], starting: Collection[str] = ()) -> list[Upstream]:
+    """On-demand instances that hold (or are about to hold) memory: up, coming up, or asked to start."""
+    return [u for u in upstreams if u.on_demand and (u.state in WANTED_UP_STATES or u.name in starting)]
+
+
+def choose_evictions(
+    upstreams: Sequence[Upstream], max_loaded: int | None, starting: Collection[str]
+) -> list[str] | None:
+    """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones up.
+
+    Victims are the least recently used on-demand instances that are neither pinned, nor serving
+    a request, nor themselves being started. Returns [] when nothing has to go, and None when
+    room cannot be made (every other loaded instance is pinned or busy).
+    """
+    if max_loaded is None:
+        return []
+    loaded = loaded_on_demand(upstreams, starting)
+    excess = len(loaded) - max_loaded
+    if excess <= 0:
+        return []
+    victims = sorted(
+        (u for u in loaded if not u.pinned and u.in_flight == 0 and u.name not in starting),
+        key=lambda u: (u.last_used, u.name),
+    )
+    if len(victims) < excess:
+        return None
+    return [u.name for u in victims[:excess]]
+
+
+_IDLE_STATES = frozenset({InstanceState.READY, InstanceState.UNHEALTHY})
+
+
+def idle_expired(upstreams: Sequence[Upstream], now: float) -> list[str]:
+    """Instances with an idle TTL that have served nothing for that long (and serve nothing now).
+
+    `now` and `last_used` are the same monotonic clock; an instance never used (last_used 0)
+    is not expired: the directory stamps last_used when an instance becomes ready.
+    """
+    return sorted(
+        u.name
+        for u in upstreams
+        if u.idle_ttl_s is not None
+        and u.state in _IDLE_STATES
+        and u.in_flight == 0
+        and u.last_used > 0
+        and now - u.last_used >= u.idle_ttl_s
+    )

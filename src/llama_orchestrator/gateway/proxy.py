@@ -1,0 +1,165 @@
+"""Forwarding one request to one llama-server, and its answer back, unchanged.
+
+The request body is the client's original bytes (read once, never re-serialised). An SSE answer
+is relayed chunk by chunk as it arrives (`iter_any`: no line splitting, no event parsing, no
+coalescing). Anything else is read whole and returned with the upstream's status and content
+type; llama-server's own errors therefore pass through untouched, marked
+`X-Llama-Orch-Source: upstream`.
+
+Failure handling (reliability scenarios 25-26):
+- the client goes away (aiohttp cancels the handler, or a write fails): the upstream response is
+  closed at once, which closes its socket, so llama-server cancels the task and frees the slot;
+- the upstream goes away or stalls past `sock_read` mid-stream: the client gets an SSE `error`
+  event and the end of the stream, never a hang;
+- the upstream cannot be reached, or drops the connection before answering: 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.gateway.errors import (
+    INSTANCE_HEADER,
+    SOURCE_HEADER,
+    HTTPFailure,
+    Unavailable,
+    sse_error_event,
+)
+
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
+UNREACHABLE_RETRY_AFTER_S = 2
+
+
+class GatewayTimeout(HTTPFailure):
+    status = 504
+    type = "timeout_error"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one proxied request, for metrics."""
+
+    status: int = 0
+    first_byte_s: float | None = None
+    stream_error: bool = False
+    client_gone: bool = False
+
+
+def upstream_headers(request_headers: Mapping[str, str], upstream: Upstream) -> dict[str, str]:
+    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request_headers.get(name))}
+    if upstream.api_key:
+        headers["Authorization"] = f"Bearer {upstream.api_key}"
+    return headers
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    upstream: Upstream,
+    path_qs: str,
+    body: bytes | None,
+    timeout: aiohttp.ClientTimeout,
+    outcome: Outcome,
+    closing: Callable[[], bool] = lambda: False,
+) -> web.StreamResponse:
+    """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer."""
+    started = time.perf_counter()
+    url = upstream.base_url + path_qs
+    try:
+        up = await session.request(
+            request.method, url, data=body, headers=upstream_headers(request.headers, upstream), timeout=timeout
+        )
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            raise GatewayTimeout(
+                f"instance {upstream.name!r} did not answer within the timeout", code="upstream_timeout"
+            ) from exc
+        raise Unavailable(
+            f"instance {upstream.name!r} could not be reached ({type(exc).__name__}: {exc})",
+            code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
+        ) from exc
+    except TimeoutError as exc:
+        raise GatewayTimeout(
+            f"instance {upstream.name!r} did not answer within the timeout", code="upstream_timeout"
+        ) from exc
+    try:
+        outcome.status = up.status
+        if up.content_type == "text/event-stream":
+            return await _relay_stream(request, up, upstream, started, outcome, closing)
+        try:
+            data = await up.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(
+                f"instance {upstream.name!r} failed while answering ({type(exc).__name__})",
+                code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
+            ) from exc
+        outcome.first_byte_s = time.perf_counter() - started
+        headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
+        ctype = up.headers.get("Content-Type")
+        if ctype:
+            headers["Content-Type"] = ctype
+        retry = up.headers.get("Retry-After")
+        if retry:
+            headers["Retry-After"] = retry
+        return web.Response(status=up.status, body=data, headers=headers)
+    finally:
+        up.close()  # no-op after a complete read; otherwise drops the socket so the slot frees
+
+
+async def _relay_stream(
+    request: web.Request,
+    up: aiohttp.ClientResponse,
+    upstream: Upstream,
+    started: float,
+    outcome: Outcome,
+    closing: Callable[[], bool],
+) -> web.StreamResponse:
+    resp = web.StreamResponse(status=up.status)
+    resp.headers["Content-Type"] = up.headers.get("Content-Type", "text/event-stream")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["X-Accel-Buffering"] = "no"
+    resp.headers[SOURCE_HEADER] = "upstream"
+    resp.headers[INSTANCE_HEADER] = upstream.name
+    await resp.prepare(request)
+    first = True
+    try:
+        while True:
+            try:
+                chunk = await up.content.readany()
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                outcome.stream_error = True
+                reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
+                with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
+                    await resp.write(sse_error_event(reason))
+                break
+            if not chunk:
+                break
+            if first:
+                outcome.first_byte_s = time.perf_counter() - started
+                first = False
+            try:
+                await resp.write(chunk)
+            except (ConnectionError, aiohttp.ClientConnectionResetError):
+                outcome.client_gone = True  # the caller closes the upstream response
+                return resp
+    except asyncio.CancelledError:
+        outcome.client_gone = True
+        up.close()
+        raise
+    with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+def _describe_cut(upstream: Upstream, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"instance {upstream.name!r} sent nothing for too long; the stream was cut"
+    return f"instance {upstream.name!r} closed the stream before it ended ({type(exc).__name__})"

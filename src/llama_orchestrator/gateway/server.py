@@ -1,0 +1,356 @@
+"""The gateway: one OpenAI-compatible listener in front of every instance (DESIGN section 5).
+
+    gateway = Gateway(config, directory)      # keys=None: read gateway.api_keys_env / _file
+    await gateway.start()                     # binds; GatewayStartError if it cannot
+    gateway.address                           # "http://127.0.0.1:8000"
+    await gateway.stop()                      # closes the listener, ends streams with an SSE error
+
+Routes:
+    GET  /health                               gateway liveness (public)
+    GET  /v1/models, /models                   every instance and alias, with its state
+    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /rerank (and the
+         unversioned and `reranking` spellings llama-server accepts)   routed by `model`
+    GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
+                                               apply-template, metrics of one instance
+    GET  /metrics                              Prometheus text (gateway + relabelled children)
+
+One aiohttp `ClientSession` carries every upstream request; its idle connections expire after
+`upstream_keepalive_s` (< llama-server's 5 s). The server runs with handler cancellation on, so
+a client that disconnects cancels its handler and with it the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.core import routing
+from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.core.states import PROCESS_STATES
+from llama_orchestrator.gateway import proxy
+from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
+from llama_orchestrator.gateway.errors import (
+    SOURCE_HEADER,
+    BadRequest,
+    GatewayStartError,
+    HTTPFailure,
+    ModelNotFound,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    to_response,
+)
+from llama_orchestrator.gateway.metrics import GatewayMetrics
+from llama_orchestrator.gateway.traffic import Traffic, available_models
+
+INFERENCE_PATHS = (
+    "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+    "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking",
+)
+NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
+PUBLIC_NATIVE = frozenset({"health"})
+CONNECT_TIMEOUT_S = 5.0
+NATIVE_TIMEOUT_S = 30.0
+CHILD_METRICS_TIMEOUT_S = 2.0
+UPSTREAM_POOL_LIMIT = 2048
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        directory: InstanceDirectory,
+        keys: Keyring | None = None,
+        *,
+        idle_check_interval_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.keys = keys
+        self.metrics = GatewayMetrics()
+        self.traffic = Traffic(config, directory)
+        self.idle_check_interval_s = idle_check_interval_s
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._address = ""
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=config.request_timeout_s
+        )
+        self._native_timeout = aiohttp.ClientTimeout(total=NATIVE_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        """`http://host:port` the gateway listens on (after `start`)."""
+        return self._address
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application (also used directly by tests with `aiohttp.test_utils`)."""
+        app = web.Application(middlewares=[self._errors_middleware], client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
+        for path in INFERENCE_PATHS:
+            app.router.add_post(path, self._inference)
+        app.router.add_route("*", "/instances/{name}/{tail:.+}", self._native)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        if self.keys is None:
+            self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=UPSTREAM_POOL_LIMIT, limit_per_host=0, keepalive_timeout=self.config.upstream_keepalive_s
+            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        if self._idle_task is None:
+            self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        await self._shutdown_upstreams()
+
+    async def start(self) -> None:
+        """Bind the listener; raise GatewayStartError (port taken, unsafe bind, bad keys)."""
+        keys = self.keys if self.keys is not None else load_keyring(self.config.api_keys_env, self.config.api_keys_file)
+        self.keys = keys
+        if not is_loopback(self.config.host) and not keys.enabled:
+            raise GatewayStartError(
+                f"refusing to serve the gateway on {self.config.host}: it is not a loopback address and no API "
+                "key is configured",
+                hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
+            )
+        runner = web.AppRunner(self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{self.config.host}:{self.config.port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise GatewayStartError(
+                    f"cannot listen on {where}: the port is already in use",
+                    hint="choose another gateway.port in orchestrator.json, or stop what holds it",
+                ) from exc
+            raise GatewayStartError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Stop listening, end in-flight streams (with an SSE error event), close upstream sockets."""
+        await self._shutdown_upstreams()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _shutdown_upstreams(self) -> None:
+        self._closing = True
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._idle_task
+            self._idle_task = None
+        await self.traffic.close()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # --- plumbing --------------------------------------------------------------------------------
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HTTPFailure as exc:
+            return to_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return to_response(HTTPFailure(exc.reason, status=exc.status))
+
+    def _authorize(self, request: web.Request) -> Key | None:
+        keys = self.keys
+        if keys is None or not keys.enabled:
+            return None
+        key = keys.match(presented_key(request.headers))
+        if key is None:
+            raise Unauthorized("Invalid API key: send it as `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
+                               code="invalid_api_key")
+        return key
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._closing:
+            raise Unavailable("the gateway is shutting down", code="shutting_down", retry_after_s=5)
+        return self._session
+
+    # --- handlers --------------------------------------------------------------------------------
+    async def _health(self, _request: web.Request) -> web.Response:
+        ups = self.directory.upstreams()
+        body = {"status": "ok", "instances": len(ups), "routable": sum(1 for u in ups if u.routable)}
+        return web.json_response(body, headers={SOURCE_HEADER: "gateway"})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        key = self._authorize(request)
+        ups = self.directory.upstreams()
+        data = model_list(ups, key)
+        return web.json_response({"object": "list", "data": data}, headers={SOURCE_HEADER: "gateway"})
+
+    async def _inference(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        key = self._authorize(request)
+        body = await request.read()
+        model = self._model_of(body)
+        ups = self.directory.upstreams()
+        if key is not None and not key.allows(served_names(ups, model)):
+            raise ModelNotFound(model, [m for m in available_models(ups) if key.allows({m})])
+        outcome = proxy.Outcome()
+        try:
+            upstream = await self.traffic.acquire(model)
+        except HTTPFailure as exc:
+            self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+            raise
+        try:
+            resp = await proxy.forward(
+                self.session, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
+                closing=lambda: self._closing,
+            )
+        except HTTPFailure as exc:
+            self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+            raise
+        finally:
+            self.traffic.release(upstream.name)
+        if outcome.first_byte_s is not None:
+            self.metrics.observe_ttfb(model, outcome.first_byte_s)
+        source = "stream_error" if outcome.stream_error else "upstream"
+        self.metrics.observe(model, request.path, outcome.status, source, time.perf_counter() - started)
+        return resp
+
+    def _model_of(self, body: bytes) -> str:
+        try:
+            parsed = json.loads(body) if body else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+        if not isinstance(parsed, dict):
+            raise BadRequest("the request body must be a JSON object", code="invalid_json")
+        model = parsed.get("model")
+        if isinstance(model, str) and model:
+            return model
+        if model is not None and not isinstance(model, str):
+            raise BadRequest("`model` must be a string", code="invalid_model", param="model")
+        ups = self.directory.upstreams()
+        chosen = routing.default_model(ups)
+        if chosen is None:
+            raise BadRequest(
+                "the request has no `model` and more than one model is served; choose one of: "
+                + ", ".join(available_models(ups)),
+                code="model_required", param="model",
+            )
+        return chosen
+
+    async def _native(self, request: web.Request) -> web.StreamResponse:
+        name, tail = request.match_info["name"], request.match_info["tail"]
+        if tail not in NATIVE_ROUTES:
+            raise NotFound(
+                f"/instances/{name}/{tail} is not proxied; native routes: {', '.join(sorted(NATIVE_ROUTES))}",
+                code="route_not_found",
+            )
+        ups = self.directory.upstreams()
+        upstream = next((u for u in ups if u.name == name), None)
+        if tail not in PUBLIC_NATIVE:
+            key = self._authorize(request)
+            if key is not None and upstream is not None and not key.allows({upstream.name, upstream.alias}):
+                upstream = None
+        if upstream is None:
+            raise NotFound(f"no instance named {name!r}; instances: {', '.join(sorted(u.name for u in ups))}",
+                           code="instance_not_found")
+        if upstream.state not in PROCESS_STATES:
+            raise Unavailable(f"instance {name!r} is {upstream.state.value}", code="instance_not_running",
+                              retry_after_s=5)
+        body = await request.read() if request.can_read_body else None
+        path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
+        return await proxy.forward(self.session, request, upstream, path, body, self._native_timeout, proxy.Outcome())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        ups = self.directory.upstreams()
+        children = await self._child_metrics([u for u in ups if u.metrics and u.state in PROCESS_STATES])
+        text = self.metrics.render(ups, children)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                            headers={SOURCE_HEADER: "gateway"})
+
+    async def _child_metrics(self, ups: list[Upstream]) -> list[tuple[Upstream, str]]:
+        if not ups or self._session is None:
+            return []
+        session = self._session
+        timeout = aiohttp.ClientTimeout(total=CHILD_METRICS_TIMEOUT_S)
+
+        async def fetch(u: Upstream) -> tuple[Upstream, str] | None:
+            headers = {"Authorization": f"Bearer {u.api_key}"} if u.api_key else {}
+            try:
+                async with session.get(u.base_url + "/metrics", headers=headers, timeout=timeout) as resp:
+                    if resp.status != 200:
+                        return None
+                    return u, await resp.text()
+            except (aiohttp.ClientError, TimeoutError):
+                return None
+
+        results = await asyncio.gather(*(fetch(u) for u in ups))
+        return [r for r in results if r is not None]
+
+
+def served_names(ups: list[Upstream], model: str) -> set[str]:
+    """`model` and every name and alias of the instances that serve it (what a key scope may list)."""
+    return {model, *(n for u in routing.candidates(ups, model) for n in (u.name, u.alias))}
+
+
+def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, object]]:
+    """`/v1/models` entries: each instance by name, then each alias that is not an instance name."""
+    data: list[dict[str, object]] = []
+    names = {u.name for u in ups}
+    for u in sorted(ups, key=lambda u: u.name):
+        if key is not None and not key.allows({u.name, u.alias}):
+            continue
+        data.append({
+            "id": u.name, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
+            "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
+        })
+    aliases: dict[str, list[Upstream]] = {}
+    for u in ups:
+        if u.alias and u.alias not in names:
+            aliases.setdefault(u.alias, []).append(u)
+    for alias, group in sorted(aliases.items()):
+        if key is not None and not key.allows({alias, *(u.name for u in group)}):
+            continue
+        routable = any(u.routable for u in group)
+        state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value
+        data.append({
+            "id": alias, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
+            "state": state, "routable": routable, "instances": sorted(u.name for u in group),
+        })
+    return data

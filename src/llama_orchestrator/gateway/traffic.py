@@ -1,0 +1,165 @@
+"""Lifecycle from traffic: which replica a request gets, starting on-demand instances, the bounded
+queue, `max_loaded` eviction and the idle-TTL reaper.
+
+The decisions are the pure functions of `core.routing` (`admit`, `choose_evictions`,
+`idle_expired`); this module only waits and calls the directory. Picking a replica and counting
+it in flight (`begin_request`) happen with no `await` in between, so two requests can never
+both take a replica's last slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.core import routing
+from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
+
+LOADING_RETRY_AFTER_S = 5
+BUSY_RETRY_AFTER_S = 1
+QUEUE_RECHECK_S = 0.5  # queued requests re-read the directory this often even without a wake-up
+
+
+class Traffic:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        directory: InstanceDirectory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.clock = clock
+        self._start_waits: dict[str, asyncio.Task[bool]] = {}
+        self._queued: dict[str, int] = {}
+        self._slot_waiters: set[asyncio.Future[None]] = set()
+
+    # --- per request ---------------------------------------------------------------------------
+    async def acquire(self, model: str) -> Upstream:
+        """A replica for `model`, already counted in flight; raise an HTTP failure otherwise.
+
+        The caller must call `release(upstream.name)` exactly once afterwards.
+        """
+        started_wait = False
+        queue_deadline: float | None = None
+        while True:
+            upstreams = self.directory.upstreams()
+            replicas = routing.candidates(upstreams, model)
+            if not replicas:
+                raise ModelNotFound(model, available_models(upstreams))
+            decision = routing.admit(replicas, self._queued.get(model, 0), self.config.queue_size)
+            if isinstance(decision, routing.Dispatch):
+                self.directory.begin_request(decision.upstream.name)
+                return decision.upstream
+            if isinstance(decision, routing.Overloaded):
+                raise Overloaded(
+                    f"every replica of {model!r} is busy and its queue is full; retry shortly",
+                    code="queue_full", retry_after_s=BUSY_RETRY_AFTER_S,
+                )
+            if isinstance(decision, routing.Enqueue):
+                if queue_deadline is None:
+                    queue_deadline = self.clock() + self.config.request_timeout_s
+                await self._wait_for_slot(model, queue_deadline)
+                continue
+            if isinstance(decision, routing.Unavailable):
+                raise Unavailable(
+                    f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
+                    retry_after_s=LOADING_RETRY_AFTER_S,
+                )
+            # StartFirst or AwaitStart: the model is not up yet.
+            if started_wait:
+                raise Unavailable(
+                    f"model {model!r} did not become ready within {self.config.start_wait_timeout_s:g} s",
+                    code="model_loading", retry_after_s=LOADING_RETRY_AFTER_S,
+                )
+            name = decision.name
+            if isinstance(decision, routing.StartFirst):
+                self.start(name, f"gateway request for {model}")
+            if self.config.start_wait == "reject":
+                raise Unavailable(
+                    f"model {model!r} is loading; retry in a few seconds", code="model_loading",
+                    retry_after_s=LOADING_RETRY_AFTER_S,
+                )
+            await self._wait_routable(name)
+            started_wait = True
+
+    def release(self, name: str) -> None:
+        self.directory.end_request(name)
+        if self._slot_waiters:
+            waiters, self._slot_waiters = self._slot_waiters, set()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # --- starting and eviction -----------------------------------------------------------------
+    def start(self, name: str, reason: str) -> None:
+        """Ask for `name` once (concurrent first requests share one start), evicting to make room."""
+        if name in self._start_waits:
+            return
+        victims = routing.choose_evictions(
+            self.directory.upstreams(), self.config.max_loaded, {name, *self._start_waits}
+        )
+        if victims is None:
+            raise Unavailable(
+                f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and every "
+                "one of them is serving requests or pinned",
+                code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
+            )
+        for victim in victims:
+            self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")
+        self.directory.request_start(name, reason)
+        task = asyncio.ensure_future(self.directory.wait_routable(name, self.config.start_wait_timeout_s))
+        self._start_waits[name] = task
+        task.add_done_callback(lambda _t: self._start_waits.pop(name, None))
+
+    async def _wait_routable(self, name: str) -> None:
+        task = self._start_waits.get(name)
+        if task is None:  # coming up by itself (starting, backoff): wait without starting
+            await self.directory.wait_routable(name, self.config.start_wait_timeout_s)
+            return
+        await asyncio.shield(task)
+
+    async def _wait_for_slot(self, model: str, deadline: float) -> None:
+        left = deadline - self.clock()
+        if left <= 0:
+            raise Overloaded(
+                f"no slot of {model!r} freed up within {self.config.request_timeout_s:g} s",
+                code="queue_timeout", retry_after_s=BUSY_RETRY_AFTER_S,
+            )
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.add(waiter)
+        self._queued[model] = self._queued.get(model, 0) + 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, min(left, QUEUE_RECHECK_S))
+        finally:
+            self._queued[model] -= 1
+            self._slot_waiters.discard(waiter)
+
+    # --- idle TTL --------------------------------------------------------------------------------
+    def reap_idle(self) -> list[str]:
+        """Stop every instance idle past its TTL; return their names."""
+        names = routing.idle_expired(self.directory.upstreams(), self.clock())
+        for name in names:
+            self.directory.request_stop(name, "idle TTL expired")
+        return names
+
+    async def idle_loop(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.reap_idle()
+
+    async def close(self) -> None:
+        for task in list(self._start_waits.values()):
+            task.cancel()
+        self._start_waits.clear()
+
+
+def available_models(upstreams: list[Upstream]) -> list[str]:
+    """Every name a request may use: instance names and aliases, sorted, without duplicates."""
+    names = {u.name for u in upstreams} | {u.alias for u in upstreams if u.alias}
+    return sorted(names)

@@ -1,0 +1,107 @@
+"""Key parsing and matching, the OpenAI error shape, and the Prometheus text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.unit.gateway.gateway_fakes import upstream
+
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway import errors
+from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
+from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
+from llama_orchestrator.gateway.server import is_loopback, model_list
+
+
+def test_keys_file_lines_comments_and_scopes() -> None:
+    keys = parse_keys_file("# admin\nk1\n\nk2  gpt, tiny # scoped\n")
+    assert [(k.secret, k.models) for k in keys] == [(b"k1", None), (b"k2", frozenset({"gpt", "tiny"}))]
+    assert keys[1].allows({"tiny"}) and not keys[1].allows({"other"})
+
+
+def test_load_keyring_from_env_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text("filekey tiny\n")
+    ring = load_keyring("GW_KEYS", str(path), {"GW_KEYS": "a, b,"})
+    assert [k.secret for k in ring.keys] == [b"a", b"b", b"filekey"]
+    assert ring.match("b") is ring.keys[1]
+    assert ring.match("nope") is None and ring.match("") is None and ring.match(None) is None
+
+
+def test_configured_but_missing_key_sources_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(errors.GatewayStartError, match="GW_KEYS"):
+        load_keyring("GW_KEYS", None, {})
+    with pytest.raises(errors.GatewayStartError, match="cannot read"):
+        load_keyring(None, str(tmp_path / "absent"), {})
+    assert not Keyring().enabled
+
+
+def test_presented_key_from_bearer_or_x_api_key() -> None:
+    assert presented_key({"Authorization": "Bearer abc"}) == "abc"
+    assert presented_key({"Authorization": "bearer  abc "}) == "abc"
+    assert presented_key({"X-Api-Key": "xyz"}) == "xyz"
+    assert presented_key({"Authorization": "Basic Zm9v"}) is None
+    assert presented_key({}) is None
+
+
+def test_error_shape_and_headers() -> None:
+    resp = errors.to_response(errors.ModelNotFound("nope", ["a", "b"]))
+    assert resp.status == 404
+    assert resp.headers[errors.SOURCE_HEADER] == "gateway"
+    assert isinstance(resp.body, bytes)
+    body = json.loads(resp.body)
+    assert body["source"] == "gateway"
+    assert body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model"
+    assert "a, b" in body["error"]["message"]
+    busy = errors.to_response(errors.Overloaded("full", retry_after_s=1))
+    assert busy.status == 429 and busy.headers["Retry-After"] == "1"
+    assert errors.to_response(ValueError("secret detail")).status == 500
+
+
+def test_sse_error_event_is_one_complete_event() -> None:
+    event = errors.sse_error_event("cut")
+    assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
+    assert json.loads(event.split(b"data: ", 1)[1])["error"]["message"] == "cut"
+
+
+def test_loopback_detection() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.org")
+
+
+def test_model_list_has_instances_and_aliases() -> None:
+    ups = [upstream("a", "chat"), upstream("b", "chat", state=S.STARTING), upstream("e", "e")]
+    ids = [(m["id"], m["state"], m["owned_by"]) for m in model_list(ups)]
+    assert ids == [("a", "ready", "llama-orchestrator"), ("b", "starting", "llama-orchestrator"),
+                   ("e", "ready", "llama-orchestrator"), ("chat", "ready", "llama-orchestrator")]
+    scoped = parse_keys_file("k chat\n")[0]
+    assert [m["id"] for m in model_list(ups, scoped)] == ["a", "b", "chat"]
+
+
+def test_metrics_text_histograms_states_and_relabelled_children() -> None:
+    m = GatewayMetrics()
+    m.observe("tiny", "/v1/chat/completions", 200, "upstream", 0.03)
+    m.observe("tiny", "/v1/chat/completions", 503, "gateway", 0.001)
+    m.observe_ttfb("tiny", 0.002)
+    child = (
+        "# HELP llamacpp:requests_processing x\n# TYPE llamacpp:requests_processing gauge\n"
+        "llamacpp:requests_processing 2\n"
+    )
+    a, b = upstream("a", "tiny", metrics=True, restarts=3), upstream("b", "tiny", metrics=True)
+    text = m.render([a, b], [(a, child), (b, child)])
+    assert 'llama_orch_gateway_requests_total{model="tiny",route="/v1/chat/completions",status="503"} 1' in text
+    assert 'llama_orch_gateway_errors_total{model="tiny",source="gateway"} 1' in text
+    assert 'llama_orch_gateway_request_duration_seconds_bucket{model="tiny",le="0.05"} 2' in text
+    assert 'llama_orch_gateway_request_duration_seconds_count{model="tiny"} 2' in text
+    assert 'llama_orch_gateway_time_to_first_byte_seconds_bucket{model="tiny",le="+Inf"} 1' in text
+    assert 'llama_orch_instance_state{instance="a",state="ready"} 1' in text
+    assert 'llama_orch_instance_restarts_total{instance="a"} 3' in text
+    assert text.count("# TYPE llamacpp:requests_processing gauge") == 1
+    assert 'llamacpp:requests_processing{instance="b",model="tiny"} 2' in text
+
+
+def test_relabel_keeps_existing_labels() -> None:
+    lines = relabel_children([(upstream("a"), 'foo_total{slot="0"} 4\nbar 1.5e3\n')])
+    assert lines == ['foo_total{instance="a",model="a",slot="0"} 4', 'bar{instance="a",model="a"} 1.5e3']

@@ -1,0 +1,91 @@
+"""Pure routing choices: replicas, admission (queue, start, 429/503), eviction, idle TTL."""
+
+from __future__ import annotations
+
+from tests.unit.gateway.gateway_fakes import upstream
+
+from llama_orchestrator.core import routing as r
+from llama_orchestrator.core.states import InstanceState as S
+
+
+def test_least_in_flight_wins_and_unroutable_replicas_leave_rotation() -> None:
+    a = upstream("a", "m", in_flight=3)
+    b = upstream("b", "m", in_flight=1)
+    c = upstream("c", "m", in_flight=0, state=S.UNHEALTHY)
+    assert r.pick_replica([a, b, c]) == b
+    assert r.pick_replica([c]) is None
+
+
+def test_default_model_only_when_one_model_is_served() -> None:
+    assert r.default_model([upstream("a", "m"), upstream("b", "m")]) == "m"
+    assert r.default_model([upstream("a"), upstream("b")]) is None
+    assert r.default_model([]) is None
+
+
+def test_admit_dispatches_to_a_free_replica() -> None:
+    a = upstream("a", "m", slots=1, in_flight=1)
+    b = upstream("b", "m", slots=2, in_flight=1)
+    assert r.admit([a, b], queued=0, queue_size=4) == r.Dispatch(b)
+
+
+def test_admit_queues_then_overloads_when_every_slot_is_busy() -> None:
+    a = upstream("a", "m", slots=1, in_flight=1)
+    b = upstream("b", "m", slots=1, in_flight=1)
+    assert r.admit([a, b], queued=7, queue_size=4) == r.Enqueue()
+    assert r.admit([a, b], queued=8, queue_size=4) == r.Overloaded()
+    assert r.admit([a], queued=0, queue_size=0) == r.Overloaded()
+
+
+def test_unknown_slot_count_means_no_limit() -> None:
+    a = upstream("a", "m", in_flight=500)
+    assert r.admit([a], queued=0, queue_size=0) == r.Dispatch(a)
+
+
+def test_admit_starts_a_stopped_on_demand_replica_or_waits_for_one_coming_up() -> None:
+    stopped = upstream("b", "m", state=S.STOPPED, on_demand=True)
+    assert r.admit([stopped], 0, 4) == r.StartFirst("b")
+    starting = upstream("a", "m", state=S.STARTING)
+    assert r.admit([starting, stopped], 0, 4) == r.AwaitStart("a")
+
+
+def test_admit_unavailable_names_why() -> None:
+    manual = upstream("a", "m", state=S.STOPPED)
+    failed = upstream("b", "m", state=S.FAILED)
+    decision = r.admit([manual, failed], 0, 4)
+    assert isinstance(decision, r.Unavailable)
+    assert "a is stopped" in decision.reason and "b is failed" in decision.reason
+
+
+def test_evictions_pick_least_recently_used_idle_unpinned() -> None:
+    ups = [
+        upstream("old", on_demand=True, last_used=1.0),
+        upstream("older-busy", on_demand=True, last_used=0.5, in_flight=1),
+        upstream("oldest-pinned", on_demand=True, last_used=0.1, pinned=True),
+        upstream("new", on_demand=True, last_used=5.0),
+        upstream("always-on", last_used=0.0),  # not on-demand: never counted, never evicted
+        upstream("target", on_demand=True, state=S.STOPPED),
+    ]
+    assert r.choose_evictions(ups, max_loaded=4, starting={"target"}) == ["old"]
+    assert r.choose_evictions(ups, max_loaded=3, starting={"target"}) == ["old", "new"]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"target"}) is None
+    assert r.choose_evictions(ups, max_loaded=5, starting={"target"}) == []
+    assert r.choose_evictions(ups, max_loaded=None, starting={"target"}) == []
+
+
+def test_evictions_count_instances_already_asked_to_start() -> None:
+    ups = [upstream("a", on_demand=True, state=S.STOPPED), upstream("b", on_demand=True, state=S.STOPPED),
+           upstream("c", on_demand=True, last_used=3.0)]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"a", "b"}) == ["c"]
+
+
+def test_idle_expired_respects_ttl_in_flight_and_state() -> None:
+    ups = [
+        upstream("idle", idle_ttl_s=10, last_used=100.0),
+        upstream("busy", idle_ttl_s=10, last_used=100.0, in_flight=1),
+        upstream("fresh", idle_ttl_s=10, last_used=105.0),
+        upstream("no-ttl", last_used=1.0),
+        upstream("never-used", idle_ttl_s=10, last_used=0.0),
+        upstream("stopped", idle_ttl_s=10, last_used=1.0, state=S.STOPPED),
+    ]
+    assert r.idle_expired(ups, now=110.0) == ["idle"]
+    assert r.idle_expired(ups, now=115.0) == ["fresh", "idle"]
