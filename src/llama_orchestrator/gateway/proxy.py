@@ -69,8 +69,12 @@ async def forward(
     timeout: aiohttp.ClientTimeout,
     outcome: Outcome,
     closing: Callable[[], bool] = lambda: False,
+    live: set[aiohttp.ClientResponse] | None = None,
 ) -> web.StreamResponse:
-    """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer."""
+    """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer.
+
+    While relaying, the upstream response sits in `live`, so `cut_all(live)` can end it.
+    """
     started = time.perf_counter()
     url = upstream.base_url + path_qs
     try:
@@ -90,6 +94,8 @@ async def forward(
         raise GatewayTimeout(
             f"instance {upstream.name!r} did not answer within the timeout", code="upstream_timeout"
         ) from exc
+    if live is not None:
+        live.add(up)
     try:
         outcome.status = up.status
         if up.content_type == "text/event-stream":
@@ -111,7 +117,15 @@ async def forward(
             headers["Retry-After"] = retry
         return web.Response(status=up.status, body=data, headers=headers)
     finally:
+        if live is not None:
+            live.discard(up)
         up.close()  # no-op after a complete read; otherwise drops the socket so the slot frees
+
+
+def cut_all(live: set[aiohttp.ClientResponse], reason: str) -> None:
+    """End every relay in progress: each sees an upstream error and closes its client stream cleanly."""
+    for up in list(live):
+        up.content.set_exception(aiohttp.ClientConnectionError(reason))
 
 
 async def _relay_stream(

@@ -61,6 +61,7 @@ PUBLIC_NATIVE = frozenset({"health"})
 CONNECT_TIMEOUT_S = 5.0
 NATIVE_TIMEOUT_S = 30.0
 CHILD_METRICS_TIMEOUT_S = 2.0
+STOP_DRAIN_S = 5.0
 UPSTREAM_POOL_LIMIT = 2048
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,6 +95,9 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._active = 0  # inference requests being proxied
+        self._live: set[aiohttp.ClientResponse] = set()  # upstream responses being relayed
+        self._drained = asyncio.Event()
         self._address = ""
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=config.request_timeout_s
@@ -177,6 +181,10 @@ class Gateway:
                 await self._idle_task
             self._idle_task = None
         await self.traffic.close()
+        proxy.cut_all(self._live, "the gateway is shutting down")
+        if self._active:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), STOP_DRAIN_S)
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -235,16 +243,21 @@ class Gateway:
         except HTTPFailure as exc:
             self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
             raise
+        self._active += 1
+        self._drained.clear()
         try:
             resp = await proxy.forward(
                 self.session, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
-                closing=lambda: self._closing,
+                closing=lambda: self._closing, live=self._live,
             )
         except HTTPFailure as exc:
             self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
             raise
         finally:
             self.traffic.release(upstream.name)
+            self._active -= 1
+            if not self._active:
+                self._drained.set()
         if outcome.first_byte_s is not None:
             self.metrics.observe_ttfb(model, outcome.first_byte_s)
         source = "stream_error" if outcome.stream_error else "upstream"

@@ -1,0 +1,416 @@
+"""The gateway against fake llama-servers: routing, errors, auth, lifecycle from traffic, faults.
+
+Every server is a real process (tests/bin/fake_llama_server.py) on a loopback port; the
+directory is a test fake (StaticDirectory / ProcessDirectory), the daemon's comes later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tests.support.ports import free_port
+from tests.support.procs import kill_group, running
+from tests.support.waiting import async_wait_until, wait_until
+from tests.unit.gateway.gateway_fakes import ProcessDirectory, StaticDirectory, upstream
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.errors import GatewayStartError
+from llama_orchestrator.gateway.server import Gateway
+
+pytestmark = pytest.mark.integration
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def fake_cmd(fake_server_cmd: list[str], port: int, alias: str, *extra: str) -> list[str]:
+    return [*fake_server_cmd, "--host", "127.0.0.1", "--port", str(port), "-m", "/dev/null.gguf",
+            "--alias", alias, *extra]
+
+
+def health_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+@contextmanager
+def fake_server(fake_server_cmd: list[str], tmp_path: Path, alias: str, env: dict[str, str] | None = None,
+                *extra: str, wait: bool = True) -> Iterator[tuple[int, object]]:
+    port = free_port()
+    full_env = {**os.environ, **(env or {})}
+    # The fake checks the GGUF magic: give it a file that has it.
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 16)
+    cmd = [c if c != "/dev/null.gguf" else str(model) for c in fake_cmd(fake_server_cmd, port, alias, *extra)]
+    with running(cmd, full_env, tmp_path / f"fake-{alias}-{port}.log") as proc:
+        if wait:
+            wait_until(lambda: health_ok(port), 15, message=f"fake {alias} ready")
+        yield port, proc
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 16)
+    return model
+
+
+async def started(config: GatewayConfig, directory: object, keys: Keyring | None = None,
+                  **kw: float) -> Gateway:
+    gw = Gateway(config.model_copy(update={"port": free_port()}), directory, keys or Keyring(), **kw)  # type: ignore[arg-type]
+    await gw.start()
+    return gw
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def sse_events(resp: aiohttp.ClientResponse) -> list[bytes]:
+    raw = await resp.read()
+    return [e for e in raw.split(b"\n\n") if e.strip()]
+
+
+# --- routing, shapes, native routes ----------------------------------------------------------------
+
+
+async def test_routes_by_name_and_alias_streams_and_lists(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", None, "--metrics") as (port, _):
+        direct = f"http://127.0.0.1:{port}"
+        directory = StaticDirectory([upstream("one", "tiny", port=port, metrics=True)])
+        gw = await started(GatewayConfig(), directory)
+        try:
+            base = gw.address
+            async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "one"}) as resp:
+                assert resp.status == 200
+                assert resp.headers["X-Llama-Orch-Instance"] == "one"
+                assert (await resp.json())["choices"][0]["message"]["content"]
+            body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 20}
+            async with http.post(base + "/v1/chat/completions", json=body) as resp:
+                assert resp.headers["Content-Type"].startswith("text/event-stream")
+                assert resp.headers["X-Accel-Buffering"] == "no"
+                via = await sse_events(resp)
+            async with http.post(direct + "/v1/chat/completions", json=body) as resp:
+                plain = await sse_events(resp)
+            assert len(via) == len(plain) == 20 + 3 and via[-1] == b"data: [DONE]"
+            # no model field, one model served: it is used
+            async with http.post(base + "/v1/completions", json={"prompt": "x", "max_tokens": 2}) as resp:
+                assert resp.status == 200
+            async with http.get(base + "/v1/models") as resp:
+                models = await resp.json()
+            assert [(m["id"], m["state"], m["owned_by"]) for m in models["data"]] == [
+                ("one", "ready", "llama-orchestrator"), ("tiny", "ready", "llama-orchestrator")]
+            async with http.get(base + "/instances/one/props") as resp:
+                assert (await resp.json())["model_alias"] == "tiny"
+            async with http.post(base + "/instances/one/tokenize", json={"content": "ab"}) as resp:
+                assert (await resp.json())["tokens"] == [100, 101]
+            async with http.get(base + "/instances/one/slots") as resp:
+                assert resp.status == 200 and len(await resp.json()) == 4
+            async with http.get(base + "/metrics") as resp:
+                text = await resp.text()
+            assert 'llama_orch_gateway_requests_total{model="tiny",route="/v1/chat/completions",status="200"} 1' in text
+            assert 'llamacpp:tokens_predicted_total{instance="one",model="tiny"}' in text
+            assert 'llama_orch_instance_state{instance="one",state="ready"} 1' in text
+            assert directory.entries["one"].in_flight == 0
+        finally:
+            await gw.stop()
+
+
+async def test_errors_are_openai_shaped_and_say_who_produced_them(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        dead_port = free_port()
+        directory = StaticDirectory([
+            upstream("one", "tiny", port=port), upstream("two", "other", port=port),
+            upstream("gone", "gone", port=dead_port), upstream("off", "off", state=S.STOPPED),
+        ])
+        gw = await started(GatewayConfig(), directory)
+        try:
+            base = gw.address
+            async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "nope"}) as resp:
+                body = await resp.json()
+                assert resp.status == 404 and resp.headers["X-Llama-Orch-Source"] == "gateway"
+                assert body["source"] == "gateway" and body["error"]["code"] == "model_not_found"
+                assert "gone, off, one, other, tiny, two" in body["error"]["message"]
+            async with http.post(base + "/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 400 and (await resp.json())["error"]["param"] == "model"
+            async with http.post(base + "/v1/chat/completions", data=b"{not json") as resp:
+                assert resp.status == 400
+            # llama-server's own error passes through unchanged
+            async with http.post(base + "/v1/embeddings", json={"model": "tiny", "input": "x"}) as resp:
+                assert resp.status == 501 and resp.headers["X-Llama-Orch-Source"] == "upstream"
+                assert (await resp.json())["error"]["type"] == "not_supported_error"
+            async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "gone"}) as resp:
+                assert resp.status == 503 and resp.headers["Retry-After"]
+                assert (await resp.json())["error"]["code"] == "upstream_unreachable"
+            async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "off"}) as resp:
+                assert resp.status == 503 and "llama-orch up off" in (await resp.json())["error"]["message"]
+            async with http.get(base + "/instances/one/secret") as resp:
+                assert resp.status == 404 and (await resp.json())["error"]["code"] == "route_not_found"
+            async with http.get(base + "/no/such/route") as resp:
+                assert resp.status == 404 and "error" in await resp.json()
+        finally:
+            await gw.stop()
+
+
+async def test_keys_bearer_x_api_key_scopes_and_public_health(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port), upstream("two", "other", port=port)])
+        keys = Keyring(tuple(parse_keys_file("all-key\nscoped-key tiny\n")))
+        gw = await started(GatewayConfig(), directory, keys)
+        try:
+            url = gw.address + "/v1/chat/completions"
+            async with http.post(url, json={**CHAT, "model": "tiny"}) as resp:
+                assert resp.status == 401 and (await resp.json())["error"]["type"] == "authentication_error"
+            async with http.post(url, json={**CHAT, "model": "tiny"}, headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with http.post(url, json={**CHAT, "model": "tiny"}, headers={"X-Api-Key": "scoped-key"}) as r:
+                assert r.status == 200
+            async with http.post(url, json={**CHAT, "model": "one"}, headers={"X-Api-Key": "scoped-key"}) as r:
+                assert r.status == 200  # the instance behind the alias
+            async with http.post(url, json={**CHAT, "model": "other"}, headers={"X-Api-Key": "scoped-key"}) as r:
+                assert r.status == 404
+            bearer = {"Authorization": "Bearer all-key"}
+            async with http.post(url, json={**CHAT, "model": "other"}, headers=bearer) as r:
+                assert r.status == 200
+            async with http.get(gw.address + "/v1/models", headers={"X-Api-Key": "scoped-key"}) as r:
+                assert [m["id"] for m in (await r.json())["data"]] == ["one", "tiny"]
+            async with http.get(gw.address + "/instances/one/slots") as r:
+                assert r.status == 401
+            async with http.get(gw.address + "/metrics") as r:
+                assert r.status == 401
+            async with http.get(gw.address + "/health") as r:
+                assert r.status == 200
+            async with http.get(gw.address + "/instances/one/health") as r:
+                assert r.status == 200
+        finally:
+            await gw.stop()
+
+
+async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:
+    with pytest.raises(GatewayStartError, match="not a loopback address"):
+        await Gateway(GatewayConfig(host="0.0.0.0", port=free_port()), StaticDirectory([]), Keyring()).start()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(GatewayStartError, match="already in use"):
+            await Gateway(GatewayConfig(port=port), StaticDirectory([]), Keyring()).start()
+
+
+# --- streaming faults -------------------------------------------------------------------------------
+
+
+async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_event(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    env = {"FAKE_TOKEN_DELAY": "0.05", "FAKE_CRASH_AFTER": "0.5"}
+    with fake_server(fake_server_cmd, tmp_path, "tiny", env) as (port, _):
+        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
+        try:
+            body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 1000}
+            async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+                events = await sse_events(resp)
+            assert events[0].startswith(b"data: ")
+            assert events[-1].startswith(b"event: error\ndata: ")
+            assert json.loads(events[-1].split(b"data: ", 1)[1])["error"]["code"] == "stream_interrupted"
+            async with http.get(gw.address + "/metrics") as r:
+                assert 'llama_orch_gateway_errors_total{model="tiny",source="stream_error"} 1' in await r.text()
+        finally:
+            await gw.stop()
+
+
+async def test_upstream_killed_mid_stream_ends_the_client_stream(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, proc):
+        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
+        try:
+            body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
+            async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+                await resp.content.readuntil(b"\n\n")
+                kill_group(proc)  # type: ignore[arg-type]
+                rest = await resp.content.read()
+            assert rest.rstrip().split(b"\n\n")[-1].startswith(b"event: error")
+        finally:
+            await gw.stop()
+
+
+async def test_client_disconnect_closes_the_upstream_request(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    log_dir = tmp_path
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.02"}, "-np", "1") as (port, _):
+        log = next(log_dir.glob(f"fake-tiny-{port}.log"))
+        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
+        try:
+            body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
+            for _ in range(3):
+                resp = await http.post(gw.address + "/v1/chat/completions", json=body)
+                for _ in range(3):
+                    await resp.content.readuntil(b"\n\n")
+                resp.close()  # drop the connection mid-stream
+            await async_wait_until(lambda: log.read_text().count("cancel task") == 3, 10,
+                                   message="the fake saw 3 cancelled tasks")
+            async with http.get(f"http://127.0.0.1:{port}/slots") as r:
+                assert not any(s["is_processing"] for s in await r.json())
+        finally:
+            await gw.stop()
+
+
+async def test_wedged_upstream_times_out_with_504(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_WEDGE": "1"}) as (port, _):
+        gw = await started(GatewayConfig(request_timeout_s=1.0), StaticDirectory([upstream("one", "tiny", port=port)]))
+        try:
+            async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "tiny"}) as resp:
+                assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
+        finally:
+            await gw.stop()
+
+
+async def test_slow_stream_arrives_whole_and_gateway_stop_ends_it_cleanly(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
+        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
+        body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
+        async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+            await resp.content.readuntil(b"\n\n")
+            await gw.stop()
+            rest = await resp.content.read()
+        assert b"shutting down" in rest.rstrip().split(b"\n\n")[-1]
+
+
+# --- lifecycle from traffic -------------------------------------------------------------------------
+
+
+def on_demand_dir(fake_server_cmd: list[str], model_file: Path, tmp_path: Path, names: list[str],
+                  env: dict[str, str] | None = None, **fields: object) -> ProcessDirectory:
+    ups, cmds = [], {}
+    for name in names:
+        port = free_port()
+        ups.append(upstream(name, name, port=port, state=S.STOPPED, on_demand=True, **fields))
+        cmds[name] = [*fake_server_cmd, "--host", "127.0.0.1", "--port", str(port), "-m", str(model_file),
+                      "--alias", name]
+    return ProcessDirectory(ups, cmds, tmp_path, {n: env for n in names} if env else None)
+
+
+async def test_reject_mode_answers_503_with_retry_after_while_loading(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
+    gw = await started(GatewayConfig(start_wait="reject"), directory)
+    try:
+        url = gw.address + "/v1/chat/completions"
+        results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "slow"}) for _ in range(5)))
+        for resp in results:
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            assert (await resp.json())["error"]["code"] == "model_loading"
+            resp.release()
+        assert len(directory.starts) == 1 and len(directory.procs) == 1
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_hold_mode_waits_for_the_load_and_starts_once(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
+    gw = await started(GatewayConfig(start_wait="hold", start_wait_timeout_s=30), directory)
+    try:
+        url = gw.address + "/v1/chat/completions"
+        results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "lazy"}) for _ in range(6)))
+        assert [r.status for r in results] == [200] * 6
+        for r in results:
+            r.release()
+        assert len(directory.starts) == 1
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_hold_timeout_answers_503(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
+    gw = await started(GatewayConfig(start_wait_timeout_s=0.5), directory)
+    try:
+        async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "slow"}) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            assert "did not become ready" in (await resp.json())["error"]["message"]
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["a", "b", "c"])
+    directory.set("c", idle_ttl_s=0.3)
+    gw = await started(GatewayConfig(max_loaded=2), directory, idle_check_interval_s=0.05)
+    try:
+        url = gw.address + "/v1/chat/completions"
+        for name in ("a", "b"):
+            async with http.post(url, json={**CHAT, "model": name}) as resp:
+                assert resp.status == 200
+        async with http.post(url, json={**CHAT, "model": "c"}) as resp:
+            assert resp.status == 200
+        assert ("a", "evicted to start c (max_loaded)") in directory.stops
+        assert directory.entries["b"].state is S.READY
+        await async_wait_until(lambda: ("c", "idle TTL expired") in directory.stops, 10, message="c idle-stopped")
+        assert directory.entries["c"].state is S.STOPPED
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_replicas_share_load_and_the_queue_overflows_into_429(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    env = {"FAKE_TOKEN_DELAY": "0.05"}
+    with (
+        fake_server(fake_server_cmd, tmp_path, "m", env) as (p1, _),
+        fake_server(fake_server_cmd, tmp_path, "m", env) as (p2, _),
+    ):
+        directory = StaticDirectory([upstream("r1", "m", port=p1, slots=1), upstream("r2", "m", port=p2, slots=1)])
+        gw = await started(GatewayConfig(queue_size=1), directory)
+        try:
+            url = gw.address + "/v1/chat/completions"
+            body = {**CHAT, "model": "m", "max_tokens": 10}
+            results = await asyncio.gather(*(http.post(url, json=body) for _ in range(6)))
+            statuses = sorted(r.status for r in results)
+            served_by = {r.headers.get("X-Llama-Orch-Instance") for r in results if r.status == 200}
+            for r in results:
+                r.release()
+            # 2 slots + a queue of 1 per replica: 4 served, 2 refused
+            assert statuses == [200, 200, 200, 200, 429, 429]
+            assert served_by == {"r1", "r2"}
+            directory.set("r2", routable=False, state=S.UNHEALTHY)
+            async with http.post(url, json={**CHAT, "model": "m"}) as resp:
+                assert resp.headers["X-Llama-Orch-Instance"] == "r1"
+        finally:
+            await gw.stop()
