@@ -15,7 +15,7 @@ import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -186,6 +186,10 @@ def resolve_relative_paths(config: InstanceConfig, base: Path) -> InstanceConfig
     """Make file paths absolute, relative to the instance directory, so every tool sees the same file."""
 
     def absolute(value: str) -> str:
+        # A Windows path (D:/models/x.gguf, \\server\share) stays as written on any platform: a
+        # config authored on Windows must not turn into "<instance dir>/D:/models/..." elsewhere.
+        if PureWindowsPath(value).drive:
+            return value
         candidate = Path(value).expanduser()
         return str(candidate if candidate.is_absolute() else (base / candidate).absolute())
 

@@ -147,3 +147,9 @@ def test_hostile_names_rejected(name: str) -> None:
 @pytest.mark.parametrize("name", ["a", "gpt-oss", "qwen2.5-coder", "m_1", "x" * 63])
 def test_good_names_accepted(name: str) -> None:
     assert check_instance_name(name) is None
+
+
+def test_windows_absolute_model_path_is_kept_on_any_platform(home: HomePaths) -> None:
+    write_instance(home.home, "a", {"model": {"path": "D:/models/x.gguf"}, "server": {"port": 8001}})
+    config = load_fleet(home, offline=True, which=lambda _: "x").instances["a"]
+    assert config.model.path == "D:/models/x.gguf"
