@@ -1,0 +1,126 @@
+"""The official OpenAI SDK through the gateway to the real llama-server with the tiny model."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+import pytest
+from tests.support.ports import free_port
+from tests.support.procs import running
+from tests.support.waiting import async_wait_until, wait_until
+from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.server import Gateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.real_server]
+
+KEY = "test-key-123"
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def healthy(port: int) -> bool:
+    try:
+        return get_json(f"http://127.0.0.1:{port}/health") == {"status": "ok"}
+    except OSError:
+        return False
+
+
+@contextmanager
+def real_server(binary: Path, model: Path, tmp_path: Path, alias: str, *extra: str) -> Iterator[int]:
+    port = free_port()
+    cmd = [binary, "--host", "127.0.0.1", "--port", str(port), "-m", model, "--alias", alias,
+           "-c", "8192", "-np", "2", "-t", "1", *extra]
+    with running(cmd, None, tmp_path / f"{alias}.log"):
+        wait_until(lambda: healthy(port), 60, message=f"llama-server {alias} ready")
+        yield port
+
+
+@pytest.fixture
+async def gateway(llama_server_bin: Path, tiny_model: Path, tmp_path: Path) -> AsyncIterator[tuple[Gateway, int]]:
+    with (
+        real_server(llama_server_bin, tiny_model, tmp_path, "tiny") as chat_port,
+        real_server(llama_server_bin, tiny_model, tmp_path, "tiny-embed", "--embeddings") as embed_port,
+    ):
+        directory = StaticDirectory([
+            upstream("chat", "tiny", port=chat_port, slots=2), upstream("embed", "tiny-embed", port=embed_port),
+        ])
+        gw = Gateway(GatewayConfig(port=free_port()), directory, Keyring(tuple(parse_keys_file(KEY))))
+        await gw.start()
+        try:
+            yield gw, chat_port
+        finally:
+            await gw.stop()
+
+
+def client(gw: Gateway, key: str = KEY) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gw.address + "/v1", api_key=key, max_retries=0)
+
+
+async def test_openai_sdk_models_chat_stream_completions_embeddings(gateway: tuple[Gateway, int]) -> None:
+    gw, _ = gateway
+    async with client(gw) as c:
+        models = await c.models.list()
+        ids = {m.id: m for m in models.data}
+        assert {"chat", "embed", "tiny", "tiny-embed"} <= set(ids)
+        assert ids["tiny"].owned_by == "llama-orchestrator"
+
+        chat = await c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8)
+        assert chat.choices[0].message.content is not None and chat.usage is not None
+
+        pieces, finish = [], None
+        stream = await c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=12, stream=True)
+        async for chunk in stream:
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+        assert finish in ("length", "stop") and "".join(pieces)
+
+        comp = await c.completions.create(model="chat", prompt="the", max_tokens=4)
+        assert comp.choices[0].text is not None
+
+        emb = await c.embeddings.create(model="tiny-embed", input=["a cat", "a mat"])
+        assert len(emb.data) == 2 and len(emb.data[0].embedding) == 32
+
+
+async def test_openai_sdk_errors_unknown_model_and_wrong_key(gateway: tuple[Gateway, int]) -> None:
+    gw, _ = gateway
+    async with client(gw) as c:
+        with pytest.raises(openai.NotFoundError) as not_found:
+            await c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+        assert "Available models" in str(not_found.value) and "tiny" in str(not_found.value)
+    async with client(gw, "wrong") as c:
+        with pytest.raises(openai.AuthenticationError):
+            await c.models.list()
+
+
+async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int]) -> None:
+    gw, chat_port = gateway
+    slots_url = f"http://127.0.0.1:{chat_port}/slots"
+    async with client(gw) as c:
+        for _ in range(2):
+            stream = await c.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "go"}], max_tokens=6000, stream=True,
+                extra_body={"ignore_eos": True})
+            seen = 0
+            async for _chunk in stream:
+                seen += 1
+                if seen == 3:
+                    break
+            assert any(s["is_processing"] for s in get_json(slots_url))  # type: ignore[attr-defined, union-attr]
+            await stream.close()
+            await async_wait_until(
+                lambda: not any(s["is_processing"] for s in get_json(slots_url)),  # type: ignore[attr-defined, union-attr]
+                10, message="llama-server slot idle after the client went away")
