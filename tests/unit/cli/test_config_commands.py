@@ -1,0 +1,138 @@
+"""The config commands as a user runs them: exit codes, messages, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llama_orchestrator.cli import app
+
+runner = CliRunner()
+
+
+def cli(home: Path, *args: str, input: str | None = None):
+    return runner.invoke(app, ["--home", str(home), *args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+def test_create_writes_a_valid_config_and_refuses_to_overwrite(home: Path, model: Path) -> None:
+    result = cli(home, "create", "qwen", "--model", str(model), "--port", "8011", "--ctx", "0", "--gpu-layers", "0",
+                 "--", "--flash-attn", "on")
+    assert result.exit_code == 0, result.output
+    data = json.loads((home / "instances/qwen/config.json").read_text())
+    assert data["server"]["port"] == 8011
+    assert data["model"]["context_size"] == 0 and data["gpu"]["layers"] == 0
+    assert data["args"] == ["--flash-attn", "on"]
+    assert (home / "schemas/instance.schema.json").is_file()
+    again = cli(home, "create", "qwen", "--model", str(model))
+    assert again.exit_code == 5
+    assert "already exists" in again.output
+
+
+def test_create_picks_a_port_no_config_uses(home: Path, model: Path) -> None:
+    assert cli(home, "create", "a", "--model", str(model)).exit_code == 0
+    assert cli(home, "create", "b", "--model", str(model)).exit_code == 0
+    ports = {json.loads((home / f"instances/{n}/config.json").read_text())["server"]["port"] for n in "ab"}
+    assert len(ports) == 2
+
+
+@pytest.mark.parametrize("name", ["../x", "CON", "a/b", "x" * 300, "Upper", ""])
+def test_create_rejects_hostile_names_and_writes_nothing(home: Path, model: Path, name: str) -> None:
+    result = cli(home, "create", name, "--model", str(model))
+    assert result.exit_code == 2
+    assert "NAME" in result.output
+    assert not (home / "instances").exists() or list((home / "instances").iterdir()) == []
+
+
+def test_create_with_a_missing_model_names_the_file(home: Path, tmp_path: Path) -> None:
+    result = cli(home, "create", "a", "--model", str(tmp_path / "nope.gguf"))
+    assert result.exit_code == 2
+    assert "model file not found" in result.output and "nope.gguf" in result.output
+    assert not (home / "instances/a").exists()
+
+
+def test_create_with_a_port_clash(home: Path, model: Path) -> None:
+    assert cli(home, "create", "a", "--model", str(model), "--port", "8020").exit_code == 0
+    result = cli(home, "create", "b", "--model", str(model), "--port", "8020")
+    assert result.exit_code == 2 and "8020" in result.output
+    assert not (home / "instances/b").exists()
+
+
+def test_unusable_home_exits_7(tmp_path: Path, model: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["--home", str(blocker / "home"), "create", "a", "--model", str(model)])
+    assert result.exit_code == 7
+    assert "not usable" in result.output
+
+
+def test_validate_lists_every_problem_with_file_field_and_rule(home: Path, model: Path) -> None:
+    (home / "instances/a").mkdir(parents=True)
+    (home / "instances/a/config.json").write_text('{"model": {"path": "x", "contxt": 1}, "server": {"port": 99999}}')
+    (home / "instances/b").mkdir()
+    (home / "instances/b/config.json").write_text("{\n  \"model\": ,\n}")
+    result = cli(home, "config", "validate")
+    assert result.exit_code == 2
+    out = result.output
+    assert "instances/a/config.json: model.contxt: unknown key 'contxt'; did you mean 'context_size'?" in out
+    assert "instances/a/config.json: server.port:" in out
+    assert "instances/b/config.json:2:" in out and "invalid JSON" in out
+    as_json = json.loads(cli(home, "config", "validate", "--json").stdout)
+    assert {p["field"] for p in as_json} >= {"model.contxt", "server.port", ""}
+
+
+def test_validate_unknown_instance_exits_4(home: Path) -> None:
+    result = cli(home, "config", "validate", "ghost")
+    assert result.exit_code == 4 and "no instance named 'ghost'" in result.output
+
+
+def test_render_and_show(home: Path, model: Path) -> None:
+    cli(home, "create", "a", "--model", str(model), "--port", "8030")
+    rendered = cli(home, "config", "render", "a", "--json")
+    argv = json.loads(rendered.stdout)["argv"]
+    assert argv[argv.index("--port") + 1] == "8030" and "--host" in argv
+    shown = json.loads(cli(home, "config", "show", "a").stdout)
+    assert shown["health"]["interval_s"] == 10 and shown["restart"]["policy"] == "on-failure"
+
+
+def test_schema_is_json_schema_for_both_files(home: Path) -> None:
+    instance = json.loads(cli(home, "schema", "instance").stdout)
+    assert instance["additionalProperties"] is False and "model" in instance["properties"]
+    orchestrator = json.loads(cli(home, "schema", "orchestrator").stdout)
+    assert "gateway" in orchestrator["properties"]
+    assert cli(home, "schema", "bogus").exit_code == 2
+
+
+def test_ls_and_rm(home: Path, model: Path) -> None:
+    cli(home, "create", "a", "--model", str(model), "--port", "8040")
+    (home / "logs").mkdir(exist_ok=True)
+    (home / "logs/a.log").write_text("x")
+    rows = json.loads(cli(home, "ls", "--json").stdout)
+    assert rows[0]["name"] == "a" and rows[0]["port"] == 8040
+    refused = cli(home, "rm", "a")  # no terminal, no -y: refuse, remove nothing
+    assert refused.exit_code == 2 and (home / "instances/a/config.json").exists()
+    assert cli(home, "rm", "a", "-y").exit_code == 0
+    assert not (home / "instances/a").exists() and not (home / "logs/a.log").exists()
+    assert cli(home, "rm", "a", "-y").exit_code == 4
+
+
+def test_version_and_help_list_every_command(home: Path) -> None:
+    assert "llama-orch 0.1.0" in cli(home, "--version").stdout
+    help_text = cli(home, "--help").stdout
+    for command in ("create", "ls", "rm", "up", "down", "start", "stop", "restart", "ps", "logs", "inspect",
+                    "events", "config", "daemon", "service", "schema"):
+        assert command in help_text
