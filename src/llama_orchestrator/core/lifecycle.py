@@ -54,6 +54,8 @@ class Start:
 @dataclass(frozen=True, slots=True)
 class Stop:
     reason: str = "stop requested"
+    #: The daemon is shutting down: stop, but remember the user still wants it up (resumed later).
+    shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +231,7 @@ def decide(rt: Runtime, event: Event, policy: Policy, now: float, jitter_draw: f
     if isinstance(event, Start | Restart):
         return _on_start(rt, event, now)
     if isinstance(event, Stop):
-        return _on_stop(rt, event.reason)
+        return _on_stop(rt, event.reason, keep_desire=event.shutdown)
     if isinstance(event, Adopted) and state is S.RECONCILING:
         # RECONCILING -> STARTING: the child lives on; the next good probe makes it ready.
         return Decision(
@@ -288,9 +290,9 @@ def _on_start(rt: Runtime, event: Start | Restart, now: float) -> Decision:
     return Decision(wanted)
 
 
-def _on_stop(rt: Runtime, reason: str) -> Decision:
+def _on_stop(rt: Runtime, reason: str, *, keep_desire: bool = False) -> Decision:
     state = rt.state
-    down = replace(rt, desired_up=False)
+    down = rt if keep_desire else replace(rt, desired_up=False)
     if state in (S.STARTING, S.READY, S.UNHEALTHY):
         # llama-server installs its signal handlers only after loading: stopping a loading one is a kill.
         return Decision(_to(down, S.STOPPING, reason, after_stop="stop"), (StopProcess(kill=state is S.STARTING),))
@@ -375,7 +377,7 @@ def _on_stopped(rt: Runtime, event: Stopped, policy: Policy, now: float, jitter_
         )
     if after == "crash":
         return _crashed(replace(rt, pending_error=None), rt.pending_error or "crashed", None, policy, now, jitter_draw)
-    if after == "restart" or rt.desired_up:
+    if after == "restart":
         return _spawn(rt, "restarting", now)
     return Decision(_to(rt, S.STOPPED, f"stopped ({event.description})", started_at=None, ready_at=None))
 

@@ -159,7 +159,7 @@ class InstanceSupervisor:
     async def close(self, *, keep_process: bool) -> None:
         """Stop supervising: stop the child first unless `keep_process` (it is then re-adopted later)."""
         if not keep_process and self._child is not None:
-            self.submit(lc.Stop("daemon shutting down"))
+            self.submit(lc.Stop("daemon shutting down", shutdown=True))
             await self.wait_for_state(frozenset({S.STOPPED, S.FAILED}), self.config.restart.stop_grace_s + 10)
         self._closed = True
         self._queue.put_nowait((None, lc.Tick()))

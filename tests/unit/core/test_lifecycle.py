@@ -214,3 +214,13 @@ def test_loading_progress_lines() -> None:
     assert is_loading_progress("llama_model_loader: loaded meta data with 20 key-value pairs")
     assert is_loading_progress(".......")
     assert not is_loading_progress("srv  log_server_r: request: GET /health 127.0.0.1 200")
+
+
+def test_daemon_shutdown_stops_but_keeps_the_wish_to_run() -> None:
+    rt = ready_runtime()
+    decision = lc.decide(rt, lc.Stop("daemon shutting down", shutdown=True), POLICY, 5)
+    assert decision.actions == (lc.StopProcess(kill=False),)
+    rt = run([(6, lc.Stopped("exit code 0"), S.STOPPED, ())], decision.runtime)
+    assert rt.desired_up  # the next daemon resumes it
+    user_stop = lc.decide(ready_runtime(), lc.Stop(), POLICY, 5).runtime
+    assert not user_stop.desired_up
