@@ -55,6 +55,11 @@ def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeou
         result = client.act(action, names, wait_s=timeout_s or WAIT_FOREVER_S)
     finally:
         done.set()
+    for status in result.instances:
+        if status.state == "failed":
+            _console.error(f"{status.name} failed; last lines of {status.name}'s log:")
+            for line in client.inspect(status.name).log_tail[-10:]:
+                _console.info(f"  {line}")
     _report(action, result)
 
 
@@ -171,7 +176,8 @@ def ps(
 
 
 def instance_table(rows: list[InstanceStatus]) -> Table:
-    table = Table("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR", box=None)
+    table = Table("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", box=None)
+    table.add_column("LAST ERROR", no_wrap=True, overflow="ellipsis")
     for s in rows:
         table.add_row(
             s.name,

@@ -53,17 +53,28 @@ def classify_exit(log_tail: Iterable[str]) -> Failure:
         for line in reversed(lines):
             if pattern.search(line):
                 return Failure(kind, _detail(kind, lines, line))
-    last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-    return Failure(FailureKind.UNKNOWN, last[:300])
+    last = next((_clean(line) for line in reversed(lines) if line.strip()), "no output")
+    return Failure(FailureKind.UNKNOWN, last)
+
+
+#: llama.cpp's log prefix ("0.00.008.192 E "), which says nothing to a user reading a reason.
+_LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+ [A-Z] +")
+#: For a model that does not load, the lines that say *why*, most telling first.
+_MODEL_WHY = ("invalid magic", "failed to open", "No such file", "failed to read", "error loading model")
+
+
+def _clean(line: str) -> str:
+    return _LOG_PREFIX.sub("", line).strip()[:300]
 
 
 def _detail(kind: FailureKind, lines: list[str], matched: str) -> str:
     if kind is FailureKind.MODEL_LOAD:
-        # The line that says *why* comes before the generic "exiting due to …" line.
-        for line in lines:
-            if "error loading model" in line or "failed to open" in line or "failed to read" in line:
-                return line.strip()[:300]
-    return matched.strip()[:300]
+        # The line that says why comes before the generic "exiting due to …" line.
+        for needle in _MODEL_WHY:
+            for line in lines:
+                if needle in line:
+                    return _clean(line)
+    return _clean(matched)
 
 
 def is_loading_progress(line: str) -> bool:

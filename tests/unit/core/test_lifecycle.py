@@ -210,6 +210,15 @@ def test_classify_exit_from_log_tail(lines: list[str], kind: FailureKind) -> Non
         assert "failed to open x" in failure.detail
 
 
+def test_classify_prefers_the_line_that_says_why_without_log_prefix() -> None:
+    failure = classify_exit([
+        "0.00.008.192 E llama_model_load: error loading model: llama_model_loader: failed to load model from /m",
+        "0.00.008.278 E gguf_init_from_reader: invalid magic characters: '?O?q', expected 'GGUF'",
+        "0.00.008.653 E srv  llama_server: exiting due to model loading error",
+    ])
+    assert failure.detail == "gguf_init_from_reader: invalid magic characters: '?O?q', expected 'GGUF'"
+
+
 def test_loading_progress_lines() -> None:
     assert is_loading_progress("llama_model_loader: loaded meta data with 20 key-value pairs")
     assert is_loading_progress(".......")
