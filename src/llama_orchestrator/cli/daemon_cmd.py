@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psutil
 import typer
 
@@ -61,15 +63,24 @@ def stop(
     client = DaemonClient.connect(paths)
     pid = client.pid
     client.shutdown(keep_instances=keep_instances)
-    if pid is not None:
-        try:
-            psutil.Process(pid).wait(timeout=STOP_TIMEOUT_S)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired as exc:
-            raise DaemonError(f"daemon pid {pid} did not exit within {STOP_TIMEOUT_S:g} s") from exc
+    if pid is not None and not _wait_exited(pid, STOP_TIMEOUT_S):
+        raise DaemonError(f"daemon pid {pid} did not exit within {STOP_TIMEOUT_S:g} s")
     what = "instances left running" if keep_instances else "instances stopped"
     _console.success(f"daemon stopped ({what})")
+
+
+def _wait_exited(pid: int, timeout_s: float) -> bool:
+    """Wait until `pid` has exited. A zombie has: the detached daemon is not our child, and its
+    new parent (init, or a container's PID 1 that may never reap) decides when it is reaped."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)  # another process's exit: nothing to wait on but time
+    return False
 
 
 @daemon_app.command("status")
