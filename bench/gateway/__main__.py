@@ -1,0 +1,256 @@
+"""Run the gateway benchmarks: `python -m bench.gateway [--quick] [--skip-real]`.
+
+Upstreams: the fake llama-server (tests/bin, zero token delay) and the real llama-server with the
+tiny model. Targets per upstream: direct, this gateway (its own process), nginx (1 worker) and
+LiteLLM when installed. Load comes from bench/gateway/load.py in its own process. Results go to
+bench/results/gateway-<time>.json and a table of ratios is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.gateway import nginx
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+FAKE = REPO / "tests" / "bin" / "fake_llama_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout_s}s")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def load(*args: str) -> dict[str, object]:
+    out = subprocess.run([PY, "-m", "bench.gateway.load", *args], cwd=REPO, capture_output=True, text=True,
+                         check=True, timeout=300)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def llama_server_bin() -> str:
+    out = subprocess.run([str(REPO / "scripts" / "build-llama-server")], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def tiny_model(tmp: Path) -> Path:
+    sys.path.insert(0, str(REPO))
+    from tests.support.tiny_model import write_tiny_model
+    return write_tiny_model(tmp / "tiny.gguf")
+
+
+def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quick: bool,
+              ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
+              ttfb_count: int, seconds: float) -> dict[str, object]:
+    """Every measurement for one upstream kind, across direct / gateway / nginx."""
+    result: dict[str, object] = {"label": label}
+    slug = label.split(" ")[0]
+    gw_port, nx_port = free_port(), free_port()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(process(upstream_cmd, tmp / f"{slug}-upstream.log", env))
+        wait_http(f"http://127.0.0.1:{up_port}/health")
+        stack.enter_context(process(
+            [PY, "-m", "bench.gateway.serve", "--port", str(gw_port),
+             "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway.log"))
+        wait_http(f"http://127.0.0.1:{gw_port}/health")
+        targets = {"direct": f"http://127.0.0.1:{up_port}", "gateway": f"http://127.0.0.1:{gw_port}"}
+        if nginx.available():
+            stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
+            wait_http(f"http://127.0.0.1:{nx_port}/health")
+            targets["nginx"] = f"http://127.0.0.1:{nx_port}"
+        path = "/v1/chat/completions"
+
+        # B3: TTFB at c=1, interleaved rounds
+        rounds = 3
+        ttfb: dict[str, list[float]] = {t: [] for t in targets}
+        events: dict[str, list[int]] = {t: [] for t in targets}
+        for r in range(rounds):
+            order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
+            for t in order:
+                res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // rounds))
+                ttfb[t] += res["ttfb_s"]  # type: ignore[arg-type]
+                events[t] += res["events"]  # type: ignore[arg-type]
+        result["ttfb"] = {t: {"p50_ms": pct(v, 0.5) * 1e3, "p99_ms": pct(v, 0.99) * 1e3, "n": len(v)}
+                          for t, v in ttfb.items()}
+        result["events"] = {t: sorted(set(v)) for t, v in events.items()}
+
+        # B4: throughput ladder
+        tput: dict[str, dict[str, object]] = {}
+        for c in ladder:
+            for t in targets:
+                res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds))
+                tput.setdefault(str(c), {})[t] = {
+                    "streams_per_s": res["streams_per_s"], "errors": res["errors"], "events": res["events"]}
+        result["throughput"] = tput
+
+        # B5: cancel propagation (slot idle on the upstream after the client aborts)
+        reps = 5 if quick else 10
+        cancel: dict[str, object] = {}
+        for t in targets:
+            res = load("cancel", targets[t] + path, "--slots-url", f"http://127.0.0.1:{up_port}/slots",
+                       "--count", str(reps), "--body", json.dumps(cancel_body))
+            lat = res["cancel_s"]
+            cancel[t] = {"p50_ms": pct(lat, 0.5) * 1e3, "max_ms": max(lat) * 1e3}  # type: ignore[arg-type]
+        result["cancel"] = cancel
+    return result
+
+
+@contextlib.contextmanager
+def _nginx(prefix: Path, port: int, up_port: int) -> Iterator[None]:
+    proc = nginx.start(prefix, port, f"127.0.0.1:{up_port}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGQUIT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def table(result: dict[str, object]) -> str:
+    lines = [f"== {result['label']} =="]
+    ttfb = result["ttfb"]
+    assert isinstance(ttfb, dict)
+    d = ttfb["direct"]
+    lines.append(f"{'TTFB c=1 (ms)':28} " + "  ".join(f"{t}: p50 {v['p50_ms']:.2f} p99 {v['p99_ms']:.2f}"
+                                                       for t, v in ttfb.items()))
+    for t, v in ttfb.items():
+        if t != "direct":
+            lines.append(f"  added by {t:8}            p50 {v['p50_ms'] - d['p50_ms']:+.2f} ms  "
+                         f"p99 {v['p99_ms'] - d['p99_ms']:+.2f} ms")
+    lines.append(f"{'SSE events per stream':28} {result['events']}")
+    tput = result["throughput"]
+    assert isinstance(tput, dict)
+    lines.append(f"{'streams/s':10} {'c':>4} " + " ".join(f"{t:>10}" for t in tput[next(iter(tput))])
+                 + f" {'gw/direct':>10} {'gw/nginx':>9} errors(d/g/n)")
+    for c, row in tput.items():
+        vals = {t: v["streams_per_s"] for t, v in row.items()}
+        errs = "/".join(str(v["errors"]) for v in row.values())
+        gd = vals["gateway"] / vals["direct"] if vals["direct"] else float("nan")
+        gn = vals["gateway"] / vals["nginx"] if vals.get("nginx") else float("nan")
+        lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values())
+                     + f" {gd:10.2f} {gn:9.2f} {errs}")
+    cancel = result["cancel"]
+    assert isinstance(cancel, dict)
+    lines.append(f"{'cancel→slot idle (ms)':28} " + "  ".join(
+        f"{t}: p50 {v['p50_ms']:.1f} max {v['max_ms']:.1f}" for t, v in cancel.items()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway")
+    parser.add_argument("--quick", action="store_true", help="fewer requests, shorter rounds")
+    parser.add_argument("--skip-real", action="store_true", help="only the fake upstream")
+    args = parser.parse_args()
+    results: dict[str, object] = {
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "litellm": "installed (not wired yet)" if importlib.util.find_spec("litellm") else "not installed",
+        "suites": [],
+    }
+    quick = args.quick
+    seconds = 1.5 if quick else 3.0
+    suites: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "m.gguf").write_bytes(b"GGUF" + b"\0" * 16)
+        port = free_port()
+        fake_cmd = [PY, str(FAKE), "--host", "127.0.0.1", "--port", str(port), "-m", str(tmp / "m.gguf"),
+                    "--alias", "bench", "-np", "8"]
+        env = {**os.environ, "FAKE_TOKEN_DELAY": "0"}
+        cancel_env_body = {**json.loads(json.dumps({"model": "bench", "messages": [{"role": "user", "content": "x"}],
+                                                    "stream": True})), "max_tokens": 100000}
+        ladder = [1, 8, 32, 128, 512] if not quick else [1, 32, 512]
+        n_ttfb = 150 if quick else 300
+        mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)], port,
+                         tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb, seconds)
+        suites.append(mock)
+        print(table(mock), flush=True)
+        port = free_port()
+        fake_cmd[fake_cmd.index("--port") + 1] = str(port)
+        # the stdlib fake pays ~40 ms delayed-ACK per stream at c=1 (small separate writes), so its
+        # TTFB rows measure that, not the proxy; its ladder and event counts still matter
+        fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, ladder,
+                         cancel_env_body, env, n_ttfb // 3, seconds)
+        suites.append(fake)
+        print(table(fake), flush=True)
+        if not args.skip_real:
+            port = free_port()
+            real_cmd = [llama_server_bin(), "--host", "127.0.0.1", "--port", str(port), "-m",
+                        str(tiny_model(tmp)), "--alias", "bench", "-c", "8192", "-np", "8", "-t", "1"]
+            real = run_suite("real llama-server (tiny model)", real_cmd, port, tmp, quick,
+                             [1, 8, 32] if not quick else [1, 32],
+                             {**cancel_env_body, "max_tokens": 6000, "ignore_eos": True}, None,
+                             90 if quick else 150, seconds)
+            suites.append(real)
+            print(table(real), flush=True)
+    results["suites"] = suites
+    results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
+    print(f"LiteLLM proxy: {results['litellm']}")
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+    _ = statistics  # kept for future IQR reporting
+
+
+if __name__ == "__main__":
+    main()
