@@ -1,0 +1,144 @@
+"""The daemon's `InstanceDirectory`: the gateway's view of the supervisors (DESIGN section 5).
+
+The gateway (L3) never sees a supervisor; this adapter turns each one into an `Upstream`
+snapshot and turns the gateway's start/stop wishes into supervisor events. It reads the
+supervisor's runtime directly rather than `status()` because `upstreams()` runs on every
+request. `last_used` lives here: it is stamped by every request start/end and when an instance
+becomes ready (so an instance started by hand, never used, still idles out), and forgotten when
+the instance goes down.
+
+    gateway = await start_gateway(service, service_config.gateway)   # service.supervisors
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from llama_orchestrator.config.models import GatewayConfig, InstanceConfig
+from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.daemon.supervisor import InstanceSupervisor
+from llama_orchestrator.gateway.server import Gateway
+
+S = InstanceState
+_UP = frozenset({S.READY, S.UNHEALTHY})
+_RECHECK_S = 0.25
+
+
+def connect_base_url(config: InstanceConfig) -> str:
+    """Where the gateway reaches an instance (a wildcard bind is reached over loopback)."""
+    host = config.server.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"
+
+
+class SupervisorDirectory:
+    def __init__(
+        self,
+        supervisors: Mapping[str, InstanceSupervisor],
+        clock: Callable[[], float] = time.monotonic,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.supervisors = supervisors  # the service's live dict: instances come and go
+        self.clock = clock
+        self.environ = environ
+        self._last_used: dict[str, float] = {}
+
+    def upstreams(self) -> list[Upstream]:
+        now = self.clock()
+        out = []
+        for name, sup in self.supervisors.items():
+            state = sup.rt.state
+            if state in _UP:
+                self._last_used.setdefault(name, now)
+            elif sup.in_flight == 0:
+                self._last_used.pop(name, None)
+            config = sup.config
+            parallel = config.model.parallel
+            out.append(Upstream(
+                name=name,
+                alias=config.served_name,
+                base_url=connect_base_url(config),
+                state=state,
+                routable=state is S.READY and sup.rt.probe_failures == 0,
+                on_demand=config.on_demand,
+                pinned=config.pinned,
+                idle_ttl_s=config.idle_ttl_s,
+                in_flight=sup.in_flight,
+                last_used=self._last_used.get(name, 0.0),
+                api_key=self._api_key(config),
+                slots=parallel if parallel is not None and parallel > 0 else None,
+                metrics=config.server.metrics,
+                restarts=sup.rt.restarts,
+            ))
+        return out
+
+    def _api_key(self, config: InstanceConfig) -> str | None:
+        server = config.server
+        if server.api_key_env:
+            env = os.environ if self.environ is None else self.environ
+            return env.get(server.api_key_env) or None
+        if server.api_key_file:
+            with contextlib.suppress(OSError):
+                return Path(server.api_key_file).read_text(encoding="utf-8").strip() or None
+        return None
+
+    def request_start(self, name: str, reason: str) -> None:
+        sup = self.supervisors.get(name)
+        if sup is not None:
+            sup.submit(lc.Start(reason))
+
+    def request_stop(self, name: str, reason: str) -> None:
+        sup = self.supervisors.get(name)
+        if sup is not None:
+            sup.submit(lc.Stop(reason))
+
+    async def wait_routable(self, name: str, timeout_s: float) -> bool:
+        """True once ready with a passing probe; False on failure or timeout. A start just
+        submitted may still read `stopped`, so only `failed` ends the wait early."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sup = self.supervisors.get(name)
+            if sup is None or sup.rt.state is S.FAILED:
+                return False
+            if sup.rt.state is S.READY and sup.rt.probe_failures == 0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await sup.wait_for_state(frozenset({S.READY, S.FAILED}), min(left, _RECHECK_S))
+
+    def begin_request(self, name: str) -> None:
+        sup = self.supervisors.get(name)
+        if sup is not None:
+            sup.in_flight += 1
+        self._last_used[name] = self.clock()
+
+    def end_request(self, name: str) -> None:
+        sup = self.supervisors.get(name)
+        if sup is not None and sup.in_flight > 0:
+            sup.in_flight -= 1
+        self._last_used[name] = self.clock()
+
+
+class HasSupervisors(Protocol):
+    @property
+    def supervisors(self) -> dict[str, InstanceSupervisor]: ...
+
+
+async def start_gateway(service: HasSupervisors, config: GatewayConfig) -> Gateway:
+    """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`)."""
+    gateway = Gateway(config, SupervisorDirectory(service.supervisors))
+    await gateway.start()
+    return gateway

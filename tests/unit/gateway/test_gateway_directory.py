@@ -1,0 +1,69 @@
+"""The daemon's SupervisorDirectory over stub supervisors (no processes): snapshots, wishes, counting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.daemon.directory import SupervisorDirectory
+
+
+@dataclass
+class StubSupervisor:
+    config: InstanceConfig
+    rt: lc.Runtime = field(default_factory=lambda: lc.Runtime(state=S.STOPPED))
+    in_flight: int = 0
+    events: list[object] = field(default_factory=list)
+
+    def submit(self, event: object) -> None:
+        self.events.append(event)
+
+    async def wait_for_state(self, states: frozenset[S], timeout_s: float) -> bool:
+        return self.rt.state in states
+
+
+def config(name: str, **extra: object) -> InstanceConfig:
+    return InstanceConfig.model_validate({
+        "name": name, "model": {"path": "/m.gguf", "alias": "chat", "parallel": 2},
+        "server": {"port": 8101, "host": "0.0.0.0", "metrics": True}, "on_demand": True, "idle_ttl_s": 30, **extra,
+    })
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_snapshot_wishes_and_in_flight() -> None:
+    from dataclasses import replace
+
+    sup = StubSupervisor(config("a"))
+    clock = Clock()
+    directory = SupervisorDirectory({"a": sup}, clock=clock, environ={})  # type: ignore[dict-item]
+    [u] = directory.upstreams()
+    assert (u.name, u.alias, u.base_url, u.slots, u.metrics, u.on_demand, u.idle_ttl_s) == (
+        "a", "chat", "http://127.0.0.1:8101", 2, True, True, 30)
+    assert not u.routable and u.last_used == 0.0
+    directory.request_start("a", "gateway")
+    assert isinstance(sup.events[0], lc.Start)
+    assert await directory.wait_routable("a", 0.01) is False
+    sup.rt = replace(sup.rt, state=S.READY)
+    [u] = directory.upstreams()
+    assert u.routable and u.last_used == 100.0  # stamped when it became ready
+    assert await directory.wait_routable("a", 1) is True
+    clock.now = 150.0
+    directory.begin_request("a")
+    assert sup.in_flight == 1 and directory.upstreams()[0].last_used == 150.0
+    directory.end_request("a")
+    assert sup.in_flight == 0
+    directory.request_stop("a", "idle")
+    assert isinstance(sup.events[-1], lc.Stop)
+    sup.rt = replace(sup.rt, state=S.STOPPED)
+    assert directory.upstreams()[0].last_used == 0.0  # forgotten once down
+    sup.rt = replace(sup.rt, state=S.FAILED)
+    assert await directory.wait_routable("a", 1) is False
+    directory.request_start("ghost", "x")  # unknown names are ignored
