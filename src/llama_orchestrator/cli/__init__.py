@@ -74,10 +74,12 @@ def root(
 
 def _register() -> None:
     from llama_orchestrator.cli import config_cmd, daemon_cmd, instances, lifecycle
+    from llama_orchestrator.cli import dashboard as dashboard_cmd
     from llama_orchestrator.cli.service import service_app
 
     instances.register(app)
     lifecycle.register(app)
+    dashboard_cmd.register(app)
     app.add_typer(config_cmd.config_app, name="config")
     app.add_typer(daemon_cmd.daemon_app, name="daemon")
     app.add_typer(service_app, name="service")
