@@ -176,8 +176,10 @@ def ps(
 
 
 def instance_table(rows: list[InstanceStatus]) -> Table:
-    table = Table("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", box=None)
-    table.add_column("LAST ERROR", no_wrap=True, overflow="ellipsis")
+    table = Table(box=None)
+    for header in ("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH"):
+        table.add_column(header, no_wrap=True)  # never squeezed to "fa…": only the error column gives way
+    table.add_column("LAST ERROR")
     for s in rows:
         table.add_row(
             s.name,
