@@ -201,12 +201,13 @@ class Home:
         for pid in self.daemon_pids:
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(pid)
-                if proc.environ().get(MARKER_ENV) == os.environ.get(MARKER_ENV):
-                    with contextlib.suppress(psutil.TimeoutExpired):
-                        proc.wait(timeout=10)
-                        continue
+                if proc.environ().get(MARKER_ENV) != os.environ.get(MARKER_ENV):
+                    continue  # gone, and the pid reused by something that is not ours
+                try:
+                    wait_gone(pid, 10)
+                except AssertionError:
                     proc.kill()
-                    proc.wait(timeout=5)
+                    wait_gone(pid, 5)
 
     # ---- observing --------------------------------------------------------------------------
     def status(self, name: str) -> InstanceStatus:

@@ -1,0 +1,177 @@
+"""Faults only the fake llama-server can stage, under the real daemon (scenarios 3, 6, 7, 8).
+
+Slow loads with and without progress lines, a child ignoring SIGTERM, a forking wrapper with a
+grandchild, stop while loading and start while stopping. The daemon is a real detached process
+started with `llama-orch daemon start`; every command goes through the `llama-orch` CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from tests.support.orch import Home, InstanceSampler, instance_pids, instance_processes, wait_gone
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "fake.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 64)  # the fake only checks the magic
+    return path
+
+
+def _starts(home: Home, name: str) -> list[str]:
+    return [e.reason for e in home.events(name) if e.to_state == "starting"]
+
+
+def test_slow_load_with_progress_outlives_its_start_timeout(home: Home, model: Path) -> None:
+    # 4 s of loading against a 1.5 s start timeout: the progress dots keep moving the deadline.
+    home.write_instance(
+        "slow", model=model, port=free_port(), binary=home.fake_binary(),
+        env={"FAKE_LOAD_SECONDS": "4"}, health={"start_timeout_s": 1.5},
+    )
+    home.start_daemon()
+    with InstanceSampler("slow") as sampler:
+        home.ok("start", "slow", "-d")
+        starting = home.wait_state("slow", "starting")
+        first_pid = wait_until(lambda: home.status("slow").pid, 10, message="slow has a pid")
+        result = home.ok("start", "slow", "--timeout", "30")
+    sampler.assert_never_two()
+    assert "slow: ready" in result.out, str(result)
+    status = home.status("slow")
+    assert status.state == "ready" and status.pid == first_pid, status
+    assert status.restarts == 0, status
+    assert starting.restarts == 0
+    reasons = [e.reason for e in home.events("slow")]
+    assert not any("start-timeout" in r for r in reasons), reasons
+    assert home.log_text("slow").count("\n.\n") >= 5, "the fake printed no loading progress"
+
+
+def test_load_without_progress_is_killed_at_the_start_timeout_and_retried(home: Home, model: Path) -> None:
+    # Output thrown away: nothing in the log says the load is moving, so 1 s is all it gets.
+    home.write_instance(
+        "stuck", model=model, port=free_port(), binary=home.fake_binary(quiet=True),
+        env={"FAKE_LOAD_SECONDS": "60"}, health={"start_timeout_s": 1.0},
+        restart={"max_start_failures": 2},
+    )
+    home.start_daemon()
+    pids: set[int] = set()
+
+    def note_pids() -> bool:
+        pids.update(instance_pids("stuck"))
+        return home.status("stuck").state == "failed"
+
+    with InstanceSampler("stuck") as sampler:
+        home.ok("start", "stuck", "-d")
+        wait_until(note_pids, 30, 0.05, "stuck fails after two timed-out starts")
+    sampler.assert_never_two()
+    status = home.status("stuck")
+    assert "start-timeout" in (status.last_error or ""), status
+    assert "failed 2 start(s) in a row" in (status.last_error or ""), status
+    events = home.events("stuck")
+    kills = [e for e in events if e.to_state == "stopping" and e.reason.startswith("start-timeout")]
+    assert len(kills) == 2, events
+    assert len(_starts(home, "stuck")) == 2, events
+    assert len(pids) == 2, f"expected two attempts, saw pids {pids}"
+    assert instance_pids("stuck") == set(), "a timed-out start left a process behind"
+
+
+def test_child_ignoring_sigterm_is_killed_after_the_grace_period(home: Home, model: Path) -> None:
+    home.write_instance(
+        "stubborn", model=model, port=free_port(), binary=home.fake_binary(),
+        env={"FAKE_IGNORE_SIGTERM": "1", "FAKE_SPAWN_GRANDCHILD": "1"}, restart={"stop_grace_s": 1.0},
+    )
+    home.start_daemon()
+    home.ok("start", "stubborn")
+    pid = home.status("stubborn").pid
+    assert pid is not None
+    group = wait_until(lambda: instance_pids("stubborn") if len(instance_pids("stubborn")) == 2 else None, 10,
+                       message="the fake and its grandchild run")
+    assert {psutil.Process(p).pid for p in group if os.getpgid(p) == pid} == group, "not one process group"
+
+    result = home.ok("stop", "stubborn", "--timeout", "10")
+    assert "stubborn: stopped" in result.out, str(result)
+    for p in group:
+        wait_gone(p, 5)
+    assert instance_pids("stubborn") == set()
+    assert home.log_text("stubborn").count("fake: ignoring SIGTERM") >= 2, "SIGTERM was never sent"
+    stopped = [e for e in home.events("stubborn") if e.to_state == "stopped"][-1]
+    assert "killed" in stopped.reason and "stopped gracefully" not in stopped.reason, stopped
+
+
+def test_forking_wrapper_grandchildren_die_with_the_instance(home: Home, model: Path) -> None:
+    # bash backgrounds the fake without exec; the fake forks a sleeping grandchild of its own.
+    home.write_instance(
+        "wrapped", model=model, port=free_port(), binary=home.fake_binary(wrapper=True),
+        env={"FAKE_SPAWN_GRANDCHILD": "1"},
+    )
+    home.start_daemon()
+    home.ok("start", "wrapped")
+    tree = wait_until(lambda: instance_processes("wrapped") if len(instance_processes("wrapped")) == 3 else None,
+                      10, message="wrapper, fake and grandchild run")
+    names = sorted(p.name() for p in tree)
+    assert any("bash" in n for n in names), names
+    home.ok("stop", "wrapped", "--timeout", "10")
+    for proc in tree:
+        wait_gone(proc.pid, 5)
+    assert instance_pids("wrapped") == set()
+    assert home.status("wrapped").state == "stopped"
+
+
+def test_stop_while_loading_kills_the_loading_child(home: Home, model: Path) -> None:
+    home.write_instance(
+        "loading", model=model, port=free_port(), binary=home.fake_binary(),
+        env={"FAKE_LOAD_SECONDS": "60"}, health={"start_timeout_s": 120},
+    )
+    home.start_daemon()
+    home.ok("start", "loading", "-d")
+    wait_until(lambda: ". " in home.log_text("loading").replace("\n", " "), 10, message="the load is under way")
+    pid = home.status("loading").pid
+    assert pid is not None and home.status("loading").state == "starting"
+    # --timeout bounds the wait: a stop that takes longer reports `stopping`, not `stopped`.
+    result = home.ok("stop", "loading", "--timeout", "3")
+    assert "loading: stopped" in result.out, str(result)
+    wait_gone(pid, 2)
+    assert instance_pids("loading") == set()
+    stopped = [e for e in home.events("loading") if e.to_state == "stopped"][-1]
+    assert "killed" in stopped.reason, stopped
+
+
+def test_start_during_stop_waits_for_the_stop_then_runs_exactly_one_process(home: Home, model: Path) -> None:
+    # A graceful shutdown that takes 1.5 s leaves a window in which `start` arrives mid-stop.
+    home.write_instance(
+        "bounce", model=model, port=free_port(), binary=home.fake_binary(),
+        env={"FAKE_STOP_SECONDS": "1.5"}, restart={"stop_grace_s": 10},
+    )
+    home.start_daemon()
+    home.ok("start", "bounce")
+    old = home.status("bounce").pid
+    assert old is not None
+    with InstanceSampler("bounce") as sampler:
+        home.ok("stop", "bounce", "-d")
+        home.wait_state("bounce", "stopping")
+        result = home.ok("start", "bounce", "--timeout", "30")
+    sampler.assert_never_two()
+    assert "bounce: ready" in result.out, str(result)
+    status = home.status("bounce")
+    assert status.state == "ready" and status.pid not in (None, old), status
+    assert instance_pids("bounce") == {status.pid}
+    assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
+    states = [e.to_state for e in home.events("bounce")]
+    assert states[-3:] == ["stopping", "starting", "ready"], states
