@@ -23,7 +23,15 @@ BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "m
 async def one_stream(session: aiohttp.ClientSession, url: str, body: dict[str, object]) -> tuple[float, int]:
     """(TTFB seconds, SSE events) of one streamed completion; raises on a non-200 answer."""
     t0 = time.perf_counter()
-    async with session.post(url, json=body) as resp:
+    try:
+        resp = await session.post(url, json=body)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        # llama-server closes kept-alive sockets without notice; a careful client (and the
+        # gateway) sends again once on a fresh connection, so every target gets the same courtesy
+        resp = await session.post(url, json=body)
+    async with resp:
         if resp.status != 200:
             await resp.read()
             raise RuntimeError(f"HTTP {resp.status}")

@@ -78,9 +78,7 @@ async def forward(
     started = time.perf_counter()
     url = upstream.base_url + path_qs
     try:
-        up = await session.request(
-            request.method, url, data=body, headers=upstream_headers(request.headers, upstream), timeout=timeout
-        )
+        up = await _send(session, request.method, url, body, upstream_headers(request.headers, upstream), timeout)
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         if isinstance(exc, aiohttp.ServerTimeoutError):
             raise GatewayTimeout(
@@ -120,6 +118,25 @@ async def forward(
         if live is not None:
             live.discard(up)
         up.close()  # no-op after a complete read; otherwise drops the socket so the slot frees
+
+
+async def _send(
+    session: aiohttp.ClientSession, method: str, url: str, body: bytes | None, headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """Send once, and once more if a pooled connection turned out closed before any answer byte.
+
+    llama-server (cpp-httplib) closes kept-alive sockets on its own schedule (5 s idle, 100
+    requests, after some streamed answers) without telling the client; a request written onto
+    such a socket never reached it, so sending it again on a fresh connection is safe. A refused
+    connection (ClientConnectorError) is not retried: the server is down.
+    """
+    try:
+        return await session.request(method, url, data=body, headers=headers, timeout=timeout)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        return await session.request(method, url, data=body, headers=headers, timeout=timeout)
 
 
 def cut_all(live: set[aiohttp.ClientResponse], reason: str) -> None:
