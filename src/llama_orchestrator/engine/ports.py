@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -49,6 +50,31 @@ def _can_bind(host: str, port: int) -> bool:
             if exc.errno in _IN_USE_ERRNOS or getattr(exc, "winerror", None) == 10048:
                 return False
             raise
+    return True
+
+
+_PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+_TCP_LISTEN = "0A"
+
+
+def _no_listener_on_linux(port: int) -> bool:
+    """True when /proc/net/tcp{,6} shows no listening socket on `port` at any address (Linux).
+
+    The cheap half of `psutil.net_connections`, which also maps every socket to its pid by
+    reading every process's fds (tens of ms, blocking the daemon's loop). When nobody listens
+    there is no holder to name, so the expensive scan is skipped. False when /proc is unreadable.
+    """
+    suffix = f":{port:04X}"
+    try:
+        for table in _PROC_NET_TCP:
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split(None, 4)
+                    if len(fields) > 3 and fields[3] == _TCP_LISTEN and fields[1].endswith(suffix):
+                        return False
+    except OSError:
+        return False
     return True
 
 
@@ -100,6 +126,8 @@ def port_holder(host: str, port: int) -> PortHolder | None:
             address; EACCES: privileged port); the caller names the instance in a SpawnError.
     """
     bindable = _can_bind(host, port)
+    if bindable and sys.platform == "linux" and _no_listener_on_linux(port):
+        return None  # the answer the full scan below would give, without reading every process's fds
     listening, holder = _find_listener(host, port)
     if bindable and not listening:
         return None
