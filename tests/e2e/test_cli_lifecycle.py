@@ -1,0 +1,134 @@
+"""`llama-orch` as a new user runs it, on the real llama-server and the tiny model.
+
+create → config validate/render → up → ps → logs → inspect → restart → down → events, checking
+each exit code and that each message tells the truth (against /health, /proc and the log file);
+then bad input: an unknown instance (exit 4) and a broken config (exit 2, every problem listed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.orch import Home, instance_pids, wait_gone
+from tests.support.ports import free_port
+from tests.support.procs import running
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.real_server]
+
+
+@pytest.fixture
+def home(tmp_path: Path, llama_server_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    monkeypatch.setenv("LLAMA_ORCH_LLAMA_SERVER", str(llama_server_bin))  # how a user points at the binary
+    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def _health(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_server_bin: Path) -> None:
+    port = free_port()
+    created = home.ok("create", "tiny", "--model", str(tiny_model), "--port", str(port), "--", "-c", "512")
+    assert f"created tiny: port {port}" in created.out, str(created)
+    home.ok("config", "validate")
+    rendered = json.loads(home.ok("config", "render", "tiny", "--json").out)
+    assert rendered["argv"][0] == str(llama_server_bin)
+    assert rendered["argv"][-2:] == ["-c", "512"] and "--port" in rendered["argv"], rendered
+
+    up = home.ok("up", timeout_s=120)
+    assert f"tiny: ready on 127.0.0.1:{port}" in up.out, str(up)
+    assert "starting → ready" in up.err, str(up)  # progress streamed while waiting
+    home.remember_daemon()
+    assert _health(port) == 200
+
+    ps = home.ok("ps")
+    row = next(line.split() for line in ps.out.splitlines() if line.strip().startswith("tiny"))
+    (pid,) = instance_pids("tiny")
+    assert row[:4] == ["tiny", "ready", str(pid), str(port)], ps.out
+
+    logs = home.ok("logs", "tiny", "-n", "5").out.splitlines()
+    on_disk = home.log_text("tiny").splitlines()
+    assert len(logs) == 5 and logs == on_disk[-5:], (logs, on_disk[-5:])
+
+    detail = json.loads(home.ok("inspect", "tiny", "--json").out)
+    assert detail["argv"] == rendered["argv"], (detail["argv"], rendered["argv"])
+    assert detail["status"]["pid"] == pid and detail["status"]["state"] == "ready"
+    assert detail["log_path"] == str(home.paths.instance_log("tiny"))
+    human = home.ok("inspect", "tiny").out
+    assert f"pid        {pid}" in human and f"http://127.0.0.1:{port}" in human, human
+
+    restarted = home.ok("restart", "tiny", timeout_s=120)
+    assert "tiny: ready" in restarted.out, str(restarted)
+    (new_pid,) = instance_pids("tiny")
+    assert new_pid != pid
+    wait_gone(pid, 5)
+    assert home.status("tiny").restarts == 0  # a requested restart is not a crash
+    assert _health(port) == 200
+
+    down = home.ok("down")
+    assert "tiny: stopped" in down.out, str(down)
+    wait_gone(new_pid, 5)
+    assert instance_pids("tiny") == set() and _health(port) == 0
+    assert "tiny" not in home.ok("ps").out.split()  # stopped instances are hidden...
+    assert "stopped" in home.ok("ps", "-a").out  # ...unless asked for
+
+    events = [json.loads(line) for line in home.ok("events", "tiny", "--json").out.splitlines()]
+    transitions = [(e["from_state"], e["to_state"]) for e in events]
+    assert transitions[-7:] == [
+        ("stopped", "starting"), ("starting", "ready"),
+        ("ready", "stopping"), ("stopping", "starting"), ("starting", "ready"),
+        ("ready", "stopping"), ("stopping", "stopped"),
+    ], transitions
+
+    # The rendered command is the real one: run it by hand and it serves.
+    command = shlex.split(home.ok("config", "render", "tiny").out.strip().splitlines()[-1])
+    assert command == rendered["argv"]
+    with running(command, None, home.scratch / "by-hand.log"):
+        wait_until(lambda: _health(port) == 200, 30, 0.05, "the hand-started server answers")
+
+
+def test_unknown_instance_is_exit_4_naming_it(home: Home) -> None:
+    for args in (("start", "ghost"), ("stop", "ghost"), ("logs", "ghost"), ("inspect", "ghost"), ("rm", "ghost", "-y")):
+        result = home.cli(*args)
+        assert result.code == 4, str(result)
+        assert "no instance named 'ghost'" in result.err, str(result)
+
+
+def test_config_errors_are_exit_2_listing_every_problem(home: Home, tiny_model: Path) -> None:
+    bad = home.paths.instance_config("broken")
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({
+        "name": "broken",
+        "model": {"path": str(tiny_model), "context_size": "abc"},
+        "server": {"port": 70000},
+        "health": {"timeout_s": -1},
+        "restart_polcy": {"policy": "always"},
+    }))
+    validate = home.cli("config", "validate")
+    assert validate.code == 2, str(validate)
+    for field in ("model.context_size", "server.port", "health.timeout_s", "restart_polcy"):
+        assert field in validate.text, f"{field} missing from:\n{validate}"
+    assert "restart" in validate.text  # the nearest valid key is suggested
+    assert "4 problem(s)" in validate.text, str(validate)
+
+    start = home.cli("start", "broken")
+    assert start.code == 2, str(start)
+    for field in ("model.context_size", "server.port", "health.timeout_s", "restart_polcy"):
+        assert field in start.text, f"{field} missing from:\n{start}"
+    home.remember_daemon()
+    assert instance_pids("broken") == set() and not home.paths.instance_log("broken").exists()
