@@ -147,9 +147,9 @@ class DetailPane(Vertical):
         parts: list[str | tuple[str, str]] = [(s.name, "bold"), " ", (s.state, fleet.STATE_STYLE.get(s.state, ""))]
         if s.reason:
             parts.append(f" ({s.reason})")
-        parts.append(f"  pid {s.pid or '-'}  http://{s.host}:{s.port}  {s.backend}  {s.model}")
-        if s.last_exit:
+        if s.last_exit:  # before the long parts, so a narrow pane does not crop it
             parts.append(f"  last exit: {s.last_exit}")
+        parts.append(f"  pid {s.pid or '-'}  http://{s.host}:{s.port}  {s.backend}  {s.model}")
         self.query_one("#detail-summary", Static).update(Text.assemble(*parts))
 
     def show_detail(self, detail: InstanceDetail) -> None:
