@@ -19,7 +19,7 @@ def main() -> None:
     status = DaemonClient.connect(resolve_home(None)).status()
     gemma = next(s for s in status.instances if s.name == "gemma")
     if status.gateway.address:
-        base_url, via = f"http://{status.gateway.address}/v1", "gateway"
+        base_url, via = f"{status.gateway.address}/v1", "the gateway"
     else:
         why = status.gateway.error or "not enabled in this build"
         base_url, via = f"http://{gemma.host}:{gemma.port}/v1", f"the instance port (gateway: {why})"

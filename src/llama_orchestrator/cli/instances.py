@@ -48,6 +48,9 @@ def create(
     gpu_layers: int | None = typer.Option(None, "--gpu-layers", "-ngl", help="Layers to offload to the GPU."),
     alias: str | None = typer.Option(None, "--alias", "-a", help="Model name clients use (default: instance name)."),
     parallel: int | None = typer.Option(None, "--parallel", "-np", help="Parallel slots."),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="llama.cpp template name (e.g. gemma, chatml) for models without one."
+    ),
     on_demand: bool = typer.Option(False, "--on-demand", help="Start on the first gateway request, not at `up`."),
     no_check: bool = typer.Option(False, "--no-check", help="Do not require the model file to exist yet."),
 ) -> None:
@@ -70,6 +73,8 @@ def create(
         if port is None:
             raise ConfigError([ConfigProblem("<command line>", "--port", "no free port in 8001-8999; pass --port")])
     raw = _raw_config(name, model, port, host, backend, ctx_size, gpu_layers, alias, parallel, on_demand, extra or [])
+    if chat_template is not None:
+        raw["model"]["chat_template"] = chat_template
     problems = _check_new(raw, target, taken, port, no_check)
     if problems:
         raise ConfigError(problems)

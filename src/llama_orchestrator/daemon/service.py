@@ -54,6 +54,7 @@ from llama_orchestrator.errors import (
     InstanceNotFoundError,
     OrchestratorError,
 )
+from llama_orchestrator.gateway.server import Gateway
 from llama_orchestrator.health.probe import HealthProber
 from llama_orchestrator.store import EventRecord, Store
 
@@ -78,7 +79,7 @@ class Daemon:
         self._control_address = ""
         self._fleet: Fleet | None = None
         self._resources = ResourceSampler()
-        self._gateway: object | None = None
+        self._gateway: Gateway | None = None
         self._gateway_info = GatewayInfo(enabled=False)
         self.store: Store
         self.prober: HealthProber
@@ -168,13 +169,11 @@ class Daemon:
         gateway_config = self._orchestrator_config().gateway
         if not gateway_config.enabled:
             return
-        try:
-            from llama_orchestrator.daemon.gateway_link import start_gateway  # type: ignore[import-not-found]
-        except ImportError:
-            return
+        from llama_orchestrator.daemon.directory import start_gateway
+
         try:
             self._gateway = await start_gateway(self, gateway_config)
-            self._gateway_info = GatewayInfo(enabled=True, address=getattr(self._gateway, "address", None))
+            self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
         except OrchestratorError as exc:
             logger.error("gateway not started: %s", exc)
             self._gateway_info = GatewayInfo(enabled=True, error=str(exc))
@@ -183,9 +182,7 @@ class Daemon:
         keep = self._keep_instances
         logger.info("daemon stopping (%s)", "leaving instances running" if keep else "stopping instances")
         if self._gateway is not None:
-            stop = getattr(self._gateway, "stop", None)
-            if stop is not None:
-                await stop()
+            await self._gateway.stop()
         await asyncio.gather(*(sup.close(keep_process=keep) for sup in self.supervisors.values()))
         for task in [*self._tasks.values(), *self._background]:
             task.cancel()
