@@ -41,10 +41,11 @@ def _starts(home: Home, name: str) -> list[str]:
 
 
 def test_slow_load_with_progress_outlives_its_start_timeout(home: Home, model: Path) -> None:
-    # 4 s of loading against a 1.5 s start timeout: the progress dots keep moving the deadline.
+    # 5 s of loading against a 2 s start timeout: the progress dots keep moving the deadline
+    # (the daemon takes at most one progress event a second, so 2 s leaves room on a busy box).
     home.write_instance(
         "slow", model=model, port=free_port(), binary=home.fake_binary(),
-        env={"FAKE_LOAD_SECONDS": "4"}, health={"start_timeout_s": 1.5},
+        env={"FAKE_LOAD_SECONDS": "5"}, health={"start_timeout_s": 2.0},
     )
     home.start_daemon()
     with InstanceSampler("slow") as sampler:
