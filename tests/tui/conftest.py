@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +30,3 @@ def screen_text(app: App[object]) -> str:
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     text = console.export_text()
     return "\n".join(line.rstrip() for line in text.splitlines())
-
-
-def mask(text: str) -> str:
-    """Hide what changes from run to run: numbers (pids, ports, uptimes, percentages, times)."""
-    return re.sub(r"\d+", "#", text)

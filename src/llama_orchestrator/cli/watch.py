@@ -1,43 +1,79 @@
 """`llama-orch ps --watch`: a light, non-interactive live table for scripts and small terminals.
 
-Redraws when the daemon streams a transition, and once a second for uptime and resources.
+Redraws when the daemon streams a transition (one long `events` request, read on a daemon
+thread) and otherwise once a second, with ONE `status()` request per redraw for the header and
+every row. No Textual, no input handling: Ctrl+C ends it. When the daemon goes away it says so
+and exits with the daemon's exit code.
 """
 
 from __future__ import annotations
 
+import http.client
 import threading
+import time
 
+from rich.console import Group, RenderableType
 from rich.live import Live
+from rich.text import Text
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.daemon.client import DaemonClient
+from llama_orchestrator.daemon.protocol import DaemonStatus
+from llama_orchestrator.errors import DaemonNotRunningError, OrchestratorError
 
 REFRESH_S = 1.0
 
 
 def watch_table(client: DaemonClient, *, show_all: bool) -> None:
-    from llama_orchestrator.cli.lifecycle import instance_table
-
     changed = threading.Event()
+    gone = threading.Event()
 
     def listen() -> None:
         try:
             for _ in client.events(after_id=-1, follow=True):
                 changed.set()
-        except OSError:
-            return
+        except (OSError, ValueError, http.client.HTTPException, OrchestratorError):
+            pass
+        gone.set()  # the stream ends only when the daemon stops (or the connection breaks)
+        changed.set()
 
-    threading.Thread(target=listen, daemon=True).start()
-
-    def render() -> object:
-        rows = [s for s in client.instances() if show_all or s.state != "stopped"]
-        return instance_table(rows)
-
+    threading.Thread(target=listen, name="ps-watch-events", daemon=True).start()
     try:
-        with Live(render(), console=_console.out, auto_refresh=False) as live:  # type: ignore[arg-type]
+        with Live(render(client.status(), show_all), console=_console.out, auto_refresh=False) as live:
             while True:
                 changed.wait(REFRESH_S)
                 changed.clear()
-                live.update(render(), refresh=True)  # type: ignore[arg-type]
+                try:
+                    status = client.status()
+                except OrchestratorError:
+                    if gone.is_set():
+                        raise DaemonNotRunningError("the daemon stopped") from None
+                    raise
+                live.update(render(status, show_all), refresh=True)
     except KeyboardInterrupt:
         return
+
+
+def render(status: DaemonStatus, show_all: bool) -> RenderableType:
+    from llama_orchestrator.cli.lifecycle import instance_table
+
+    rows = [s for s in status.instances if show_all or s.state != "stopped"]
+    gateway = status.gateway.address or (
+        f"not running ({status.gateway.error})" if status.gateway.error else "disabled"
+    )
+    ready = sum(1 for s in status.instances if s.state == "ready")
+    header = Text(
+        f"{time.strftime('%H:%M:%S')}  daemon pid {status.pid}  gateway {gateway}  "
+        f"ready {ready}/{len(status.instances)}  host cpu {_percent(status.host_cpu_percent)} "
+        f"mem {_percent(status.host_memory_percent)}",
+        no_wrap=True, overflow="ellipsis",
+    )
+    parts: list[RenderableType] = [header, instance_table(rows)]
+    hidden = len(status.instances) - len(rows)
+    if hidden:
+        parts.append(Text(f"{hidden} stopped instance(s) hidden; -a shows them", style="dim"))
+    return Group(*parts)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"

@@ -156,6 +156,7 @@ class DetailPane(Vertical):
         self.show_summary(detail.status)
         command = Text.assemble(("$ ", "dim"), quote_command(detail.argv))
         self.query_one("#detail-command", Static).update(command)
+        self._keep_log_at_end()
 
     def show_events(self, events: Iterable[EventOut]) -> None:
         lines = [
@@ -167,6 +168,15 @@ class DetailPane(Vertical):
         ]
         text = Text("\n").join(lines) if lines else Text("no events yet", style="dim")
         self.query_one("#detail-events", Static).update(text)
+        self._keep_log_at_end()
+
+    def on_resize(self) -> None:
+        self._keep_log_at_end()
+
+    def _keep_log_at_end(self) -> None:
+        """The summary, command and events change height as they fill: keep the log's last line in view."""
+        log = self.query_one("#detail-log", Log)
+        self.call_after_refresh(log.scroll_end, animate=False)
 
     def clear_log(self) -> None:
         self.query_one("#detail-log", Log).clear()

@@ -1,0 +1,114 @@
+"""The dashboard with a hand-written `FakeDaemonClient`: the no-daemon screen, starting the daemon,
+streamed transitions, and layout snapshots (golden text) at 80×24 and 160×48.
+
+Regenerate the golden files after a deliberate layout change with UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llama_orchestrator.daemon.protocol import EventOut
+from llama_orchestrator.errors import DaemonNotRunningError
+from llama_orchestrator.tui.app import DashboardApp
+from tests.support.waiting import async_wait_until
+from tests.tui.conftest import screen_text
+from tests.tui.fakes import T0, FakeDaemonClient, make_status, no_daemon
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Event times are shown in local time; pin it so the snapshots do not depend on the machine."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_no_daemon_says_so_and_offers_to_start_it() -> None:
+    fake = FakeDaemonClient()
+    started: list[bool] = []
+
+    def factory() -> FakeDaemonClient:
+        if not started:
+            raise DaemonNotRunningError("no daemon is running for /home/user")
+        return fake
+
+    app = DashboardApp(factory, start_daemon=lambda: started.append(True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await async_wait_until(lambda: "No daemon is running" in screen_text(app), 5.0, message="no-daemon screen")
+        assert "Press d" in screen_text(app)
+        assert app.client is None
+        await pilot.press("s")  # acting on instances is off while there is no daemon
+        assert fake.calls == []
+        await pilot.press("d")
+        await async_wait_until(lambda: app.client is fake, 5.0, message="connected after starting the daemon")
+        assert started == [True]
+        await async_wait_until(lambda: [r[0] for r in app.table_text()] == ["model-001", "model-002", "model-003"],
+                               5.0, message="the fleet shown")
+
+
+async def test_no_daemon_without_a_starter_points_to_the_command() -> None:
+    app = DashboardApp(no_daemon)
+    async with app.run_test(size=(80, 24)):
+        await async_wait_until(lambda: "llama-orch daemon start" in screen_text(app), 5.0, message="hint")
+        assert "Press d" not in screen_text(app)
+
+
+async def test_a_streamed_transition_repaints_the_row_and_refreshes_with_one_status_call() -> None:
+    fake = FakeDaemonClient()
+    app = DashboardApp(lambda: fake, refresh_s=3600.0)  # no ticks: only the event can cause a refresh
+    async with app.run_test(size=(160, 30)):
+        await async_wait_until(lambda: len(fake.event_streams) == 1 and app.table_text(), 5.0, message="following")
+        statuses_before = sum(1 for name, _ in fake.calls if name == "status")
+        fake.set_statuses([make_status(1, "failed", last_error="exited (code 1)"), make_status(2), make_status(3)])
+        fake.event_streams[0].push(EventOut(id=9, instance="model-001", from_state="ready", to_state="failed",
+                                            reason="gave up", at=T0))
+        await async_wait_until(lambda: app.table_text()[0][1] == "failed", 5.0, message="row repainted")
+        await async_wait_until(lambda: "exited (code 1)" in " ".join(app.table_text()[0]), 5.0,
+                               message="refreshed after the event")
+        statuses_after = sum(1 for name, _ in fake.calls if name == "status")
+        assert statuses_after - statuses_before == 1
+        assert not any(name == "instances" for name, _ in fake.calls)
+        assert "ready 2/3  failed 1" in screen_text(app)
+
+
+async def test_the_log_follows_only_the_selected_instance() -> None:
+    fake = FakeDaemonClient()
+    app = DashboardApp(lambda: fake)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await async_wait_until(lambda: len(fake.log_streams) == 1, 5.0, message="first instance followed")
+        await pilot.press("down")
+        await async_wait_until(lambda: len(fake.log_streams) == 2, 5.0, message="second instance followed")
+        (first, stream1), (second, stream2) = fake.log_streams
+        assert (first, second) == ("model-001", "model-002")
+        assert stream1.closed.is_set() and not stream2.closed.is_set()
+    assert stream2.closed.is_set()
+    assert all(s.closed.is_set() for s in fake.event_streams)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+async def test_layout_snapshot(size: tuple[int, int]) -> None:
+    statuses = [make_status(i) for i in range(1, 6)]
+    statuses[2] = make_status(3, "failed", last_error="exited (code 1): failed to load model")
+    statuses[4] = make_status(5, "stopped", pid=None, uptime_s=None, cpu_percent=None, rss_bytes=None)
+    fake = FakeDaemonClient(statuses)
+    app = DashboardApp(lambda: fake, refresh_s=3600.0)
+    async with app.run_test(size=size) as pilot:
+        await async_wait_until(lambda: "line 5 of the log" in screen_text(app) and "starting → ready" in
+                               screen_text(app), 5.0, message="detail pane filled")
+        await pilot.pause()
+        text = screen_text(app)  # the fake's data is fixed: nothing to mask
+    golden = GOLDEN / f"dashboard-{size[0]}x{size[1]}.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text + "\n", encoding="utf-8")
+    assert text + "\n" == golden.read_text(encoding="utf-8")
