@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
@@ -74,7 +75,7 @@ def _hang(report: Report, daemon: Daemon, rec: EventRecorder, trials: int) -> No
     measured, back = [], []
     for _ in range(trials):
         pid = _ready_pid(daemon, HANG)
-        time.sleep(0.3)  # let it sit ready for a moment, so SIGSTOP lands at a random probe phase
+        time.sleep(random.uniform(0.0, HANG_INTERVAL_S))  # SIGSTOP at a random phase of the probe cycle
         mark = rec.mark()
         mono = time.monotonic()
         os.kill(pid, signal.SIGSTOP)
