@@ -155,10 +155,11 @@ def test_stop_while_loading_kills_the_loading_child(home: Home, model: Path) -> 
 
 
 def test_start_during_stop_waits_for_the_stop_then_runs_exactly_one_process(home: Home, model: Path) -> None:
-    # A graceful shutdown that takes 1.5 s leaves a window in which `start` arrives mid-stop.
+    # A graceful shutdown that takes 4 s leaves a window in which `start` arrives mid-stop (wide
+    # enough for a CLI start-up on a loaded 2-core machine).
     home.write_instance(
         "bounce", model=model, port=free_port(), binary=home.fake_binary(),
-        env={"FAKE_STOP_SECONDS": "1.5"}, restart={"stop_grace_s": 10},
+        env={"FAKE_STOP_SECONDS": "4"}, restart={"stop_grace_s": 10},
     )
     home.start_daemon()
     home.ok("start", "bounce")

@@ -86,6 +86,7 @@ class InstanceSupervisor:
         self._last_progress_event = 0.0
         self._closed = False
         self._reconciled = asyncio.Event()
+        self._progress_task: asyncio.Task[None] | None = None
         self.in_flight = 0
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
@@ -180,6 +181,9 @@ class InstanceSupervisor:
 
     def _transition(self, from_state: InstanceState, to_state: InstanceState, reason: str) -> None:
         now = self.deps.wall()
+        if from_state is S.STARTING and self._progress_task is not None:
+            self._progress_task.cancel()
+            self._progress_task = None
         if to_state is S.READY:
             self._ready_wall = now
         if to_state in (S.STOPPED, S.FAILED, S.BACKOFF):
@@ -232,12 +236,15 @@ class InstanceSupervisor:
         self._child = child
         generation = self._generation
         self._last_progress_event = 0.0
-        for coro in (self._watch_exit(child, generation), self._probe_loop(child, generation),
-                     self._watch_progress(generation)):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for coro in (self._watch_exit(child, generation), self._probe_loop(child, generation)):
+            self._track(asyncio.create_task(coro))
+        self._progress_task = self._track(asyncio.create_task(self._watch_progress(generation)))
         self._save()
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _cancel_watchers(self) -> None:
         for task in list(self._tasks):
@@ -270,15 +277,22 @@ class InstanceSupervisor:
         self._queue.put_nowait((generation, lc.Exited(status.describe(), status.code, failure)))
 
     async def _probe_loop(self, child: ChildProcess, generation: int) -> None:
+        """Probe on a fixed start-to-start schedule, so a hung child (each probe timing out) is
+        caught after `failure_threshold` intervals, not threshold × (interval + timeout)."""
         base_url = f"http://{_connect_host(self.config.server.host)}:{self.config.server.port}"
+        loop = asyncio.get_running_loop()
         last_deep = self.deps.monotonic()
+        next_at = loop.time()
         while True:
             health = self.config.health
             starting = self.rt.state is S.STARTING
-            await asyncio.sleep(health.start_poll_s if starting else health.interval_s)
-            result = await self.deps.prober.health(base_url, health.timeout_s, self._api_key())
+            next_at += health.start_poll_s if starting else health.interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at = max(next_at, loop.time() - health.interval_s)  # never try to catch up a backlog
+            result = await self.deps.prober.health(base_url, min(health.timeout_s, health.interval_s), self._api_key())
             if result.ok and self.rt.state is S.STARTING:
-                impostor = self._impostor(child)
+                # The socket scan is slow with many processes: keep it off the event loop.
+                impostor = await asyncio.to_thread(self._impostor, child)
                 if impostor:
                     self._queue.put_nowait((generation, lc.Impostor(impostor)))
                     return
@@ -293,11 +307,12 @@ class InstanceSupervisor:
             self._queue.put_nowait((generation, lc.Probe(result.ok, result.detail)))
 
     async def _watch_progress(self, generation: int) -> None:
-        """While starting, turn loading-progress lines in the log into Progress events."""
+        """While starting, turn loading-progress lines in the log into Progress events.
+
+        Cancelled as soon as the instance leaves `starting` (see `_transition`): a follower left
+        running polls the file several times a second for nothing."""
         async for line in follow(self.log_path, from_end_lines=0):
             if self.rt.state is not S.STARTING:
-                if self.rt.state not in (S.RECONCILING,):
-                    return
                 continue
             now = self.deps.monotonic()
             if is_loading_progress(line) and now - self._last_progress_event >= PROGRESS_THROTTLE_S:
