@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
-from llama_orchestrator.config.argv import build_command, quote_command
-from llama_orchestrator.config.loader import load_fleet, require_valid, resolve_binary
-from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
-from llama_orchestrator.config.schema import json_schema
 from llama_orchestrator.errors import EXIT_CONFIG, ConfigProblem, InstanceNotFoundError
+
+if TYPE_CHECKING:
+    from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+
+# The config models are imported inside the commands: building them costs ~0.2 s, which every
+# other command (`ps` above all) should not pay at start-up.
 
 config_app = typer.Typer(help="Check, render and show instance configs.", no_args_is_help=True)
 
@@ -29,6 +31,8 @@ def validate(
 
     Example: llama-orch config validate --offline
     """
+    from llama_orchestrator.config.loader import load_fleet
+
     fleet = load_fleet(context(ctx).paths, offline=offline)
     unknown = [n for n in names or [] if n not in fleet.config_files]
     if unknown:
@@ -62,6 +66,8 @@ def problem_json(problem: ConfigProblem) -> dict[str, object]:
 
 
 def _instance(ctx: typer.Context, name: str) -> tuple[InstanceConfig, OrchestratorConfig]:
+    from llama_orchestrator.config.loader import load_fleet, require_valid
+
     fleet = load_fleet(context(ctx).paths, offline=True)
     if name not in fleet.config_files:
         raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
@@ -79,6 +85,9 @@ def render(
 
     Example: llama-orch config render gpt-oss
     """
+    from llama_orchestrator.config.argv import build_command, quote_command
+    from llama_orchestrator.config.loader import resolve_binary
+
     config, orchestrator = _instance(ctx, name)
     binary = resolve_binary(config, orchestrator) or "llama-server"
     command = build_command(config, binary, {})
@@ -106,5 +115,7 @@ def schema(
     """
     if kind not in ("instance", "orchestrator"):
         raise typer.BadParameter(f"{kind!r}: choose 'instance' or 'orchestrator'", param_hint="KIND")
+    from llama_orchestrator.config.schema import json_schema
+
     which: Literal["instance", "orchestrator"] = "instance" if kind == "instance" else "orchestrator"
     print(json.dumps(json_schema(which), indent=2))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import typer
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
 from llama_orchestrator.cli._format import duration
-from llama_orchestrator.daemon.client import DaemonClient
 from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
 
 daemon_app = typer.Typer(help="Run, start, stop and inspect the background daemon.", no_args_is_help=True)
@@ -38,6 +36,7 @@ def start(
     autostart: bool = typer.Option(True, "--autostart/--no-autostart", help="Start autostart instances."),
 ) -> None:
     """Start the daemon in the background (survives closing the terminal)."""
+    from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.launcher import start_detached
 
     paths = context(ctx).paths
@@ -59,6 +58,8 @@ def stop(
     ),
 ) -> None:
     """Stop the daemon; it stops every instance first unless --keep-instances."""
+    from llama_orchestrator.daemon.client import DaemonClient
+
     paths = context(ctx).paths
     client = DaemonClient.connect(paths)
     pid = client.pid
@@ -72,6 +73,8 @@ def stop(
 def _wait_exited(pid: int, timeout_s: float) -> bool:
     """Wait until `pid` has exited. A zombie has: the detached daemon is not our child, and its
     new parent (init, or a container's PID 1 that may never reap) decides when it is reaped."""
+    import psutil
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -89,6 +92,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Show whether the daemon runs, where, for how long, and the gateway and store health."""
+    from llama_orchestrator.daemon.client import DaemonClient
+
     info = DaemonClient.connect(context(ctx).paths).status()
     if as_json:
         _console.print_json(info.model_dump(mode="json"))

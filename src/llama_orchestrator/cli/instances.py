@@ -8,19 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
-from llama_orchestrator.config.files import write_json_atomic
-from llama_orchestrator.config.loader import load_fleet, problems_from_validation
-from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import HomePaths
-from llama_orchestrator.config.schema import SCHEMA_DIR, SCHEMA_REF, json_schema
-from llama_orchestrator.core.ports import choose_port
-from llama_orchestrator.engine.ports import is_port_free
 from llama_orchestrator.errors import (
     EXIT_CONFIG,
     ConfigError,
@@ -58,6 +50,11 @@ def create(
 
     Example: llama-orch create qwen --model D:/models/qwen.gguf --backend vulkan -ngl 99 -- --flash-attn on
     """
+    from llama_orchestrator.config.files import write_json_atomic
+    from llama_orchestrator.config.loader import load_fleet
+    from llama_orchestrator.core.ports import choose_port
+    from llama_orchestrator.engine.ports import is_port_free
+
     paths = context(ctx).paths
     name_problem = check_instance_name(name)
     if name_problem:
@@ -104,6 +101,8 @@ def _raw_config(
     on_demand: bool,
     extra: list[str],
 ) -> dict[str, Any]:
+    from llama_orchestrator.config.schema import SCHEMA_REF
+
     model_section: dict[str, Any] = {"path": str(model.expanduser().absolute())}
     for key, value in (("alias", alias), ("context_size", ctx_size), ("parallel", parallel)):
         if value is not None:
@@ -122,6 +121,11 @@ def _raw_config(
 
 
 def _check_new(raw: dict[str, Any], target: Path, taken: set[int], port: int, no_check: bool) -> list[ConfigProblem]:
+    from pydantic import ValidationError
+
+    from llama_orchestrator.config.loader import problems_from_validation
+    from llama_orchestrator.config.models import InstanceConfig
+
     file = str(target)
     try:
         InstanceConfig.model_validate(raw)
@@ -139,6 +143,9 @@ def _write_schema(paths: HomePaths) -> None:
     """Keep <home>/schemas/instance.schema.json current so the `$schema` reference in configs resolves."""
     import json
 
+    from llama_orchestrator.config.files import write_json_atomic
+    from llama_orchestrator.config.schema import SCHEMA_DIR, json_schema
+
     schema_dir = paths.home / SCHEMA_DIR
     schema_dir.mkdir(exist_ok=True)
     target = schema_dir / "instance.schema.json"
@@ -152,6 +159,10 @@ def list_instances(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List configured instances (reads the config files; no daemon needed)."""
+    from rich.table import Table
+
+    from llama_orchestrator.config.loader import load_fleet
+
     fleet = load_fleet(context(ctx).paths, offline=True)
     rows = []
     for name in sorted(fleet.config_files):
@@ -194,6 +205,8 @@ def remove(
     paths = context(ctx).paths
     directory = paths.instance_dir(name) if check_instance_name(name) is None else None
     if directory is None or not (directory / "config.json").exists():
+        from llama_orchestrator.config.loader import load_fleet
+
         fleet = load_fleet(paths, offline=True)
         raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
     if not yes:

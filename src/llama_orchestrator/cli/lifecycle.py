@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from llama_orchestrator.cli import _console, _format
 from llama_orchestrator.cli._context import context
 from llama_orchestrator.config.paths import HomePaths
-from llama_orchestrator.daemon.client import DaemonClient
-from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
 from llama_orchestrator.errors import InstanceFailedError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from llama_orchestrator.daemon.client import DaemonClient
+    from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
 
 WAIT_FOREVER_S = 7 * 24 * 3600.0
 
@@ -176,6 +180,8 @@ def ps(
 
 
 def instance_table(rows: list[InstanceStatus]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None)
     for header in ("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH"):
         table.add_column(header, no_wrap=True)  # never squeezed to "fa…": only the error column gives way
