@@ -67,16 +67,20 @@ async def test_a_streamed_transition_repaints_the_row_and_refreshes_with_one_sta
     fake = FakeDaemonClient()
     app = DashboardApp(lambda: fake, refresh_s=3600.0)  # no ticks: only the event can cause a refresh
     async with app.run_test(size=(160, 30)):
-        await async_wait_until(lambda: len(fake.event_streams) == 1 and app.table_text(), 5.0, message="following")
-        statuses_before = sum(1 for name, _ in fake.calls if name == "status")
+        def status_calls() -> int:
+            return sum(1 for name, _ in fake.calls if name == "status")
+
+        # Connecting makes one status() call and the poller's first round another; then it waits.
+        await async_wait_until(lambda: len(fake.event_streams) == 1 and status_calls() == 2, 5.0,
+                               message="following")
+        statuses_before = status_calls()
         fake.set_statuses([make_status(1, "failed", last_error="exited (code 1)"), make_status(2), make_status(3)])
         fake.event_streams[0].push(EventOut(id=9, instance="model-001", from_state="ready", to_state="failed",
                                             reason="gave up", at=T0))
         await async_wait_until(lambda: app.table_text()[0][1] == "failed", 5.0, message="row repainted")
         await async_wait_until(lambda: "exited (code 1)" in " ".join(app.table_text()[0]), 5.0,
                                message="refreshed after the event")
-        statuses_after = sum(1 for name, _ in fake.calls if name == "status")
-        assert statuses_after - statuses_before == 1
+        assert status_calls() - statuses_before == 1
         assert not any(name == "instances" for name, _ in fake.calls)
         assert "ready 2/3  failed 1" in screen_text(app)
 
