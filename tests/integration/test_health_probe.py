@@ -6,11 +6,11 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from llama_orchestrator.health.probe import HealthProber
 from tests.support.ports import free_port
 from tests.support.procs import marked_env, running
 from tests.support.waiting import async_wait_until
+
+from llama_orchestrator.health.probe import HealthProber
 
 pytestmark = pytest.mark.integration
 

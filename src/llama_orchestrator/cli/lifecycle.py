@@ -268,7 +268,7 @@ def events(
     Example: llama-orch events gpt-oss -f
     """
     client = _client(context(ctx).paths)
-    history = list(client.events(name, 0, limit=1_000_000))[-limit:] if limit else []
+    history = list(client.events(name, tail=limit)) if limit else []
     last = history[-1].id if history else -1
     try:
         for event in history:

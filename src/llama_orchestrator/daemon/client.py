@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-from collections.abc import Iterator
-from typing import Any
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from llama_orchestrator.config.paths import HomePaths
@@ -32,6 +33,7 @@ from llama_orchestrator.errors import (
 )
 
 DEFAULT_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 class RemoteError(OrchestratorError):
@@ -129,30 +131,60 @@ class DaemonClient:
         self._json("POST", "/v1/shutdown", {"keep_instances": keep_instances})
 
     def events(self, instance: str | None = None, after_id: int = 0, *, follow: bool = False,
-               limit: int = 1000) -> Iterator[EventOut]:
-        query = {"after": after_id, "limit": limit, "follow": "1" if follow else "0"}
+               limit: int = 1000, tail: int | None = None) -> Stream[EventOut]:
+        """Transitions after `after_id` (-1: only new ones), or the newest `tail`; with `follow`, then live."""
+        query: dict[str, object] = {"after": after_id, "limit": limit, "follow": "1" if follow else "0"}
         if instance:
             query["instance"] = instance
-        lines = self._lines(f"/v1/events?{urlencode(query)}")
-        return (EventOut.model_validate_json(line) for line in lines)
+        if tail is not None:
+            query["tail"] = tail
+        return Stream(self._open("GET", f"/v1/events?{urlencode(query)}", None, None), EventOut.model_validate_json)
 
-    def logs(self, name: str, lines: int = 100, *, follow: bool = False) -> Iterator[str]:
+    def logs(self, name: str, lines: int = 100, *, follow: bool = False) -> Stream[str]:
         query = urlencode({"n": lines, "follow": "1" if follow else "0"})
-        return self._lines(f"/v1/instances/{name}/logs?{query}")
+        return Stream(self._open("GET", f"/v1/instances/{name}/logs?{query}", None, None), str)
 
-    def _lines(self, path: str) -> Iterator[str]:
-        """Send the request now (so the stream starts before the caller's next command), read lazily."""
-        response = self._open("GET", path, None, None)
 
-        def read() -> Iterator[str]:
-            with contextlib.closing(response):
-                while True:
-                    raw = response.readline()
-                    if not raw:
-                        return
-                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
+class Stream(Generic[T]):
+    """A streamed answer read line by line. The request is sent when the stream is created (so it
+    starts before the caller's next command); `close()` may be called from any thread and ends a
+    blocked read at once."""
 
-        return read()
+    def __init__(self, response: http.client.HTTPResponse, parse: Callable[[str], T]) -> None:
+        self._response = response
+        self._parse = parse
+        self._closed = False
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            raw = b"" if self._closed else self._response.readline()
+        except (OSError, ValueError, AttributeError):
+            raw = b""  # closed from another thread while blocked
+        if not raw:
+            self.close()
+            raise StopIteration
+        return self._parse(raw.decode("utf-8", errors="replace").rstrip("\n"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sock = getattr(getattr(self._response, "fp", None), "raw", None)
+        sock = getattr(sock, "_sock", None)
+        with contextlib.suppress(OSError):
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self._response.close()
+
+    def __enter__(self) -> Stream[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _error_from(status: int, raw: bytes) -> OrchestratorError:

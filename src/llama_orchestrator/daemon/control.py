@@ -137,6 +137,7 @@ class ControlRoutes:
         instance = request.query.get("instance") or None
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", "1000"))
+        tail = int(request.query["tail"]) if "tail" in request.query else None
         follow_on = request.query.get("follow") == "1"
         queue = self.daemon.hub.subscribe() if follow_on else None
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -145,7 +146,11 @@ class ControlRoutes:
             last = after
             if after < 0:  # only what happens from now on (e.g. progress of a command about to be sent)
                 last = self.daemon.store.last_event_id()
-            for event in self.daemon.store.list_events(instance, after, limit) if after >= 0 else []:
+            if tail is not None:  # the newest `tail` events, then (with follow) what comes next
+                history = self.daemon.store.recent_events(instance, tail)
+            else:
+                history = self.daemon.store.list_events(instance, after, limit) if after >= 0 else []
+            for event in history:
                 await response.write(_event_line(event))
                 last = event.id
             while queue is not None:

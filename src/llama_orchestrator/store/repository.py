@@ -220,6 +220,19 @@ class Store:
                 by_id[event.id] = event
         return [by_id[i] for i in sorted(by_id)[:max(limit, 0)]]
 
+    def recent_events(self, instance: str | None = None, limit: int = 100) -> list[EventRecord]:
+        """Return the newest `limit` events (of `instance`, if given), oldest first."""
+        queued = [w.event for w in self._writer.pending() if isinstance(w, _AppendEvent)]
+        sql = "SELECT * FROM events" + (" WHERE instance = ?" if instance is not None else "")
+        params: tuple[object, ...] = () if instance is None else (instance,)
+        by_id = {row["id"]: _event_from_row(row) for row in self._read(sql + " ORDER BY id DESC LIMIT ?",
+                                                                      (*params, limit))}
+        for event in queued:
+            if instance is None or event.instance == instance:
+                by_id[event.id] = event
+        newest = sorted(by_id)[-limit:] if limit > 0 else []
+        return [by_id[i] for i in newest]
+
     def last_event_id(self) -> int:
         """Return the id of the newest event recorded (0 if none ever was)."""
         with self._id_lock:
