@@ -369,7 +369,7 @@ def _control_address(paths: HomePaths) -> str | None:
     return None
 
 
-def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> None:
+def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> list[logging.Handler]:
     """Daemon log to `<home>/logs/daemon.log` (rotated) and stderr; never a traceback per record on a full disk."""
     logging.raiseExceptions = False
     root = logging.getLogger()
@@ -379,11 +379,14 @@ def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> None:
         paths.daemon_log, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
     file_handler.setFormatter(formatter)
-    root.addHandler(file_handler)
+    handlers: list[logging.Handler] = [file_handler]
     if to_stderr:
         stream = logging.StreamHandler()
         stream.setFormatter(formatter)
-        root.addHandler(stream)
+        handlers.append(stream)
+    for handler in handlers:
+        root.addHandler(handler)
+    return handlers
 
 
 def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, autostart: bool = True) -> int:
@@ -393,7 +396,7 @@ def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, a
     (the Windows service's SvcStop); returns the exit code once every instance is handled.
     """
     paths.ensure()
-    configure_logging(paths)
+    handlers = configure_logging(paths)
 
     async def main() -> int:
         daemon = Daemon(paths, autostart=autostart)
@@ -408,4 +411,10 @@ def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, a
             if stop_event is not None:
                 stop_event.set()  # release the waiting thread
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        # The Windows service host (and tests) call this in-process: leave the logging as found.
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
