@@ -30,6 +30,7 @@ from bench.gateway import nginx
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 FAKE = REPO / "tests" / "bin" / "fake_llama_server.py"
+UVLOOP = importlib.util.find_spec("uvloop") is not None  # optional: a second gateway target runs on it
 
 
 def free_port() -> int:
@@ -52,10 +53,11 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+            cwd: Path = REPO) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=REPO)
+                                env=env, start_new_session=True, cwd=cwd)
     try:
         yield proc
     finally:
@@ -95,11 +97,17 @@ def tiny_model(tmp: Path) -> Path:
 
 def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quick: bool,
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
-              ttfb_count: int, seconds: float) -> dict[str, object]:
-    """Every measurement for one upstream kind, across direct / gateway / nginx."""
+              ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
+              baseline: Path | None = None) -> dict[str, object]:
+    """Every measurement for one upstream kind, across direct / gateway (/ gateway on uvloop) / nginx.
+
+    `body` is the streamed request every target gets (default: load.BODY); a real server needs
+    `ignore_eos` so that every stream has the same number of events whatever the model says.
+    """
     result: dict[str, object] = {"label": label}
     slug = label.split(" ")[0]
-    gw_port, nx_port = free_port(), free_port()
+    gw_port, uv_port, nx_port, base_port = free_port(), free_port(), free_port(), free_port()
+    body_args = ["--body", json.dumps(body)] if body else []
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(upstream_cmd, tmp / f"{slug}-upstream.log", env))
         wait_http(f"http://127.0.0.1:{up_port}/health")
@@ -108,6 +116,19 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
              "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway.log"))
         wait_http(f"http://127.0.0.1:{gw_port}/health")
         targets = {"direct": f"http://127.0.0.1:{up_port}", "gateway": f"http://127.0.0.1:{gw_port}"}
+        if UVLOOP:
+            stack.enter_context(process(
+                [PY, "-m", "bench.gateway.serve", "--port", str(uv_port), "--uvloop",
+                 "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway-uvloop.log"))
+            wait_http(f"http://127.0.0.1:{uv_port}/health")
+            targets["gw-uvloop"] = f"http://127.0.0.1:{uv_port}"
+        if baseline is not None:  # the gateway of another checkout, e.g. before a change
+            stack.enter_context(process(
+                [PY, "-m", "bench.gateway.serve", "--port", str(base_port),
+                 "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway-baseline.log",
+                {**os.environ, "PYTHONPATH": f"{baseline / 'src'}{os.pathsep}{baseline}"}, cwd=baseline))
+            wait_http(f"http://127.0.0.1:{base_port}/health")
+            targets["gw-baseline"] = f"http://127.0.0.1:{base_port}"
         if nginx.available():
             stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
             wait_http(f"http://127.0.0.1:{nx_port}/health")
@@ -121,18 +142,20 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         for r in range(rounds):
             order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
             for t in order:
-                res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // rounds))
+                res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // rounds), *body_args)
                 ttfb[t] += res["ttfb_s"]  # type: ignore[arg-type]
                 events[t] += res["events"]  # type: ignore[arg-type]
         result["ttfb"] = {t: {"p50_ms": pct(v, 0.5) * 1e3, "p99_ms": pct(v, 0.99) * 1e3, "n": len(v)}
                           for t, v in ttfb.items()}
         result["events"] = {t: sorted(set(v)) for t, v in events.items()}
+        result["events_identical"] = len({tuple(v) for v in result["events"].values()}) == 1  # type: ignore[attr-defined]
 
         # B4: throughput ladder
         tput: dict[str, dict[str, object]] = {}
         for c in ladder:
             for t in targets:
-                res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds))
+                res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds),
+                           *body_args)
                 tput.setdefault(str(c), {})[t] = {
                     "streams_per_s": res["streams_per_s"], "errors": res["errors"], "events": res["events"]}
         result["throughput"] = tput
@@ -175,18 +198,24 @@ def table(result: dict[str, object]) -> str:
         if t != "direct":
             lines.append(f"  added by {t:8}            p50 {v['p50_ms'] - d['p50_ms']:+.2f} ms  "
                          f"p99 {v['p99_ms'] - d['p99_ms']:+.2f} ms")
-    lines.append(f"{'SSE events per stream':28} {result['events']}")
+    same = "identical" if result.get("events_identical") else "DIFFERENT"
+    lines.append(f"{'SSE events per stream':28} {result['events']} ({same})")
     tput = result["throughput"]
     assert isinstance(tput, dict)
-    lines.append(f"{'streams/s':10} {'c':>4} " + " ".join(f"{t:>10}" for t in tput[next(iter(tput))])
-                 + f" {'gw/direct':>10} {'gw/nginx':>9} errors(d/g/n)")
+    names = list(tput[next(iter(tput))])
+    gws = [t for t in names if t.startswith("g")]
+    lines.append(f"{'streams/s':10} {'c':>4} " + " ".join(f"{t:>10}" for t in names)
+                 + "".join(f" {t + '/direct':>17} {t + '/nginx':>16}" for t in gws)
+                 + " errors(" + "/".join(names) + ")")
     for c, row in tput.items():
         vals = {t: v["streams_per_s"] for t, v in row.items()}
         errs = "/".join(str(v["errors"]) for v in row.values())
-        gd = vals["gateway"] / vals["direct"] if vals["direct"] else float("nan")
-        gn = vals["gateway"] / vals["nginx"] if vals.get("nginx") else float("nan")
-        lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values())
-                     + f" {gd:10.2f} {gn:9.2f} {errs}")
+        ratios = ""
+        for g in gws:
+            gd = vals[g] / vals["direct"] if vals["direct"] else float("nan")
+            gn = vals[g] / vals["nginx"] if vals.get("nginx") else float("nan")
+            ratios += f" {gd:17.2f} {gn:16.2f}"
+        lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values()) + ratios + f" {errs}")
     cancel = result["cancel"]
     assert isinstance(cancel, dict)
     lines.append(f"{'cancel→slot idle (ms)':28} " + "  ".join(
@@ -197,7 +226,10 @@ def table(result: dict[str, object]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway")
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter rounds")
-    parser.add_argument("--skip-real", action="store_true", help="only the fake upstream")
+    parser.add_argument("--skip-real", action="store_true", help="no real llama-server suite")
+    parser.add_argument("--skip-fake", action="store_true", help="no stdlib fake llama-server suite")
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. `git worktree add /tmp/b HEAD~1`) "
+                        "whose gateway runs as an extra target, gw-baseline")
     args = parser.parse_args()
     results: dict[str, object] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -220,25 +252,31 @@ def main() -> None:
         ladder = [1, 8, 32, 128, 512] if not quick else [1, 32, 512]
         n_ttfb = 150 if quick else 300
         mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)], port,
-                         tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb, seconds)
+                         tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb, seconds,
+                         baseline=args.baseline)
         suites.append(mock)
         print(table(mock), flush=True)
-        port = free_port()
-        fake_cmd[fake_cmd.index("--port") + 1] = str(port)
-        # the stdlib fake pays ~40 ms delayed-ACK per stream at c=1 (small separate writes), so its
-        # TTFB rows measure that, not the proxy; its ladder and event counts still matter
-        fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, ladder,
-                         cancel_env_body, env, n_ttfb // 3, seconds)
-        suites.append(fake)
-        print(table(fake), flush=True)
+        if not args.skip_fake:
+            port = free_port()
+            fake_cmd[fake_cmd.index("--port") + 1] = str(port)
+            # the stdlib fake pays ~40 ms delayed-ACK per stream at c=1 (small separate writes), so its
+            # TTFB rows measure that, not the proxy; its ladder and event counts still matter
+            fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, ladder,
+                             cancel_env_body, env, n_ttfb // 3, seconds)
+            suites.append(fake)
+            print(table(fake), flush=True)
         if not args.skip_real:
             port = free_port()
             real_cmd = [llama_server_bin(), "--host", "127.0.0.1", "--port", str(port), "-m",
                         str(tiny_model(tmp)), "--alias", "bench", "-c", "8192", "-np", "8", "-t", "1"]
+            # ignore_eos + a fixed max_tokens: the tiny model would otherwise stop at a random
+            # point, so event counts could not be compared across targets
+            real_body = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
+                         "ignore_eos": True, "stream": True}
             real = run_suite("real llama-server (tiny model)", real_cmd, port, tmp, quick,
                              [1, 8, 32] if not quick else [1, 32],
                              {**cancel_env_body, "max_tokens": 6000, "ignore_eos": True}, None,
-                             90 if quick else 150, seconds)
+                             90 if quick else 150, seconds, real_body)
             suites.append(real)
             print(table(real), flush=True)
     results["suites"] = suites

@@ -1,6 +1,6 @@
 """Run the gateway alone in this process in front of fixed upstreams (a benchmark target).
 
-    python -m bench.gateway.serve --port P --upstream NAME=ALIAS=http://127.0.0.1:PORT [...]
+    python -m bench.gateway.serve --port P --upstream NAME=ALIAS=http://127.0.0.1:PORT [...] [--uvloop]
 """
 
 from __future__ import annotations
@@ -70,5 +70,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", action="append", required=True)
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.upstream))
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(main(args.port, args.upstream))
+    else:
+        asyncio.run(main(args.port, args.upstream))

@@ -414,3 +414,29 @@ async def test_replicas_share_load_and_the_queue_overflows_into_429(
                 assert resp.headers["X-Llama-Orch-Instance"] == "r1"
         finally:
             await gw.stop()
+
+
+async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # "dead" still looks ready (its death is not probed yet) but nothing listens on its port:
+    # every request, streamed or not, is answered by the live replica instead of a 503
+    with fake_server(fake_server_cmd, tmp_path, "m") as (live, _):
+        dead = free_port()
+        directory = StaticDirectory([upstream("a-dead", "m", port=dead), upstream("b-live", "m", port=live)])
+        gw = await started(GatewayConfig(), directory)
+        try:
+            url = gw.address + "/v1/chat/completions"
+            for body in ({**CHAT, "model": "m"}, {**CHAT, "model": "m", "stream": True}):
+                for _ in range(3):
+                    async with http.post(url, json=body) as resp:
+                        assert resp.status == 200, await resp.text()
+                        assert resp.headers["X-Llama-Orch-Instance"] == "b-live"
+                        await resp.read()
+            assert directory.entries["a-dead"].in_flight == directory.entries["b-live"].in_flight == 0
+            # the only replica refusing: 503 naming it, as before
+            async with http.post(url, json={**CHAT, "model": "a-dead"}) as resp:
+                assert resp.status == 503 and resp.headers["Retry-After"]
+                assert (await resp.json())["error"]["code"] == "upstream_unreachable"
+        finally:
+            await gw.stop()

@@ -43,6 +43,15 @@ class GatewayTimeout(HTTPFailure):
     type = "timeout_error"
 
 
+class UpstreamRefused(Unavailable):
+    """Nothing listens at the instance's port (it died, or is restarting): the request never
+    reached it, so sending it to another replica is safe."""
+
+    def __init__(self, instance: str, message: str) -> None:
+        super().__init__(message, code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S)
+        self.instance = instance
+
+
 @dataclass(slots=True)
 class Outcome:
     """What happened to one proxied request, for metrics."""
@@ -79,6 +88,10 @@ async def forward(
     url = upstream.base_url + path_qs
     try:
         up = await _send(session, request.method, url, body, upstream_headers(request.headers, upstream), timeout)
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamRefused(
+            upstream.name, f"instance {upstream.name!r} could not be reached ({type(exc).__name__}: {exc})"
+        ) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         if isinstance(exc, aiohttp.ServerTimeoutError):
             raise GatewayTimeout(
@@ -153,18 +166,20 @@ async def _relay_stream(
     outcome: Outcome,
     closing: Callable[[], bool],
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(status=up.status)
-    resp.headers["Content-Type"] = up.headers.get("Content-Type", "text/event-stream")
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.headers["X-Accel-Buffering"] = "no"
-    resp.headers[SOURCE_HEADER] = "upstream"
-    resp.headers[INSTANCE_HEADER] = upstream.name
-    await resp.prepare(request)
+    resp = web.StreamResponse(status=up.status, headers={
+        "Content-Type": up.headers.get("Content-Type", "text/event-stream"),
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+        SOURCE_HEADER: "upstream",
+        INSTANCE_HEADER: upstream.name,
+    })
+    await resp.prepare(request)  # the headers leave with the first chunk (one send)
+    content = up.content
     first = True
     try:
         while True:
             try:
-                chunk = await up.content.readany()
+                chunk = await content.readany()
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
                 outcome.stream_error = True
                 reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
@@ -177,6 +192,11 @@ async def _relay_stream(
                 outcome.first_byte_s = time.perf_counter() - started
                 first = False
             try:
+                if content.at_eof():
+                    # the upstream's answer is complete: its last bytes and the end of the
+                    # client's chunked body leave in one send instead of two
+                    await resp.write_eof(chunk)
+                    return resp
                 await resp.write(chunk)
             except (ConnectionError, aiohttp.ClientConnectionResetError):
                 outcome.client_gone = True  # the caller closes the upstream response

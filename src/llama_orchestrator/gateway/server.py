@@ -63,6 +63,7 @@ NATIVE_TIMEOUT_S = 30.0
 CHILD_METRICS_TIMEOUT_S = 2.0
 STOP_DRAIN_S = 5.0
 UPSTREAM_POOL_LIMIT = 2048
+DNS_CACHE_S = 300  # instances are addressed by IP or `localhost`; resolve a name once, not per request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -129,9 +130,16 @@ class Gateway:
             self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=UPSTREAM_POOL_LIMIT, limit_per_host=0, keepalive_timeout=self.config.upstream_keepalive_s
+                limit=UPSTREAM_POOL_LIMIT, limit_per_host=0, keepalive_timeout=self.config.upstream_keepalive_s,
+                ttl_dns_cache=DNS_CACHE_S,
             )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # No cookie jar: llama-server sets no cookies, and a real jar filters and updates
+            # itself on every request. No decompression and no `Accept-Encoding` of our own:
+            # bodies pass through as sent, and llama-server is never invited to compress them.
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
         if self._idle_task is None:
             self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
 
@@ -234,35 +242,51 @@ class Gateway:
         key = self._authorize(request)
         body = await request.read()
         model = self._model_of(body)
-        ups = self.directory.upstreams()
-        if key is not None and not key.allows(served_names(ups, model)):
-            raise ModelNotFound(model, [m for m in available_models(ups) if key.allows({m})])
+        ups: list[Upstream] | None = None
+        if key is not None:
+            ups = self.directory.upstreams()
+            if not key.allows(served_names(ups, model)):
+                raise ModelNotFound(model, [m for m in available_models(ups) if key.allows({m})])
         outcome = proxy.Outcome()
-        try:
-            upstream = await self.traffic.acquire(model)
-        except HTTPFailure as exc:
-            self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
-            raise
-        self._active += 1
-        self._drained.clear()
-        try:
-            resp = await proxy.forward(
-                self.session, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
-                closing=lambda: self._closing, live=self._live,
-            )
-        except HTTPFailure as exc:
-            self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
-            raise
-        finally:
-            self.traffic.release(upstream.name)
-            self._active -= 1
-            if not self._active:
-                self._drained.set()
+        refused: frozenset[str] = frozenset()
+        while True:
+            try:
+                upstream = await self.traffic.acquire(model, ups, refused)
+                resp = await self._forward(request, upstream, body, outcome)
+                break
+            except proxy.UpstreamRefused as exc:
+                # a replica that died since the last health probe: the request never reached
+                # it, so it goes to another ready replica, if there is one
+                refused |= {exc.instance}
+                ups = self.directory.upstreams()
+                if not any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
+                    self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+                    raise
+            except HTTPFailure as exc:
+                self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+                raise
         if outcome.first_byte_s is not None:
             self.metrics.observe_ttfb(model, outcome.first_byte_s)
         source = "stream_error" if outcome.stream_error else "upstream"
         self.metrics.observe(model, request.path, outcome.status, source, time.perf_counter() - started)
         return resp
+
+    async def _forward(
+        self, request: web.Request, upstream: Upstream, body: bytes, outcome: proxy.Outcome
+    ) -> web.StreamResponse:
+        """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
+        self._active += 1
+        self._drained.clear()
+        try:
+            return await proxy.forward(
+                self.session, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
+                closing=lambda: self._closing, live=self._live,
+            )
+        finally:
+            self.traffic.release(upstream.name)
+            self._active -= 1
+            if not self._active:
+                self._drained.set()
 
     def _model_of(self, body: bytes) -> str:
         try:

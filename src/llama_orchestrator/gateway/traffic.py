@@ -39,18 +39,32 @@ class Traffic:
         self._slot_waiters: set[asyncio.Future[None]] = set()
 
     # --- per request ---------------------------------------------------------------------------
-    async def acquire(self, model: str) -> Upstream:
+    async def acquire(
+        self, model: str, upstreams: list[Upstream] | None = None, exclude: frozenset[str] = frozenset()
+    ) -> Upstream:
         """A replica for `model`, already counted in flight; raise an HTTP failure otherwise.
 
-        The caller must call `release(upstream.name)` exactly once afterwards.
+        `upstreams` is a snapshot the caller just took (saves taking another one); later
+        rounds (after a wait) always take a fresh one. Replicas named in `exclude` (found dead
+        by this request already) are not considered. The caller must call
+        `release(upstream.name)` exactly once afterwards.
         """
         started_wait = False
         queue_deadline: float | None = None
         while True:
-            upstreams = self.directory.upstreams()
+            if upstreams is None:
+                upstreams = self.directory.upstreams()
             replicas = routing.candidates(upstreams, model)
+            snapshot, upstreams = upstreams, None
             if not replicas:
-                raise ModelNotFound(model, available_models(upstreams))
+                raise ModelNotFound(model, available_models(snapshot))
+            if exclude:
+                replicas = [u for u in replicas if u.name not in exclude]
+                if not any(u.routable for u in replicas):
+                    raise Unavailable(
+                        f"no other replica of {model!r} is ready", code="upstream_unreachable",
+                        retry_after_s=BUSY_RETRY_AFTER_S,
+                    )
             decision = routing.admit(replicas, self._queued.get(model, 0), self.config.queue_size)
             if isinstance(decision, routing.Dispatch):
                 self.directory.begin_request(decision.upstream.name)
