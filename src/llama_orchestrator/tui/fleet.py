@@ -7,12 +7,12 @@ out as words, so nothing depends on colour (NO_COLOR, monochrome terminals, scre
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from rich.text import Text
 
 from llama_orchestrator.daemon.protocol import InstanceStatus
+from llama_orchestrator.units import duration, size
 
 STATE_STYLE = {
     "ready": "green",
@@ -69,36 +69,8 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def size(num: int | None) -> str:
-    if num is None:
-        return "-"
-    value = float(num)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f}{unit}" if unit != "MiB" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}GiB"
-
-
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def clock(at: float) -> str:
-    return dt.datetime.fromtimestamp(at).strftime("%H:%M:%S")
 
 
 def cell(column: str, s: InstanceStatus) -> str | Text:

@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Log, Static
 
+from llama_orchestrator import units
 from llama_orchestrator.config.argv import quote_command
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceDetail, InstanceStatus
 from llama_orchestrator.tui import fleet
@@ -42,7 +43,7 @@ def header_text(status: DaemonStatus, width: int) -> Text:
     failed = sum(1 for s in status.instances if s.state == "failed")
     first = Text.assemble(
         ("llama-orch ", "bold"),
-        f"daemon pid {status.pid} on {status.control_address} up {fleet.duration(status.uptime_s)}",
+        f"daemon pid {status.pid} on {status.control_address} up {units.duration(status.uptime_s)}",
         f"  ready {ready}/{len(status.instances)}",
         (f"  failed {failed}", "bold red") if failed else "",
     )
@@ -161,7 +162,7 @@ class DetailPane(Vertical):
     def show_events(self, events: Iterable[EventOut]) -> None:
         lines = [
             Text.assemble(
-                (fleet.clock(e.at), "dim"), " ", e.from_state or "-", " → ",
+                (units.clock(e.at), "dim"), " ", e.from_state or "-", " → ",
                 (e.to_state, fleet.STATE_STYLE.get(e.to_state, "")), f"  {e.reason}",
             )
             for e in events
