@@ -1,0 +1,176 @@
+"""The gateway inside a real daemon, driven as a new user would: the official OpenAI SDK against
+`llama-orch --home H daemon start`, with real llama-servers (tiny model) behind it.
+
+Instances: `tiny` (started with the daemon), `lazy` (on demand, idle TTL 2 s) and `rep-a`/`rep-b`
+(two replicas sharing the alias `pair`). Inference keys come from the environment variable named
+by `gateway.api_keys_env`, which the daemon inherits from the `llama-orch daemon start` command.
+`Home.close()` stops the daemon (and with it every llama-server) and SIGKILLs it by pid if it
+does not go; the leak guard checks that nothing of this run survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from tests.support.orch import FAST_HEALTH, FAST_RESTART, Home, wait_gone
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.real_server]
+
+KEY = "e2e-gateway-key"
+KEYS_ENV = "LLAMA_ORCH_E2E_GATEWAY_KEYS"
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+
+
+class Fleet:
+    def __init__(self, home: Home, gateway: str) -> None:
+        self.home = home
+        self.gateway = gateway
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def ps(self, *flags: str) -> dict[str, Any]:
+        return json.loads(self.home.ok("ps", "--json", *flags).out)  # type: ignore[no-any-return]
+
+    def state(self, name: str) -> str:
+        return str(next(i["state"] for i in self.ps("--all")["instances"] if i["name"] == name))
+
+    def native(self, name: str, route: str) -> Any:
+        request = urllib.request.Request(f"{self.gateway}/instances/{name}/{route}",
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+def write_instance(home: Home, name: str, binary: Path, model: Path, alias: str | None = None,
+                   **extra: Any) -> None:
+    config = {
+        "name": name,
+        "binary": str(binary),
+        "model": {"path": str(model), "alias": alias, "context_size": 8192, "parallel": 2, "threads": 1},
+        "server": {"port": free_port()},
+        "health": FAST_HEALTH,
+        "restart": FAST_RESTART,
+        **extra,
+    }
+    path = home.paths.instance_config(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, llama_server_bin: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "api_keys_env": KEYS_ENV}}))
+    write_instance(home, "tiny", llama_server_bin, tiny_model)
+    write_instance(home, "lazy", llama_server_bin, tiny_model, on_demand=True, idle_ttl_s=2)
+    write_instance(home, "rep-a", llama_server_bin, tiny_model, alias="pair")
+    write_instance(home, "rep-b", llama_server_bin, tiny_model, alias="pair")
+    monkeypatch.setenv(KEYS_ENV, KEY)  # the daemon inherits it from `daemon start`
+    try:
+        home.start_daemon(autostart=True)
+        for name in ("tiny", "rep-a", "rep-b"):
+            home.wait_state(name, "ready", timeout_s=60)
+        fleet = Fleet(home, f"http://127.0.0.1:{port}")
+        assert fleet.ps()["gateway"] == fleet.gateway
+        yield fleet
+    finally:
+        home.close()
+
+
+def test_models_chat_on_demand_start_and_idle_stop_keys_and_unknown_model(fleet: Fleet) -> None:
+    with fleet.client() as c:
+        models = {m.id: m.to_dict() for m in c.models.list().data}
+        assert set(models) == {"tiny", "lazy", "rep-a", "rep-b", "pair"}
+        assert {k: m["state"] for k, m in models.items()} == {
+            "tiny": "ready", "lazy": "stopped", "rep-a": "ready", "rep-b": "ready", "pair": "ready"}
+        assert models["pair"]["instances"] == ["rep-a", "rep-b"]
+
+        chat = c.chat.completions.create(model="tiny", messages=HELLO, max_tokens=8)
+        assert chat.choices[0].message.content is not None
+
+        with pytest.raises(openai.NotFoundError) as unknown:
+            c.chat.completions.create(model="nope", messages=HELLO, max_tokens=4)
+        assert "Available models: lazy, pair, rep-a, rep-b, tiny" in str(unknown.value)
+
+        # on demand: the first request starts it and waits for it (start_wait "hold")
+        chat = c.chat.completions.create(model="lazy", messages=HELLO, max_tokens=8)
+        assert chat.choices[0].message.content is not None
+        assert fleet.state("lazy") == "ready"
+        assert {i["name"] for i in fleet.ps()["instances"]} >= {"lazy"}
+        # ...and its idle TTL (2 s) stops it again
+        wait_until(lambda: fleet.state("lazy") == "stopped", 30, 0.1, "lazy stopped after its idle TTL")
+        assert {m.id: m.to_dict()["state"] for m in c.models.list().data}["lazy"] == "stopped"
+
+    with fleet.client("wrong-key") as bad:
+        with pytest.raises(openai.AuthenticationError) as denied:
+            bad.chat.completions.create(model="tiny", messages=HELLO, max_tokens=4)
+        assert denied.value.status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+
+
+def test_a_client_disconnecting_mid_stream_frees_the_slot(fleet: Fleet) -> None:
+    def busy() -> bool:
+        return any(s["is_processing"] for s in fleet.native("tiny", "slots"))
+
+    with fleet.client() as c:
+        stream = c.chat.completions.create(
+            model="tiny", messages=HELLO, max_tokens=6000, stream=True,
+            extra_body={"ignore_eos": True})
+        for seen, _chunk in enumerate(stream, start=1):
+            if seen == 3:
+                break
+        assert busy(), "the stream should still be generating"
+        stream.close()
+        wait_until(lambda: not busy(), 10, 0.02, "llama-server slot idle after the client went away")
+        # the instance serves the next request normally
+        chat = c.chat.completions.create(model="tiny", messages=HELLO, max_tokens=4)
+        assert chat.choices[0].message.content is not None
+
+
+def test_requests_keep_succeeding_while_a_replica_is_killed_and_reloads(fleet: Fleet) -> None:
+    home = fleet.home
+    victim = home.status("rep-a").pid
+    assert victim is not None
+    served: list[str] = []
+    with fleet.client() as c:
+        def ask() -> None:
+            raw = c.chat.completions.with_raw_response.create(
+                model="pair", messages=HELLO, max_tokens=4)
+            assert raw.parse().choices[0].message.content is not None
+            served.append(raw.headers["X-Llama-Orch-Instance"])
+
+        for _ in range(4):
+            ask()
+        assert set(served) == {"rep-a", "rep-b"}  # least in flight, then least recently used
+
+        os.kill(victim, signal.SIGKILL)  # no warning: the daemon has not probed it yet
+        wait_gone(victim, 10)
+        served.clear()
+        for _ in range(4):  # before, while and after the daemon notices: never an error
+            ask()
+        # ... and while rep-a restarts and loads again
+        def back() -> bool:
+            ask()
+            status = home.status("rep-a")
+            return status.state == "ready" and status.pid not in (None, victim)
+
+        wait_until(back, 60, 0.02, "rep-a restarted and ready, every request served meanwhile")
+        assert "rep-b" in served
+        served.clear()
+        for _ in range(6):
+            ask()
+        assert set(served) == {"rep-a", "rep-b"}, served
