@@ -29,6 +29,7 @@ from llama_orchestrator.gateway.server import Gateway
 S = InstanceState
 _UP = frozenset({S.READY, S.UNHEALTHY})
 _RECHECK_S = 0.25
+_KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
 
 
 def connect_base_url(config: InstanceConfig) -> str:
@@ -54,6 +55,7 @@ class SupervisorDirectory:
         self.clock = clock
         self.environ = environ
         self._last_used: dict[str, float] = {}
+        self._key_files: dict[str, tuple[float, str | None]] = {}  # path -> (read at, key)
 
     def upstreams(self) -> list[Upstream]:
         now = self.clock()
@@ -90,8 +92,15 @@ class SupervisorDirectory:
             env = os.environ if self.environ is None else self.environ
             return env.get(server.api_key_env) or None
         if server.api_key_file:
+            now = self.clock()
+            cached = self._key_files.get(server.api_key_file)
+            if cached is not None and now - cached[0] < _KEY_FILE_RECHECK_S:
+                return cached[1]
+            key = None
             with contextlib.suppress(OSError):
-                return Path(server.api_key_file).read_text(encoding="utf-8").strip() or None
+                key = Path(server.api_key_file).read_text(encoding="utf-8").strip() or None
+            self._key_files[server.api_key_file] = (now, key)
+            return key
         return None
 
     def request_start(self, name: str, reason: str) -> None:

@@ -67,3 +67,22 @@ async def test_snapshot_wishes_and_in_flight() -> None:
     sup.rt = replace(sup.rt, state=S.FAILED)
     assert await directory.wait_routable("a", 1) is False
     directory.request_start("ghost", "x")  # unknown names are ignored
+
+
+def test_instance_key_file_is_read_at_most_once_a_second(tmp_path: object) -> None:
+    from pathlib import Path
+
+    key_file = Path(str(tmp_path)) / "key"
+    key_file.write_text("first\n")
+    clock = Clock()
+    sup = StubSupervisor(config("a", server={"port": 8101, "api_key_file": str(key_file)}))
+    directory = SupervisorDirectory({"a": sup}, clock=clock, environ={})  # type: ignore[dict-item]
+    assert directory.upstreams()[0].api_key == "first"
+    key_file.write_text("second\n")
+    clock.now += 0.5
+    assert directory.upstreams()[0].api_key == "first"  # cached, not re-read per request
+    clock.now += 0.6
+    assert directory.upstreams()[0].api_key == "second"
+    key_file.unlink()
+    clock.now += 1.1
+    assert directory.upstreams()[0].api_key is None
