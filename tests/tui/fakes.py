@@ -112,16 +112,18 @@ class FakeDaemonClient:
         return ActionResult(instances=[], last_event_id=0)
 
     def events(self, instance: str | None = None, after_id: int = 0, *, follow: bool = False,
-               limit: int = 1000) -> Iterator[EventOut]:
+               limit: int = 1000, tail: int | None = None) -> FakeStream:
         self.calls.append(("events", (instance, after_id, follow)))
         if not follow:
-            return iter([EventOut(id=1, instance=instance or "model-001", from_state="starting", to_state="ready",
-                                  reason="health 200", at=T0)])
+            stream = FakeStream([EventOut(id=1, instance=instance or "model-001", from_state="starting",
+                                          to_state="ready", reason="health 200", at=T0)])
+            stream.close()
+            return stream
         stream = FakeStream()
         self.event_streams.append(stream)
         return stream
 
-    def logs(self, name: str, lines: int = 100, *, follow: bool = False) -> Iterator[str]:
+    def logs(self, name: str, lines: int = 100, *, follow: bool = False) -> FakeStream:
         self.calls.append(("logs", (name, follow)))
         stream = FakeStream(self.log_lines[-lines:])
         if not follow:

@@ -23,21 +23,21 @@ from textual.containers import Vertical
 from textual.events import Resize
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.widgets import Button, Footer, Input, Static
 
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceDetail, InstanceStatus
 from llama_orchestrator.tui import fleet
 from llama_orchestrator.tui.feeds import STREAM_ERRORS, Feed, Poller
+from llama_orchestrator.tui.fleet_table import FleetTable
 from llama_orchestrator.tui.screens import ConfirmScreen, HelpScreen, LogScreen
 from llama_orchestrator.tui.source import ClientFactory, DaemonStarter, DashboardClient
-from llama_orchestrator.tui.widgets import DetailPane, FleetTable, HeaderBar
+from llama_orchestrator.tui.widgets import DetailPane, HeaderBar
 
 REFRESH_S = 1.0  # resource figures and uptime
 RECONNECT_S = 2.0  # while no daemon answers
 SELECT_SETTLE_S = 0.15  # the cursor rests this long before the detail pane follows it
 TAIL_LINES = 200
 EVENTS_SHOWN = 6
-HISTORY_SCAN = 100_000  # the control API lists events oldest first; we keep the newest few
 WIDE_COLUMNS = 120  # from this width the detail pane puts the log beside the events
 
 
@@ -303,9 +303,9 @@ class DashboardApp(App[None]):
             self._poller.poke()
 
     # ---- the selected instance -----------------------------------------------------------
-    @on(DataTable.RowHighlighted, "#fleet")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        name = event.row_key.value
+    @on(FleetTable.Highlighted, "#fleet")
+    def _row_highlighted(self, event: FleetTable.Highlighted) -> None:
+        name = event.name
         if name == self.selected:
             return
         self.selected = name
@@ -337,7 +337,11 @@ class DashboardApp(App[None]):
     def _load_detail(self, client: DashboardClient, name: str) -> None:
         try:
             detail = client.inspect(name)
-            history = list(client.events(name, 0, follow=False, limit=HISTORY_SCAN))[-EVENTS_SHOWN:]
+            stream = client.events(name, tail=EVENTS_SHOWN)  # the newest few, oldest first
+            try:
+                history = list(stream)
+            finally:
+                stream.close()
         except STREAM_ERRORS:
             return  # the instance went away, or the daemon did: the next refresh says which
         self.post_message(DetailArrived(name, detail, history))
@@ -457,9 +461,4 @@ class DashboardApp(App[None]):
 
     def table_text(self) -> list[list[str]]:
         """The fleet table as plain text, row by row (what a user reads, colour aside)."""
-        table = self.query_one(FleetTable)
-        return [[_plain(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-def _plain(value: object) -> str:
-    return value.plain if isinstance(value, Text) else str(value)
+        return self.query_one(FleetTable).rows_text()

@@ -1,10 +1,10 @@
 """Following the daemon's streams (events, log lines) without blocking the UI or leaking readers.
 
-`DaemonClient.events(follow=True)` and `.logs(follow=True)` are blocking iterators over one long
-HTTP response. Each `Feed` reads one of them on its own daemon thread and hands every item to a
-callback (which posts a Textual message: `post_message` is thread-safe). `Feed.stop()` ends the
-reader at once, even when the stream is idle: it shuts down the socket under the response, so the
-blocked `readline()` returns and the daemon sees the connection go.
+`DaemonClient.events(follow=True)` and `.logs(follow=True)` return a `Stream`: a blocking iterator
+over one long HTTP response whose `close()` may be called from any thread and ends a blocked read at
+once. Each `Feed` reads one stream on its own daemon thread and hands every item to a callback
+(which posts a Textual message: `post_message` is thread-safe). `Feed.stop()` closes the stream, so
+the reader returns even when the stream is idle, and the daemon sees the connection go.
 
 Why daemon threads and not Textual thread workers: workers run in asyncio's default executor, which
 is joined when the app exits; a reader blocked on an idle stream would hang the exit. A daemon
@@ -13,16 +13,13 @@ thread cannot, and `stop()` still ends it promptly in the normal case.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import inspect
-import os
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from llama_orchestrator.errors import OrchestratorError
+from llama_orchestrator.tui.source import ItemStream
 
 T = TypeVar("T")
 
@@ -40,7 +37,7 @@ class Feed(Generic[T]):
     def __init__(
         self,
         name: str,
-        open_stream: Callable[[], Iterator[T]],
+        open_stream: Callable[[], ItemStream[T]],
         deliver: Callable[[T], object],
         ended: Callable[[BaseException | None], object] | None = None,
     ) -> None:
@@ -50,7 +47,7 @@ class Feed(Generic[T]):
         self._ended = ended
         self._stopped = threading.Event()
         self._lock = threading.Lock()
-        self._stream: Iterator[T] | None = None
+        self._stream: ItemStream[T] | None = None
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
 
     def start(self) -> Feed[T]:
@@ -67,7 +64,7 @@ class Feed(Generic[T]):
         with self._lock:
             stream, self._stream = self._stream, None
         if stream is not None:
-            abort_stream(stream)
+            stream.close()
 
     def join(self, timeout_s: float) -> bool:
         """Wait for the reader thread to end; True when it did."""
@@ -78,45 +75,25 @@ class Feed(Generic[T]):
         error: BaseException | None = None
         try:
             stream = self._open()
-            with self._lock:
-                if self._stopped.is_set():
-                    abort_stream(stream)
-                    return
-                self._stream = stream
-            for item in stream:
-                if self._stopped.is_set():
-                    return
-                self._deliver(item)
         except STREAM_ERRORS as exc:
             error = exc
+        else:
+            with self._lock:
+                if self._stopped.is_set():
+                    stream.close()
+                    return
+                self._stream = stream
+            try:
+                for item in stream:
+                    if self._stopped.is_set():
+                        return
+                    self._deliver(item)
+            except STREAM_ERRORS as exc:
+                error = exc
+            finally:
+                stream.close()
         if not self._stopped.is_set() and self._ended is not None:
             self._ended(error)
-
-
-def abort_stream(stream: Iterator[object]) -> None:
-    """End a stream that another thread may be blocked reading.
-
-    A stream object with its own `close()` (the test fakes; what `DaemonClient` streams should
-    become) is simply closed. A `DaemonClient` stream today is a generator over an
-    `http.client.HTTPResponse`; closing a generator that another thread is running raises, and
-    closing the response would wait for the reader's buffer lock. So we find the response among the
-    generator's locals and shut its socket down (on a duplicate descriptor, so the response still
-    owns and closes its own): the reader's `readline()` then returns end-of-stream.
-    """
-    if not inspect.isgenerator(stream):
-        close = getattr(stream, "close", None)
-        if callable(close):
-            close()
-        return
-    response = inspect.getgeneratorlocals(stream).get("response")
-    if response is not None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            fd = os.dup(response.fp.fileno())
-            with socket.socket(fileno=fd) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-    if not stream.gi_running:  # not started, or between items: close it (and its response) here
-        with contextlib.suppress(ValueError):
-            stream.close()
 
 
 class Poller(Generic[T]):

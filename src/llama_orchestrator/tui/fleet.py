@@ -48,7 +48,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("error", "LAST ERROR", 24, 6),
 )
 
-CELL_GAP = 2  # DataTable pads each cell with one space either side
+CELL_GAP = 2  # the table pads each cell with one space either side
 
 
 def columns_for(width: int) -> tuple[Column, ...]:

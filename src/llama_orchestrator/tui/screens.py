@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,6 +15,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Log, Static
 
 from llama_orchestrator.tui.feeds import Feed
+from llama_orchestrator.tui.source import ItemStream
 
 HELP = """\
 [b]Keys[/b]
@@ -91,7 +92,7 @@ class LogScreen(Screen[None]):
             super().__init__()
             self.lines = lines
 
-    def __init__(self, name: str, open_stream: Callable[[], Iterator[str]]) -> None:
+    def __init__(self, name: str, open_stream: Callable[[], ItemStream[str]]) -> None:
         super().__init__()
         self.instance = name
         self._open_stream = open_stream

@@ -1,8 +1,6 @@
-"""The dashboard's widgets: the header bar, the fleet table and the detail pane.
+"""The dashboard's header bar and detail pane (the fleet table is `fleet_table.FleetTable`).
 
-They only render what the app hands them; none of them talks to the daemon. The fleet table
-updates cell by cell (only cells whose text changed), so a refresh of a hundred idle rows costs
-little more than comparing strings.
+They only render what the app hands them; none of them talks to the daemon.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import Log, Static
 
 from llama_orchestrator import units
 from llama_orchestrator.config.argv import quote_command
@@ -55,77 +53,6 @@ def header_text(status: DaemonStatus, width: int) -> Text:
     if first.cell_len + 2 + second.cell_len <= width - 2:
         return Text.assemble(first, "  ", second)
     return Text.assemble(first, "\n", second)
-
-
-class FleetTable(DataTable[str | Text]):
-    """One row per instance (key = instance name); the columns follow the terminal's width."""
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
-        self.shown: tuple[fleet.Column, ...] = ()
-        self._cells: dict[str, tuple[str | Text, ...]] = {}
-        self._order: list[str] = []
-        self._keep_selection: str | None = None
-
-    @property
-    def selected_name(self) -> str | None:
-        if not self._order or not 0 <= self.cursor_row < len(self._order):
-            return None
-        return self._order[self.cursor_row]
-
-    def show(self, rows: Iterable[InstanceStatus], width: int) -> None:
-        """Make the table show `rows` (in order) with the columns that fit `width`."""
-        rows = list(rows)
-        columns = fleet.columns_for(width)
-        if columns != self.shown:
-            self._set_columns(columns, width)
-        names = [s.name for s in rows]
-        if names != self._order:
-            self._rebuild(rows)
-            return
-        for s in rows:
-            new = fleet.row(self.shown, s)
-            old = self._cells[s.name]
-            if new == old:
-                continue
-            for column, before, after in zip(self.shown, old, new, strict=True):
-                if before != after:
-                    self.update_cell(s.name, column.key, after)
-            self._cells[s.name] = new
-
-    def _set_columns(self, columns: tuple[fleet.Column, ...], width: int) -> None:
-        selected = self.selected_name
-        self.clear(columns=True)
-        self._cells, self._order = {}, []
-        spare = max(0, width - sum(c.width + fleet.CELL_GAP for c in columns) - 2)
-        for column in columns:
-            extra = spare if column.key == "error" else 0
-            self.add_column(column.label, width=column.width + extra, key=column.key)
-        self.shown = columns
-        self._keep_selection = selected
-
-    def _rebuild(self, rows: list[InstanceStatus]) -> None:
-        selected = self._keep_selection or self.selected_name
-        self._keep_selection = None
-        self.clear()
-        self._cells = {}
-        for s in rows:
-            cells = fleet.row(self.shown, s)
-            self.add_row(*cells, key=s.name)
-            self._cells[s.name] = cells
-        self._order = [s.name for s in rows]
-        if selected in self._cells:
-            self.move_cursor(row=self._order.index(selected), animate=False)
-
-    def set_state(self, name: str, state: str) -> None:
-        """Show a streamed transition at once, before the next full refresh fills in the rest."""
-        if name not in self._cells or "state" not in {c.key for c in self.shown}:
-            return
-        index = [c.key for c in self.shown].index("state")
-        cells = list(self._cells[name])
-        cells[index] = fleet.state_text(state)
-        self._cells[name] = tuple(cells)
-        self.update_cell(name, "state", cells[index])
 
 
 class DetailPane(Vertical):
