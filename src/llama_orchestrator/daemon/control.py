@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLIENT_CHECK_S = 0.5  # how often a log follower checks that its client is still there
 
 
 def error_response(exc: OrchestratorError) -> web.Response:
@@ -176,12 +178,46 @@ class ControlRoutes:
         await response.prepare(request)
         with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             if request.query.get("follow") == "1":
-                async for line in follow(path, from_end_lines=lines):
-                    await response.write((line + "\n").encode())
+                await self._follow_while_wanted(request, response, path, lines)
             else:
                 for line in tail_lines(path, lines):
                     await response.write((line + "\n").encode())
         return response
+
+    async def _follow_while_wanted(self, request: web.Request, response: web.StreamResponse, path: Path,
+                                   lines: int) -> None:
+        """Follow the log until the client goes or the daemon stops.
+
+        A quiet log (a stopped instance) gives the follower nothing to write, so it would never
+        notice a closed connection (aiohttp does not cancel a handler when its client leaves): it
+        would poll the file until the daemon stops, and then hold the stop up for aiohttp's whole
+        shutdown timeout. The dashboard opens and closes one such stream per selected instance.
+        """
+
+        async def pump() -> None:
+            async for line in follow(path, from_end_lines=lines):
+                await response.write((line + "\n").encode())
+
+        async def until_unwanted() -> None:
+            stopping = self.daemon.hub.subscribe()  # hub.close() sends None: the daemon is stopping
+            try:
+                while request.transport is not None and not request.transport.is_closing():
+                    with contextlib.suppress(TimeoutError):
+                        if await asyncio.wait_for(stopping.get(), CLIENT_CHECK_S) is None:
+                            return
+            finally:
+                self.daemon.hub.unsubscribe(stopping)
+
+        tasks = {asyncio.ensure_future(pump()), asyncio.ensure_future(until_unwanted())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
 
 
 def _event_line(event: EventRecord) -> bytes:
