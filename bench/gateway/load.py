@@ -33,14 +33,17 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: dict[str, o
         resp = await session.post(url, json=body)
     async with resp:
         if resp.status != 200:
-            await resp.read()
-            raise RuntimeError(f"HTTP {resp.status}")
+            detail = (await resp.read())[:160].decode(errors="replace")
+            raise RuntimeError(f"HTTP {resp.status} {detail}")
         ttfb: float | None = None
         events = 0
+        last = b""
         async for chunk in resp.content.iter_any():
             if ttfb is None:
                 ttfb = time.perf_counter() - t0
-            events += chunk.count(b"\n\n")
+            # an event ends with a blank line; its two newlines may arrive in different reads
+            events += chunk.count(b"\n\n") + (last == b"\n" and chunk[:1] == b"\n")
+            last = chunk[-1:]
     return (ttfb or 0.0), events
 
 
@@ -69,6 +72,7 @@ async def throughput(url: str, concurrency: int, seconds: float, max_count: int,
                      body: dict[str, object]) -> dict[str, object]:
     done = errors = 0
     events: set[int] = set()
+    kinds: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
     started = 0
 
@@ -80,15 +84,17 @@ async def throughput(url: str, concurrency: int, seconds: float, max_count: int,
                 _, n = await one_stream(s, url, body)
                 done += 1
                 events.add(n)
-            except (aiohttp.ClientError, RuntimeError, TimeoutError):
+            except (aiohttp.ClientError, RuntimeError, TimeoutError) as exc:
                 errors += 1
+                kind = str(exc) if isinstance(exc, RuntimeError) else type(exc).__name__
+                kinds[kind] = kinds.get(kind, 0) + 1
 
     async with session() as s:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(s) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return {"completed": done, "errors": errors, "elapsed_s": elapsed, "streams_per_s": done / elapsed,
-            "events": sorted(events)}
+    return {"completed": done, "errors": errors, "error_kinds": kinds, "elapsed_s": elapsed,
+            "streams_per_s": done / elapsed, "events": sorted(events)}
 
 
 async def cancel(url: str, slots_url: str, count: int, body: dict[str, object]) -> dict[str, object]:
