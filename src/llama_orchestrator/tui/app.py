@@ -237,6 +237,10 @@ class DashboardApp(App[None]):
             self._reconnect = self.set_interval(RECONNECT_S, self._connect)
         self.refresh_bindings()
 
+    def _widgets_gone(self) -> bool:
+        """True once the app's widgets are gone: a feed's last messages may still arrive while it exits."""
+        return not self.query(DetailPane)
+
     def _drop_client(self) -> None:
         for stoppable in (self._event_feed, self._tail_feed, self._poller):
             if stoppable is not None:
@@ -269,7 +273,7 @@ class DashboardApp(App[None]):
     # ---- live data -----------------------------------------------------------------------
     @on(StatusArrived)
     def _status_arrived(self, message: StatusArrived) -> None:
-        if self.client is not None:
+        if self.client is not None and not self._widgets_gone():
             self._apply_status(message.status)
 
     def _apply_status(self, status: DaemonStatus) -> None:
@@ -294,6 +298,8 @@ class DashboardApp(App[None]):
 
     @on(EventArrived)
     def _event_arrived(self, message: EventArrived) -> None:
+        if self._widgets_gone():
+            return
         event = message.event
         self._events.setdefault(event.instance, deque(maxlen=EVENTS_SHOWN)).append(event)
         self.query_one(FleetTable).set_state(event.instance, event.to_state)
@@ -317,6 +323,8 @@ class DashboardApp(App[None]):
         self._settle = self.set_timer(SELECT_SETTLE_S, self._follow_selected)
 
     def _follow_selected(self) -> None:
+        if self._widgets_gone():
+            return
         client, name = self.client, self.selected
         pane = self.query_one(DetailPane)
         pane.clear_log()
@@ -348,7 +356,7 @@ class DashboardApp(App[None]):
 
     @on(DetailArrived)
     def _detail_arrived(self, message: DetailArrived) -> None:
-        if message.name != self.selected:
+        if message.name != self.selected or self._widgets_gone():
             return
         known = {e.id: e for e in message.history}
         known.update({e.id: e for e in self._events.get(message.name, ())})
@@ -363,7 +371,7 @@ class DashboardApp(App[None]):
 
     @on(LogLines)
     def _log_lines(self, message: LogLines) -> None:
-        if message.name == self.selected and self._tail_feed is not None:
+        if message.name == self.selected and self._tail_feed is not None and not self._widgets_gone():
             self.query_one(DetailPane).add_log_lines(message.lines)
 
     def _show_summary(self, s: InstanceStatus) -> None:

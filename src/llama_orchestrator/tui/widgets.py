@@ -55,6 +55,15 @@ def header_text(status: DaemonStatus, width: int) -> Text:
     return Text.assemble(first, "\n", second)
 
 
+class TailLog(Log):
+    """A following log that keeps its last line in view when its height changes (the summary,
+    command line and events above it grow as they fill, after the first lines were written)."""
+
+    def on_resize(self) -> None:
+        if self.auto_scroll:
+            self.scroll_end(animate=False)
+
+
 class DetailPane(Vertical):
     """The selected instance: a summary line, the effective command line, recent events, its log."""
 
@@ -63,7 +72,7 @@ class DetailPane(Vertical):
             yield Static(id="detail-summary")
             yield Static(id="detail-command")
             yield Static(id="detail-events")
-        yield Log(id="detail-log", max_lines=1000, auto_scroll=True)
+        yield TailLog(id="detail-log", max_lines=1000, auto_scroll=True)
 
     def show_nothing(self, message: str) -> None:
         self.query_one("#detail-summary", Static).update(Text(message, style="dim"))
