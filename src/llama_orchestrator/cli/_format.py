@@ -3,9 +3,14 @@ come from `llama_orchestrator.units` (shared with the dashboard) and are re-expo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from llama_orchestrator.units import duration, size, timestamp
 
-__all__ = ["STATE_STYLE", "duration", "size", "state", "timestamp"]
+if TYPE_CHECKING:
+    from rich.text import Text
+
+__all__ = ["STATE_STYLE", "columns", "duration", "size", "state", "timestamp"]
 
 STATE_STYLE = {
     "ready": "green",
@@ -17,6 +22,30 @@ STATE_STYLE = {
     "failed": "bold red",
     "stopped": "dim",
 }
+
+
+def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: int | None = None) -> Text:
+    """An aligned text table; the last column gets what width is left and is cut with '…'.
+
+    Built by hand rather than with rich.Table: measuring and padding every cell through Rich took
+    ~150 ms for 100 rows, half of `llama-orch ps`'s budget. Column `styled` is coloured by state.
+    """
+    from rich.text import Text
+
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:-1])]
+    fixed = sum(widths) + 2 * len(widths)
+    last_width = max(width - fixed, 20)
+    text = Text(no_wrap=True, overflow="ignore")
+    for index, cells in enumerate([headers, *rows]):
+        for column, cell in enumerate(cells[:-1]):
+            style = STATE_STYLE.get(cell, "") if index and column == styled else ("bold" if not index else "")
+            text.append(cell.ljust(widths[column]), style=style)
+            text.append("  ")
+        last = cells[-1]
+        text.append(last if len(last) <= last_width else last[: last_width - 1] + "…")
+        if index < len(rows):
+            text.append("\n")
+    return text
 
 
 def state(name: str) -> str:

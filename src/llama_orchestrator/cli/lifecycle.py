@@ -19,7 +19,7 @@ from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.errors import InstanceFailedError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.text import Text
 
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
@@ -179,26 +179,15 @@ def ps(
         _console.out.print(f"[dim]{hidden} stopped instance(s) hidden; -a shows them[/]")
 
 
-def instance_table(rows: list[InstanceStatus]) -> Table:
-    from rich.table import Table
-
-    table = Table(box=None)
-    for header in ("NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH"):
-        table.add_column(header, no_wrap=True)  # never squeezed to "fa…": only the error column gives way
-    table.add_column("LAST ERROR")
-    for s in rows:
-        table.add_row(
-            s.name,
-            _format.state(s.state),
-            str(s.pid or "-"),
-            str(s.port),
-            s.alias,
-            _format.duration(s.uptime_s),
-            str(s.restarts),
-            s.health,
-            _console.escape((s.last_error or "")[:80]),
-        )
-    return table
+def instance_table(rows: list[InstanceStatus]) -> Text:
+    """The `ps` table: one line per instance; short columns never shrink, only LAST ERROR is cut."""
+    headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR"]
+    cells = [
+        [s.name, s.state, str(s.pid or "-"), str(s.port), s.alias, _format.duration(s.uptime_s), str(s.restarts),
+         s.health, " ".join((s.last_error or "").split())]
+        for s in rows
+    ]
+    return _format.columns(headers, cells, width=_console.out.width, styled=1)
 
 
 def logs(

@@ -1,18 +1,68 @@
-"""The control API's messages (pydantic), shared by the daemon, the CLI and the dashboard.
+"""The control API's messages, shared by the daemon, the CLI and the dashboard.
 
-Kept free of daemon internals so `daemon.client` and the TUI can import it without pulling in
-the engine or the store.
+Plain frozen dataclasses with a pydantic-like surface (`model_validate`, `model_dump`,
+`model_copy`, and their JSON twins). These messages only travel between our own processes of
+the same version, so they need no validation; pydantic stays where users' input comes in (the
+config files). Measured: importing pydantic for these models cost ~80 ms of every `llama-orch`
+command's start-up, a quarter of `ps`'s 300 ms budget. Unknown keys are ignored, so an older
+client can read a newer daemon's answers.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import dataclasses
+import json
+import typing
+from typing import Any, Self
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+
+class Message:
+    """Base of every control-API message (subclasses are frozen keyword-only dataclasses)."""
+
+    @classmethod
+    def model_validate(cls, data: dict[str, Any]) -> Self:
+        hints = _hints(cls)
+        values = {}
+        for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if item.name in data:
+                values[item.name] = _convert(hints[item.name], data[item.name])
+        return cls(**values)
+
+    @classmethod
+    def model_validate_json(cls, text: str | bytes) -> Self:
+        return cls.model_validate(json.loads(text))
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def model_dump_json(self) -> str:
+        return json.dumps(self.model_dump())
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Self:
+        return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """Rebuild nested messages (a field typed as a Message, or a list of them) from plain JSON."""
+    if isinstance(hint, type) and issubclass(hint, Message) and isinstance(value, dict):
+        return hint.model_validate(value)
+    if typing.get_origin(hint) is list and isinstance(value, list):
+        (inner,) = typing.get_args(hint)
+        return [_convert(inner, v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class InstanceStatus(Message):
     name: str
     state: str
@@ -40,6 +90,7 @@ class InstanceStatus(Message):
     rss_bytes: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class InstanceDetail(Message):
     status: InstanceStatus
     config: dict[str, object]
@@ -49,6 +100,7 @@ class InstanceDetail(Message):
     log_tail: list[str]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class EventOut(Message):
     id: int
     instance: str
@@ -58,12 +110,14 @@ class EventOut(Message):
     at: float
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GatewayInfo(Message):
     enabled: bool
     address: str | None = None
     error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DaemonStatus(Message):
     pid: int
     version: str
@@ -79,13 +133,15 @@ class DaemonStatus(Message):
     host_memory_percent: float | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ActionRequest(Message):
-    names: list[str] = []
+    names: list[str] = dataclasses.field(default_factory=list)
     keep_instances: bool = False
     wait_s: float | None = None  # wait until every named instance is ready, failed or stopped
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ActionResult(Message):
     instances: list[InstanceStatus]
     last_event_id: int
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,20 @@
+"""The hand-aligned `ps` table: alignment, an empty fleet, and cutting only the last column."""
+
+from __future__ import annotations
+
+from llama_orchestrator.cli._format import columns
+
+
+def test_columns_align_and_cut_only_the_last_column() -> None:
+    text = columns(["NAME", "STATE", "ERR"], [["a", "ready", "x" * 50], ["long-name", "failed", "boom"]],
+                   width=40, styled=1)
+    lines = text.plain.splitlines()
+    assert lines[0] == "NAME       STATE   ERR"
+    assert lines[1].startswith("a          ready   ") and lines[1].endswith("…") and len(lines[1]) == 40
+    assert lines[2] == "long-name  failed  boom"
+    styles = {text.plain[span.start:span.end]: str(span.style) for span in text.spans}
+    assert styles["failed"] == "bold red"
+
+
+def test_columns_with_no_rows_print_the_header() -> None:
+    assert columns(["NAME", "STATE", "ERR"], [], width=80).plain == "NAME  STATE  ERR"
