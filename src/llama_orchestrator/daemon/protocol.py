@@ -16,7 +16,6 @@ import typing
 from typing import Any, Self
 
 
-
 class Message:
     """Base of every control-API message (subclasses are frozen keyword-only dataclasses)."""
 
