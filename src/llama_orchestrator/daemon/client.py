@@ -25,6 +25,7 @@ from llama_orchestrator.daemon.protocol import (
     InstanceStatus,
 )
 from llama_orchestrator.errors import (
+    EXIT_DAEMON,
     ConfigError,
     ConfigProblem,
     DaemonError,
@@ -39,9 +40,10 @@ T = TypeVar("T")
 class RemoteError(OrchestratorError):
     """An error the daemon reported; carries the exit code it chose."""
 
-    def __init__(self, message: str, exit_code: int, hint: str | None) -> None:
+    def __init__(self, message: str, exit_code: int, hint: str | None, status: int | None = None) -> None:
         super().__init__(message, hint=hint)
         self.exit_code = exit_code
+        self.status = status
 
 
 class DaemonClient:
@@ -104,7 +106,12 @@ class DaemonClient:
             response.close()
 
     def ping(self) -> None:
-        self._json("GET", "/v1/instances", timeout_s=5.0)
+        """Any HTTP answer proves the daemon lives; a daemon older than this client has no /v1/ping."""
+        try:
+            self._json("GET", "/v1/ping", timeout_s=5.0)
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise
 
     def status(self) -> DaemonStatus:
         return DaemonStatus.model_validate(self._json("GET", "/v1/status"))
@@ -191,10 +198,10 @@ def _error_from(status: int, raw: bytes) -> OrchestratorError:
     try:
         error = json.loads(raw)["error"]
     except (ValueError, KeyError, TypeError):
-        return DaemonError(f"daemon answered HTTP {status}: {raw[:200]!r}")
+        return RemoteError(f"daemon answered HTTP {status}: {raw[:200]!r}", EXIT_DAEMON, None, status)
     if error.get("problems") is not None:
         problems = [ConfigProblem(p["file"], p["field"], p["message"], p.get("line"), p.get("column"))
                     for p in error["problems"]]
         if problems:
             return ConfigError(problems, hint=error.get("hint"))
-    return RemoteError(str(error.get("message")), int(error.get("exit_code", 1)), error.get("hint"))
+    return RemoteError(str(error.get("message")), int(error.get("exit_code", 1)), error.get("hint"), status)

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,7 @@ def security_middleware(token: str) -> Any:
 def build_app(daemon: Daemon, token: str) -> web.Application:
     app = web.Application(middlewares=[security_middleware(token)])
     routes = ControlRoutes(daemon)
+    app.router.add_get("/v1/ping", routes.ping)
     app.router.add_get("/v1/status", routes.status)
     app.router.add_get("/v1/instances", routes.instances)
     app.router.add_get("/v1/instances/{name}", routes.inspect)
@@ -104,6 +106,10 @@ def build_app(daemon: Daemon, token: str) -> web.Application:
 class ControlRoutes:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+
+    async def ping(self, request: web.Request) -> web.Response:
+        """Cheap liveness check for clients (no per-instance sampling)."""
+        return web.json_response({"pid": os.getpid()})
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.daemon.status().model_dump(mode="json"))

@@ -304,6 +304,8 @@ class InstanceSupervisor:
                     result = await deep(base_url, max(health.timeout_s, 5.0), self._api_key())
                     if not result.ok:
                         result = replace(result, detail=f"deep probe ({health.deep_probe}): {result.detail}")
+            if result.ok and self.rt.state is S.READY and self.rt.probe_failures == 0:
+                continue  # decide() would change nothing: leave the supervisor asleep (CPU at scale)
             self._queue.put_nowait((generation, lc.Probe(result.ok, result.detail)))
 
     async def _watch_progress(self, generation: int) -> None:

@@ -24,32 +24,56 @@ class ProbeResult:
     loading: bool = False
 
 
+class _GetProtocol(asyncio.Protocol):
+    """Collect one Connection: close answer (capped at 64 KiB) without the streams layer's overhead."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[bytes]) -> None:
+        self._request = request
+        self._done = done
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size >= 65536:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            if exc is not None and not self._chunks:
+                self._done.set_exception(exc)
+            else:
+                self._done.set_result(b"".join(self._chunks))
+
+
 async def raw_get(base_url: str, path: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
     """One GET with Connection: close; the status line and at most 64 KiB of the answer are read."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     started = time.monotonic()
-    writer: asyncio.StreamWriter | None = None
     auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}Connection: close\r\n\r\n".encode("ascii")
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+    transport: asyncio.BaseTransport | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, port)
-            request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}Connection: close\r\n\r\n"
-            writer.write(request.encode("ascii"))
-            data = b""
-            while len(data) < 65536:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                data += chunk
+            transport, _ = await loop.create_connection(lambda: _GetProtocol(request, done), host, port)
+            data = await done
     except TimeoutError:
         return ProbeResult(False, None, f"no answer within {timeout_s:g} s", time.monotonic() - started)
     except OSError as exc:
         return ProbeResult(False, None, f"connection failed: {exc.strerror or exc.__class__.__name__}",
                            time.monotonic() - started)
     finally:
-        if writer is not None:
-            writer.close()
+        if transport is not None:
+            transport.close()
     elapsed = time.monotonic() - started
     head, _, body = data.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
