@@ -8,9 +8,7 @@ shutdown timeout (a minute). The deadlines below are generous and far below that
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +16,6 @@ from tests.support.orch import Home, wait_gone
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def test_quiet_log_followers_end_with_their_client_and_never_hold_up_the_daemons_stop(

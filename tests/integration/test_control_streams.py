@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,6 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def test_tail_returns_the_newest_events_and_close_ends_a_blocked_follow(home: Home, tiny_model: Path) -> None:

@@ -9,9 +9,7 @@ are reported, and a sampler never sees two live processes for the instance.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +21,6 @@ pytestmark = pytest.mark.integration
 
 INITIAL_S = 0.3
 CRASHES = 5  # restarts 1..5: 0, 0.3, 0.6, 1.2, 2.4 s
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def test_crash_loop_follows_the_backoff_curve_with_one_process_at_a_time(home: Home, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,15 +36,6 @@ from llama_orchestrator.errors import OrchestratorError
 from llama_orchestrator.store import InstanceRecord, Store
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ started with `llama-orch daemon start`; every command goes through the `llama-or
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,15 +17,6 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -29,15 +29,6 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_server]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _stays(predicate: Callable[[], bool], watch_s: float, what: str) -> None:

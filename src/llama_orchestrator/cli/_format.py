@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llama_orchestrator.core.states import STATE_STYLE
 from llama_orchestrator.units import duration, size, timestamp
 
 if TYPE_CHECKING:
@@ -12,16 +13,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_STYLE", "columns", "duration", "size", "state", "timestamp"]
 
-STATE_STYLE = {
-    "ready": "green",
-    "starting": "cyan",
-    "reconciling": "cyan",
-    "unhealthy": "yellow",
-    "backoff": "yellow",
-    "stopping": "magenta",
-    "failed": "bold red",
-    "stopped": "dim",
-}
 
 
 def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: int | None = None) -> Text:

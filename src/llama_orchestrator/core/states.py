@@ -32,3 +32,16 @@ WANTED_UP_STATES = frozenset(
 )
 #: States a waiter for "up" stops waiting at.
 SETTLED_STATES = frozenset({InstanceState.READY, InstanceState.FAILED, InstanceState.STOPPED})
+
+#: How each state is coloured in the CLI and the dashboard (Rich style names). The state is always
+#: also spelled out as a word, so nothing depends on colour (NO_COLOR, screen readers).
+STATE_STYLE: dict[str, str] = {
+    "ready": "green",
+    "starting": "cyan",
+    "reconciling": "cyan",
+    "unhealthy": "yellow",
+    "backoff": "yellow",
+    "stopping": "magenta",
+    "failed": "bold red",
+    "stopped": "dim",
+}

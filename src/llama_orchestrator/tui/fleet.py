@@ -11,19 +11,9 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from llama_orchestrator.core.states import STATE_STYLE
 from llama_orchestrator.daemon.protocol import InstanceStatus
 from llama_orchestrator.units import duration, size
-
-STATE_STYLE = {
-    "ready": "green",
-    "starting": "cyan",
-    "reconciling": "cyan",
-    "unhealthy": "yellow",
-    "backoff": "yellow",
-    "stopping": "magenta",
-    "failed": "bold red",
-    "stopped": "dim",
-}
 
 
 @dataclass(frozen=True, slots=True)

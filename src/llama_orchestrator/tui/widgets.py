@@ -14,6 +14,7 @@ from textual.widgets import Log, Static
 
 from llama_orchestrator import units
 from llama_orchestrator.config.argv import quote_command
+from llama_orchestrator.core.states import STATE_STYLE
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceDetail, InstanceStatus
 from llama_orchestrator.tui import fleet
 
@@ -81,7 +82,7 @@ class DetailPane(Vertical):
         self.query_one("#detail-log", Log).clear()
 
     def show_summary(self, s: InstanceStatus) -> None:
-        parts: list[str | tuple[str, str]] = [(s.name, "bold"), " ", (s.state, fleet.STATE_STYLE.get(s.state, ""))]
+        parts: list[str | tuple[str, str]] = [(s.name, "bold"), " ", (s.state, STATE_STYLE.get(s.state, ""))]
         if s.reason:
             parts.append(f" ({s.reason})")
         if s.last_exit:  # before the long parts, so a narrow pane does not crop it
@@ -99,7 +100,7 @@ class DetailPane(Vertical):
         lines = [
             Text.assemble(
                 (units.clock(e.at), "dim"), " ", e.from_state or "-", " → ",
-                (e.to_state, fleet.STATE_STYLE.get(e.to_state, "")), f"  {e.reason}",
+                (e.to_state, STATE_STYLE.get(e.to_state, "")), f"  {e.reason}",
             )
             for e in events
         ]

@@ -1,0 +1,20 @@
+"""Fixtures shared by the integration tests that drive a real daemon through `tests.support.orch.Home`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.orch import Home
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    """The test's orchestrator home (LLAMA_ORCH_HOME); its daemon is always stopped at the end."""
+    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
+    try:
+        yield h
+    finally:
+        h.close()
