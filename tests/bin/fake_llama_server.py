@@ -158,6 +158,7 @@ class State:
         self.task_id = 0
         self.tokens_total = 0
         self.prompt_total = 0
+        self.predicted_total = 0  # generated tokens only (llamacpp:tokens_predicted_total)
         self.token_delay = env_float("FAKE_TOKEN_DELAY", 0.0)
         self.hang_health = os.environ.get("FAKE_HANG_HEALTH") == "1"
         self.wedge = os.environ.get("FAKE_WEDGE") == "1"
@@ -351,7 +352,7 @@ class Handler(BaseHTTPRequestHandler):
         lines = []
         for name, kind, value in [
             ("prompt_tokens_total", "counter", state.prompt_total),
-            ("tokens_predicted_total", "counter", state.tokens_total),
+            ("tokens_predicted_total", "counter", state.predicted_total),
             ("n_decode_total", "counter", state.tokens_total),
             ("requests_processing", "gauge", busy),
             ("requests_deferred", "gauge", 0),
@@ -410,6 +411,7 @@ class Handler(BaseHTTPRequestHandler):
                     produced += 1
                 self.send_json(200, self.final_body(chat, n, prompt_tokens))
         finally:
+            state.predicted_total += produced
             state.release(slot, task, prompt_tokens + produced)
 
     def final_body(self, chat: bool, n: int, prompt_tokens: int) -> dict[str, object]:

@@ -87,6 +87,8 @@ class InstanceStatus(Message):
     in_flight: int = 0
     cpu_percent: float | None = None
     rss_bytes: int | None = None
+    tokens_per_s: float | None = None  # generated tokens/s from llama-server's /metrics (server.metrics on)
+    busy_slots: int | None = None  # llamacpp:requests_processing (server.metrics on)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -130,6 +132,7 @@ class DaemonStatus(Message):
     instances: list[InstanceStatus]
     host_cpu_percent: float | None = None
     host_memory_percent: float | None = None
+    gpu_memory: str | None = None  # "used/total GiB" from nvidia-smi; None when unknown (no NVIDIA GPU)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

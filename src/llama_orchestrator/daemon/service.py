@@ -35,6 +35,7 @@ from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.control import build_app
 from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.lock import DaemonLock
+from llama_orchestrator.daemon.metrics_sampler import GpuMemory, MetricsSampler, targets_from
 from llama_orchestrator.daemon.protocol import (
     ActionResult,
     DaemonStatus,
@@ -79,6 +80,8 @@ class Daemon:
         self._control_address = ""
         self._fleet: Fleet | None = None
         self._resources = ResourceSampler()
+        self._metrics = MetricsSampler(lambda: targets_from(list(self.supervisors.values())))
+        self._gpu = GpuMemory(self.environ)
         self._gateway: Gateway | None = None
         self._gateway_info = GatewayInfo(enabled=False)
         self.store: Store
@@ -105,6 +108,7 @@ class Daemon:
                 await self._start_instances()
                 await self._start_gateway()
                 self._spawn_background(self._rotate_logs())
+                self._spawn_background(self._metrics.run())
                 logger.info("daemon %s ready (pid %d, control %s)", __version__, os.getpid(), self._control_address)
                 with capture_signals(self._on_signal):
                     await self._stop.wait()
@@ -189,6 +193,8 @@ class Daemon:
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
         self.hub.close()
         await self.prober.close()
+        await self._metrics.close()
+        await self._gpu.close()
         self.store.close()
 
     def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -268,7 +274,10 @@ class Daemon:
         for name in sorted(self.supervisors):
             status = self.supervisors[name].status()
             cpu, rss = self._resources.sample(status.pid)
-            out.append(status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss}))
+            speed = self._metrics.reading(name, status.pid)
+            out.append(status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss,
+                                                 "tokens_per_s": speed.tokens_per_s,
+                                                 "busy_slots": speed.busy_slots}))
         return out
 
     def status(self) -> DaemonStatus:
@@ -288,6 +297,7 @@ class Daemon:
             instances=self.statuses(),
             host_cpu_percent=psutil.cpu_percent(None),
             host_memory_percent=memory,
+            gpu_memory=self._gpu.current(),
         )
 
     def inspect(self, name: str) -> InstanceDetail:

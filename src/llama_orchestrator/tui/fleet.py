@@ -33,6 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpu", "CPU%", 5, 2),
     Column("rss", "RSS", 8, 2),
     Column("busy", "BUSY", 4, 3),
+    Column("tokens", "TOK/S", 5, 4),  # only with server.metrics on; dropped with ALIAS below ~100 cells
     Column("alias", "ALIAS", 16, 4),
     Column("backend", "BACKEND", 7, 5),
     Column("error", "LAST ERROR", 24, 6),
@@ -63,6 +64,15 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
+def tokens_per_s(value: float | None) -> str:
+    """Generated tokens per second in at most 5 cells ("-" when the instance exports no metrics)."""
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.1f}"
+    return f"{value:.0f}" if value < 99_999.5 else f"{value / 1000:.0f}k"
+
+
 def cell(column: str, s: InstanceStatus) -> str | Text:
     """One cell of an instance's row (uncropped: the table crops to the column width)."""
     if column == "name":
@@ -81,6 +91,8 @@ def cell(column: str, s: InstanceStatus) -> str | Text:
         return size(s.rss_bytes)
     if column == "busy":
         return str(s.in_flight)
+    if column == "tokens":
+        return tokens_per_s(s.tokens_per_s)
     if column == "alias":
         return s.alias
     if column == "backend":

@@ -49,6 +49,7 @@ def header_text(status: DaemonStatus, width: int) -> Text:
     second = Text.assemble(
         "gateway ", gw,
         f"  host cpu {fleet.percent(status.host_cpu_percent)}% mem {fleet.percent(status.host_memory_percent)}%",
+        f"  gpu {status.gpu_memory}" if status.gpu_memory else "",
         (f"  store: {status.store}", "yellow") if not status.store_ok else "",
     )
     if first.cell_len + 2 + second.cell_len <= width - 2:
