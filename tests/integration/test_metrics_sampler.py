@@ -1,0 +1,120 @@
+"""The daemon's metrics sampler end to end: tokens/s and busy slots from `/metrics` of the fake and
+of the real llama-server (`server.metrics: true`), and GPU memory from a fake `nvidia-smi` first on
+the daemon's PATH (and none without it). The daemon is a real detached process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.support.orch import Home
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
+from llama_orchestrator.tui.widgets import header_text
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "fake.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 64)  # the fake only checks the magic
+    return path
+
+
+def _complete(port: int, n_predict: int) -> None:
+    body = json.dumps({"prompt": "Once upon a time", "n_predict": n_predict, "cache_prompt": False}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def _speed(home: Home, name: str) -> float | None:
+    return home.status(name).tokens_per_s
+
+
+def _rises_then_idles(home: Home, name: str, port: int, n_predict: int) -> None:
+    wait_until(lambda: _speed(home, name) == 0.0, 15, 0.1, message=f"{name}: an idle rate of 0 after two samples")
+    _complete(port, n_predict)
+    wait_until(lambda: (_speed(home, name) or 0.0) > 0.0, 10, 0.1, message=f"{name}: tokens/s > 0 after a completion")
+    wait_until(lambda: _speed(home, name) == 0.0, 10, 0.1, message=f"{name}: tokens/s back to 0 when idle")
+    assert home.status(name).busy_slots == 0
+
+
+def test_fake_server_counters_advance_and_the_daemon_reports_tokens_per_second(home: Home, model: Path) -> None:
+    port = free_port()
+    home.write_instance("fast", model=model, port=port, binary=home.fake_binary(),
+                        server={"port": port, "metrics": True})
+    plain_port = free_port()
+    home.write_instance("plain", model=model, port=plain_port, binary=home.fake_binary())
+    home.start_daemon()
+    home.ok("start", "fast", "plain")
+
+    before = _metrics(port)
+    assert "llamacpp:tokens_predicted_total 0" in before, before
+    _complete(port, 16)
+    after = _metrics(port)
+    assert "llamacpp:tokens_predicted_total 16" in after, after  # generated tokens only, not the prompt
+
+    _rises_then_idles(home, "fast", port, 40)
+    _complete(plain_port, 8)
+    plain = home.status("plain")
+    assert plain.tokens_per_s is None and plain.busy_slots is None, plain  # no --metrics: nothing known
+
+    home.ok("stop", "fast")
+    stopped = home.status("fast")
+    assert stopped.tokens_per_s is None and stopped.busy_slots is None, stopped
+
+
+@pytest.mark.real_server
+def test_real_server_tokens_per_second_rise_after_a_completion_and_fall_back_to_zero(
+    home: Home, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    port = free_port()
+    home.write_instance("real", model=tiny_model, port=port, binary=llama_server_bin,
+                        server={"port": port, "metrics": True})
+    home.start_daemon()
+    home.ok("start", "real")
+    _rises_then_idles(home, "real", port, 32)
+
+
+def test_gpu_memory_from_a_fake_nvidia_smi_on_the_daemons_path(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "gpu-bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = "--query-gpu=memory.used,memory.total" ] && [ "$2" = "--format=csv,noheader,nounits" ] || exit 3\n'
+        'printf "1229, 8192\\n"\n'
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    home.start_daemon()
+    status = wait_until(lambda: (s := home.client().status()).gpu_memory and s, 10, 0.1, message="gpu memory known")
+    assert status.gpu_memory == "1.2/8.0 GiB"
+    assert "gpu 1.2/8.0 GiB" in header_text(status, 200).plain
+
+
+def test_no_gpu_memory_without_nvidia_smi(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dirs = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nvidia-smi").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(dirs))
+    assert shutil.which("nvidia-smi") is None
+    home.start_daemon()
+    for _ in range(3):  # asked repeatedly, as the dashboard does
+        status = home.client().status()
+    assert status.gpu_memory is None
+    assert "gpu" not in header_text(status, 200).plain
