@@ -43,7 +43,7 @@ from llama_orchestrator.engine import (
     wait_exit,
 )
 from llama_orchestrator.errors import OrchestratorError
-from llama_orchestrator.health.probe import HealthProber
+from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, HealthProber, ProbeConnection
 from llama_orchestrator.store import EventRecord, InstanceRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -280,16 +280,31 @@ class InstanceSupervisor:
         """Probe on a fixed start-to-start schedule, so a hung child (each probe timing out) is
         caught after `failure_threshold` intervals, not threshold × (interval + timeout)."""
         base_url = f"http://{_connect_host(self.config.server.host)}:{self.config.server.port}"
+        connection = ProbeConnection(base_url)  # this child's own: closed when the task ends (cancelled)
+        try:
+            await self._probe_schedule(child, generation, base_url, connection)
+        finally:
+            connection.close()
+
+    async def _probe_schedule(
+        self, child: ChildProcess, generation: int, base_url: str, connection: ProbeConnection
+    ) -> None:
         loop = asyncio.get_running_loop()
         last_deep = self.deps.monotonic()
         next_at = loop.time()
         while True:
             health = self.config.health
             starting = self.rt.state is S.STARTING
-            next_at += health.start_poll_s if starting else health.interval_s
+            period = health.start_poll_s if starting else health.interval_s
+            next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at = max(next_at, loop.time() - health.interval_s)  # never try to catch up a backlog
-            result = await self.deps.prober.health(base_url, min(health.timeout_s, health.interval_s), self._api_key())
+            # Keep the connection only while the server would not have closed it by the next probe.
+            keep = connection if period < KEEPALIVE_MAX_INTERVAL_S else None
+            if keep is None:
+                connection.close()
+            timeout = min(health.timeout_s, health.interval_s)
+            result = await self.deps.prober.health(base_url, timeout, self._api_key(), keep)
             if result.ok and self.rt.state is S.STARTING:
                 # The socket scan is slow with many processes: keep it off the event loop.
                 impostor = await asyncio.to_thread(self._impostor, child)
