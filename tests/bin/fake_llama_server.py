@@ -400,7 +400,7 @@ class Handler(BaseHTTPRequestHandler):
         prompt_tokens = len(json.dumps(body.get("messages", body.get("prompt", "")))) // 4 + 1
         slot, task = state.acquire()
         state.prompt_total += prompt_tokens
-        produced = 0
+        produced = counted = 0
         try:
             if body.get("stream"):
                 produced = self.stream(chat, n, prompt_tokens, slot, task)
@@ -409,9 +409,13 @@ class Handler(BaseHTTPRequestHandler):
                     if state.token_delay:
                         time.sleep(state.token_delay)
                     produced += 1
+                # Count before answering, as the real server does: a /metrics read right after the
+                # client has its answer must already see these tokens.
+                state.predicted_total += produced
+                counted = produced
                 self.send_json(200, self.final_body(chat, n, prompt_tokens))
         finally:
-            state.predicted_total += produced
+            state.predicted_total += produced - counted
             state.release(slot, task, prompt_tokens + produced)
 
     def final_body(self, chat: bool, n: int, prompt_tokens: int) -> dict[str, object]:
