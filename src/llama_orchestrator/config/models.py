@@ -63,6 +63,12 @@ class ServerSection(Strict):
     metrics: bool = Field(False, description="--metrics: expose llama.cpp's Prometheus metrics.")
     timeout_s: int | None = Field(None, ge=1, description="-to/--timeout: read/write timeout of llama-server.")
 
+    @property
+    def base_url(self) -> str:
+        """Where this machine reaches the server (a wildcard bind is reached over loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
 
 class GpuSection(Strict):
     backend: Backend = Field("cpu", description="Which llama-server build to run: cpu, vulkan, cuda, rocm, metal.")

@@ -34,14 +34,7 @@ _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every
 
 def connect_base_url(config: InstanceConfig) -> str:
     """Where the gateway reaches an instance (a wildcard bind is reached over loopback)."""
-    host = config.server.host
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "[::1]"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
+    return config.server.base_url
 
 
 class SupervisorDirectory:

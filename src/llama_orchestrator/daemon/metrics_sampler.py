@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from llama_orchestrator.core.states import InstanceState
-from llama_orchestrator.daemon.supervisor import InstanceSupervisor, _connect_host
+from llama_orchestrator.daemon.supervisor import InstanceSupervisor
 
 METRICS_EVERY_S = 2.0
 METRICS_TIMEOUT_S = 1.5
@@ -212,8 +212,7 @@ def targets_from(supervisors: Iterable[InstanceSupervisor]) -> list[Target]:
         server = sup.config.server
         if child is None or not server.metrics or sup.state is not InstanceState.READY:
             continue
-        base_url = f"http://{_connect_host(server.host)}:{server.port}"
-        out.append(Target(sup.name, child.pid, base_url, sup._api_key()))
+        out.append(Target(sup.name, child.pid, server.base_url, sup.api_key()))
     return out
 
 

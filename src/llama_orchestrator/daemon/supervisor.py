@@ -279,7 +279,7 @@ class InstanceSupervisor:
     async def _probe_loop(self, child: ChildProcess, generation: int) -> None:
         """Probe on a fixed start-to-start schedule, so a hung child (each probe timing out) is
         caught after `failure_threshold` intervals, not threshold × (interval + timeout)."""
-        base_url = f"http://{_connect_host(self.config.server.host)}:{self.config.server.port}"
+        base_url = self.config.server.base_url
         connection = ProbeConnection(base_url)  # this child's own: closed when the task ends (cancelled)
         try:
             await self._probe_schedule(child, generation, base_url, connection)
@@ -304,7 +304,7 @@ class InstanceSupervisor:
             if keep is None:
                 connection.close()
             timeout = min(health.timeout_s, health.interval_s)
-            result = await self.deps.prober.health(base_url, timeout, self._api_key(), keep)
+            result = await self.deps.prober.health(base_url, timeout, self.api_key(), keep)
             if result.ok and self.rt.state is S.STARTING:
                 # The socket scan is slow with many processes: keep it off the event loop.
                 impostor = await asyncio.to_thread(self._impostor, child)
@@ -316,7 +316,7 @@ class InstanceSupervisor:
                 if now - last_deep >= health.deep_interval_s:
                     last_deep = now
                     deep = self.deps.prober.slots if health.deep_probe == "slots" else self.deps.prober.completion
-                    result = await deep(base_url, max(health.timeout_s, 5.0), self._api_key())
+                    result = await deep(base_url, max(health.timeout_s, 5.0), self.api_key())
                     if not result.ok:
                         result = replace(result, detail=f"deep probe ({health.deep_probe}): {result.detail}")
             if result.ok and self.rt.state is S.READY and self.rt.probe_failures == 0:
@@ -347,7 +347,8 @@ class InstanceSupervisor:
                 return None
         return f"port {self.config.server.port} is answered by pid {holder.pid} ({holder.name}), not by our child"
 
-    def _api_key(self) -> str | None:
+    def api_key(self) -> str | None:
+        """The key this instance's llama-server expects from clients, if it has one."""
         server = self.config.server
         if server.api_key_env:
             return self.deps.environ.get(server.api_key_env)
@@ -441,12 +442,3 @@ class InstanceSupervisor:
             routable=rt.state is S.READY and rt.probe_failures == 0,
             in_flight=self.in_flight,
         )
-
-
-def _connect_host(host: str) -> str:
-    """Where to connect for a server bound to `host` (a wildcard bind is reached over loopback)."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host

@@ -51,3 +51,13 @@ def test_quoting_per_platform() -> None:
     argv = ["C:/Program Files/llama/llama-server.exe", "-m", "D:/models/a b.gguf"]
     assert quote_command(argv, "windows") == '"C:/Program Files/llama/llama-server.exe" -m "D:/models/a b.gguf"'
     assert quote_command(argv, "linux") == "'C:/Program Files/llama/llama-server.exe' -m 'D:/models/a b.gguf'"
+
+
+def test_base_url_reaches_wildcard_binds_over_loopback() -> None:
+    def url(host: str) -> str:
+        return config(server={"port": 8001, "host": host}).server.base_url
+
+    assert url("127.0.0.1") == "http://127.0.0.1:8001"
+    assert url("0.0.0.0") == "http://127.0.0.1:8001"
+    assert url("::") == "http://[::1]:8001"
+    assert url("::1") == "http://[::1]:8001"
