@@ -58,3 +58,13 @@ def test_windows_modules_import_on_every_platform() -> None:
 def test_public_surface() -> None:
     assert llama_orchestrator.__all__ == ["__version__"]
     assert llama_orchestrator.__version__.count(".") == 2
+
+
+def test_test_file_names_are_unique() -> None:
+    """pytest imports test modules by basename (no __init__.py in test folders): two files with one
+    name break collection of the whole suite."""
+    tests = Path(__file__).parents[2]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}
