@@ -1,7 +1,8 @@
 """Forwarding one request to one llama-server, and its answer back, unchanged.
 
-The request body is the client's original bytes (read once, never re-serialised). An SSE answer
-is relayed chunk by chunk as it arrives (`iter_any`: no line splitting, no event parsing, no
+The upstream side is `gateway.upstream` (a lean HTTP/1.1 client with a keep-alive pool per
+instance). The request body is the client's original bytes (read once, never re-serialised). An SSE answer
+is relayed chunk by chunk as it arrives (`readany`: no line splitting, no event parsing, no
 coalescing). Anything else is read whole and returned with the upstream's status and content
 type; llama-server's own errors therefore pass through untouched, marked
 `X-Llama-Orch-Source: upstream`.
@@ -9,7 +10,7 @@ type; llama-server's own errors therefore pass through untouched, marked
 Failure handling (reliability scenarios 25-26):
 - the client goes away (aiohttp cancels the handler, or a write fails): the upstream response is
   closed at once, which closes its socket, so llama-server cancels the task and frees the slot;
-- the upstream goes away or stalls past `sock_read` mid-stream: the client gets an SSE `error`
+- the upstream goes away or stalls past the read timeout mid-stream: the client gets an SSE `error`
   event and the end of the stream, never a hang;
 - the upstream cannot be reached, or drops the connection before answering: 503 + Retry-After;
   a refused connection raises `UpstreamRefused`, and the server then tries another ready
@@ -28,6 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.gateway import upstream as up_client
 from llama_orchestrator.gateway.errors import (
     INSTANCE_HEADER,
     SOURCE_HEADER,
@@ -35,10 +37,10 @@ from llama_orchestrator.gateway.errors import (
     Unavailable,
     sse_error_event,
 )
+from llama_orchestrator.gateway.upstream import Timeouts, UpstreamPool
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 UNREACHABLE_RETRY_AFTER_S = 2
-STALE_RETRIES = 3  # sends again after a pooled socket turned out closed (see `_send`)
 
 
 class GatewayTimeout(HTTPFailure):
@@ -73,35 +75,32 @@ def upstream_headers(request_headers: Mapping[str, str], upstream: Upstream) -> 
 
 
 async def forward(
-    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
     request: web.Request,
     upstream: Upstream,
     path_qs: str,
     body: bytes | None,
-    timeout: aiohttp.ClientTimeout,
+    timeout: Timeouts,
     outcome: Outcome,
     closing: Callable[[], bool] = lambda: False,
-    live: set[aiohttp.ClientResponse] | None = None,
+    live: set[up_client.Response] | None = None,
 ) -> web.StreamResponse:
     """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer.
 
     While relaying, the upstream response sits in `live`, so `cut_all(live)` can end it.
+    A pooled connection the server had already closed is retried inside `pool.request`.
     """
     started = time.perf_counter()
-    url = upstream.base_url + path_qs
     try:
-        up = await _send(session, request.method, url, body, upstream_headers(request.headers, upstream), timeout)
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamRefused(
-            upstream.name, f"instance {upstream.name!r} could not be reached ({type(exc).__name__}: {exc})"
-        ) from exc
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-        if isinstance(exc, aiohttp.ServerTimeoutError):
-            raise GatewayTimeout(
-                f"instance {upstream.name!r} did not answer within the timeout", code="upstream_timeout"
-            ) from exc
+        host, port, prefix = up_client.address(upstream.base_url)
+        up = await pool.request(
+            request.method, host, port, prefix + path_qs, upstream_headers(request.headers, upstream), body, timeout
+        )
+    except up_client.ConnectFailed as exc:
+        raise UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})") from exc
+    except up_client.UpstreamClosed as exc:
         raise Unavailable(
-            f"instance {upstream.name!r} could not be reached ({type(exc).__name__}: {exc})",
+            f"instance {upstream.name!r} could not be reached (UpstreamClosed: {exc})",
             code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
         ) from exc
     except TimeoutError as exc:
@@ -116,80 +115,54 @@ async def forward(
             return await _relay_stream(request, up, upstream, started, outcome, closing)
         try:
             data = await up.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (up_client.UpstreamClosed, TimeoutError) as exc:
             raise Unavailable(
                 f"instance {upstream.name!r} failed while answering ({type(exc).__name__})",
                 code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
             ) from exc
         outcome.first_byte_s = time.perf_counter() - started
         headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
-        ctype = up.headers.get("Content-Type")
+        ctype = up.headers.get("content-type")
         if ctype:
             headers["Content-Type"] = ctype
-        retry = up.headers.get("Retry-After")
+        retry = up.headers.get("retry-after")
         if retry:
             headers["Retry-After"] = retry
         return web.Response(status=up.status, body=data, headers=headers)
     finally:
         if live is not None:
             live.discard(up)
-        up.close()  # no-op after a complete read; otherwise drops the socket so the slot frees
+        up.close()  # back to the pool after a complete read; otherwise drops the socket so the slot frees
 
 
-async def _send(
-    session: aiohttp.ClientSession, method: str, url: str, body: bytes | None, headers: dict[str, str],
-    timeout: aiohttp.ClientTimeout,
-) -> aiohttp.ClientResponse:
-    """Send, and again (up to STALE_RETRIES times) while a pooled connection turns out closed
-    before any answer byte.
-
-    llama-server (cpp-httplib) closes kept-alive sockets on its own schedule (5 s idle, 100
-    requests, after some streamed answers) without telling the client; a request written onto
-    such a socket never reached it, so sending it again is safe. Under concurrency several pooled
-    sockets reach their 100th request together, so one retry can land on another stale one
-    (measured: ~1 request in 250 failed at c=8 with a single retry); each failed attempt drops its
-    socket, so the pool runs out of stale ones and a fresh connection is made. A refused
-    connection (ClientConnectorError) is not retried: the server is down.
-    """
-    for _ in range(STALE_RETRIES):
-        try:
-            return await session.request(method, url, data=body, headers=headers, timeout=timeout)
-        except aiohttp.ClientConnectorError:
-            raise
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            continue
-    return await session.request(method, url, data=body, headers=headers, timeout=timeout)
-
-
-def cut_all(live: set[aiohttp.ClientResponse], reason: str) -> None:
+def cut_all(live: set[up_client.Response], reason: str) -> None:
     """End every relay in progress: each sees an upstream error and closes its client stream cleanly."""
     for up in list(live):
-        up.content.set_exception(aiohttp.ClientConnectionError(reason))
+        up.cut(reason)
 
 
 async def _relay_stream(
     request: web.Request,
-    up: aiohttp.ClientResponse,
+    up: up_client.Response,
     upstream: Upstream,
     started: float,
     outcome: Outcome,
     closing: Callable[[], bool],
 ) -> web.StreamResponse:
     resp = web.StreamResponse(status=up.status, headers={
-        "Content-Type": up.headers.get("Content-Type", "text/event-stream"),
+        "Content-Type": up.headers.get("content-type", "text/event-stream"),
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
         SOURCE_HEADER: "upstream",
         INSTANCE_HEADER: upstream.name,
     })
     await resp.prepare(request)  # the headers leave with the first chunk (one send)
-    content = up.content
     first = True
     try:
         while True:
             try:
-                chunk = await content.readany()
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                chunk = await up.readany()
+            except (up_client.UpstreamClosed, TimeoutError) as exc:
                 outcome.stream_error = True
                 reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
                 with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
@@ -201,7 +174,7 @@ async def _relay_stream(
                 outcome.first_byte_s = time.perf_counter() - started
                 first = False
             try:
-                if content.at_eof():
+                if up.at_eof():
                     # the upstream's answer is complete: its last bytes and the end of the
                     # client's chunked body leave in one send instead of two
                     await resp.write_eof(chunk)

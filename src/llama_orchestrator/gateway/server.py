@@ -14,9 +14,10 @@ Routes:
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
 
-One aiohttp `ClientSession` carries every upstream request; its idle connections expire after
-`upstream_keepalive_s` (< llama-server's 5 s). The server runs with handler cancellation on, so
-a client that disconnects cancels its handler and with it the upstream request.
+One `UpstreamPool` (gateway.upstream, a lean HTTP/1.1 client) carries every upstream request; its
+idle connections expire after `upstream_keepalive_s` (< llama-server's 5 s). The server runs with
+handler cancellation on, so a client that disconnects cancels its handler and with it the upstream
+request.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
+from llama_orchestrator.errors import UpstreamError
 from llama_orchestrator.gateway import proxy
+from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
@@ -62,8 +64,6 @@ CONNECT_TIMEOUT_S = 5.0
 NATIVE_TIMEOUT_S = 30.0
 CHILD_METRICS_TIMEOUT_S = 2.0
 STOP_DRAIN_S = 5.0
-UPSTREAM_POOL_LIMIT = 2048
-DNS_CACHE_S = 300  # instances are addressed by IP or `localhost`; resolve a name once, not per request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,18 +92,16 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.traffic = Traffic(config, directory)
         self.idle_check_interval_s = idle_check_interval_s
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: upclient.UpstreamPool | None = None
         self._runner: web.AppRunner | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
         self._active = 0  # inference requests being proxied
-        self._live: set[aiohttp.ClientResponse] = set()  # upstream responses being relayed
+        self._live: set[upclient.Response] = set()  # upstream responses being relayed
         self._drained = asyncio.Event()
         self._address = ""
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=config.request_timeout_s
-        )
-        self._native_timeout = aiohttp.ClientTimeout(total=NATIVE_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+        self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
+        self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -128,18 +126,8 @@ class Gateway:
     async def _on_startup(self, _app: web.Application) -> None:
         if self.keys is None:
             self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=UPSTREAM_POOL_LIMIT, limit_per_host=0, keepalive_timeout=self.config.upstream_keepalive_s,
-                ttl_dns_cache=DNS_CACHE_S,
-            )
-            # No cookie jar: llama-server sets no cookies, and a real jar filters and updates
-            # itself on every request. No decompression and no `Accept-Encoding` of our own:
-            # bodies pass through as sent, and llama-server is never invited to compress them.
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept-Encoding", "User-Agent"),
-            )
+        if self._pool is None:
+            self._pool = upclient.UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         if self._idle_task is None:
             self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
 
@@ -193,9 +181,9 @@ class Gateway:
         if self._active:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), STOP_DRAIN_S)
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     # --- plumbing --------------------------------------------------------------------------------
     @web.middleware
@@ -220,10 +208,10 @@ class Gateway:
         return key
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._closing:
+    def pool(self) -> upclient.UpstreamPool:
+        if self._pool is None or self._closing:
             raise Unavailable("the gateway is shutting down", code="shutting_down", retry_after_s=5)
-        return self._session
+        return self._pool
 
     # --- handlers --------------------------------------------------------------------------------
     async def _health(self, _request: web.Request) -> web.Response:
@@ -279,7 +267,7 @@ class Gateway:
         self._drained.clear()
         try:
             return await proxy.forward(
-                self.session, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
+                self.pool, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
                 closing=lambda: self._closing, live=self._live,
             )
         finally:
@@ -331,7 +319,7 @@ class Gateway:
                               retry_after_s=5)
         body = await request.read() if request.can_read_body else None
         path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
-        return await proxy.forward(self.session, request, upstream, path, body, self._native_timeout, proxy.Outcome())
+        return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome())
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self._authorize(request)
@@ -342,19 +330,23 @@ class Gateway:
                             headers={SOURCE_HEADER: "gateway"})
 
     async def _child_metrics(self, ups: list[Upstream]) -> list[tuple[Upstream, str]]:
-        if not ups or self._session is None:
+        if not ups or self._pool is None:
             return []
-        session = self._session
-        timeout = aiohttp.ClientTimeout(total=CHILD_METRICS_TIMEOUT_S)
+        pool = self._pool
+        timeout = upclient.Timeouts(connect=CHILD_METRICS_TIMEOUT_S, total=CHILD_METRICS_TIMEOUT_S)
 
         async def fetch(u: Upstream) -> tuple[Upstream, str] | None:
             headers = {"Authorization": f"Bearer {u.api_key}"} if u.api_key else {}
             try:
-                async with session.get(u.base_url + "/metrics", headers=headers, timeout=timeout) as resp:
+                host, port, prefix = upclient.address(u.base_url)
+                resp = await pool.request("GET", host, port, prefix + "/metrics", headers, None, timeout)
+                try:
                     if resp.status != 200:
                         return None
-                    return u, await resp.text()
-            except (aiohttp.ClientError, TimeoutError):
+                    return u, (await resp.read()).decode("utf-8", "replace")
+                finally:
+                    resp.close()
+            except (UpstreamError, TimeoutError):
                 return None
 
         results = await asyncio.gather(*(fetch(u) for u in ups))

@@ -1,0 +1,439 @@
+"""A lean HTTP/1.1 client for the gateway's upstream side: one keep-alive pool per llama-server.
+
+    pool = UpstreamPool(keepalive_s=3.0)
+    resp = await pool.request("POST", "127.0.0.1", 8080, "/v1/chat/completions", headers, body,
+                              Timeouts(connect=5, read=600))
+    resp.status, resp.headers["content-type"]       # header names lowercased
+    while chunk := await resp.readany(): ...        # body bytes as they arrive (chunked decoded)
+    resp.close()                                    # back to the pool if complete, else the socket closes
+    await pool.close()
+
+Why not aiohttp's client: per proxied stream it spent most of the gateway's CPU (request and
+response objects, cookie and redirect machinery, a stream reader per response). This client does
+only what forwarding needs: the request goes out in one write (method, path, headers, body bytes
+as given), and the response parser (asyncio Protocol) understands a status line, headers,
+Content-Length, chunked transfer-encoding and read-until-close. No redirects, no cookies, no
+decompression, no proxies, no TLS (instances listen on loopback / the local network).
+
+Pool: idle connections are kept per (host, port), reused newest first, and closed after
+`keepalive_s` idle (keep it under llama-server's 5 s, which closes them without telling us). A
+request written onto a pooled socket that the server had already closed gets no answer byte; it
+never reached the server, so `request` sends it again (up to STALE_RETRIES times), always on a
+new connection: llama-server drops many sockets right after a streamed answer, so the other
+pooled ones are often stale too (measured: 4 pooled attempts in a row failed now and then at
+c=32). A new connection dropped unanswered means a saturated server: the next attempt waits
+FRESH_BACKOFF_S, doubling. A refused or failed connect raises `ConnectFailed` (not retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+from llama_orchestrator.errors import UpstreamError
+
+STALE_RETRIES = 3
+FRESH_BACKOFF_S = 0.01  # before sending again after a new connection closed unanswered (doubles)
+PAUSE_ABOVE = 256 * 1024  # buffered body bytes at which the socket stops being read
+SWEEP_EVERY_S = 1.0
+MAX_HEAD = 64 * 1024
+
+
+class ConnectFailed(UpstreamError):
+    """The connection could not be made (refused, unreachable): the request never left."""
+
+
+class UpstreamClosed(UpstreamError):
+    """The connection ended (or was cut) before the response did; also a malformed response."""
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection within `Timeouts.connect`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    read: float | None = None  # longest wait for any byte (headers or body)
+    total: float | None = None  # whole request, from send to the last body byte
+
+
+@functools.lru_cache(maxsize=1024)
+def address(base_url: str) -> tuple[str, int, str]:
+    """`http://host:port[/prefix]` -> (host, port, prefix)."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConnectFailed(f"unsupported upstream address {base_url!r} (plain http://host:port only)")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
+
+
+class Response(asyncio.Protocol):
+    """One connection, and the response currently being read on it."""
+
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
+        self._pool = pool
+        self._key = key
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.received = False  # any byte of the current response
+        self.idle_since = 0.0
+        self._method = "GET"
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = bytearray()
+        self._head_done = False
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._remaining = -1  # Content-Length left; -1 = until close; for chunked: size of the current chunk
+        self._chunked = False
+        self._chunk_state = 0  # 0 = size line, 1 = data, 2 = CRLF after data, 3 = trailers
+        self._eof = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._keep = True
+        self._deadline: float | None = None
+        self._read_timeout: float | None = None
+        self.received = False
+        self.status = 0
+        self.headers = {}
+
+    # --- protocol --------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._keep = False
+        if not self._eof and self._exc is None:
+            if self._remaining == -1 and self._head_done and not self._chunked:
+                self._eof = True  # a read-until-close body ends here
+            else:
+                self._exc = UpstreamClosed(
+                    "the upstream closed the connection" + (f" ({exc})" if exc else "")
+                )
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self._eof or self._exc is not None:
+            self._keep = False  # bytes after the response: this connection is out of step, drop it
+            if self.transport is not None:
+                self.transport.close()
+            return
+        try:
+            if not self._head_done:
+                self._buf += data
+                end = self._buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise UpstreamClosed("the upstream sent an oversized response head")
+                    return
+                self._parse_head(bytes(self._buf[:end]))
+                data = bytes(self._buf[end + 4:])
+                self._buf = bytearray()
+                if not self._head_done:  # a 1xx head: the real one follows
+                    if data:
+                        self.data_received(data)
+                    return
+                if self._eof:
+                    self._wake()
+                    return
+            if self._chunked:
+                self._feed_chunked(data)
+            elif data:
+                if self._remaining >= 0:
+                    if len(data) > self._remaining:
+                        self._keep = False
+                        data = data[: self._remaining]
+                    self._remaining -= len(data)
+                    if self._remaining == 0:
+                        self._eof = True
+                self._push(data)
+        except UpstreamClosed as exc:
+            self._exc = exc
+            self._keep = False
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return False  # let the transport close; connection_lost decides what the end means
+
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise UpstreamClosed(f"the upstream sent a malformed status line {lines[0][:80]!r}")
+        self.status = int(parts[1])
+        if self.status < 200:  # 1xx: skip it and wait for the real head
+            self.status = 0
+            return
+        headers = self.headers
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        self._head_done = True
+        conn = headers.get("connection", "").lower()
+        if parts[0] == "HTTP/1.0" or "close" in conn:
+            self._keep = False
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._chunked = True
+        elif self.status in (204, 304) or self._method == "HEAD":
+            self._eof = True
+        elif (length := headers.get("content-length")) is not None:
+            if not length.isdigit():
+                raise UpstreamClosed(f"the upstream sent a bad Content-Length {length!r}")
+            self._remaining = int(length)
+            self._eof = self._remaining == 0
+        else:
+            self._keep = False  # read until close
+
+    def _feed_chunked(self, data: bytes) -> None:
+        buf = self._buf
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self._chunk_state
+            if state == 1:
+                take = min(self._remaining, n - pos)
+                self._push(data[pos:pos + take] if take != n else data)
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._chunk_state = 2
+                continue
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                if n - pos > 4096:
+                    raise UpstreamClosed("the upstream sent a malformed chunked body")
+                buf += data[pos:]
+                return
+            line = data[pos:end]
+            pos = end + 2
+            if state == 0:
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise UpstreamClosed("the upstream sent a malformed chunk size") from None
+                if size == 0:
+                    self._chunk_state = 3
+                else:
+                    self._remaining = size
+                    self._chunk_state = 1
+            elif state == 2:
+                if line:
+                    raise UpstreamClosed("the upstream sent a malformed chunked body")
+                self._chunk_state = 0
+            elif not line:  # state 3: the empty line after the (ignored) trailers
+                self._eof = True
+                if pos < n:
+                    self._keep = False
+                return
+
+    def _push(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            if self._buffered > PAUSE_ABOVE and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Until something arrives, the connection ends, or a timeout passes (TimeoutError)."""
+        timeout = self._read_timeout
+        if self._deadline is not None:
+            left = self._deadline - self._loop.time()
+            timeout = left if timeout is None else min(timeout, left)
+        self._waiter = waiter = self._loop.create_future()
+        handle = None if timeout is None else self._loop.call_later(max(timeout, 0.0), self._time_out, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if handle is not None:
+                handle.cancel()
+
+    @staticmethod
+    def _time_out(waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+    # --- request / response ----------------------------------------------------------------------
+    def _send(self, method: str, request: bytes, timeouts: Timeouts) -> None:
+        self._reset()
+        self._method = method
+        self._read_timeout = timeouts.read
+        self._deadline = None if timeouts.total is None else self._loop.time() + timeouts.total
+        assert self.transport is not None
+        self.transport.write(request)
+
+    async def _head(self) -> None:
+        while not self._head_done and self._exc is None:
+            await self._wait()
+        if self._exc is not None:
+            raise self._exc
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    async def readany(self) -> bytes:
+        """The body bytes received so far (waiting for some), or b"" at the end of the body.
+
+        Raises UpstreamClosed if the connection ended (or was cut) first, TimeoutError if nothing
+        came within the read timeout.
+        """
+        while not self._chunks:
+            if self._exc is not None:
+                raise self._exc
+            if self._eof:
+                return b""
+            await self._wait()
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def read(self) -> bytes:
+        parts = []
+        while chunk := await self.readany():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def cut(self, reason: str) -> None:
+        """End the response from outside: the reader sees UpstreamClosed(reason)."""
+        if not self._eof and self._exc is None:
+            self._exc = UpstreamClosed(reason)
+            self._keep = False
+            self._wake()
+
+    def close(self) -> None:
+        """Back to the pool if the response is complete and reusable, else close the socket now
+        (so the upstream sees the client leave and frees the slot)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if self._eof and self._exc is None and self._keep and not self._chunks and not self._pool.closed:
+            self._pool.release(self)
+        else:
+            self.transport = None
+            transport.abort()
+
+    def discard(self) -> None:
+        """Close the socket, whatever state the response is in."""
+        self._keep = False
+        self.close()
+
+
+class UpstreamPool:
+    def __init__(self, keepalive_s: float) -> None:
+        self.keepalive_s = keepalive_s
+        self.closed = False
+        self._idle: dict[tuple[str, int], list[Response]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def request(
+        self, method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None,
+        timeouts: Timeouts,
+    ) -> Response:
+        """Send one request and return once the response head has arrived."""
+        key = (host, port)
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name} holds a line break")
+            lines.append(f"{name}: {value}")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        for attempt in range(STALE_RETRIES + 1):
+            conn = await self._acquire(key, timeouts.connect, pooled=attempt == 0)
+            fresh = conn.idle_since == 0.0
+            conn._send(method, raw, timeouts)
+            try:
+                await conn._head()
+                return conn
+            except UpstreamClosed:
+                conn.close()
+                if conn.received or attempt == STALE_RETRIES:
+                    raise
+                if fresh:  # a new connection dropped unanswered: the server is saturated; back off
+                    await asyncio.sleep(FRESH_BACKOFF_S * 2**attempt)
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _acquire(self, key: tuple[str, int], connect_timeout: float, pooled: bool) -> Response:
+        if self.closed:
+            raise ConnectFailed("the upstream pool is closed")
+        idle = self._idle.get(key) if pooled else None
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and now - conn.idle_since < self.keepalive_s:
+                return conn
+            conn.discard()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, conn = await loop.create_connection(lambda: Response(self, key), key[0], key[1])
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {connect_timeout} s") from exc
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from exc
+        return conn
+
+    def release(self, conn: Response) -> None:
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn._key, []).append(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY_S, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        cutoff = time.monotonic() - self.keepalive_s
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if c.transport is not None and c.idle_since > cutoff]
+            for c in idle:
+                if c.transport is None or c.idle_since <= cutoff:
+                    c.discard()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        if self._idle:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY_S, self._sweep)
+
+    async def close(self) -> None:
+        """Close every idle connection; responses in progress close when their reader closes them."""
+        self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for idle in self._idle.values():
+            for c in idle:
+                c.discard()
+        self._idle.clear()
