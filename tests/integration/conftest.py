@@ -18,3 +18,11 @@ def home(tmp_path: Path) -> Iterator[Home]:
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A file the fake llama-server accepts as a model (it only checks the GGUF magic)."""
+    path = tmp_path / "fake.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 64)
+    return path

@@ -20,13 +20,6 @@ from llama_orchestrator.tui.widgets import header_text
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "fake.gguf"
-    path.write_bytes(b"GGUF" + b"\0" * 64)  # the fake only checks the magic
-    return path
-
-
 def _complete(port: int, n_predict: int) -> None:
     body = json.dumps({"prompt": "Once upon a time", "n_predict": n_predict, "cache_prompt": False}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body,

@@ -38,13 +38,6 @@ from llama_orchestrator.store import InstanceRecord, Store
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "fake.gguf"
-    path.write_bytes(b"GGUF" + b"\0" * 64)
-    return path
-
-
 def test_stale_pid_from_another_boot_or_reused_is_never_signalled(home: Home, model: Path) -> None:
     binary = home.fake_binary()
     home.write_instance("rebooted", model=model, port=free_port(), binary=binary)

@@ -19,13 +19,6 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "fake.gguf"
-    path.write_bytes(b"GGUF" + b"\0" * 64)  # the fake only checks the magic
-    return path
-
-
 def _starts(home: Home, name: str) -> list[str]:
     return [e.reason for e in home.events(name) if e.to_state == "starting"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from llama_orchestrator.daemon.protocol import ActionRequest, EventOut
+from llama_orchestrator.daemon.protocol import ActionRequest
 from llama_orchestrator.engine import follow, tail_lines
 from llama_orchestrator.errors import (
     ConfigError,
@@ -227,12 +228,5 @@ class ControlRoutes:
 
 
 def _event_line(event: EventRecord) -> bytes:
-    out = EventOut(
-        id=event.id,
-        instance=event.instance,
-        from_state=event.from_state,
-        to_state=event.to_state,
-        reason=event.reason,
-        at=event.at,
-    )
-    return (json.dumps(out.model_dump(mode="json")) + "\n").encode()
+    # EventRecord and the wire's EventOut have the same fields; the protocol stays free of the store.
+    return (json.dumps(dataclasses.asdict(event)) + "\n").encode()
