@@ -270,15 +270,7 @@ class Daemon:
         return sup
 
     def statuses(self) -> list[InstanceStatus]:
-        out = []
-        for name in sorted(self.supervisors):
-            status = self.supervisors[name].status()
-            cpu, rss = self._resources.sample(status.pid)
-            speed = self._metrics.reading(name, status.pid)
-            out.append(status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss,
-                                                 "tokens_per_s": speed.tokens_per_s,
-                                                 "busy_slots": speed.busy_slots}))
-        return out
+        return [self._status(self.supervisors[name]) for name in sorted(self.supervisors)]
 
     def status(self) -> DaemonStatus:
         health = self.store.health
@@ -300,12 +292,20 @@ class Daemon:
             gpu_memory=self._gpu.current(),
         )
 
+    def _status(self, sup: InstanceSupervisor) -> InstanceStatus:
+        """The supervisor's snapshot plus what is sampled from outside it (resources, llama.cpp metrics)."""
+        status = sup.status()
+        cpu, rss = self._resources.sample(status.pid)
+        speed = self._metrics.reading(sup.name, status.pid)
+        return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
+                                         "busy_slots": speed.busy_slots})
+
     def inspect(self, name: str) -> InstanceDetail:
         sup = self._supervisor(name)
         config = sup.config
         command = build_command(config, self._resolve_binary(config) or "llama-server", self.environ)
         return InstanceDetail(
-            status=self.statuses()[sorted(self.supervisors).index(name)],
+            status=self._status(sup),
             config=config.model_dump(mode="json", by_alias=True, exclude={"schema_"}),
             argv=command.argv,
             env=command.redacted_env(),
@@ -324,13 +324,12 @@ class Daemon:
         """start/stop/restart/up/down: reload configs, queue the commands, optionally wait for them to settle."""
         if action not in ACTIONS:
             raise DaemonError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-        fleet_errors = self.reload()
+        self.reload()
         fleet = self._fleet
-        assert fleet is not None
+        assert fleet is not None  # reload() just loaded it
         targets = self._targets(action, names, fleet)
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
-        del fleet_errors
         last_id = self.store.last_event_id()
         for name in targets:
             sup = self.supervisors[name]
@@ -358,7 +357,8 @@ class Daemon:
             return sorted(n for n, s in self.supervisors.items() if s.config.autostart and not s.config.on_demand)
         if action == "down":
             return sorted(self.supervisors)
-        raise ConfigError([], hint=f"name at least one instance: llama-orch {action} NAME")
+        problem = ConfigProblem("<request>", "names", f"name at least one instance: llama-orch {action} NAME")
+        raise ConfigError([problem])
 
     async def remove(self, name: str) -> None:
         self._supervisor(name)

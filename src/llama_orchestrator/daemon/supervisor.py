@@ -111,20 +111,18 @@ class InstanceSupervisor:
         self.config = config
 
     async def wait_settled(self, timeout_s: float) -> InstanceState:
-        """Wait until the instance is ready, failed or stopped (or the timeout passes); return the state."""
-        deadline = time.monotonic() + timeout_s
-        while self.rt.state not in SETTLED_STATES or not self._queue.empty():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+        """Wait until the instance is ready, failed or stopped with nothing queued (or the timeout passes)."""
+        await self._wait(lambda: self.rt.state in SETTLED_STATES and self._queue.empty(), timeout_s)
         return self.rt.state
 
     async def wait_for_state(self, states: frozenset[InstanceState], timeout_s: float) -> bool:
+        """Wait until the instance is in one of `states`; False on timeout."""
+        return await self._wait(lambda: self.rt.state in states, timeout_s)
+
+    async def _wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        # Woken by each transition; the 0.5 s cap also notices queue drains that change no state.
         deadline = time.monotonic() + timeout_s
-        while self.rt.state not in states:
+        while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
