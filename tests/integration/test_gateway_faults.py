@@ -440,3 +440,40 @@ async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
                 assert (await resp.json())["error"]["code"] == "upstream_unreachable"
         finally:
             await gw.stop()
+
+
+async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_through(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # "a-loading" restarted since the last probe: it listens but answers 503 "Loading model".
+    # The request did no work there, so it goes to the ready replica instead.
+    env = {"FAKE_LOAD_SECONDS": "120"}
+    with fake_server(fake_server_cmd, tmp_path, "m") as (live, _), \
+            fake_server(fake_server_cmd, tmp_path, "m", env, wait=False) as (loading, _):
+        def answers_loading() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", loading), timeout=1) as sock:
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return sock.recv(64).startswith(b"HTTP/1.1 503")
+            except OSError:
+                return False
+
+        wait_until(answers_loading, 15, message="fake answering 503 while loading")
+        directory = StaticDirectory([upstream("a-loading", "m", port=loading), upstream("b-live", "m", port=live)])
+        gw = await started(GatewayConfig(), directory)
+        try:
+            url = gw.address + "/v1/chat/completions"
+            for body in ({**CHAT, "model": "m"}, {**CHAT, "model": "m", "stream": True}):
+                for _ in range(3):
+                    async with http.post(url, json=body) as resp:
+                        assert resp.status == 200, await resp.text()
+                        assert resp.headers["X-Llama-Orch-Instance"] == "b-live"
+                        await resp.read()
+            assert directory.entries["a-loading"].in_flight == directory.entries["b-live"].in_flight == 0
+            # asked for by name, nobody else can take it: llama-server's own answer
+            async with http.post(url, json={**CHAT, "model": "a-loading"}) as resp:
+                assert resp.status == 503
+                assert resp.headers["X-Llama-Orch-Source"] == "upstream"
+                assert (await resp.json())["error"]["message"] == "Loading model"
+        finally:
+            await gw.stop()

@@ -14,7 +14,10 @@ Failure handling (reliability scenarios 25-26):
   event and the end of the stream, never a hang;
 - the upstream cannot be reached, or drops the connection before answering: 503 + Retry-After;
   a refused connection raises `UpstreamRefused`, and the server then tries another ready
-  replica of the same model (the request never reached the dead one).
+  replica of the same model (the request never reached the dead one);
+- the upstream answers 503 (llama-server is loading its model: it restarted since the last probe):
+  it did no work, so `UpstreamNotReady` sends the request to another ready replica too, and
+  with none left the upstream's own 503 goes back to the client.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ class UpstreamRefused(Unavailable):
     def __init__(self, instance: str, message: str) -> None:
         super().__init__(message, code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S)
         self.instance = instance
+
+
+class UpstreamNotReady(UpstreamRefused):
+    """The instance answered 503 (still loading): it did no work, so another replica may take
+    the request. `answer` is the upstream's own response, for when no other replica can."""
+
+    def __init__(self, instance: str, answer: web.Response) -> None:
+        super().__init__(instance, f"instance {instance!r} is not ready (503)")
+        self.answer = answer
 
 
 @dataclass(slots=True)
@@ -128,7 +140,10 @@ async def forward(
         retry = up.headers.get("retry-after")
         if retry:
             headers["Retry-After"] = retry
-        return web.Response(status=up.status, body=data, headers=headers)
+        answer = web.Response(status=up.status, body=data, headers=headers)
+        if up.status == 503:
+            raise UpstreamNotReady(upstream.name, answer)
+        return answer
     finally:
         if live is not None:
             live.discard(up)

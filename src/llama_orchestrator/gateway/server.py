@@ -243,11 +243,14 @@ class Gateway:
                 resp = await self._forward(request, upstream, body, outcome)
                 break
             except proxy.UpstreamRefused as exc:
-                # a replica that died since the last health probe: the request never reached
-                # it, so it goes to another ready replica, if there is one
+                # a replica that died or restarted since the last health probe did no work
+                # on the request, so it goes to another ready replica, if there is one
                 refused |= {exc.instance}
                 ups = self.directory.upstreams()
                 if not any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
+                    if isinstance(exc, proxy.UpstreamNotReady):  # llama-server's own 503, as it said it
+                        resp = exc.answer
+                        break
                     self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
                     raise
             except HTTPFailure as exc:
