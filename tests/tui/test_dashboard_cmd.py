@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from llama_orchestrator.cli import app
+from llama_orchestrator.cli import build_app
 
 
 @pytest.mark.parametrize("command", ["dashboard", "top"])
@@ -15,6 +15,6 @@ def test_without_textual_it_says_how_to_install_it(command: str, monkeypatch: py
     for name in [m for m in sys.modules if m == "textual" or m.startswith(("textual.", "llama_orchestrator.tui."))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "textual", None)  # makes `import textual` fail as if not installed
-    result = CliRunner().invoke(app, [command])
+    result = CliRunner().invoke(build_app(), [command])
     assert result.exit_code == 1
     assert "pip install 'llama-orchestrator[tui]'" in result.output

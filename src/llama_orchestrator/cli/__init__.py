@@ -7,7 +7,9 @@ failed to start, 7 home directory unusable, 8 autostart/service error, 130 inter
 
 from __future__ import annotations
 
-import traceback
+import importlib
+import os
+import sys
 from typing import Any
 
 import typer
@@ -29,6 +31,8 @@ class OrchestratorGroup(TyperGroup):
         except OrchestratorError as exc:
             debug = isinstance(ctx.obj, CliContext) and ctx.obj.debug
             if debug:
+                import traceback
+
                 traceback.print_exc()
             if isinstance(exc, ConfigError):
                 _console.problems(exc.problems)
@@ -41,24 +45,12 @@ class OrchestratorGroup(TyperGroup):
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-app = typer.Typer(
-    cls=OrchestratorGroup,
-    name="llama-orch",
-    help="Run and supervise llama.cpp llama-server instances, Docker-style.",
-    epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
 def _print_version(value: bool) -> None:
     if value:
         print(f"llama-orch {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     home: str | None = typer.Option(
@@ -72,23 +64,61 @@ def root(
     ctx.obj = CliContext(paths=resolve_home(home), debug=debug)
 
 
-def _register() -> None:
-    from llama_orchestrator.cli import config_cmd, daemon_cmd, instances, lifecycle
-    from llama_orchestrator.cli import dashboard as dashboard_cmd
-    from llama_orchestrator.cli.service import service_app
+# Command name → the module that registers it (each has `register(app)`), in help order.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("create", "ls", "rm"), "instances"),
+    **dict.fromkeys(("up", "down", "start", "stop", "restart", "ps", "logs", "inspect", "events"), "lifecycle"),
+    **dict.fromkeys(("dashboard", "top"), "dashboard"),
+    **dict.fromkeys(("config", "schema"), "config_cmd"),
+    "daemon": "daemon_cmd",
+    "service": "service",
+}
+_GLOBAL_OPTIONS_WITH_VALUE = {"--home"}
+_GLOBAL_FLAGS = {"--debug"}
 
-    instances.register(app)
-    lifecycle.register(app)
-    dashboard_cmd.register(app)
-    app.add_typer(config_cmd.config_app, name="config")
-    app.add_typer(daemon_cmd.daemon_app, name="daemon")
-    app.add_typer(service_app, name="service")
-    app.command("schema")(config_cmd.schema)
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The CLI with every command, or with only the module that serves `command`.
+
+    A run imports only what its command needs (`ps` does not import the service renderers or
+    the config tooling): start-up time is most of a short command's wall time.
+    """
+    app = typer.Typer(
+        cls=OrchestratorGroup,
+        name="llama-orch",
+        help="Run and supervise llama.cpp llama-server instances, Docker-style.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    wanted = COMMAND_MODULES.get(command or "")
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        if wanted is None or module == wanted:
+            importlib.import_module(f"llama_orchestrator.cli.{module}").register(app)
+    return app
 
 
-_register()
+def command_of(args: list[str]) -> str | None:
+    """The subcommand `args` name, or None when the whole CLI is needed (help, completion, a
+    typo that should list every command)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif arg.startswith("--home="):
+            continue
+        elif arg.startswith("-"):
+            if arg not in _GLOBAL_FLAGS:
+                return None  # --help, --version, completion options: the whole app
+        else:
+            return arg if arg in COMMAND_MODULES else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    app(args=argv, prog_name="llama-orch")
+    args = sys.argv[1:] if argv is None else argv
+    command = None if "_LLAMA_ORCH_COMPLETE" in os.environ else command_of(args)
+    build_app(command)(args=args, prog_name="llama-orch")

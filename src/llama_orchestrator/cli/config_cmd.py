@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 config_app = typer.Typer(help="Check, render and show instance configs.", no_args_is_help=True)
 
 
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")
+    app.command("schema")(schema)
+
+
 @config_app.command("validate")
 def validate(
     ctx: typer.Context,

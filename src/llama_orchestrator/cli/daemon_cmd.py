@@ -12,6 +12,10 @@ from llama_orchestrator.cli._format import duration
 from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
 
 daemon_app = typer.Typer(help="Run, start, stop and inspect the background daemon.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(daemon_app, name="daemon")
 STOP_TIMEOUT_S = 120.0
 
 

@@ -44,6 +44,10 @@ service_app = typer.Typer(
 console = Console()
 
 
+def register(app: typer.Typer) -> None:
+    app.add_typer(service_app, name="service")
+
+
 @dataclass(frozen=True)
 class ServiceDeps:
     """What the service commands act on; the defaults are the real machine."""

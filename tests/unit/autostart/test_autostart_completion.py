@@ -47,8 +47,8 @@ def test_powershell_completion_offers_the_mode_choices() -> None:
 
 
 def test_the_main_app_offers_completion_options() -> None:
-    from llama_orchestrator.cli import app
+    from llama_orchestrator.cli import build_app
 
-    result = CliRunner().invoke(app, ["--help"], prog_name="llama-orch")
+    result = CliRunner().invoke(build_app(), ["--help"], prog_name="llama-orch")
     assert "--install-completion" in result.output
     assert "--show-completion" in result.output

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llama_orchestrator.cli import app
+from llama_orchestrator.cli import build_app
 
 runner = CliRunner()
 
 
 def cli(home: Path, *args: str, input: str | None = None):
-    return runner.invoke(app, ["--home", str(home), *args], input=input, catch_exceptions=False)
+    return runner.invoke(build_app(), ["--home", str(home), *args], input=input, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_create_with_a_port_clash(home: Path, model: Path) -> None:
 def test_unusable_home_exits_7(tmp_path: Path, model: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = runner.invoke(app, ["--home", str(blocker / "home"), "create", "a", "--model", str(model)])
+    result = runner.invoke(build_app(), ["--home", str(blocker / "home"), "create", "a", "--model", str(model)])
     assert result.exit_code == 7
     assert "not usable" in result.output
 
