@@ -98,7 +98,11 @@ class GpuSection(Strict):
 class HealthPolicy(Strict):
     interval_s: float = Field(10.0, gt=0, description="Seconds between /health probes while ready.")
     timeout_s: float = Field(3.0, gt=0, description="Seconds a probe may take before it counts as failed.")
-    failure_threshold: int = Field(3, ge=1, description="Failed probes in a row that make the instance unhealthy.")
+    failure_threshold: int = Field(
+        3, ge=1,
+        description="Failed probes in a row that make the instance unhealthy "
+        "(after a failure, probes come at half the interval).",
+    )
     start_poll_s: float = Field(0.1, gt=0, le=5, description="Seconds between /health probes while starting.")
     start_timeout_s: float = Field(
         300.0, gt=0, description="Start deadline; extended while the log shows loading progress."

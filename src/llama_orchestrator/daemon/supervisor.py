@@ -25,6 +25,7 @@ from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import classify_exit, is_loading_progress
+from llama_orchestrator.core.probing import probe_period, probe_timeout
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
 from llama_orchestrator.daemon.protocol import InstanceStatus
 from llama_orchestrator.engine import (
@@ -275,8 +276,8 @@ class InstanceSupervisor:
         self._queue.put_nowait((generation, lc.Exited(status.describe(), status.code, failure)))
 
     async def _probe_loop(self, child: ChildProcess, generation: int) -> None:
-        """Probe on a fixed start-to-start schedule, so a hung child (each probe timing out) is
-        caught after `failure_threshold` intervals, not threshold × (interval + timeout)."""
+        """Probe on a start-to-start schedule (`core.probing`), so a hung child (each probe
+        timing out) is caught by the schedule, not late by threshold × (interval + timeout)."""
         base_url = self.config.server.base_url
         connection = ProbeConnection(base_url)  # this child's own: closed when the task ends (cancelled)
         try:
@@ -290,10 +291,11 @@ class InstanceSupervisor:
         loop = asyncio.get_running_loop()
         last_deep = self.deps.monotonic()
         next_at = loop.time()
+        failed = False
         while True:
             health = self.config.health
             starting = self.rt.state is S.STARTING
-            period = health.start_poll_s if starting else health.interval_s
+            period = probe_period(health, starting=starting, last_failed=failed)
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at = max(next_at, loop.time() - health.interval_s)  # never try to catch up a backlog
@@ -301,8 +303,9 @@ class InstanceSupervisor:
             keep = connection if period < KEEPALIVE_MAX_INTERVAL_S else None
             if keep is None:
                 connection.close()
-            timeout = min(health.timeout_s, health.interval_s)
+            timeout = probe_timeout(health, starting=starting, last_failed=failed)
             result = await self.deps.prober.health(base_url, timeout, self.api_key(), keep)
+            failed = not result.ok
             if result.ok and self.rt.state is S.STARTING:
                 # The socket scan is slow with many processes: keep it off the event loop.
                 impostor = await asyncio.to_thread(self._impostor, child)

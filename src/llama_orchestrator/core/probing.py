@@ -1,0 +1,30 @@
+"""When the next health probe is due, and how long it may take: the schedule as pure functions.
+
+Ready instances are probed every `interval_s` (start to start); starting ones every
+`start_poll_s`, so readiness is seen within a fraction of a second. After a failed probe the
+next ones come at half the interval and may take at most that long: a hang is confirmed sooner
+(with the default threshold of 3, within 2.5 intervals of its start, inside the "3 poll
+intervals" target), yet with that threshold a blip must still last a whole interval to count.
+"""
+
+from __future__ import annotations
+
+from llama_orchestrator.config.models import HealthPolicy
+
+CONFIRM_FRACTION = 0.5  # of interval_s, between probes after a failure
+
+
+def probe_period(health: HealthPolicy, *, starting: bool, last_failed: bool) -> float:
+    """Seconds from the start of the last probe to the start of the next one."""
+    if starting:
+        return health.start_poll_s
+    if last_failed:
+        return health.interval_s * CONFIRM_FRACTION
+    return health.interval_s
+
+
+def probe_timeout(health: HealthPolicy, *, starting: bool, last_failed: bool) -> float:
+    """Seconds the next probe may take: never past the following probe's due time once ready
+    (a loading server answers /health at once, so starting probes keep the interval's cap)."""
+    cap = health.interval_s if starting else probe_period(health, starting=False, last_failed=last_failed)
+    return min(health.timeout_s, cap)
