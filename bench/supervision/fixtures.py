@@ -63,9 +63,12 @@ def write_tiny_model(path: Path) -> Path:
 
 
 def free_port_range(count: int, host: str = "127.0.0.1") -> int:
-    """First port of `count` consecutive ports nobody can be seen listening on right now."""
+    """First port of `count` consecutive ports nobody can be seen listening on right now.
+
+    Below 32768, where Linux, macOS and Windows pick ephemeral ports: the daemon's own probe
+    connections must not take a port an instance is about to bind."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(15000, 32768 - count)
         if all(_bindable(host, base + i) for i in range(count)):
             return base
     raise RuntimeError(f"no run of {count} free ports found")

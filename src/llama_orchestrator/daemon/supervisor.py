@@ -290,12 +290,12 @@ class InstanceSupervisor:
     ) -> None:
         loop = asyncio.get_running_loop()
         last_deep = self.deps.monotonic()
-        next_at = loop.time()
+        next_at = spawned_at = loop.time()
         failed = False
         while True:
             health = self.config.health
             starting = self.rt.state is S.STARTING
-            period = probe_period(health, starting=starting, last_failed=failed)
+            period = probe_period(health, starting=starting, last_failed=failed, age_s=next_at - spawned_at)
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at = max(next_at, loop.time() - health.interval_s)  # never try to catch up a backlog

@@ -12,6 +12,9 @@ from llama_orchestrator.core.probing import probe_period, probe_timeout
 def test_starting_ready_and_suspect_periods() -> None:
     health = HealthPolicy(interval_s=10, start_poll_s=0.1)
     assert probe_period(health, starting=True, last_failed=True) == 0.1
+    # a young start is polled in proportion to its age, from 10 ms up to start_poll_s
+    assert [probe_period(health, starting=True, last_failed=False, age_s=a) for a in (0, 0.05, 0.5, 5)] == [
+        0.01, 0.01, 0.05, 0.1]
     assert probe_period(health, starting=False, last_failed=False) == 10
     assert probe_period(health, starting=False, last_failed=True) == 5
 
@@ -51,3 +54,15 @@ def test_timeouts_never_run_past_the_next_probe_once_ready() -> None:
     assert probe_timeout(health, starting=False, last_failed=True) == 0.5
     assert probe_timeout(health, starting=True, last_failed=True) == 1.0
     assert probe_timeout(HealthPolicy(), starting=False, last_failed=True) == 3.0  # 10 s / 3 s defaults
+
+
+def test_a_young_start_is_seen_ready_within_a_tenth_of_its_age_with_few_probes() -> None:
+    health = HealthPolicy()
+    at, probes = 0.0, []
+    while at < 2.0:
+        probes.append(at)
+        at += probe_period(health, starting=True, last_failed=False, age_s=at)
+    for ready in (0.15, 0.3, 0.8):  # the first probe after `ready` comes within 10 % (+ 10 ms)
+        seen = next(p for p in probes if p >= ready)
+        assert seen - ready <= 0.1 * ready + 0.01
+    assert len(probes) <= 45  # vs 20 at a flat 100 ms over the first 2 s
