@@ -366,6 +366,86 @@ async def test_hold_timeout_answers_503(
         await directory.close()
 
 
+async def test_held_stream_is_kept_alive_with_comments_that_the_openai_sdk_ignores(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    import openai
+
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
+    gw = await started(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.2), directory)
+    try:
+        client = openai.AsyncOpenAI(base_url=gw.address + "/v1", api_key="none", max_retries=0)
+        raw = await http.post(gw.address + "/v1/chat/completions",
+                              json={**CHAT, "model": "lazy", "stream": True})
+        assert raw.status == 200 and raw.headers["Content-Type"].startswith("text/event-stream")
+        events = await sse_events(raw)
+        comments = [e for e in events if e.startswith(b": loading model 'lazy'")]
+        data = [e for e in events if e.startswith(b"data: ")]
+        assert len(comments) >= 2, events[:4]  # a 1 s load at 0.2 s intervals
+        assert events.index(data[0]) > events.index(comments[-1])
+        assert len(data) == 5 + 3 and data[-1] == b"data: [DONE]"
+        # the same through the SDK, on a model that is up by now: content, no error
+        stream = await client.chat.completions.create(model="lazy", messages=CHAT["messages"],  # type: ignore[arg-type]
+                                                      max_tokens=5, stream=True)
+        assert [c async for c in stream if c.choices and c.choices[0].delta.content]
+        # a request that is not streamed is held silently, as before
+        async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "lazy"}) as plain:
+            assert plain.status == 200 and (await plain.json())["choices"]
+        assert directory.entries["lazy"].in_flight == 0
+        await client.close()
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_held_stream_whose_model_never_comes_ends_with_an_error_event(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    import openai
+
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
+    gw = await started(GatewayConfig(start_wait_timeout_s=0.7, hold_keepalive_s=0.2), directory)
+    try:
+        async with http.post(gw.address + "/v1/chat/completions",
+                             json={**CHAT, "model": "slow", "stream": True}) as resp:
+            assert resp.status == 200  # started before the outcome was known
+            events = await sse_events(resp)
+        assert events[0].startswith(b": loading model 'slow'")
+        assert events[-1].startswith(b"event: error\ndata: ")
+        error = json.loads(events[-1].split(b"data: ", 1)[1])["error"]
+        assert error["code"] == "model_loading" and "did not become ready" in error["message"]
+        client = openai.AsyncOpenAI(base_url=gw.address + "/v1", api_key="none", max_retries=0)
+        with pytest.raises(openai.APIError, match="did not become ready"):
+            stream = await client.chat.completions.create(model="slow", messages=CHAT["messages"],  # type: ignore[arg-type]
+                                                          stream=True)
+            async for _ in stream:
+                pass
+        await client.close()
+        assert directory.entries["slow"].in_flight == 0
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
+async def test_client_leaving_a_held_stream_leaves_nothing_counted(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
+    gw = await started(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.1), directory)
+    try:
+        resp = await http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "lazy", "stream": True})
+        assert (await resp.content.readuntil(b"\n\n")).startswith(b": loading model")
+        resp.close()  # gone while the model loads
+        await async_wait_until(lambda: directory.entries["lazy"].routable, 15, message="lazy ready")
+        async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "lazy"}) as again:
+            assert again.status == 200
+        assert directory.entries["lazy"].in_flight == 0
+        assert len(directory.starts) == 1
+    finally:
+        await gw.stop()
+        await directory.close()
+
+
 async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
     fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -189,6 +189,12 @@ class GatewayConfig(Strict):
         "hold", description="While a model loads: hold the request, or answer 503."
     )
     start_wait_timeout_s: float = Field(300.0, gt=0, description="Longest a held request waits for its model.")
+    hold_keepalive_s: float | None = Field(
+        None, gt=0,
+        description="A streamed request held this long starts its SSE answer and gets a comment line this often "
+        "until its model is up (for clients with short read timeouts); a failed start then ends the stream "
+        "with an error event instead of a 503. Off when null.",
+    )
     max_loaded: int | None = Field(None, ge=1, description="Keep at most this many on-demand instances running.")
     queue_size: int = Field(64, ge=0, description="Requests queued per instance before 429.")
     upstream_keepalive_s: float = Field(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,13 +97,16 @@ async def forward(
     outcome: Outcome,
     closing: Callable[[], bool] = lambda: False,
     live: set[up_client.Response] | None = None,
+    started: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
     """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer.
 
     While relaying, the upstream response sits in `live`, so `cut_all(live)` can end it.
     A pooled connection the server had already closed is retried inside `pool.request`.
+    `started` is an SSE answer already begun (gateway.holding): the stream goes into it, and
+    an answer that is not a stream becomes an event in it.
     """
-    started = time.perf_counter()
+    sent_at = time.perf_counter()
     try:
         host, port, prefix = up_client.address(upstream.base_url)
         up = await pool.request(
@@ -124,7 +128,7 @@ async def forward(
     try:
         outcome.status = up.status
         if up.content_type == "text/event-stream":
-            return await _relay_stream(request, up, upstream, started, outcome, closing)
+            return await _relay_stream(request, up, upstream, sent_at, outcome, closing, started)
         try:
             data = await up.read()
         except (up_client.UpstreamClosed, TimeoutError) as exc:
@@ -132,7 +136,7 @@ async def forward(
                 f"instance {upstream.name!r} failed while answering ({type(exc).__name__})",
                 code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
             ) from exc
-        outcome.first_byte_s = time.perf_counter() - started
+        outcome.first_byte_s = time.perf_counter() - sent_at
         headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
         ctype = up.headers.get("content-type")
         if ctype:
@@ -143,6 +147,8 @@ async def forward(
         answer = web.Response(status=up.status, body=data, headers=headers)
         if up.status == 503:
             raise UpstreamNotReady(upstream.name, answer)
+        if started is not None:
+            return await _answer_as_event(started, up.status, data)
         return answer
     finally:
         if live is not None:
@@ -156,22 +162,43 @@ def cut_all(live: set[up_client.Response], reason: str) -> None:
         up.cut(reason)
 
 
+async def _answer_as_event(started: web.StreamResponse, status: int, data: bytes) -> web.StreamResponse:
+    """A whole (non-SSE) upstream answer written into an SSE answer already begun: an error
+    becomes an `error` event with llama-server's message; anything else a `data` event."""
+    with contextlib.suppress(ConnectionError):
+        if status >= 400:
+            try:
+                message = str(json.loads(data)["error"]["message"])
+            except (ValueError, KeyError, TypeError):
+                message = data.decode("utf-8", "replace")[:500]
+            await started.write(sse_error_event(f"HTTP {status} from the instance: {message}", "upstream_error",
+                                                "upstream_error"))
+        else:
+            await started.write(b"data: " + data + b"\n\n")
+        await started.write_eof()
+    return started
+
+
 async def _relay_stream(
     request: web.Request,
     up: up_client.Response,
     upstream: Upstream,
-    started: float,
+    sent_at: float,
     outcome: Outcome,
     closing: Callable[[], bool],
+    started: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(status=up.status, headers={
-        "Content-Type": up.headers.get("content-type", "text/event-stream"),
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-        SOURCE_HEADER: "upstream",
-        INSTANCE_HEADER: upstream.name,
-    })
-    await resp.prepare(request)  # the headers leave with the first chunk (one send)
+    if started is not None:
+        resp = started
+    else:
+        resp = web.StreamResponse(status=up.status, headers={
+            "Content-Type": up.headers.get("content-type", "text/event-stream"),
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            SOURCE_HEADER: "upstream",
+            INSTANCE_HEADER: upstream.name,
+        })
+        await resp.prepare(request)  # the headers leave with the first chunk (one send)
     first = True
     try:
         while True:
@@ -186,7 +213,7 @@ async def _relay_stream(
             if not chunk:
                 break
             if first:
-                outcome.first_byte_s = time.perf_counter() - started
+                outcome.first_byte_s = time.perf_counter() - sent_at
                 first = False
             try:
                 if up.at_eof():

@@ -51,6 +51,7 @@ from llama_orchestrator.gateway.errors import (
     Unavailable,
     to_response,
 )
+from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.traffic import Traffic, available_models
 
@@ -229,7 +230,7 @@ class Gateway:
         started = time.perf_counter()
         key = self._authorize(request)
         body = await request.read()
-        model = self._model_of(body)
+        model, stream = self._parse_body(body)
         ups: list[Upstream] | None = None
         if key is not None:
             ups = self.directory.upstreams()
@@ -237,10 +238,13 @@ class Gateway:
                 raise ModelNotFound(model, [m for m in available_models(ups) if key.allows({m})])
         outcome = proxy.Outcome()
         refused: frozenset[str] = frozenset()
+        keepalive_s = self.config.hold_keepalive_s
+        held = HeldStream(request, model, keepalive_s, self.traffic.release) if stream and keepalive_s else None
         while True:
             try:
-                upstream = await self.traffic.acquire(model, ups, refused)
-                resp = await self._forward(request, upstream, body, outcome)
+                acquiring = self.traffic.acquire(model, ups, refused)
+                upstream = await (held.wait(acquiring) if held else acquiring)
+                resp = await self._forward(request, upstream, body, outcome, held.response if held else None)
                 break
             except proxy.UpstreamRefused as exc:
                 # a replica that died or restarted since the last health probe did no work
@@ -248,14 +252,21 @@ class Gateway:
                 refused |= {exc.instance}
                 ups = self.directory.upstreams()
                 if not any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
-                    if isinstance(exc, proxy.UpstreamNotReady):  # llama-server's own 503, as it said it
-                        resp = exc.answer
+                    if isinstance(exc, proxy.UpstreamNotReady) and not (held and held.response):
+                        resp = exc.answer  # llama-server's own 503, as it said it
                         break
                     self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+                    if held and held.response:
+                        return await held.fail(exc.message, exc.code)
                     raise
             except HTTPFailure as exc:
                 self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+                if held and held.response:
+                    return await held.fail(exc.message, exc.code)
                 raise
+            except ClientGone:
+                assert held is not None and held.response is not None
+                return held.response
         if outcome.first_byte_s is not None:
             self.metrics.observe_ttfb(model, outcome.first_byte_s)
         source = "stream_error" if outcome.stream_error else "upstream"
@@ -263,7 +274,8 @@ class Gateway:
         return resp
 
     async def _forward(
-        self, request: web.Request, upstream: Upstream, body: bytes, outcome: proxy.Outcome
+        self, request: web.Request, upstream: Upstream, body: bytes, outcome: proxy.Outcome,
+        started: web.StreamResponse | None,
     ) -> web.StreamResponse:
         """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
         self._active += 1
@@ -271,7 +283,7 @@ class Gateway:
         try:
             return await proxy.forward(
                 self.pool, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
-                closing=lambda: self._closing, live=self._live,
+                closing=lambda: self._closing, live=self._live, started=started,
             )
         finally:
             self.traffic.release(upstream.name)
@@ -279,7 +291,8 @@ class Gateway:
             if not self._active:
                 self._drained.set()
 
-    def _model_of(self, body: bytes) -> str:
+    def _parse_body(self, body: bytes) -> tuple[str, bool]:
+        """The model the request names (or the only one served) and whether it asks to stream."""
         try:
             parsed = json.loads(body) if body else {}
         except (ValueError, UnicodeDecodeError) as exc:
@@ -287,8 +300,9 @@ class Gateway:
         if not isinstance(parsed, dict):
             raise BadRequest("the request body must be a JSON object", code="invalid_json")
         model = parsed.get("model")
+        stream = parsed.get("stream") is True
         if isinstance(model, str) and model:
-            return model
+            return model, stream
         if model is not None and not isinstance(model, str):
             raise BadRequest("`model` must be a string", code="invalid_model", param="model")
         ups = self.directory.upstreams()
@@ -299,7 +313,7 @@ class Gateway:
                 + ", ".join(available_models(ups)),
                 code="model_required", param="model",
             )
-        return chosen
+        return chosen, stream
 
     async def _native(self, request: web.Request) -> web.StreamResponse:
         name, tail = request.match_info["name"], request.match_info["tail"]
