@@ -132,3 +132,34 @@ def test_config_errors_are_exit_2_listing_every_problem(home: Home, tiny_model: 
         assert field in start.text, f"{field} missing from:\n{start}"
     home.remember_daemon()
     assert instance_pids("broken") == set() and not home.paths.instance_log("broken").exists()
+
+
+def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_the_log(
+    home: Home, tiny_model: Path
+) -> None:
+    model = home.scratch / "removable.gguf"
+    model.write_bytes(tiny_model.read_bytes())
+    home.ok("create", "gone", "--model", str(model), "--port", str(free_port()))
+    home.ok("up", "gone", timeout_s=120)
+    home.remember_daemon()
+    before = json.loads(home.ok("ps", "--json").out)["instances"][0]
+
+    # the daemon dies; the next one adopts the server: same process, same ready time, uptime goes on
+    daemon = home.daemon_pid()
+    os.kill(daemon, 9)
+    wait_gone(daemon)
+    home.ok("ps")  # starts a new daemon, which adopts
+    home.remember_daemon()
+    after = home.wait_state("gone", "ready", timeout_s=20)
+    assert after.pid == before["pid"] and after.ready_at == before["ready_at"], (before, after)
+    assert after.uptime_s is not None and after.uptime_s >= before["uptime_s"]
+
+    # the model file goes away: the restart fails before spawning, and says why where users look
+    model.unlink()
+    failed = home.cli("restart", "gone", timeout_s=60)
+    assert failed.code == 6, str(failed)
+    assert f"model file not found: {model}" in failed.err, str(failed)
+    shown = [line for line in failed.err.splitlines() if line.startswith("  ")]
+    assert shown and f"not started: model file not found: {model}" in shown[-1], str(failed)  # not an old run's tail
+    assert f"not started: model file not found: {model}" in home.ok("logs", "gone", "-n", "1").out
+    assert home.status("gone").state == "failed" and instance_pids("gone") == set()

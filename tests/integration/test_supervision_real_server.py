@@ -85,7 +85,9 @@ def test_missing_model_fails_at_once_naming_the_path(home: Home, tmp_path: Path,
     assert str(missing) in result.err and "not found" in result.err, str(result)
     status = home.status("missing")
     assert status.state == "failed" and str(missing) in (status.last_error or ""), status
-    assert not home.paths.instance_log("missing").exists(), "something was spawned for a missing model"
+    # nothing was spawned: the log holds only the daemon's note of why
+    (line,) = home.log_text("missing").splitlines()
+    assert line.startswith("[llama-orch ") and line.endswith(f"not started: model file not found: {missing}"), line
     assert instance_pids("missing") == set()
 
 

@@ -27,6 +27,7 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import classify_exit, is_loading_progress
 from llama_orchestrator.core.probing import probe_period, probe_timeout
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
+from llama_orchestrator.daemon.preflight import note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
 from llama_orchestrator.engine import (
     ChildProcess,
@@ -84,6 +85,7 @@ class InstanceSupervisor:
         self._last_exit: ExitStatus | None = None
         self._started_wall: float | None = None
         self._ready_wall: float | None = None
+        self._adopted_ready_wall: float | None = None
         self._last_progress_event = 0.0
         self._closed = False
         self._reconciled = asyncio.Event()
@@ -184,7 +186,9 @@ class InstanceSupervisor:
             self._progress_task.cancel()
             self._progress_task = None
         if to_state is S.READY:
-            self._ready_wall = now
+            # an adopted child keeps the ready time the last daemon saw: its uptime goes on
+            self._ready_wall = self._adopted_ready_wall or now
+            self._adopted_ready_wall = None
         if to_state in (S.STOPPED, S.FAILED, S.BACKOFF):
             self._ready_wall = None
         event_id = self.deps.store.record_transition(self.name, from_state, to_state, reason, now)
@@ -203,8 +207,9 @@ class InstanceSupervisor:
 
     def _spawn(self) -> None:
         config = self.config
-        failure = self._preflight(config)
+        failure = preflight(config)
         if failure:
+            note_in_log(self.log_path, f"not started: {failure}", self.deps.wall())
             self.submit(lc.SpawnFailed(failure, permanent=True))
             return
         binary = self.deps.resolve_binary(config) or "llama-server"
@@ -212,21 +217,12 @@ class InstanceSupervisor:
         try:
             child = spawn(SpawnSpec(self.name, command.argv, command.env, self.log_path))
         except OrchestratorError as exc:
+            note_in_log(self.log_path, f"not started: {exc}", self.deps.wall())
             self.submit(lc.SpawnFailed(str(exc), permanent=True))
             return
         self._watch(child)
         self._started_wall = self.deps.wall()
         self._queue.put_nowait((self._generation, lc.Spawned(child.pid)))
-
-    def _preflight(self, config: InstanceConfig) -> str | None:
-        """Refuse a start that cannot work, with the reason, before spawning anything."""
-        if not Path(config.model.path).is_file():
-            return f"model file not found: {config.model.path}"
-        holder = port_holder(config.server.host, config.server.port)
-        if holder is not None:
-            who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
-            return f"port-in-use: {config.server.host}:{config.server.port} is held by {who}"
-        return None
 
     def _watch(self, child: ChildProcess) -> None:
         """Adopt `child` as the current process and start its exit watcher, prober and log follower."""
@@ -371,6 +367,7 @@ class InstanceSupervisor:
                 child = adopt(identity, instance=self.name)
                 self._watch(child)
                 self._started_wall = record.started_at
+                self._adopted_ready_wall = record.ready_at if record.state == S.READY.value else None
                 event = lc.Adopted(child.pid)
             else:
                 was = record.state

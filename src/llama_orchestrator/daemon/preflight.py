@@ -1,0 +1,31 @@
+"""Before a spawn: refuse a start that cannot work, and say why where the user will look."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.engine import port_holder
+
+
+def preflight(config: InstanceConfig) -> str | None:
+    """The reason a start of `config` cannot work (missing model, port held), or None."""
+    if not Path(config.model.path).is_file():
+        return f"model file not found: {config.model.path}"
+    holder = port_holder(config.server.host, config.server.port)
+    if holder is not None:
+        who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
+        return f"port-in-use: {config.server.host}:{config.server.port} is held by {who}"
+    return None
+
+
+def note_in_log(log_path: Path, message: str, wall: float) -> None:
+    """A start that never spawned leaves no output of its own: say why in the instance's log,
+    so `logs` and the tail a failed `up` shows end with the reason, not an older run's lines."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
+    with contextlib.suppress(OSError):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"[llama-orch {stamp}] {message}\n")
