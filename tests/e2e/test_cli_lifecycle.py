@@ -163,3 +163,7 @@ def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_
     assert shown and f"not started: model file not found: {model}" in shown[-1], str(failed)  # not an old run's tail
     assert f"not started: model file not found: {model}" in home.ok("logs", "gone", "-n", "1").out
     assert home.status("gone").state == "failed" and instance_pids("gone") == set()
+    # `down` acknowledges the failure: done (exit 0), stopped, the error still on record
+    down = home.ok("down")
+    assert "gone: stopped" in down.out, str(down)
+    assert home.status("gone").state == "stopped" and "model file not found" in (home.status("gone").last_error or "")

@@ -26,6 +26,7 @@ with a fake clock.
     stopping     Stopped                       → stopped | starting | backoff | failed (per `after_stop`)
     stopping     Start                         → stopping      (starts once the stop completes)
     backoff      Stop                          → stopped
+    failed       Stop (a user's, not shutdown) → stopped       (last_error kept)
     reconciling  Adopted                       → starting      (the next good probe makes it ready)
     reconciling  NotAdopted(run)               → starting      Spawn
     reconciling  NotAdopted(not run)           → stopped
@@ -300,6 +301,9 @@ def _on_stop(rt: Runtime, reason: str, *, keep_desire: bool = False) -> Decision
         return Decision(replace(down, after_stop="stop"))
     if state in (S.BACKOFF, S.RECONCILING):
         return Decision(_to(down, S.STOPPED, reason, next_start_at=None))
+    if state is S.FAILED and not keep_desire:
+        # FAILED -> STOPPED: the user has seen the failure and wants it down; last_error stays.
+        return Decision(_to(down, S.STOPPED, f"{reason} (was failed)"))
     return Decision(down)
 
 

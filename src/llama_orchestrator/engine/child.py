@@ -47,7 +47,7 @@ class ExitStatus:
             return f"killed by signal {self.signal}"
         if self.code is not None:
             return f"exit code {self.code}"
-        return "exited (code unknown: not our child)"
+        return "exited (exit code unknown: adopted from an earlier daemon)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,8 @@ def resolve_binary(instance: str, program: str, path_env: str | None) -> str:
         if found is None:
             raise SpawnError(
                 instance,
-                f"{instance}: executable {program!r} not found on PATH",
+                f"{instance}: executable {program!r} not found on PATH (set `binary` in the instance config, "
+                "`builds.<backend>` in orchestrator.json, or LLAMA_ORCH_LLAMA_SERVER where the daemon runs)",
                 hint="set the full path to llama-server in the instance config "
                 "(or build it with ./scripts/build-llama-server)",
             )

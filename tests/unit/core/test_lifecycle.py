@@ -87,6 +87,11 @@ def test_model_load_error_fails_after_one_attempt() -> None:
     # Nothing more happens on ticks: failed is left only by a user command.
     run([(100, lc.Tick(), S.FAILED, ())], rt)
     run([(101, lc.Start(), S.STARTING, (lc.Spawn,))], rt)
+    # a user's stop (`down`) acknowledges it: stopped, with the error kept for `ps -a`...
+    stopped = run([(102, lc.Stop("down requested"), S.STOPPED, ())], rt)
+    assert stopped.last_error == rt.last_error and "was failed" in stopped.reason
+    # ...while the daemon shutting down leaves it failed for the next daemon to show
+    run([(103, lc.Stop("daemon shutting down", shutdown=True), S.FAILED, ())], rt)
 
 
 def test_unknown_start_failures_fail_after_five_attempts() -> None:
