@@ -25,9 +25,11 @@ class FixedDirectory:
         self.in_flight = dict.fromkeys(self.entries, 0)
         self.last_used = dict.fromkeys(self.entries, 0.0)
 
-    def upstreams(self) -> list[Upstream]:
+    def upstreams(self, model: str | None = None) -> list[Upstream]:
         out = []
         for name, u in self.entries.items():
+            if model is not None and not u.serves(model):
+                continue
             out.append(Upstream(u.name, u.alias, u.base_url, u.state, u.routable, u.on_demand, u.pinned,
                                 u.idle_ttl_s, self.in_flight[name], self.last_used[name]))
         return out

@@ -44,8 +44,9 @@ class Upstream:
 class InstanceDirectory(Protocol):
     """The daemon's side of the gateway contract. Every method is safe to call from the event loop."""
 
-    def upstreams(self) -> list[Upstream]:
-        """Snapshot of every configured instance."""
+    def upstreams(self, model: str | None = None) -> list[Upstream]:
+        """Snapshot of every configured instance, or of those serving `model` (name or alias):
+        the per-request path, which must not cost time in proportion to the whole fleet."""
         ...
 
     def request_start(self, name: str, reason: str) -> None:

@@ -50,10 +50,12 @@ class SupervisorDirectory:
         self._last_used: dict[str, float] = {}
         self._key_files: dict[str, tuple[float, str | None]] = {}  # path -> (read at, key)
 
-    def upstreams(self) -> list[Upstream]:
+    def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
         out = []
         for name, sup in self.supervisors.items():
+            if model is not None and model != name and model != sup.config.served_name:
+                continue
             state = sup.rt.state
             if state in _UP:
                 self._last_used.setdefault(name, now)

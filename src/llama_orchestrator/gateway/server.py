@@ -233,9 +233,10 @@ class Gateway:
         model, stream = self._parse_body(body)
         ups: list[Upstream] | None = None
         if key is not None:
-            ups = self.directory.upstreams()
+            ups = self.directory.upstreams(model)
             if not key.allows(served_names(ups, model)):
-                raise ModelNotFound(model, [m for m in available_models(ups) if key.allows({m})])
+                everything = available_models(self.directory.upstreams())
+                raise ModelNotFound(model, [m for m in everything if key.allows({m})])
         outcome = proxy.Outcome()
         refused: frozenset[str] = frozenset()
         keepalive_s = self.config.hold_keepalive_s
@@ -250,7 +251,7 @@ class Gateway:
                 # a replica that died or restarted since the last health probe did no work
                 # on the request, so it goes to another ready replica, if there is one
                 refused |= {exc.instance}
-                ups = self.directory.upstreams()
+                ups = self.directory.upstreams(model)
                 if not any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
                     if isinstance(exc, proxy.UpstreamNotReady) and not (held and held.response):
                         resp = exc.answer  # llama-server's own 503, as it said it

@@ -44,7 +44,7 @@ class Traffic:
     ) -> Upstream:
         """A replica for `model`, already counted in flight; raise an HTTP failure otherwise.
 
-        `upstreams` is a snapshot the caller just took (saves taking another one); later
+        `upstreams` is a snapshot of `model`'s instances the caller just took (saves another); later
         rounds (after a wait) always take a fresh one. Replicas named in `exclude` (found dead
         by this request already) are not considered. The caller must call
         `release(upstream.name)` exactly once afterwards.
@@ -53,11 +53,11 @@ class Traffic:
         queue_deadline: float | None = None
         while True:
             if upstreams is None:
-                upstreams = self.directory.upstreams()
+                upstreams = self.directory.upstreams(model)
             replicas = routing.candidates(upstreams, model)
-            snapshot, upstreams = upstreams, None
+            upstreams = None
             if not replicas:
-                raise ModelNotFound(model, available_models(snapshot))
+                raise ModelNotFound(model, available_models(self.directory.upstreams()))
             if exclude:
                 replicas = [u for u in replicas if u.name not in exclude]
                 if not any(u.routable for u in replicas):

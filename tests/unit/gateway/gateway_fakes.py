@@ -56,8 +56,8 @@ class StaticDirectory:
             self._changed.set()
 
     # --- InstanceDirectory ---
-    def upstreams(self) -> list[Upstream]:
-        return list(self.entries.values())
+    def upstreams(self, model: str | None = None) -> list[Upstream]:
+        return [u for u in self.entries.values() if model is None or u.serves(model)]
 
     def request_start(self, name: str, reason: str) -> None:
         self.starts.append((name, reason))

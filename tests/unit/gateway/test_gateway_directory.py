@@ -86,3 +86,17 @@ def test_instance_key_file_is_read_at_most_once_a_second(tmp_path: object) -> No
     key_file.unlink()
     clock.now += 1.1
     assert directory.upstreams()[0].api_key is None
+
+
+def test_a_model_lookup_builds_only_the_instances_serving_it() -> None:
+    sups = {
+        "a": StubSupervisor(config("a")),  # alias "chat"
+        "b": StubSupervisor(config("b", model={"path": "/m.gguf", "alias": "code"})),
+        "c": StubSupervisor(config("c", model={"path": "/m.gguf"})),  # no alias: served as "c"
+    }
+    directory = SupervisorDirectory(sups, clock=Clock(), environ={})  # type: ignore[arg-type]
+    assert [u.name for u in directory.upstreams()] == ["a", "b", "c"]
+    assert [u.name for u in directory.upstreams("chat")] == ["a"]
+    assert [u.name for u in directory.upstreams("b")] == ["b"]  # by name, though it has an alias
+    assert [u.name for u in directory.upstreams("c")] == ["c"]
+    assert directory.upstreams("nope") == []
