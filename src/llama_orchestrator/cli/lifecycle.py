@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
 
 WAIT_FOREVER_S = 7 * 24 * 3600.0
+PROGRESS_DRAIN_S = 2.0  # longest wait for the last transitions to be printed after the result
 
 
 def register(app: typer.Typer) -> None:
@@ -51,14 +52,17 @@ def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeou
         result = client.act(action, names)
         _console.success(f"{action}: queued for {', '.join(s.name for s in result.instances) or 'no instance'}")
         return
-    done = threading.Event()
     stream = client.events(after_id=-1, follow=True)  # opened before acting: no transition is missed
-    watcher = threading.Thread(target=_print_progress, args=(stream, names, done), daemon=True)
+    progress = _Progress(stream, names)
+    watcher = threading.Thread(target=progress.run, daemon=True)
     watcher.start()
     try:
         result = client.act(action, names, wait_s=timeout_s or WAIT_FOREVER_S)
+        if result.last_event_id > result.since_event_id:  # let the last transitions be printed
+            progress.wait_seen(result.last_event_id, PROGRESS_DRAIN_S)
     finally:
-        done.set()
+        progress.stop()
+        stream.close()
     for status in result.instances:
         if status.state == "failed":
             _console.error(f"{status.name} failed; last lines of {status.name}'s log:")
@@ -67,17 +71,37 @@ def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeou
     _report(action, result)
 
 
-def _print_progress(stream: Iterator[EventOut], names: list[str], done: threading.Event) -> None:
-    """Print each transition of the instances concerned while the command runs (streamed, not polled)."""
-    try:
-        for event in stream:
-            if done.is_set():
-                return
-            if names and event.instance not in names:
-                continue
-            _console.info(f"{event.instance}: {event.from_state or '-'} → {event.to_state}  {event.reason}")
-    except OSError:
-        return
+class _Progress:
+    """Prints each transition of the instances concerned while a command runs (streamed, not
+    polled), and lets the command wait until the transitions its result covers are printed: a
+    fast start is ready before its events reach the stream."""
+
+    def __init__(self, stream: Iterator[EventOut], names: list[str]) -> None:
+        self.stream = stream
+        self.names = names
+        self._seen = 0
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def run(self) -> None:
+        try:
+            for event in self.stream:
+                if self._stopped:
+                    return
+                if not self.names or event.instance in self.names:
+                    _console.info(f"{event.instance}: {event.from_state or '-'} → {event.to_state}  {event.reason}")
+                with self._changed:
+                    self._seen = event.id
+                    self._changed.notify_all()
+        except OSError:
+            return
+
+    def wait_seen(self, event_id: int, timeout_s: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._seen >= event_id, timeout_s)
+
+    def stop(self) -> None:
+        self._stopped = True
 
 
 def _report(action: str, result: ActionResult) -> None:

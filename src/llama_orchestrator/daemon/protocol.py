@@ -144,6 +144,11 @@ class ActionRequest(Message):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ActionResult(Message):
+    """`since_event_id`: the last event before the action; `last_event_id`: the last one when the
+    result was built. A client following events has seen the whole action once it has seen
+    `last_event_id` (nothing to wait for when the two are equal)."""
+
     instances: list[InstanceStatus]
     last_event_id: int
+    since_event_id: int = 0
     errors: dict[str, str] = dataclasses.field(default_factory=dict)

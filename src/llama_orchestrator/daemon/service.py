@@ -330,7 +330,7 @@ class Daemon:
         targets = self._targets(action, names, fleet)
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
-        last_id = self.store.last_event_id()
+        since_id = self.store.last_event_id()
         for name in targets:
             sup = self.supervisors[name]
             if action in ("start", "up"):
@@ -342,7 +342,7 @@ class Daemon:
         if wait_s is not None:
             await asyncio.gather(*(self.supervisors[n].wait_settled(wait_s) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
-        return ActionResult(instances=statuses, last_event_id=last_id)
+        return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
 
     def _targets(self, action: str, names: list[str], fleet: Fleet) -> list[str]:
         for name in names:
