@@ -1,9 +1,15 @@
-"""Run the gateway benchmarks: `python -m bench.gateway [--quick] [--skip-real]`.
+"""Run the gateway benchmarks: `python -m bench.gateway [--quick] [--skip-real] [--skip-litellm]`.
 
 Upstreams: the fake llama-server (tests/bin, zero token delay) and the real llama-server with the
 tiny model. Targets per upstream: direct, this gateway (its own process), nginx (1 worker) and
-LiteLLM when installed. Load comes from bench/gateway/load.py in its own process. Results go to
-bench/results/gateway-<time>.json and a table of ratios is printed.
+LiteLLM proxy (1 uvicorn worker, bench/gateway/litellm_proxy.py) when its venv exists. Load comes
+from bench/gateway/load.py in its own process. Results go to bench/results/gateway-<time>.json and
+a table of ratios is printed (gateway/direct, gateway/nginx, gateway/litellm).
+
+LiteLLM is installed from PyPI into its own venv (~/.cache/llama-orchestrator/bench-litellm/venv),
+never into .venv: `python -m bench.gateway --install-litellm` creates it and exits. Without it the
+LiteLLM target is skipped with a note. LiteLLM adds one SSE event of its own per stream where the
+upstream sends no finish_reason chunk (the mock), so its event count is reported apart.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.gateway import nginx
+from bench.gateway import litellm_proxy, nginx
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -39,9 +45,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 60) -> None:
+def wait_http(url: str, timeout_s: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited ({proc.returncode}) before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
@@ -98,19 +106,25 @@ def tiny_model(tmp: Path) -> Path:
 def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quick: bool,
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
               ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
-              baseline: Path | None = None) -> dict[str, object]:
-    """Every measurement for one upstream kind, across direct / gateway (/ gateway on uvloop) / nginx.
+              baseline: Path | None = None, litellm: bool = False) -> dict[str, object]:
+    """Every measurement for one upstream kind, across direct / gateway (/ gateway on uvloop) / nginx
+    (/ LiteLLM proxy).
 
     `body` is the streamed request every target gets (default: load.BODY); a real server needs
     `ignore_eos` so that every stream has the same number of events whatever the model says.
     """
     result: dict[str, object] = {"label": label}
     slug = label.split(" ")[0]
-    gw_port, uv_port, nx_port, base_port = free_port(), free_port(), free_port(), free_port()
+    gw_port, uv_port, nx_port, base_port, ll_port = free_port(), free_port(), free_port(), free_port(), free_port()
     body_args = ["--body", json.dumps(body)] if body else []
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(upstream_cmd, tmp / f"{slug}-upstream.log", env))
         wait_http(f"http://127.0.0.1:{up_port}/health")
+        ll_proc = None
+        if litellm:  # slow to boot (~7 s): started first, waited for last
+            ll_cmd, ll_env = litellm_proxy.command(tmp / f"{slug}-litellm", ll_port, up_port)
+            ll_proc = stack.enter_context(process(ll_cmd, tmp / f"{slug}-litellm.log", ll_env,
+                                                  cwd=tmp / f"{slug}-litellm"))
         stack.enter_context(process(
             [PY, "-m", "bench.gateway.serve", "--port", str(gw_port),
              "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway.log"))
@@ -133,6 +147,13 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
             stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
             wait_http(f"http://127.0.0.1:{nx_port}/health")
             targets["nginx"] = f"http://127.0.0.1:{nx_port}"
+        if ll_proc is not None:
+            try:
+                wait_http(f"http://127.0.0.1:{ll_port}/health/liveliness", 180, ll_proc)
+            except RuntimeError as exc:
+                tail = (tmp / f"{slug}-litellm.log").read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"LiteLLM proxy did not start: {exc}\n{tail}") from exc
+            targets["litellm"] = f"http://127.0.0.1:{ll_port}"
         path = "/v1/chat/completions"
 
         # B3: TTFB at c=1, interleaved rounds
@@ -148,17 +169,30 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         result["ttfb"] = {t: {"p50_ms": pct(v, 0.5) * 1e3, "p99_ms": pct(v, 0.99) * 1e3, "n": len(v)}
                           for t, v in ttfb.items()}
         result["events"] = {t: sorted(set(v)) for t, v in events.items()}
-        result["events_identical"] = len({tuple(v) for v in result["events"].values()}) == 1  # type: ignore[attr-defined]
+        # LiteLLM re-chunks (it adds a finish_reason chunk when the upstream sends none): compared apart
+        ev = {t: tuple(v) for t, v in result["events"].items() if t != "litellm"}  # type: ignore[attr-defined]
+        result["events_identical"] = len(set(ev.values())) == 1
+        if "litellm" in events:
+            ll_ev, d_ev = sorted(set(events["litellm"])), sorted(set(events["direct"]))
+            result["litellm_events_note"] = (
+                "same SSE event count as direct" if ll_ev == d_ev else
+                f"LiteLLM re-chunks: {ll_ev} SSE events per stream vs {d_ev} direct (not counted as an error)")
 
         # B4: throughput ladder
         tput: dict[str, dict[str, object]] = {}
+        sps: dict[str, dict[str, float]] = {}
         for c in ladder:
             for t in targets:
                 res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds),
                            *body_args)
                 tput.setdefault(str(c), {})[t] = {
                     "streams_per_s": res["streams_per_s"], "errors": res["errors"], "events": res["events"]}
+                sps.setdefault(str(c), {})[t] = float(res["streams_per_s"])  # type: ignore[arg-type]
         result["throughput"] = tput
+        if "litellm" in targets:  # the issue's bar: gateway ≥ 5× LiteLLM at c=32
+            result["gateway_over_litellm"] = {
+                g: {c: row[g] / row["litellm"] if row["litellm"] else None for c, row in sps.items()}
+                for g in targets if g.startswith("g")}
 
         # B5: cancel propagation (slot idle on the upstream after the client aborts)
         reps = 5 if quick else 10
@@ -199,13 +233,18 @@ def table(result: dict[str, object]) -> str:
             lines.append(f"  added by {t:8}            p50 {v['p50_ms'] - d['p50_ms']:+.2f} ms  "
                          f"p99 {v['p99_ms'] - d['p99_ms']:+.2f} ms")
     same = "identical" if result.get("events_identical") else "DIFFERENT"
-    lines.append(f"{'SSE events per stream':28} {result['events']} ({same})")
+    lines.append(f"{'SSE events per stream':28} {result['events']} ({same}"
+                 + (", litellm apart" if "litellm_events_note" in result else "") + ")")
+    if "litellm_events_note" in result:
+        lines.append(f"{'':28} {result['litellm_events_note']}")
     tput = result["throughput"]
     assert isinstance(tput, dict)
     names = list(tput[next(iter(tput))])
     gws = [t for t in names if t.startswith("g")]
+    ll = "litellm" in names
     lines.append(f"{'streams/s':10} {'c':>4} " + " ".join(f"{t:>10}" for t in names)
-                 + "".join(f" {t + '/direct':>17} {t + '/nginx':>16}" for t in gws)
+                 + "".join(f" {t + '/direct':>17} {t + '/nginx':>16}" + (f" {t + '/litellm':>18}" if ll else "")
+                           for t in gws)
                  + " errors(" + "/".join(names) + ")")
     for c, row in tput.items():
         vals = {t: v["streams_per_s"] for t, v in row.items()}
@@ -215,11 +254,14 @@ def table(result: dict[str, object]) -> str:
             gd = vals[g] / vals["direct"] if vals["direct"] else float("nan")
             gn = vals[g] / vals["nginx"] if vals.get("nginx") else float("nan")
             ratios += f" {gd:17.2f} {gn:16.2f}"
+            if ll:
+                ratios += f" {vals[g] / vals['litellm'] if vals['litellm'] else float('nan'):18.2f}"
         lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values()) + ratios + f" {errs}")
     cancel = result["cancel"]
     assert isinstance(cancel, dict)
     lines.append(f"{'cancel→slot idle (ms)':28} " + "  ".join(
-        f"{t}: p50 {v['p50_ms']:.1f} max {v['max_ms']:.1f}" for t, v in cancel.items()))
+        f"{t}: p50 {v['p50_ms']:.1f} max {v['max_ms']:.1f}" + (" (10 s cap: still busy)" if v["max_ms"] >= 1e4 else "")
+        for t, v in cancel.items()))
     return "\n".join(lines)
 
 
@@ -229,13 +271,28 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="no real llama-server suite")
     parser.add_argument("--skip-fake", action="store_true", help="no stdlib fake llama-server suite")
     parser.add_argument("--skip-mock", action="store_true", help="no aiohttp mock suite")
+    parser.add_argument("--skip-litellm", action="store_true", help="no LiteLLM proxy target even if installed")
+    parser.add_argument("--install-litellm", action="store_true",
+                        help=f"create {litellm_proxy.VENV} with {litellm_proxy.SPEC} from PyPI and exit")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. `git worktree add /tmp/b HEAD~1`) "
                         "whose gateway runs as an extra target, gw-baseline")
     args = parser.parse_args()
+    if args.install_litellm:
+        print(f"LiteLLM {litellm_proxy.install()} installed in {litellm_proxy.VENV}")
+        return
+    ll_version = litellm_proxy.version() if litellm_proxy.binary() else None
+    use_litellm = ll_version is not None and not args.skip_litellm
+    if ll_version is None:
+        ll_status = litellm_proxy.skip_note()
+    elif args.skip_litellm:
+        ll_status = f"LiteLLM proxy {ll_version}: skipped (--skip-litellm)"
+    else:
+        ll_status = f"LiteLLM proxy {ll_version} (1 worker, {litellm_proxy.VENV})"
+    print(ll_status, flush=True)
     results: dict[str, object] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "load_before": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
-        "litellm": "installed (not wired yet)" if importlib.util.find_spec("litellm") else "not installed",
+        "litellm": {"version": ll_version, "measured": use_litellm, "note": ll_status},
         "suites": [],
     }
     quick = args.quick
@@ -255,7 +312,7 @@ def main() -> None:
         if not args.skip_mock:
             mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)],
                              port, tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb,
-                             seconds, baseline=args.baseline)
+                             seconds, baseline=args.baseline, litellm=use_litellm)
             suites.append(mock)
             print(table(mock), flush=True)
         if not args.skip_fake:
@@ -264,7 +321,7 @@ def main() -> None:
             # the stdlib fake pays ~40 ms delayed-ACK per stream at c=1 (small separate writes), so its
             # TTFB rows measure that, not the proxy; its ladder and event counts still matter
             fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, ladder,
-                             cancel_env_body, env, n_ttfb // 3, seconds)
+                             cancel_env_body, env, n_ttfb // 3, seconds, litellm=use_litellm)
             suites.append(fake)
             print(table(fake), flush=True)
         if not args.skip_real:
@@ -280,12 +337,12 @@ def main() -> None:
             real = run_suite("real llama-server (tiny model)", real_cmd, port, tmp, quick,
                              [1, 8, 32] if not quick else [1, 32],
                              {**cancel_env_body, "max_tokens": 6000, "ignore_eos": True}, None,
-                             90 if quick else 150, seconds, real_body)
+                             90 if quick else 150, seconds, real_body, litellm=use_litellm)
             suites.append(real)
             print(table(real), flush=True)
     results["suites"] = suites
     results["machine"]["load_after"] = os.getloadavg()  # type: ignore[index]
-    print(f"LiteLLM proxy: {results['litellm']}")
+    print(ll_status)
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json"
