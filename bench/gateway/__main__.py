@@ -198,8 +198,15 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         reps = 5 if quick else 10
         cancel: dict[str, object] = {}
         for t in targets:
-            res = load("cancel", targets[t] + path, "--slots-url", f"http://127.0.0.1:{up_port}/slots",
-                       "--count", str(reps), "--body", json.dumps(cancel_body))
+            # LiteLLM keeps reading an aborted upstream stream (~25 s on the stdlib fake), so its
+            # cancels pile up on the upstream's slots: fewer of them, and a time-out is a result
+            count = min(reps, 3) if t == "litellm" else reps
+            try:
+                res = load("cancel", targets[t] + path, "--slots-url", f"http://127.0.0.1:{up_port}/slots",
+                           "--count", str(count), "--body", json.dumps(cancel_body))
+            except subprocess.TimeoutExpired:
+                cancel[t] = {"p50_ms": float("nan"), "max_ms": float("nan"), "timed_out": True}
+                continue
             lat = res["cancel_s"]
             cancel[t] = {"p50_ms": pct(lat, 0.5) * 1e3, "max_ms": max(lat) * 1e3}  # type: ignore[arg-type]
         result["cancel"] = cancel
