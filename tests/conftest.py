@@ -20,12 +20,14 @@ Session fixtures:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,21 @@ from tests.support.procs import MARKER_ENV, reap_leaks  # noqa: E402
 from tests.support.tiny_model import write_tiny_model  # noqa: E402
 
 TESTS_BIN = REPO_ROOT / "tests" / "bin"
+
+
+#: Modules whose async tests run on both event loops: the daemon runs on uvloop (Linux, macOS) and
+#: Windows on asyncio's, and their transports differ (uvloop's is not an asyncio.Transport).
+BOTH_LOOPS = {"test_health_probe", "test_gateway_faults"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    module = getattr(item, "module", None)
+    name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+    if name in BOTH_LOOPS and sys.platform != "win32":
+        import uvloop
+
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def pytest_configure(config: pytest.Config) -> None:

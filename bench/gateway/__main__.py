@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -31,12 +31,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from bench.gateway import litellm_proxy, nginx
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 FAKE = REPO / "tests" / "bin" / "fake_llama_server.py"
-UVLOOP = importlib.util.find_spec("uvloop") is not None  # optional: a second gateway target runs on it
 
 
 def free_port() -> int:
@@ -79,6 +80,26 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
             proc.wait(5)
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its live descendants (nginx workers)."""
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's reaped children so far: the load generator runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load(*args: str) -> dict[str, object]:
     out = subprocess.run([PY, "-m", "bench.gateway.load", *args], cwd=REPO, capture_output=True, text=True,
                          check=True, timeout=300)
@@ -107,7 +128,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
               ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
               baseline: Path | None = None, litellm: bool = False) -> dict[str, object]:
-    """Every measurement for one upstream kind, across direct / gateway (/ gateway on uvloop) / nginx
+    """Every measurement for one upstream kind, across direct / gateway / gateway on asyncio's loop / nginx
     (/ LiteLLM proxy).
 
     `body` is the streamed request every target gets (default: load.BODY); a real server needs
@@ -117,25 +138,26 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
     slug = label.split(" ")[0]
     gw_port, uv_port, nx_port, base_port, ll_port = free_port(), free_port(), free_port(), free_port(), free_port()
     body_args = ["--body", json.dumps(body)] if body else []
+    pids: dict[str, int] = {}  # target -> the proxy's process (CPU accounting)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(process(upstream_cmd, tmp / f"{slug}-upstream.log", env))
+        up_pid = stack.enter_context(process(upstream_cmd, tmp / f"{slug}-upstream.log", env)).pid
         wait_http(f"http://127.0.0.1:{up_port}/health")
         ll_proc = None
         if litellm:  # slow to boot (~7 s): started first, waited for last
             ll_cmd, ll_env = litellm_proxy.command(tmp / f"{slug}-litellm", ll_port, up_port)
             ll_proc = stack.enter_context(process(ll_cmd, tmp / f"{slug}-litellm.log", ll_env,
                                                   cwd=tmp / f"{slug}-litellm"))
-        stack.enter_context(process(
+        pids["gateway"] = stack.enter_context(process(
             [PY, "-m", "bench.gateway.serve", "--port", str(gw_port),
-             "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway.log"))
+             "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway.log")).pid
         wait_http(f"http://127.0.0.1:{gw_port}/health")
         targets = {"direct": f"http://127.0.0.1:{up_port}", "gateway": f"http://127.0.0.1:{gw_port}"}
-        if UVLOOP:
-            stack.enter_context(process(
-                [PY, "-m", "bench.gateway.serve", "--port", str(uv_port), "--uvloop",
-                 "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway-uvloop.log"))
-            wait_http(f"http://127.0.0.1:{uv_port}/health")
-            targets["gw-uvloop"] = f"http://127.0.0.1:{uv_port}"
+        # the same gateway on asyncio's own event loop: what Windows runs (no uvloop there)
+        pids["gw-asyncio"] = stack.enter_context(process(
+            [PY, "-m", "bench.gateway.serve", "--port", str(uv_port), "--loop", "asyncio",
+             "--upstream", f"bench=bench=http://127.0.0.1:{up_port}"], tmp / f"{slug}-gateway-asyncio.log")).pid
+        wait_http(f"http://127.0.0.1:{uv_port}/health")
+        targets["gw-asyncio"] = f"http://127.0.0.1:{uv_port}"
         if baseline is not None:  # the gateway of another checkout, e.g. before a change
             stack.enter_context(process(
                 [PY, "-m", "bench.gateway.serve", "--port", str(base_port),
@@ -144,7 +166,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
             wait_http(f"http://127.0.0.1:{base_port}/health")
             targets["gw-baseline"] = f"http://127.0.0.1:{base_port}"
         if nginx.available():
-            stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
+            pids["nginx"] = stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
             wait_http(f"http://127.0.0.1:{nx_port}/health")
             targets["nginx"] = f"http://127.0.0.1:{nx_port}"
         if ll_proc is not None:
@@ -154,6 +176,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
                 tail = (tmp / f"{slug}-litellm.log").read_text(errors="replace")[-1500:]
                 raise RuntimeError(f"LiteLLM proxy did not start: {exc}\n{tail}") from exc
             targets["litellm"] = f"http://127.0.0.1:{ll_port}"
+            pids["litellm"] = ll_proc.pid
         path = "/v1/chat/completions"
 
         # B3: TTFB at c=1, interleaved rounds
@@ -183,10 +206,18 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         sps: dict[str, dict[str, float]] = {}
         for c in ladder:
             for t in targets:
+                before = (tree_cpu_s(pids[t]) if t in pids else 0.0, tree_cpu_s(up_pid), children_cpu_s())
                 res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds),
                            *body_args)
+                after = (tree_cpu_s(pids[t]) if t in pids else 0.0, tree_cpu_s(up_pid), children_cpu_s())
+                done = max(1, int(res["completed"]))  # type: ignore[call-overload]
+                # CPU per completed stream, by process: on 2 shared cores the proxy's own cost is what
+                # separates the targets (load generator and upstream are the same for all of them)
+                cpu_us = {k: (a - b) / done * 1e6
+                          for k, a, b in zip(("proxy", "upstream", "load"), after, before, strict=True)}
                 tput.setdefault(str(c), {})[t] = {
-                    "streams_per_s": res["streams_per_s"], "errors": res["errors"], "events": res["events"]}
+                    "streams_per_s": res["streams_per_s"], "errors": res["errors"], "events": res["events"],
+                    "cpu_us_per_stream": cpu_us}
                 sps.setdefault(str(c), {})[t] = float(res["streams_per_s"])  # type: ignore[arg-type]
         result["throughput"] = tput
         if "litellm" in targets:  # the issue's bar: gateway ≥ 5× LiteLLM at c=32
@@ -214,10 +245,10 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
 
 
 @contextlib.contextmanager
-def _nginx(prefix: Path, port: int, up_port: int) -> Iterator[None]:
+def _nginx(prefix: Path, port: int, up_port: int) -> Iterator[int]:
     proc = nginx.start(prefix, port, f"127.0.0.1:{up_port}")
     try:
-        yield
+        yield proc.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGQUIT)
@@ -264,6 +295,12 @@ def table(result: dict[str, object]) -> str:
             if ll:
                 ratios += f" {vals[g] / vals['litellm'] if vals['litellm'] else float('nan'):18.2f}"
         lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values()) + ratios + f" {errs}")
+    cpu_row = tput.get("32") or next(iter(tput.values()))
+    lines.append(f"{'proxy CPU per stream (us)':28} " + "  ".join(
+        f"{t}: {v['cpu_us_per_stream']['proxy']:.0f}" for t, v in cpu_row.items() if t != "direct")
+        + f"  (c={'32' if '32' in tput else next(iter(tput))}; upstream "
+        f"{cpu_row['direct']['cpu_us_per_stream']['upstream']:.0f}, load generator "
+        f"{cpu_row['direct']['cpu_us_per_stream']['load']:.0f} direct)")
     cancel = result["cancel"]
     assert isinstance(cancel, dict)
     lines.append(f"{'cancel→slot idle (ms)':28} " + "  ".join(

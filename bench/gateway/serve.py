@@ -1,15 +1,20 @@
 """Run the gateway alone in this process in front of fixed upstreams (a benchmark target).
 
-    python -m bench.gateway.serve --port P --upstream NAME=ALIAS=http://127.0.0.1:PORT [...] [--uvloop]
+    python -m bench.gateway.serve --port P --upstream NAME=ALIAS=http://127.0.0.1:PORT [...] [--loop asyncio]
+
+It runs on the daemon's event loop (llama_orchestrator.eventloop: uvloop on Linux and macOS);
+`--loop asyncio` runs it on asyncio's own loop instead, which is what Windows gets.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import time
 
+from llama_orchestrator import eventloop
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
@@ -72,11 +77,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", action="append", required=True)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
+    parser.add_argument("--loop", choices=("auto", "asyncio"), default="auto",
+                        help="auto: the daemon's choice (uvloop on Linux and macOS); asyncio: asyncio's own loop")
     args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(main(args.port, args.upstream))
-    else:
-        asyncio.run(main(args.port, args.upstream))
+    if args.loop == "asyncio":
+        os.environ[eventloop.ENV_EVENT_LOOP] = "asyncio"
+    eventloop.run(main(args.port, args.upstream))

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 from aiohttp import web
 
-from llama_orchestrator import __version__
+from llama_orchestrator import __version__, eventloop
 from llama_orchestrator.config.argv import build_command
 from llama_orchestrator.config.files import write_json_atomic
 from llama_orchestrator.config.loader import Fleet, load_fleet, require_valid, resolve_binary
@@ -109,7 +109,8 @@ class Daemon:
                 await self._start_gateway()
                 self._spawn_background(self._rotate_logs())
                 self._spawn_background(self._metrics.run())
-                logger.info("daemon %s ready (pid %d, control %s)", __version__, os.getpid(), self._control_address)
+                logger.info("daemon %s ready (pid %d, control %s, %s event loop)", __version__, os.getpid(),
+                            self._control_address, eventloop.loop_name(asyncio.get_running_loop()))
                 with capture_signals(self._on_signal):
                     await self._stop.wait()
                 await self._shutdown()
@@ -422,7 +423,7 @@ def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, a
                 stop_event.set()  # release the waiting thread
 
     try:
-        return asyncio.run(main())
+        return eventloop.run(main())
     finally:
         # The Windows service host (and tests) call this in-process: leave the logging as found.
         for handler in handlers:

@@ -29,20 +29,21 @@ def capture_signals(on_signal: Callable[[bool], None]) -> Iterator[None]:
     if IS_WINDOWS:
         wanted.append(signal.SIGBREAK)  # type: ignore[attr-defined,unused-ignore]
     previous = {}
+    installed = []
     for sig in wanted:
         try:
             if IS_WINDOWS:
                 previous[sig] = signal.signal(sig, handle)
             else:
                 loop.add_signal_handler(sig, handle)
+            installed.append(sig)
         except (ValueError, RuntimeError, NotImplementedError):
             continue  # not the main thread (e.g. the Windows service host): stop comes another way
     try:
         yield
     finally:
-        for sig in wanted:
+        for sig in installed:  # only these: uvloop refuses any removal outside the main thread
             if IS_WINDOWS:
-                if sig in previous:
-                    signal.signal(sig, previous[sig])
+                signal.signal(sig, previous[sig])
             else:
                 loop.remove_signal_handler(sig)

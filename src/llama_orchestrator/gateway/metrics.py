@@ -76,10 +76,16 @@ class GatewayMetrics:
         if status >= 400 or source == "stream_error":
             ekey = (model, source)
             self.errors[ekey] = self.errors.get(ekey, 0) + 1
-        self.latency.setdefault(model, Histogram(LATENCY_BUCKETS)).observe(seconds)
+        histogram = self.latency.get(model)  # not setdefault: that builds a Histogram per request
+        if histogram is None:
+            histogram = self.latency[model] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
 
     def observe_ttfb(self, model: str, seconds: float) -> None:
-        self.ttfb.setdefault(model, Histogram(TTFB_BUCKETS)).observe(seconds)
+        histogram = self.ttfb.get(model)
+        if histogram is None:
+            histogram = self.ttfb[model] = Histogram(TTFB_BUCKETS)
+        histogram.observe(seconds)
 
     def render(self, upstreams: Sequence[Upstream], children: Sequence[tuple[Upstream, str]] = ()) -> str:
         out: list[str] = []

@@ -10,11 +10,15 @@ llama-server closes idle connections (5 s), otherwise a fresh one per probe (`ra
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +40,8 @@ class _GetProtocol(asyncio.Protocol):
         self._size = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+        self._transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -205,8 +208,7 @@ class _KeepAliveProtocol(asyncio.Protocol):
         return not self.lost and not self._buffer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -292,6 +294,10 @@ class ProbeConnection:
         except _BadAnswer:
             self.close()
             return ProbeResult(False, None, "not an HTTP answer", time.monotonic() - started)
+        except Exception as exc:  # a bug, not the server's answer: a failed probe, never a dead prober
+            self.close()
+            logger.exception("probe of %s:%s failed unexpectedly", self._host, self._port)
+            return ProbeResult(False, None, f"probe error: {exc!r}", time.monotonic() - started)
         except BaseException:  # cancelled mid-exchange: the answer may still come, so never reuse
             self.close()
             raise
