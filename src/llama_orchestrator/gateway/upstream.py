@@ -204,6 +204,18 @@ class Response(asyncio.Protocol):
         pos, n = 0, len(data)
         while pos < n:
             state = self._chunk_state
+            if state == 0:  # fast path: a whole chunk in hand (one SSE event per chunk, as a rule)
+                end = data.find(b"\r\n", pos)
+                if end > pos:
+                    try:
+                        size = int(data[pos:end], 16)
+                    except ValueError:
+                        size = 0  # an extension or garbage: the general path below decides
+                    stop = end + 2 + size
+                    if size > 0 and data[stop:stop + 2] == b"\r\n":
+                        self._push(data[end + 2:stop])
+                        pos = stop + 2
+                        continue
             if state == 1:
                 take = min(self._remaining, n - pos)
                 self._push(data[pos:pos + take] if take != n else data)
