@@ -107,10 +107,19 @@ async def test_layout_snapshot(size: tuple[int, int]) -> None:
     fake = FakeDaemonClient(statuses)
     app = DashboardApp(lambda: fake, refresh_s=3600.0)
     async with app.run_test(size=size) as pilot:
-        await async_wait_until(lambda: "line 5 of the log" in screen_text(app) and "starting → ready" in
-                               screen_text(app), 5.0, message="detail pane filled")
-        await pilot.pause()
-        text = screen_text(app)  # the fake's data is fixed: nothing to mask
+        seen: list[str] = []
+
+        async def settled() -> str | None:
+            # the log pane scrolls to its end a refresh after the lines arrive: under load a single
+            # look can catch it half-way, so wait for two identical looks with the pane filled
+            await pilot.pause()
+            text = screen_text(app)
+            stable = seen[-1:] == [text]
+            seen.append(text)
+            return text if stable and "line 5 of the log" in text and "starting → ready" in text else None
+
+        text = await async_wait_until(settled, 5.0, message="the screen settled, detail pane filled")
+        # the fake's data is fixed: nothing to mask
     golden = GOLDEN / f"dashboard-{size[0]}x{size[1]}.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
