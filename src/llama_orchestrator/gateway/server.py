@@ -247,22 +247,21 @@ class Gateway:
                 upstream = await (held.wait(acquiring) if held else acquiring)
                 resp = await self._forward(request, upstream, body, outcome, held.response if held else None)
                 break
-            except proxy.UpstreamRefused as exc:
-                # a replica that died or restarted since the last health probe did no work
-                # on the request, so it goes to another ready replica, if there is one
-                refused |= {exc.instance}
-                ups = self.directory.upstreams(model)
-                if not any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
-                    if isinstance(exc, proxy.UpstreamNotReady) and not (held and held.response):
+            except HTTPFailure as exc:
+                begun = held.response if held else None  # a held stream already answered 200
+                if isinstance(exc, proxy.UpstreamRefused):
+                    # a replica that died or restarted since the last health probe did no work
+                    # on the request, so it goes to another ready replica, if there is one
+                    refused |= {exc.instance}
+                    ups = self.directory.upstreams(model)
+                    if any(u.routable and u.name not in refused for u in routing.candidates(ups, model)):
+                        continue
+                    if isinstance(exc, proxy.UpstreamNotReady) and begun is None:
                         resp = exc.answer  # llama-server's own 503, as it said it
                         break
-                    self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
-                    if held and held.response:
-                        return await held.fail(exc.message, exc.code)
-                    raise
-            except HTTPFailure as exc:
                 self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
-                if held and held.response:
+                if begun is not None:
+                    assert held is not None
                     return await held.fail(exc.message, exc.code)
                 raise
             except ClientGone:
