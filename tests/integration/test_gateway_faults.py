@@ -37,13 +37,24 @@ def fake_cmd(fake_server_cmd: list[str], port: int, alias: str, *extra: str) -> 
             "--alias", alias, *extra]
 
 
-def health_ok(port: int) -> bool:
+def health_ok(port: int, status: int = 200) -> bool:
+    """GET /health answers `status` (503 while a fake loads)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return sock.recv(64).startswith(b"HTTP/1.1 200")
+            return sock.recv(64).startswith(b"HTTP/1.1 %d" % status)
     except OSError:
         return False
+
+
+async def assert_all_served_by(http: aiohttp.ClientSession, url: str, model: str, instance: str) -> None:
+    """Three plain and three streamed requests for `model`, every one answered 200 by `instance`."""
+    for body in ({**CHAT, "model": model}, {**CHAT, "model": model, "stream": True}):
+        for _ in range(3):
+            async with http.post(url, json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                assert resp.headers["X-Llama-Orch-Instance"] == instance
+                await resp.read()
 
 
 @contextmanager
@@ -507,12 +518,7 @@ async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
         gw = await started(GatewayConfig(), directory)
         try:
             url = gw.address + "/v1/chat/completions"
-            for body in ({**CHAT, "model": "m"}, {**CHAT, "model": "m", "stream": True}):
-                for _ in range(3):
-                    async with http.post(url, json=body) as resp:
-                        assert resp.status == 200, await resp.text()
-                        assert resp.headers["X-Llama-Orch-Instance"] == "b-live"
-                        await resp.read()
+            await assert_all_served_by(http, url, "m", "b-live")
             assert directory.entries["a-dead"].in_flight == directory.entries["b-live"].in_flight == 0
             # the only replica refusing: 503 naming it, as before
             async with http.post(url, json={**CHAT, "model": "a-dead"}) as resp:
@@ -530,25 +536,12 @@ async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_t
     env = {"FAKE_LOAD_SECONDS": "120"}
     with fake_server(fake_server_cmd, tmp_path, "m") as (live, _), \
             fake_server(fake_server_cmd, tmp_path, "m", env, wait=False) as (loading, _):
-        def answers_loading() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", loading), timeout=1) as sock:
-                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    return sock.recv(64).startswith(b"HTTP/1.1 503")
-            except OSError:
-                return False
-
-        wait_until(answers_loading, 15, message="fake answering 503 while loading")
+        wait_until(lambda: health_ok(loading, 503), 15, message="fake answering 503 while loading")
         directory = StaticDirectory([upstream("a-loading", "m", port=loading), upstream("b-live", "m", port=live)])
         gw = await started(GatewayConfig(), directory)
         try:
             url = gw.address + "/v1/chat/completions"
-            for body in ({**CHAT, "model": "m"}, {**CHAT, "model": "m", "stream": True}):
-                for _ in range(3):
-                    async with http.post(url, json=body) as resp:
-                        assert resp.status == 200, await resp.text()
-                        assert resp.headers["X-Llama-Orch-Instance"] == "b-live"
-                        await resp.read()
+            await assert_all_served_by(http, url, "m", "b-live")
             assert directory.entries["a-loading"].in_flight == directory.entries["b-live"].in_flight == 0
             # asked for by name, nobody else can take it: llama-server's own answer
             async with http.post(url, json={**CHAT, "model": "a-loading"}) as resp:
