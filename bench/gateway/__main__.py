@@ -70,14 +70,19 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
     try:
         yield proc
     finally:
+        stop_group(proc, signal.SIGTERM)
+
+
+def stop_group(proc: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Send `first` to the process group we started, then SIGKILL after 5 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, first)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -250,13 +255,7 @@ def _nginx(prefix: Path, port: int, up_port: int) -> Iterator[int]:
     try:
         yield proc.pid
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGQUIT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc, signal.SIGQUIT)  # nginx's graceful stop
 
 
 def table(result: dict[str, object]) -> str:

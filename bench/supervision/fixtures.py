@@ -201,6 +201,13 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def cpu_over(proc: psutil.Process, window_s: float) -> tuple[float, float]:
+    """(CPU seconds `proc` used, seconds elapsed) over a window of `window_s`."""
+    cpu0, t0 = cpu_seconds(proc), time.monotonic()
+    time.sleep(window_s)
+    return cpu_seconds(proc) - cpu0, time.monotonic() - t0
+
+
 @contextlib.contextmanager
 def spawned(argv: list[str], log_path: Path, processes: Processes, env: dict[str, str] | None = None
             ) -> Iterator[subprocess.Popen[bytes]]:

@@ -15,7 +15,7 @@ import time
 
 import psutil
 
-from bench.supervision.fixtures import Daemon, Processes, cpu_seconds, instance_config, write_instance
+from bench.supervision.fixtures import Daemon, Processes, cpu_over, instance_config, write_instance
 from bench.supervision.report import Report, Row
 
 RSS_TARGET_MIB = 60.0
@@ -76,15 +76,13 @@ def run(report: Report, daemon: Daemon, fake: str, model: str, base_port: int, n
         report.notes.append(f"idle: not ready: {not_ready}")
     time.sleep(2.0)
     proc = daemon.process()
-    cpu0, t0 = cpu_seconds(proc), time.monotonic()
-    time.sleep(window_s)
-    cpu1, t1 = cpu_seconds(proc), time.monotonic()
-    pct = (cpu1 - cpu0) / (t1 - t0) * 100
+    cpu_s, elapsed = cpu_over(proc, window_s)
+    pct = cpu_s / elapsed * 100
     rss_n = proc.memory_info().rss / 2**20
-    report.raw["idle_cpu"] = {"instances": n, "window_s": t1 - t0, "cpu_s": cpu1 - cpu0, "percent_core": pct,
+    report.raw["idle_cpu"] = {"instances": n, "window_s": elapsed, "cpu_s": cpu_s, "percent_core": pct,
                               "rss_mib": rss_n, "interval_s": 10.0}
     report.add(Row(id="B6", metric=f"idle daemon CPU, {n} instances (interval_s=10)", measured=pct, unit="%core",
                    target=f"≤ {CPU_TARGET_PCT:g} % of a core", ok=pct <= CPU_TARGET_PCT,
-                   note=f"over {t1 - t0:.0f} s; default health.interval_s=10; RSS at N={n}: {rss_n:.1f} MiB "
+                   note=f"over {elapsed:.0f} s; default health.interval_s=10; RSS at N={n}: {rss_n:.1f} MiB "
                         f"({(rss_n - rss) / n:+.2f} MiB per instance)"))
     daemon.client.act("down", names, wait_s=60)

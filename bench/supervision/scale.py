@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.supervision.fixtures import REPO, Daemon, cli_path, cpu_seconds, instance_config, write_instance
+from bench.supervision.fixtures import REPO, Daemon, cli_path, cpu_over, instance_config, write_instance
 from bench.supervision.report import Report, Row, median, p90, summary
 
 CPU_TARGET_PCT = 3.0
@@ -53,18 +53,16 @@ def run(report: Report, daemon: Daemon, fake: str, model: str, base_port: int, n
 
     time.sleep(3.0)
     proc = daemon.process()
-    cpu0, t0 = cpu_seconds(proc), time.monotonic()
-    time.sleep(window_s)
-    cpu1, t1 = cpu_seconds(proc), time.monotonic()
-    pct = (cpu1 - cpu0) / (t1 - t0) * 100
+    cpu_s, elapsed = cpu_over(proc, window_s)
+    pct = cpu_s / elapsed * 100
     with proc.oneshot():
         rss, threads, fds = proc.memory_info().rss / 2**20, proc.num_threads(), proc.num_fds()
-    report.raw["scale_cpu"] = {"window_s": t1 - t0, "cpu_s": cpu1 - cpu0, "percent_core": pct, "rss_mib": rss,
+    report.raw["scale_cpu"] = {"window_s": elapsed, "cpu_s": cpu_s, "percent_core": pct, "rss_mib": rss,
                                "threads": threads, "fds": fds, "interval_s": 1.0}
     report.add(Row(id="B7", metric=f"daemon CPU, {n} instances at 1 Hz polling", measured=pct, unit="%core",
                    target=f"≤ {CPU_TARGET_PCT:g} % of a core", ok=pct <= CPU_TARGET_PCT,
-                   note=f"over {t1 - t0:.0f} s; RSS {rss:.1f} MiB, {threads} threads, {fds} fds; "
-                        f"{(cpu1 - cpu0) / (t1 - t0) / n * 1000:.2f} ms CPU per probe"))
+                   note=f"over {elapsed:.0f} s; RSS {rss:.1f} MiB, {threads} threads, {fds} fds; "
+                        f"{cpu_s / elapsed / n * 1000:.2f} ms CPU per probe"))
 
     _ps(report, daemon, runs, profile, results_prefix)
     start = time.monotonic()
