@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.gateway import upstream as up_client
@@ -68,6 +70,34 @@ class UpstreamNotReady(UpstreamRefused):
     def __init__(self, instance: str, answer: web.Response) -> None:
         super().__init__(instance, f"instance {instance!r} is not ready (503)")
         self.answer = answer
+
+
+class RelayedStream(web.StreamResponse):
+    """The client's side of a relayed SSE answer.
+
+    `wire=True`: the body written is the upstream's chunked encoding as it came (whole chunks,
+    the terminator included), so the writer adds no framing of its own; `reframe()` turns its
+    framing back on, to append an error event after the last whole chunk. `coalesce=True`: the
+    head waits for the first body bytes and leaves in the same send (aiohttp's StreamResponse
+    sends it at once, on its own: one more syscall per stream).
+    """
+
+    def __init__(self, *, status: int, headers: dict[str, str], wire: bool, coalesce: bool) -> None:
+        super().__init__(status=status, headers=headers)
+        self.wire = wire
+        self._send_headers_immediately = not coalesce
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if self.wire and isinstance(writer, StreamWriter):
+            writer.chunked = False
+        return writer
+
+    def reframe(self) -> None:
+        writer = self._payload_writer
+        if self.wire and isinstance(writer, StreamWriter):
+            writer.chunked = True
+            self.wire = False
 
 
 @dataclass(slots=True)
@@ -110,7 +140,8 @@ async def forward(
     try:
         host, port, prefix = up_client.address(upstream.base_url)
         up = await pool.request(
-            request.method, host, port, prefix + path_qs, upstream_headers(request.headers, upstream), body, timeout
+            request.method, host, port, prefix + path_qs, upstream_headers(request.headers, upstream), body, timeout,
+            wire_sse=started is None and request.version >= aiohttp.HttpVersion11,
         )
     except up_client.ConnectFailed as exc:
         raise UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})") from exc
@@ -188,17 +219,20 @@ async def _relay_stream(
     closing: Callable[[], bool],
     started: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
+    resp: web.StreamResponse
     if started is not None:
         resp = started
     else:
-        resp = web.StreamResponse(status=up.status, headers={
+        # body bytes already in hand leave in the same send as the head; otherwise the head goes
+        # at once, as the upstream sent it (a long prompt may keep the first token a while)
+        resp = RelayedStream(status=up.status, headers={
             "Content-Type": up.headers.get("content-type", "text/event-stream"),
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
             SOURCE_HEADER: "upstream",
             INSTANCE_HEADER: upstream.name,
-        })
-        await resp.prepare(request)  # the headers leave with the first chunk (one send)
+        }, wire=up.wire, coalesce=up.has_body())
+        await resp.prepare(request)
     first = True
     try:
         while True:
@@ -207,6 +241,8 @@ async def _relay_stream(
             except (up_client.UpstreamClosed, TimeoutError) as exc:
                 outcome.stream_error = True
                 reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
+                if isinstance(resp, RelayedStream):
+                    resp.reframe()  # the client has whole chunks only: the error event follows them
                 with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
                     await resp.write(sse_error_event(reason))
                 break

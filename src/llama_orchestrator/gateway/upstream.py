@@ -5,6 +5,8 @@
                               Timeouts(connect=5, read=600))
     resp.status, resp.headers["content-type"]       # header names lowercased
     while chunk := await resp.readany(): ...        # body bytes as they arrive (chunked decoded)
+    # wire_sse=True: an SSE answer in chunked encoding comes as its wire bytes (resp.wire), whole
+    # chunks only, terminator included, for a proxy to pass on without re-framing
     resp.close()                                    # back to the pool if complete, else the socket closes
     await pool.close()
 
@@ -41,6 +43,7 @@ FRESH_BACKOFF_S = 0.01  # before sending again after a new connection closed una
 PAUSE_ABOVE = 256 * 1024  # buffered body bytes at which the socket stops being read
 SWEEP_EVERY_S = 1.0
 MAX_HEAD = 64 * 1024
+MAX_WIRE_CHUNK = 8 * 1024 * 1024  # a chunk still incomplete at this size is refused (SSE chunks are small)
 
 
 class ConnectFailed(UpstreamError):
@@ -83,7 +86,9 @@ class Response(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.received = False  # any byte of the current response
         self.idle_since = 0.0
+        self.wire = False  # body = chunked wire bytes (see `_feed_wire`)
         self._method = "GET"
+        self._wire_wanted = False
         self._reset()
 
     def _reset(self) -> None:
@@ -102,6 +107,7 @@ class Response(asyncio.Protocol):
         self._deadline: float | None = None
         self._read_timeout: float | None = None
         self.received = False
+        self.wire = False
         self.status = 0
         self.headers = {}
 
@@ -146,7 +152,9 @@ class Response(asyncio.Protocol):
                 if self._eof:
                     self._wake()
                     return
-            if self._chunked:
+            if self.wire:
+                self._feed_wire(data)
+            elif self._chunked:
                 self._feed_chunked(data)
             elif data:
                 if self._remaining >= 0:
@@ -185,6 +193,7 @@ class Response(asyncio.Protocol):
             self._keep = False
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self._chunked = True
+            self.wire = self._wire_wanted and self.content_type == "text/event-stream"
         elif self.status in (204, 304) or self._method == "HEAD":
             self._eof = True
         elif (length := headers.get("content-length")) is not None:
@@ -252,6 +261,52 @@ class Response(asyncio.Protocol):
                     self._keep = False
                 return
 
+    def _feed_wire(self, data: bytes) -> None:
+        """Chunked body kept as it came over the wire: each read's complete chunks are pushed as
+        one piece (usually `data` itself, no copy); an incomplete chunk waits in `_buf` for the
+        rest, so what a reader got always ends on a chunk boundary and a proxy can still append a
+        chunk of its own (an error event). The terminating chunk (and trailers) ends the body."""
+        buf = self._buf
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        pos, n = 0, len(data)
+        while pos < n:
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                if n - pos > 4096:
+                    raise UpstreamClosed("the upstream sent a malformed chunked body")
+                break
+            try:
+                size = int(data[pos:end], 16)
+            except ValueError:
+                try:
+                    size = int(data[pos:end].split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise UpstreamClosed("the upstream sent a malformed chunk size") from None
+            if size == 0:  # the last chunk: trailers (usually none) up to an empty line
+                stop = end + 4 if data.startswith(b"\r\n", end + 2) else data.find(b"\r\n\r\n", end) + 4
+                if stop < 4:
+                    break
+                self._push(data[:stop] if stop < n else data)
+                self._eof = True
+                if stop < n:
+                    self._keep = False
+                return
+            stop = end + 2 + size
+            if stop + 2 > n:
+                if stop - pos > MAX_WIRE_CHUNK:
+                    raise UpstreamClosed(f"the upstream sent a chunk over {MAX_WIRE_CHUNK} bytes")
+                break
+            if data[stop:stop + 2] != b"\r\n":
+                raise UpstreamClosed("the upstream sent a malformed chunked body")
+            pos = stop + 2
+        if pos:
+            self._push(data[:pos] if pos < n else data)
+        if pos < n:
+            buf += data[pos:]
+
     def _push(self, data: bytes) -> None:
         if data:
             self._chunks.append(data)
@@ -286,9 +341,10 @@ class Response(asyncio.Protocol):
             waiter.set_exception(TimeoutError())
 
     # --- request / response ----------------------------------------------------------------------
-    def _send(self, method: str, request: bytes, timeouts: Timeouts) -> None:
+    def _send(self, method: str, request: bytes, timeouts: Timeouts, wire_sse: bool) -> None:
         self._reset()
         self._method = method
+        self._wire_wanted = wire_sse
         self._read_timeout = timeouts.read
         self._deadline = None if timeouts.total is None else self._loop.time() + timeouts.total
         assert self.transport is not None
@@ -303,6 +359,10 @@ class Response(asyncio.Protocol):
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def has_body(self) -> bool:
+        """Whether body bytes (or the body's end) are already in hand: `readany` will not wait."""
+        return bool(self._chunks) or self._eof
 
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
@@ -368,9 +428,9 @@ class UpstreamPool:
 
     async def request(
         self, method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None,
-        timeouts: Timeouts,
+        timeouts: Timeouts, wire_sse: bool = False,
     ) -> Response:
-        """Send one request and return once the response head has arrived."""
+        """Send one request and return once the response head has arrived (`wire_sse`: see `Response.wire`)."""
         key = (host, port)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
         for name, value in headers.items():
@@ -383,7 +443,7 @@ class UpstreamPool:
         for attempt in range(STALE_RETRIES + 1):
             conn = await self._acquire(key, timeouts.connect, pooled=attempt == 0)
             fresh = conn.idle_since == 0.0
-            conn._send(method, raw, timeouts)
+            conn._send(method, raw, timeouts, wire_sse)
             try:
                 await conn._head()
                 return conn

@@ -1,5 +1,8 @@
 """The lean upstream client's response parser: any split of a chunked body into reads gives the
-body back whole, in order, with the end seen (the relay depends on it for every SSE event)."""
+body back whole, in order, with the end seen (the relay depends on it for every SSE event).
+In wire mode (an SSE answer the gateway passes on as it came) it gives back the chunked bytes
+themselves, each piece ending on a chunk boundary, so the gateway can still append an error
+chunk of its own after any of them."""
 
 from __future__ import annotations
 
@@ -36,6 +39,30 @@ async def parse(reads: list[bytes]) -> tuple[bytes, bool]:
     return body, response.at_eof()
 
 
+def chunk_boundaries(wire: bytes) -> set[int]:
+    """Offsets in a chunked body where a chunk ends (and the next size line starts)."""
+    out, pos = {0}, 0
+    while True:
+        end = wire.index(b"\r\n", pos)
+        size = int(wire[pos:end].split(b";")[0], 16)
+        pos = end + 2 + size + 2
+        out.add(pos)
+        if size == 0:
+            return out
+
+
+async def parse_wire(reads: list[bytes]) -> tuple[list[bytes], bool, bool]:
+    """(the pieces readany gave, in wire mode?, ended?), each read fed before the next readany."""
+    response = Response(pool=None, key=("127.0.0.1", 1))  # type: ignore[arg-type]
+    response._wire_wanted = True
+    pieces = []
+    for data in reads:
+        response.data_received(data)
+        if response._chunks or response._exc is not None:
+            pieces.append(await asyncio.wait_for(response.readany(), 1))
+    return pieces, response.wire, response.at_eof()
+
+
 @settings(max_examples=300, deadline=None)
 @given(pieces=st.lists(st.binary(min_size=0, max_size=300), max_size=12),
        cuts=st.lists(st.integers(0, 5000), max_size=20), extension=st.booleans())
@@ -49,3 +76,36 @@ def test_a_chunk_that_lies_about_its_size_is_an_error() -> None:
     wire = HEAD + b"5\r\nabcdefgh\r\n0\r\n\r\n"  # 5 announced, 8 sent
     with pytest.raises(UpstreamClosed, match="malformed"):
         asyncio.run(parse([wire]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.binary(min_size=0, max_size=300), max_size=12),
+       cuts=st.lists(st.integers(0, 5000), max_size=20), extension=st.booleans())
+def test_wire_mode_gives_the_chunked_bytes_back_in_whole_chunks(
+    pieces: list[bytes], cuts: list[int], extension: bool
+) -> None:
+    body = chunked(pieces, extension)
+    got, wire, ended = asyncio.run(parse_wire(split(HEAD + body, cuts)))
+    assert wire and ended
+    assert b"".join(got) == body
+    boundaries, offset = chunk_boundaries(body), 0
+    for piece in got:
+        offset += len(piece)
+        assert offset in boundaries, f"a piece ends inside a chunk at {offset}"
+
+
+def test_wire_mode_is_only_for_chunked_event_streams() -> None:
+    json_head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, wire, ended = asyncio.run(parse_wire([json_head + b"2\r\n{}\r\n0\r\n\r\n"]))
+    assert (got, wire, ended) == ([b"{}"], False, True)
+
+
+def test_wire_mode_keeps_trailers_and_drops_the_socket_after_extra_bytes() -> None:
+    body = b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    got, _, ended = asyncio.run(parse_wire([HEAD + body[:12], body[12:] + b"junk"]))
+    assert b"".join(got) == body and ended
+
+
+def test_wire_mode_refuses_a_chunk_that_lies_about_its_size() -> None:
+    with pytest.raises(UpstreamClosed, match="malformed"):
+        asyncio.run(parse_wire([HEAD + b"5\r\nabcdefgh\r\n0\r\n\r\n"]))
