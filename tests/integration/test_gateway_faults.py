@@ -25,7 +25,7 @@ from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 from llama_orchestrator.gateway.errors import GatewayStartError
-from llama_orchestrator.gateway.server import Gateway
+from llama_orchestrator.gateway.server import MAX_BODY, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +177,15 @@ async def test_errors_are_openai_shaped_and_say_who_produced_them(
             async with http.get(base + "/instances/one/secret") as resp:
                 assert resp.status == 404 and (await resp.json())["error"]["code"] == "route_not_found"
             async with http.get(base + "/no/such/route") as resp:
-                assert resp.status == 404 and "error" in await resp.json()
+                assert resp.status == 404 and (await resp.json())["error"]["code"] == "route_not_found"
+            async with http.get(base + "/v1/chat/completions") as resp:
+                assert resp.status == 405 and resp.headers["Allow"] == "POST"
+                assert (await resp.json())["error"]["code"] == "method_not_allowed"
+            async with http.head(base + "/health") as resp:
+                assert resp.status == 200
+            too_big = b'{"model": "tiny", "prompt": "' + b"x" * MAX_BODY + b'"}'
+            async with http.post(base + "/v1/completions", data=too_big) as resp:
+                assert resp.status == 413 and (await resp.json())["source"] == "gateway"
         finally:
             await gw.stop()
 

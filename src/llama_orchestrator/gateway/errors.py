@@ -81,6 +81,15 @@ class NotFound(HTTPFailure):
     type = "not_found_error"
 
 
+class MethodNotAllowed(HTTPFailure):
+    status = 405
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str, allow: str) -> None:
+        super().__init__(message, code=code)
+        self.allow = allow
+
+
 class Overloaded(HTTPFailure):
     status = 429
     type = "rate_limit_error"
@@ -114,6 +123,8 @@ def to_response(exc: BaseException) -> web.Response:
     headers: dict[str, str] = {SOURCE_HEADER: "gateway"}
     if retry is not None:
         headers["Retry-After"] = str(retry)
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
     return web.Response(
         status=status,
         body=error_body(status, kind, message, code, param),

@@ -25,7 +25,7 @@ class ClientGone(Exception):
 
 
 class HeldStream:
-    def __init__(self, request: web.Request, model: str, interval_s: float, release: Callable[[str], None]) -> None:
+    def __init__(self, request: web.BaseRequest, model: str, interval_s: float, release: Callable[[str], None]) -> None:
         self.request = request
         self.model = model
         self.interval_s = interval_s

@@ -119,7 +119,7 @@ def upstream_headers(request_headers: Mapping[str, str], upstream: Upstream) -> 
 
 async def forward(
     pool: UpstreamPool,
-    request: web.Request,
+    request: web.BaseRequest,
     upstream: Upstream,
     path_qs: str,
     body: bytes | None,
@@ -211,7 +211,7 @@ async def _answer_as_event(started: web.StreamResponse, status: int, data: bytes
 
 
 async def _relay_stream(
-    request: web.Request,
+    request: web.BaseRequest,
     up: up_client.Response,
     upstream: Upstream,
     sent_at: float,

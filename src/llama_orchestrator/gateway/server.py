@@ -29,6 +29,7 @@ import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -45,6 +46,7 @@ from llama_orchestrator.gateway.errors import (
     BadRequest,
     GatewayStartError,
     HTTPFailure,
+    MethodNotAllowed,
     ModelNotFound,
     NotFound,
     Unauthorized,
@@ -66,7 +68,8 @@ NATIVE_TIMEOUT_S = 30.0
 CHILD_METRICS_TIMEOUT_S = 2.0
 STOP_DRAIN_S = 5.0
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+MAX_BODY = 64 * 1024 * 1024  # request bodies (long prompts, embedding batches)
 
 
 def is_loopback(host: str) -> bool:
@@ -94,7 +97,7 @@ class Gateway:
         self.traffic = Traffic(config, directory)
         self.idle_check_interval_s = idle_check_interval_s
         self._pool: upclient.UpstreamPool | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
         self._active = 0  # inference requests being proxied
@@ -103,6 +106,7 @@ class Gateway:
         self._address = ""
         self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
         self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
+        self._get, self._post = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -110,30 +114,24 @@ class Gateway:
         """`http://host:port` the gateway listens on (after `start`)."""
         return self._address
 
-    def build_app(self) -> web.Application:
-        """The aiohttp application (also used directly by tests with `aiohttp.test_utils`)."""
-        app = web.Application(middlewares=[self._errors_middleware], client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/models", self._models)
-        app.router.add_get("/metrics", self._metrics)
-        for path in INFERENCE_PATHS:
-            app.router.add_post(path, self._inference)
-        app.router.add_route("*", "/instances/{name}/{tail:.+}", self._native)
-        app.on_startup.append(self._on_startup)
-        app.on_cleanup.append(self._on_cleanup)
-        return app
+    def _routes(self) -> tuple[dict[str, Handler], dict[str, Handler]]:
+        """(GET routes, POST routes) by exact path; `/instances/<name>/<native>` is matched apart."""
+        get: dict[str, Handler] = {"/health": self._health, "/v1/models": self._models, "/models": self._models,
+                                   "/metrics": self._metrics}
+        return get, dict.fromkeys(INFERENCE_PATHS, self._inference)
 
-    async def _on_startup(self, _app: web.Application) -> None:
+    def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
+        def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+        return make
+
+    async def _prepare(self) -> None:
         if self.keys is None:
             self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
         if self._pool is None:
             self._pool = upclient.UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         if self._idle_task is None:
             self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
-
-    async def _on_cleanup(self, _app: web.Application) -> None:
-        await self._shutdown_upstreams()
 
     async def start(self) -> None:
         """Bind the listener; raise GatewayStartError (port taken, unsafe bind, bad keys)."""
@@ -145,13 +143,19 @@ class Gateway:
                 "key is configured",
                 hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
             )
-        runner = web.AppRunner(self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
+        await self._prepare()
+        # aiohttp's low-level server: the gateway routes by exact path itself, so a request skips
+        # the Application's router, match info and middleware chain (a few µs of each stream)
+        server = web.Server(self._dispatch, request_factory=self._request_factory(asyncio.get_running_loop()),
+                            handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port, backlog=1024)
         try:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            await self._shutdown_upstreams()
             where = f"{self.config.host}:{self.config.port}"
             if exc.errno == errno.EADDRINUSE:
                 raise GatewayStartError(
@@ -187,18 +191,33 @@ class Gateway:
             await pool.close()
 
     # --- plumbing --------------------------------------------------------------------------------
-    @web.middleware
-    async def _errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Route by method and exact path; every failure becomes an OpenAI-shaped error."""
         try:
-            return await handler(request)
+            path, method = request.path, request.method
+            routes = self._post if method == "POST" else self._get if method in ("GET", "HEAD") else None
+            handler = routes.get(path) if routes is not None else None
+            if handler is not None:
+                return await handler(request)
+            if path.startswith("/instances/"):
+                name, sep, tail = path[len("/instances/"):].partition("/")
+                if name and sep and tail:
+                    return await self._native(request, name, tail)
+            if path in self._get or path in self._post:
+                allowed = "GET, HEAD" if path in self._get else "POST"
+                raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
+                                       allow=allowed)
+            raise NotFound(f"no route {path}; the gateway serves /v1/models, /v1/chat/completions, /v1/completions, "
+                           "/v1/embeddings, /v1/rerank, /instances/<name>/<native>, /metrics and /health",
+                           code="route_not_found")
         except HTTPFailure as exc:
             return to_response(exc)
-        except web.HTTPException as exc:
+        except web.HTTPException as exc:  # aiohttp's own, e.g. a body over the size limit
             if exc.status < 400:
                 raise
             return to_response(HTTPFailure(exc.reason, status=exc.status))
 
-    def _authorize(self, request: web.Request) -> Key | None:
+    def _authorize(self, request: web.BaseRequest) -> Key | None:
         keys = self.keys
         if keys is None or not keys.enabled:
             return None
@@ -215,18 +234,18 @@ class Gateway:
         return self._pool
 
     # --- handlers --------------------------------------------------------------------------------
-    async def _health(self, _request: web.Request) -> web.Response:
+    async def _health(self, _request: web.BaseRequest) -> web.Response:
         ups = self.directory.upstreams()
         body = {"status": "ok", "instances": len(ups), "routable": sum(1 for u in ups if u.routable)}
         return web.json_response(body, headers={SOURCE_HEADER: "gateway"})
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: web.BaseRequest) -> web.Response:
         key = self._authorize(request)
         ups = self.directory.upstreams()
         data = model_list(ups, key)
         return web.json_response({"object": "list", "data": data}, headers={SOURCE_HEADER: "gateway"})
 
-    async def _inference(self, request: web.Request) -> web.StreamResponse:
+    async def _inference(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         key = self._authorize(request)
         body = await request.read()
@@ -274,7 +293,7 @@ class Gateway:
         return resp
 
     async def _forward(
-        self, request: web.Request, upstream: Upstream, body: bytes, outcome: proxy.Outcome,
+        self, request: web.BaseRequest, upstream: Upstream, body: bytes, outcome: proxy.Outcome,
         started: web.StreamResponse | None,
     ) -> web.StreamResponse:
         """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
@@ -315,8 +334,7 @@ class Gateway:
             )
         return chosen, stream
 
-    async def _native(self, request: web.Request) -> web.StreamResponse:
-        name, tail = request.match_info["name"], request.match_info["tail"]
+    async def _native(self, request: web.BaseRequest, name: str, tail: str) -> web.StreamResponse:
         if tail not in NATIVE_ROUTES:
             raise NotFound(
                 f"/instances/{name}/{tail} is not proxied; native routes: {', '.join(sorted(NATIVE_ROUTES))}",
@@ -338,7 +356,7 @@ class Gateway:
         path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
         return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome())
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.BaseRequest) -> web.Response:
         self._authorize(request)
         ups = self.directory.upstreams()
         children = await self._child_metrics([u for u in ups if u.metrics and u.state in PROCESS_STATES])
