@@ -72,10 +72,10 @@ def test_any_split_of_a_chunked_body_reads_back_whole(pieces: list[bytes], cuts:
     assert body == b"".join(pieces) and ended
 
 
-def test_a_chunk_that_lies_about_its_size_is_an_error() -> None:
-    wire = HEAD + b"5\r\nabcdefgh\r\n0\r\n\r\n"  # 5 announced, 8 sent
+@pytest.mark.parametrize("body", [b"5\r\nabcdefgh\r\n0\r\n\r\n", b"-3\r\nabc\r\n0\r\n\r\n"])
+def test_a_chunk_that_lies_about_its_size_is_an_error(body: bytes) -> None:
     with pytest.raises(UpstreamClosed, match="malformed"):
-        asyncio.run(parse([wire]))
+        asyncio.run(parse([HEAD + body]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,6 +106,7 @@ def test_wire_mode_keeps_trailers_and_drops_the_socket_after_extra_bytes() -> No
     assert b"".join(got) == body and ended
 
 
-def test_wire_mode_refuses_a_chunk_that_lies_about_its_size() -> None:
+@pytest.mark.parametrize("body", [b"5\r\nabcdefgh\r\n0\r\n\r\n", b"-3\r\nabc\r\n0\r\n\r\n", b"zz\r\nabc\r\n"])
+def test_wire_mode_refuses_a_chunk_that_lies_about_its_size(body: bytes) -> None:
     with pytest.raises(UpstreamClosed, match="malformed"):
-        asyncio.run(parse_wire([HEAD + b"5\r\nabcdefgh\r\n0\r\n\r\n"]))
+        asyncio.run(parse_wire([HEAD + body]))
