@@ -345,10 +345,14 @@ async def test_reject_mode_answers_503_with_retry_after_while_loading(
         url = gw.address + "/v1/chat/completions"
         results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "slow"}) for _ in range(5)))
         for resp in results:
-            assert resp.status == 503 and resp.headers["Retry-After"]
+            assert resp.status == 503 and resp.headers["Retry-After"] == "5"  # never timed: the default
             assert (await resp.json())["error"]["code"] == "model_loading"
             resp.release()
         assert len(directory.starts) == 1 and len(directory.procs) == 1
+        directory.set("slow", ready_in_s=41.2)  # the daemon learned its load time
+        async with http.post(url, json={**CHAT, "model": "slow"}) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"] == "42"
+            assert "retry in 42 s" in (await resp.json())["error"]["message"]
     finally:
         await gw.stop()
         await directory.close()

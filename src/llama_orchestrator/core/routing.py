@@ -7,6 +7,7 @@ eviction victim are pure functions here, tested without sockets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +33,7 @@ class Upstream:
     slots: int | None = None  # parallel slots (its concurrency limit); None = unknown, no limit
     metrics: bool = False  # the llama-server runs with --metrics (the gateway relabels its /metrics)
     restarts: int = 0  # restarts since the daemon started (exported by the gateway's /metrics)
+    ready_in_s: float | None = None  # not up: when a start should be ready, from learned load times
 
     def serves(self, model: str) -> bool:
         return model in (self.name, self.alias)
@@ -223,3 +225,11 @@ def idle_expired(upstreams: Sequence[Upstream], now: float) -> list[str]:
         and u.last_used > 0
         and now - u.last_used >= u.idle_ttl_s
     )
+
+
+def loading_retry_after(replica: Upstream | None, default_s: int, longest_s: int = 60) -> int:
+    """Retry-After (whole seconds) for a request refused while `replica` loads: what is left of
+    its learned load time, at least 1 s and at most `longest_s`; `default_s` when never timed."""
+    if replica is None or replica.ready_in_s is None:
+        return default_s
+    return min(longest_s, max(1, math.ceil(replica.ready_in_s)))

@@ -78,6 +78,7 @@ class SupervisorDirectory:
                 slots=parallel if parallel is not None and parallel > 0 else None,
                 metrics=config.server.metrics,
                 restarts=sup.rt.restarts,
+                ready_in_s=None if state in _UP else sup.ready_in_s(),
             ))
         return out
 

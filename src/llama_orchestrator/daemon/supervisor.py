@@ -44,7 +44,7 @@ from llama_orchestrator.engine import (
     tail_lines,
     wait_exit,
 )
-from llama_orchestrator.errors import OrchestratorError
+from llama_orchestrator.errors import OrchestratorError, StoreError
 from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, HealthProber, ProbeConnection
 from llama_orchestrator.store import EventRecord, InstanceRecord, Store
 
@@ -90,6 +90,7 @@ class InstanceSupervisor:
         self._closed = False
         self._reconciled = asyncio.Event()
         self._progress_task: asyncio.Task[None] | None = None
+        self._learned_load: tuple[str, float | None] | None = None  # (model path, median load s)
         self.in_flight = 0
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
@@ -204,6 +205,22 @@ class InstanceSupervisor:
             await self._stop(kill=action.kill)
         elif isinstance(action, lc.RecordLoadTime):
             self.deps.store.record_load_time(self.name, self.config.model.path, action.seconds, self.deps.wall())
+            self._learned_load = None
+
+    def ready_in_s(self) -> float | None:
+        """Seconds until a start (or the one in progress) should be ready, from the median of the
+        last loads of this model (the gateway's Retry-After); None if no load was ever timed."""
+        path = self.config.model.path
+        if self._learned_load is None or self._learned_load[0] != path:
+            try:
+                self._learned_load = (path, self.deps.store.learned_load_time(self.name, path))
+            except StoreError:
+                return None
+        expected = self._learned_load[1]
+        if expected is None:
+            return None
+        started = self.rt.started_at if self.rt.state is S.STARTING else None
+        return expected if started is None else max(0.0, expected - (self.deps.monotonic() - started))
 
     def _spawn(self) -> None:
         config = self.config

@@ -19,7 +19,7 @@ from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
 
-LOADING_RETRY_AFTER_S = 5
+LOADING_RETRY_AFTER_S = 5  # a model never timed loading yet; later its learned load time decides
 BUSY_RETRY_AFTER_S = 1
 QUEUE_RECHECK_S = 0.5  # queued requests re-read the directory this often even without a wake-up
 
@@ -85,18 +85,19 @@ class Traffic:
                     retry_after_s=LOADING_RETRY_AFTER_S,
                 )
             # StartFirst or AwaitStart: the model is not up yet.
+            name = decision.name
+            retry = routing.loading_retry_after(next((u for u in replicas if u.name == name), None),
+                                                LOADING_RETRY_AFTER_S)
             if started_wait:
                 raise Unavailable(
                     f"model {model!r} did not become ready within {self.config.start_wait_timeout_s:g} s",
-                    code="model_loading", retry_after_s=LOADING_RETRY_AFTER_S,
+                    code="model_loading", retry_after_s=retry,
                 )
-            name = decision.name
             if isinstance(decision, routing.StartFirst):
                 self.start(name, f"gateway request for {model}")
             if self.config.start_wait == "reject":
                 raise Unavailable(
-                    f"model {model!r} is loading; retry in a few seconds", code="model_loading",
-                    retry_after_s=LOADING_RETRY_AFTER_S,
+                    f"model {model!r} is loading; retry in {retry} s", code="model_loading", retry_after_s=retry,
                 )
             await self._wait_routable(name)
             started_wait = True

@@ -16,9 +16,13 @@ class StubSupervisor:
     rt: lc.Runtime = field(default_factory=lambda: lc.Runtime(state=S.STOPPED))
     in_flight: int = 0
     events: list[object] = field(default_factory=list)
+    ready: float | None = None
 
     def submit(self, event: object) -> None:
         self.events.append(event)
+
+    def ready_in_s(self) -> float | None:
+        return self.ready
 
     async def wait_for_state(self, states: frozenset[S], timeout_s: float) -> bool:
         return self.rt.state in states
@@ -100,3 +104,38 @@ def test_a_model_lookup_builds_only_the_instances_serving_it() -> None:
     assert [u.name for u in directory.upstreams("b")] == ["b"]  # by name, though it has an alias
     assert [u.name for u in directory.upstreams("c")] == ["c"]
     assert directory.upstreams("nope") == []
+
+
+def test_an_instance_not_up_says_when_it_should_be_ready() -> None:
+    from dataclasses import replace
+
+    sup = StubSupervisor(config("a"), ready=7.5)
+    directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
+    assert directory.upstreams()[0].ready_in_s == 7.5
+    sup.rt = replace(sup.rt, state=S.READY)
+    assert directory.upstreams()[0].ready_in_s is None  # up: nothing to wait for
+
+
+def test_supervisor_expects_the_median_learned_load_time_less_what_has_passed(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from llama_orchestrator.config.paths import HomePaths
+    from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorDeps
+    from llama_orchestrator.store import Store
+
+    paths = HomePaths(Path(str(tmp_path)) / "home")
+    paths.home.mkdir(parents=True)
+    clock = Clock()
+    with Store.open(Path(str(tmp_path)) / "state.db") as store:
+        deps = SupervisorDeps(paths=paths, store=store, prober=None, resolve_binary=lambda _c: None,  # type: ignore[arg-type]
+                              on_event=lambda _e: None, monotonic=clock)
+        sup = InstanceSupervisor(config("a"), deps, None)
+        assert sup.ready_in_s() is None  # never timed: the gateway falls back to its default
+        for seconds in (4.0, 9.0, 6.0):
+            store.record_load_time("a", "/m.gguf", seconds, 0.0)
+        sup = InstanceSupervisor(config("a"), deps, None)
+        assert sup.ready_in_s() == 6.0  # stopped: a whole load
+        sup.rt = lc.Runtime(state=S.STARTING, started_at=clock.now - 2.5)
+        assert sup.ready_in_s() == 3.5
+        sup.rt = lc.Runtime(state=S.STARTING, started_at=clock.now - 60)
+        assert sup.ready_in_s() == 0.0  # late: any moment now

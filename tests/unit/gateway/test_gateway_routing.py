@@ -89,3 +89,11 @@ def test_idle_expired_respects_ttl_in_flight_and_state() -> None:
     ]
     assert r.idle_expired(ups, now=110.0) == ["idle"]
     assert r.idle_expired(ups, now=115.0) == ["fresh", "idle"]
+
+
+def test_loading_retry_after_is_what_is_left_of_the_learned_load_time() -> None:
+    assert r.loading_retry_after(None, 5) == 5
+    assert r.loading_retry_after(upstream("a"), 5) == 5  # never timed
+    assert r.loading_retry_after(upstream("a", ready_in_s=12.2), 5) == 13
+    assert r.loading_retry_after(upstream("a", ready_in_s=0.0), 5) == 1
+    assert r.loading_retry_after(upstream("a", ready_in_s=900.0), 5) == 60
