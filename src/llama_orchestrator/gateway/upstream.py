@@ -37,16 +37,13 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from llama_orchestrator.errors import UpstreamError
+from llama_orchestrator.gateway.chunked import ChunkedDecoder, MalformedChunk, WireChunks
 
 STALE_RETRIES = 3
 FRESH_BACKOFF_S = 0.01  # before sending again after a new connection closed unanswered (doubles)
 PAUSE_ABOVE = 256 * 1024  # buffered body bytes at which the socket stops being read
 SWEEP_EVERY_S = 1.0
 MAX_HEAD = 64 * 1024
-MAX_WIRE_CHUNK = 8 * 1024 * 1024  # a chunk still incomplete at this size is refused (SSE chunks are small)
-# chunk-size lines of SSE events (lowercase hex, as cpp-httplib writes them), looked up instead of
-# parsed: `int(line, 16)` was a third of the time spent walking a stream's chunks
-_CHUNK_SIZES = {b"%x" % size: size for size in range(1, 4096)}
 
 
 class ConnectFailed(UpstreamError):
@@ -89,7 +86,7 @@ class Response(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.received = False  # any byte of the current response
         self.idle_since = 0.0
-        self.wire = False  # body = chunked wire bytes (see `_feed_wire`)
+        self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self._method = "GET"
         self._wire_wanted = False
         self._reset()
@@ -99,9 +96,8 @@ class Response(asyncio.Protocol):
         self._head_done = False
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._remaining = -1  # Content-Length left; -1 = until close; for chunked: size of the current chunk
-        self._chunked = False
-        self._chunk_state = 0  # 0 = size line, 1 = data, 2 = CRLF after data, 3 = trailers
+        self._remaining = -1  # Content-Length left; -1 = until close
+        self._chunked: ChunkedDecoder | WireChunks | None = None
         self._eof = False
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -122,7 +118,7 @@ class Response(asyncio.Protocol):
         self.transport = None
         self._keep = False
         if not self._eof and self._exc is None:
-            if self._remaining == -1 and self._head_done and not self._chunked:
+            if self._remaining == -1 and self._head_done and self._chunked is None:
                 self._eof = True  # a read-until-close body ends here
             else:
                 self._exc = UpstreamClosed(
@@ -155,10 +151,12 @@ class Response(asyncio.Protocol):
                 if self._eof:
                     self._wake()
                     return
-            if self.wire:
-                self._feed_wire(data)
-            elif self._chunked:
-                self._feed_chunked(data)
+            if self._chunked is not None:
+                body = self._chunked
+                body.feed(data, self._push)
+                if body.done:
+                    self._eof = True
+                    self._keep = self._keep and not body.extra
             elif data:
                 if self._remaining >= 0:
                     if len(data) > self._remaining:
@@ -168,8 +166,8 @@ class Response(asyncio.Protocol):
                     if self._remaining == 0:
                         self._eof = True
                 self._push(data)
-        except UpstreamClosed as exc:
-            self._exc = exc
+        except (UpstreamClosed, MalformedChunk) as exc:
+            self._exc = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
             self._keep = False
         self._wake()
 
@@ -195,8 +193,8 @@ class Response(asyncio.Protocol):
         if parts[0] == "HTTP/1.0" or "close" in conn:
             self._keep = False
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._chunked = True
             self.wire = self._wire_wanted and self.content_type == "text/event-stream"
+            self._chunked = WireChunks() if self.wire else ChunkedDecoder()
         elif self.status in (204, 304) or self._method == "HEAD":
             self._eof = True
         elif (length := headers.get("content-length")) is not None:
@@ -206,113 +204,6 @@ class Response(asyncio.Protocol):
             self._eof = self._remaining == 0
         else:
             self._keep = False  # read until close
-
-    def _feed_chunked(self, data: bytes) -> None:
-        buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
-        pos, n = 0, len(data)
-        while pos < n:
-            state = self._chunk_state
-            if state == 0:  # fast path: a whole chunk in hand (one SSE event per chunk, as a rule)
-                end = data.find(b"\r\n", pos)
-                if end > pos:
-                    try:
-                        size = int(data[pos:end], 16)
-                    except ValueError:
-                        size = 0  # an extension or garbage: the general path below decides
-                    stop = end + 2 + size
-                    if size > 0 and data[stop:stop + 2] == b"\r\n":
-                        self._push(data[end + 2:stop])
-                        pos = stop + 2
-                        continue
-            if state == 1:
-                take = min(self._remaining, n - pos)
-                self._push(data[pos:pos + take] if take != n else data)
-                pos += take
-                self._remaining -= take
-                if self._remaining == 0:
-                    self._chunk_state = 2
-                continue
-            end = data.find(b"\r\n", pos)
-            if end < 0:
-                if n - pos > 4096:
-                    raise UpstreamClosed("the upstream sent a malformed chunked body")
-                buf += data[pos:]
-                return
-            line = data[pos:end]
-            pos = end + 2
-            if state == 0:
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    raise UpstreamClosed("the upstream sent a malformed chunk size")
-                if size == 0:
-                    self._chunk_state = 3
-                else:
-                    self._remaining = size
-                    self._chunk_state = 1
-            elif state == 2:
-                if line:
-                    raise UpstreamClosed("the upstream sent a malformed chunked body")
-                self._chunk_state = 0
-            elif not line:  # state 3: the empty line after the (ignored) trailers
-                self._eof = True
-                if pos < n:
-                    self._keep = False
-                return
-
-    def _feed_wire(self, data: bytes) -> None:
-        """Chunked body kept as it came over the wire: each read's complete chunks are pushed as
-        one piece (usually `data` itself, no copy); an incomplete chunk waits in `_buf` for the
-        rest, so what a reader got always ends on a chunk boundary and a proxy can still append a
-        chunk of its own (an error event). The terminating chunk (and trailers) ends the body."""
-        buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
-        pos, n, find, known = 0, len(data), data.find, _CHUNK_SIZES.get
-        while pos < n:
-            end = find(b"\r\n", pos)
-            if end < 0:
-                if n - pos > 4096:
-                    raise UpstreamClosed("the upstream sent a malformed chunked body")
-                break
-            line = data[pos:end]
-            size = known(line, -1)
-            if size < 0:
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    raise UpstreamClosed("the upstream sent a malformed chunk size")
-            if size == 0:  # the last chunk: trailers (usually none) up to an empty line
-                stop = end + 4 if data.startswith(b"\r\n", end + 2) else data.find(b"\r\n\r\n", end) + 4
-                if stop < 4:
-                    break
-                self._push(data[:stop] if stop < n else data)
-                self._eof = True
-                if stop < n:
-                    self._keep = False
-                return
-            stop = end + 2 + size
-            if stop + 2 > n:
-                if stop - pos > MAX_WIRE_CHUNK:
-                    raise UpstreamClosed(f"the upstream sent a chunk over {MAX_WIRE_CHUNK} bytes")
-                break
-            if not data.startswith(b"\r\n", stop):
-                raise UpstreamClosed("the upstream sent a malformed chunked body")
-            pos = stop + 2
-        if pos:
-            self._push(data[:pos] if pos < n else data)
-        if pos < n:
-            buf += data[pos:]
 
     def _push(self, data: bytes) -> None:
         if data:
