@@ -297,6 +297,54 @@ async def test_client_disconnect_closes_the_upstream_request(
             await gw.stop()
 
 
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 answer (`raw` = everything after the head)."""
+    out, pos = bytearray(), 0
+    while True:
+        end = raw.index(b"\r\n", pos)
+        size = int(raw[pos:end], 16)
+        if size == 0:
+            return bytes(out)
+        out += raw[end + 2:end + 2 + size]
+        pos = end + 2 + size + 2
+
+
+async def read_answer(reader: asyncio.StreamReader) -> bytes:
+    await reader.readuntil(b"\r\n\r\n")
+    raw = b""
+    while not raw.endswith(b"\r\n0\r\n\r\n"):
+        raw += await reader.read(65536)
+    return dechunk(raw)
+
+
+async def test_a_client_reading_slowly_pauses_the_upstream_and_still_gets_every_event(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0"}) as (port, _):
+        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
+        try:
+            body = json.dumps({**CHAT, "model": "tiny", "stream": True, "max_tokens": 20000}).encode()
+            async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", data=body) as direct:
+                expected = await sse_events(direct)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads slowly
+            host, gw_port = gw.address.removeprefix("http://").split(":")
+            sock.connect((host, int(gw_port)))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            # ~3 MB of events against a 4 KB window: the gateway stops reading the upstream
+            # instead of buffering the stream in memory
+            await async_wait_until(lambda: any(up._sink_state == "drain" for up in gw._live), 10,
+                                   message="the relay paused for the slow client")
+            got = [e for e in (await read_answer(reader)).split(b"\n\n") if e.strip()]
+            writer.close()
+            assert len(got) == len(expected) > 20000 and got[-1] == b"data: [DONE]"
+            assert all(e.startswith(b"data: {") for e in got[:-1])
+        finally:
+            await gw.stop()
+
+
 async def test_wedged_upstream_times_out_with_504(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

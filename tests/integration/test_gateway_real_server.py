@@ -124,3 +124,26 @@ async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int
             await async_wait_until(
                 lambda: not any(s["is_processing"] for s in get_json(slots_url)),  # type: ignore[attr-defined, union-attr]
                 10, message="llama-server slot idle after the client went away")
+
+
+async def test_the_pool_learns_that_llama_server_closes_after_a_stream(gateway: tuple[Gateway, int]) -> None:
+    """llama-server answers a stream with `Keep-Alive` and then closes the socket: the pool
+    notices once and stops keeping those sockets, so no request is written into a dying one."""
+    gw, chat_port = gateway
+    key = ("127.0.0.1", chat_port)
+    async with client(gw) as c:
+
+        async def one_stream() -> str:
+            stream = await c.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True)
+            return "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+
+        await one_stream()
+        await async_wait_until(lambda: key in gw.pool.closes_after_stream, 10,
+                               message="the pool saw llama-server close a socket kept after a stream")
+        for _ in range(3):
+            await one_stream()
+            assert not gw.pool._idle.get(key)  # closed by the gateway after the stream, not pooled
+        chat = await c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                               max_tokens=2)
+        assert chat.choices and len(gw.pool._idle.get(key, [])) == 1  # a plain answer's socket is kept

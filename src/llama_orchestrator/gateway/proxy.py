@@ -1,10 +1,12 @@
 """Forwarding one request to one llama-server, and its answer back, unchanged.
 
 The upstream side is `gateway.upstream` (a lean HTTP/1.1 client with a keep-alive pool per
-instance). The request body is the client's original bytes (read once, never re-serialised). An SSE answer
-is relayed chunk by chunk as it arrives (`readany`: no line splitting, no event parsing, no
-coalescing). Anything else is read whole and returned with the upstream's status and content
-type; llama-server's own errors therefore pass through untouched, marked
+instance). The request body is the client's original bytes (read once, never re-serialised). An
+SSE answer's chunks go to the client's socket as they arrive, byte for byte (the upstream's own
+chunked framing: no line splitting, no event parsing, no coalescing), written by the upstream
+connection itself (`_splice`); a held stream or an HTTP/1.0 client gets them read and written
+per chunk instead (`_copy`). Anything else is read whole and returned with the upstream's status
+and content type; llama-server's own errors therefore pass through untouched, marked
 `X-Llama-Orch-Source: upstream`.
 
 Failure handling (reliability scenarios 25-26):
@@ -43,7 +45,8 @@ from llama_orchestrator.gateway.errors import (
     Unavailable,
     sse_error_event,
 )
-from llama_orchestrator.gateway.upstream import Timeouts, UpstreamPool
+from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.upstream import Timeouts
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 UNREACHABLE_RETRY_AFTER_S = 2
@@ -92,6 +95,17 @@ class RelayedStream(web.StreamResponse):
         if self.wire and isinstance(writer, StreamWriter):
             writer.chunked = False
         return writer
+
+    def send_head(self) -> None:
+        """Send the head now if it is still held (before writing to the socket directly)."""
+        writer = self._payload_writer
+        if isinstance(writer, StreamWriter):
+            writer.send_headers()
+
+    async def drain(self) -> None:
+        writer = self._payload_writer
+        if writer is not None:
+            await writer.drain()
 
     def reframe(self) -> None:
         writer = self._payload_writer
@@ -233,40 +247,72 @@ async def _relay_stream(
             INSTANCE_HEADER: upstream.name,
         }, wire=up.wire, coalesce=up.has_body())
         await resp.prepare(request)
-    first = True
     try:
-        while True:
-            try:
-                chunk = await up.readany()
-            except (up_client.UpstreamClosed, TimeoutError) as exc:
-                outcome.stream_error = True
-                reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
-                if isinstance(resp, RelayedStream):
-                    resp.reframe()  # the client has whole chunks only: the error event follows them
-                with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
-                    await resp.write(sse_error_event(reason))
-                break
-            if not chunk:
-                break
-            if first:
-                outcome.first_byte_s = time.perf_counter() - sent_at
-                first = False
-            try:
-                if up.at_eof():
-                    # the upstream's answer is complete: its last bytes and the end of the
-                    # client's chunked body leave in one send instead of two
-                    await resp.write_eof(chunk)
-                    return resp
-                await resp.write(chunk)
-            except (ConnectionError, aiohttp.ClientConnectionResetError):
-                outcome.client_gone = True  # the caller closes the upstream response
-                return resp
+        try:
+            if isinstance(resp, RelayedStream) and resp.wire and request.transport is not None:
+                return await _splice(resp, up, request.transport, sent_at, outcome)
+            return await _copy(resp, up, sent_at, outcome)
+        except (up_client.UpstreamClosed, TimeoutError) as exc:
+            outcome.stream_error = True
+            reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
+            if isinstance(resp, RelayedStream):
+                resp.reframe()  # the client has whole chunks only: the error event follows them
+            with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
+                await resp.write(sse_error_event(reason))
+                await resp.write_eof()
+            return resp
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            outcome.client_gone = True  # the caller closes the upstream response
+            return resp
     except asyncio.CancelledError:
         outcome.client_gone = True
         up.close()
         raise
-    with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
-        await resp.write_eof()
+
+
+async def _copy(
+    resp: web.StreamResponse, up: up_client.Response, sent_at: float, outcome: Outcome
+) -> web.StreamResponse:
+    """Each read of the upstream's body written to the client as it arrives."""
+    while chunk := await up.readany():
+        if outcome.first_byte_s is None:
+            outcome.first_byte_s = time.perf_counter() - sent_at
+        if up.at_eof():
+            # the upstream's answer is complete: its last bytes and the end of the client's
+            # chunked body leave in one send instead of two
+            await resp.write_eof(chunk)
+            return resp
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+async def _splice(
+    resp: RelayedStream, up: up_client.Response, sink: asyncio.Transport, sent_at: float, outcome: Outcome
+) -> web.StreamResponse:
+    """The upstream's chunks written to the client's socket as they arrive, by the upstream
+    connection itself (`relay_to`): no wake-up of this task per token, which was most of the
+    gateway's CPU per stream on a real llama-server. Bytes that came with the head go first,
+    through aiohttp, with the head; this task only waits for the end and for flow control."""
+    if up.has_body():
+        chunk = await up.readany()
+        outcome.first_byte_s = time.perf_counter() - sent_at
+        if up.at_eof():
+            await resp.write_eof(chunk)
+            return resp
+        await resp.write(chunk)
+    else:
+        resp.send_head()
+    up.relay_to(sink)
+    while (state := await up.relayed()) == "drain":
+        await resp.drain()
+        up.resume_relay()
+    if outcome.first_byte_s is None and up.first_relayed_at is not None:
+        outcome.first_byte_s = up.first_relayed_at - sent_at
+    if state == "gone":
+        outcome.client_gone = True
+        return resp
+    await resp.write_eof()  # the terminating chunk went with the body: this only ends the response
     return resp
 
 

@@ -14,7 +14,7 @@ Routes:
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
 
-One `UpstreamPool` (gateway.upstream, a lean HTTP/1.1 client) carries every upstream request; its
+One `UpstreamPool` (gateway.pool over gateway.upstream, a lean HTTP/1.1 client) carries every upstream request; its
 idle connections expire after `upstream_keepalive_s` (< llama-server's 5 s). The server runs with
 handler cancellation on, so a client that disconnects cancels its handler and with it the upstream
 request.
@@ -55,6 +55,7 @@ from llama_orchestrator.gateway.errors import (
 )
 from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.metrics import GatewayMetrics
+from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.traffic import Traffic, available_models
 
 INFERENCE_PATHS = (
@@ -96,7 +97,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.traffic = Traffic(config, directory)
         self.idle_check_interval_s = idle_check_interval_s
-        self._pool: upclient.UpstreamPool | None = None
+        self._pool: UpstreamPool | None = None
         self._runner: web.ServerRunner | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -129,7 +130,7 @@ class Gateway:
         if self.keys is None:
             self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
         if self._pool is None:
-            self._pool = upclient.UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
+            self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         if self._idle_task is None:
             self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
 
@@ -228,7 +229,7 @@ class Gateway:
         return key
 
     @property
-    def pool(self) -> upclient.UpstreamPool:
+    def pool(self) -> UpstreamPool:
         if self._pool is None or self._closing:
             raise Unavailable("the gateway is shutting down", code="shutting_down", retry_after_s=5)
         return self._pool

@@ -1,12 +1,13 @@
 """A lean HTTP/1.1 client for the gateway's upstream side: one keep-alive pool per llama-server.
 
-    pool = UpstreamPool(keepalive_s=3.0)
+    pool = UpstreamPool(keepalive_s=3.0)            # gateway.pool
     resp = await pool.request("POST", "127.0.0.1", 8080, "/v1/chat/completions", headers, body,
                               Timeouts(connect=5, read=600))
     resp.status, resp.headers["content-type"]       # header names lowercased
     while chunk := await resp.readany(): ...        # body bytes as they arrive (chunked decoded)
     # wire_sse=True: an SSE answer in chunked encoding comes as its wire bytes (resp.wire), whole
-    # chunks only, terminator included, for a proxy to pass on without re-framing
+    # chunks only, terminator included, for a proxy to pass on without re-framing; then
+    # resp.relay_to(client_transport) + await resp.relayed() writes them from data_received
     resp.close()                                    # back to the pool if complete, else the socket closes
     await pool.close()
 
@@ -17,14 +18,7 @@ as given), and the response parser (asyncio Protocol) understands a status line,
 Content-Length, chunked transfer-encoding and read-until-close. No redirects, no cookies, no
 decompression, no proxies, no TLS (instances listen on loopback / the local network).
 
-Pool: idle connections are kept per (host, port), reused newest first, and closed after
-`keepalive_s` idle (keep it under llama-server's 5 s, which closes them without telling us). A
-request written onto a pooled socket that the server had already closed gets no answer byte; it
-never reached the server, so `request` sends it again (up to STALE_RETRIES times), always on a
-new connection: llama-server drops many sockets right after a streamed answer, so the other
-pooled ones are often stale too (measured: 4 pooled attempts in a row failed now and then at
-c=32). A new connection dropped unanswered means a saturated server: the next attempt waits
-FRESH_BACKOFF_S, doubling. A refused or failed connect raises `ConnectFailed` (not retried).
+The pool that reuses the connections is `gateway.pool`.
 """
 
 from __future__ import annotations
@@ -33,16 +27,16 @@ import asyncio
 import functools
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from llama_orchestrator.errors import UpstreamError
 from llama_orchestrator.gateway.chunked import ChunkedDecoder, MalformedChunk, WireChunks
 
-STALE_RETRIES = 3
-FRESH_BACKOFF_S = 0.01  # before sending again after a new connection closed unanswered (doubles)
+if TYPE_CHECKING:
+    from llama_orchestrator.gateway.pool import UpstreamPool
+
 PAUSE_ABOVE = 256 * 1024  # buffered body bytes at which the socket stops being read
-SWEEP_EVERY_S = 1.0
 MAX_HEAD = 64 * 1024
 
 
@@ -86,9 +80,12 @@ class Response(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.received = False  # any byte of the current response
         self.idle_since = 0.0
+        self.in_pool = False
+        self.after_stream = False  # pooled after an SSE answer (see UpstreamPool.closes_after_stream)
         self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self._method = "GET"
         self._wire_wanted = False
+        self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
         self._reset()
 
     def _reset(self) -> None:
@@ -109,12 +106,19 @@ class Response(asyncio.Protocol):
         self.wire = False
         self.status = 0
         self.headers = {}
+        self._sink = None
+        self._sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
+        self._sink_high = 0
+        self._last_rx = 0.0
+        self.first_relayed_at: float | None = None  # perf_counter of the first byte relayed
 
     # --- protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.in_pool and self.after_stream:
+            self._pool.closes_after_stream.add(self._key)
         self.transport = None
         self._keep = False
         if not self._eof and self._exc is None:
@@ -169,7 +173,10 @@ class Response(asyncio.Protocol):
         except (UpstreamClosed, MalformedChunk) as exc:
             self._exc = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
             self._keep = False
-        self._wake()
+        if self._sink is None or self._eof or self._exc is not None or self._sink_state:
+            self._wake()
+        else:
+            self._last_rx = self._loop.time()  # relayed: the reader sleeps, its read timeout counts from here
 
     def eof_received(self) -> bool | None:
         return False  # let the transport close; connection_lost decides what the end means
@@ -206,12 +213,63 @@ class Response(asyncio.Protocol):
             self._keep = False  # read until close
 
     def _push(self, data: bytes) -> None:
-        if data:
+        sink = self._sink
+        if sink is not None and data:
+            self._relay(sink, data)
+        elif data:
             self._chunks.append(data)
             self._buffered += len(data)
             if self._buffered > PAUSE_ABOVE and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
+
+    def _relay(self, sink: asyncio.WriteTransport, data: bytes) -> None:
+        if sink.is_closing():
+            self._sink_state = "gone"
+            return
+        if self.first_relayed_at is None:
+            self.first_relayed_at = time.perf_counter()
+        sink.write(data)
+        if sink.get_write_buffer_size() > self._sink_high and self.transport is not None:
+            self._sink_state = "drain"  # the client reads slower than the upstream writes
+            self.transport.pause_reading()
+
+    def relay_to(self, sink: asyncio.WriteTransport) -> None:
+        """From now on write the body's wire bytes straight to `sink` as they arrive (in
+        `data_received`, no reader wake-up per chunk); `relayed()` waits for the end. Wire mode
+        only: every write ends on a chunk boundary, so the caller may append a chunk later."""
+        assert self.wire and not self._chunks
+        self._sink = sink
+        self._sink_high = sink.get_write_buffer_limits()[1]
+        self._last_rx = self._loop.time()
+
+    async def relayed(self) -> str:
+        """Wait while the body is relayed: "eof" once it has all gone to the sink, "drain" when
+        the sink's buffer is full (reading is paused: drain the sink, then `resume_relay`),
+        "gone" when the sink closed. Raises UpstreamClosed, or TimeoutError after the read
+        timeout without a byte from the upstream."""
+        while True:
+            if self._sink_state:
+                return self._sink_state
+            if self._exc is not None:
+                raise self._exc
+            if self._eof:
+                return "eof"
+            try:
+                await self._wait()
+            except TimeoutError:
+                idle = self._loop.time() - self._last_rx
+                if self._read_timeout is None or idle >= self._read_timeout or self._deadline_passed():
+                    raise
+
+    def resume_relay(self) -> None:
+        if self._sink_state == "drain":
+            self._sink_state = ""
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    def _deadline_passed(self) -> bool:
+        return self._deadline is not None and self._loop.time() >= self._deadline
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -221,6 +279,8 @@ class Response(asyncio.Protocol):
     async def _wait(self) -> None:
         """Until something arrives, the connection ends, or a timeout passes (TimeoutError)."""
         timeout = self._read_timeout
+        if timeout is not None and self._sink is not None:  # relaying: counted from the last byte
+            timeout = max(0.0, self._last_rx + timeout - self._loop.time())
         if self._deadline is not None:
             left = self._deadline - self._loop.time()
             timeout = left if timeout is None else min(timeout, left)
@@ -302,11 +362,18 @@ class Response(asyncio.Protocol):
     def close(self) -> None:
         """Back to the pool if the response is complete and reusable, else close the socket now
         (so the upstream sees the client leave and frees the slot)."""
+        self._sink = None
+        self.in_pool = False  # what happens to the socket now is our doing, not the server's
         transport = self.transport
         if transport is None:
             return
         if self._eof and self._exc is None and self._keep and not self._chunks and not self._pool.closed:
-            self._pool.release(self)
+            self.after_stream = self.content_type == "text/event-stream"
+            if self.after_stream and self._key in self._pool.closes_after_stream:
+                self.transport = None
+                transport.close()  # the server would close it anyway, perhaps after we reused it
+            else:
+                self._pool.release(self)
         else:
             self.transport = None
             transport.abort()
@@ -315,95 +382,3 @@ class Response(asyncio.Protocol):
         """Close the socket, whatever state the response is in."""
         self._keep = False
         self.close()
-
-
-class UpstreamPool:
-    def __init__(self, keepalive_s: float) -> None:
-        self.keepalive_s = keepalive_s
-        self.closed = False
-        self._idle: dict[tuple[str, int], list[Response]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    async def request(
-        self, method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None,
-        timeouts: Timeouts, wire_sse: bool = False,
-    ) -> Response:
-        """Send one request and return once the response head has arrived (`wire_sse`: see `Response.wire`)."""
-        key = (host, port)
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} holds a line break")
-            lines.append(f"{name}: {value}")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body or b'')}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-        for attempt in range(STALE_RETRIES + 1):
-            conn = await self._acquire(key, timeouts.connect, pooled=attempt == 0)
-            fresh = conn.idle_since == 0.0
-            conn._send(method, raw, timeouts, wire_sse)
-            try:
-                await conn._head()
-                return conn
-            except UpstreamClosed:
-                conn.close()
-                if conn.received or attempt == STALE_RETRIES:
-                    raise
-                if fresh:  # a new connection dropped unanswered: the server is saturated; back off
-                    await asyncio.sleep(FRESH_BACKOFF_S * 2**attempt)
-            except BaseException:
-                conn.close()
-                raise
-        raise AssertionError("unreachable")
-
-    async def _acquire(self, key: tuple[str, int], connect_timeout: float, pooled: bool) -> Response:
-        if self.closed:
-            raise ConnectFailed("the upstream pool is closed")
-        idle = self._idle.get(key) if pooled else None
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            if conn.transport is not None and now - conn.idle_since < self.keepalive_s:
-                return conn
-            conn.discard()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(lambda: Response(self, key), key[0], key[1])
-        except TimeoutError as exc:
-            raise ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {connect_timeout} s") from exc
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from exc
-        return conn
-
-    def release(self, conn: Response) -> None:
-        conn.idle_since = time.monotonic()
-        self._idle.setdefault(conn._key, []).append(conn)
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY_S, self._sweep)
-
-    def _sweep(self) -> None:
-        self._sweeper = None
-        cutoff = time.monotonic() - self.keepalive_s
-        for key, idle in list(self._idle.items()):
-            keep = [c for c in idle if c.transport is not None and c.idle_since > cutoff]
-            for c in idle:
-                if c.transport is None or c.idle_since <= cutoff:
-                    c.discard()
-            if keep:
-                self._idle[key] = keep
-            else:
-                del self._idle[key]
-        if self._idle:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY_S, self._sweep)
-
-    async def close(self) -> None:
-        """Close every idle connection; responses in progress close when their reader closes them."""
-        self.closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for idle in self._idle.values():
-            for c in idle:
-                c.discard()
-        self._idle.clear()
