@@ -105,3 +105,15 @@ def test_metrics_text_histograms_states_and_relabelled_children() -> None:
 def test_relabel_keeps_existing_labels() -> None:
     lines = relabel_children([(upstream("a"), 'foo_total{slot="0"} 4\nbar 1.5e3\n')])
     assert lines == ['foo_total{instance="a",model="a",slot="0"} 4', 'bar{instance="a",model="a"} 1.5e3']
+
+
+def test_request_bodies_parse_fast_and_as_leniently_as_llama_server() -> None:
+    import pytest
+
+    from llama_orchestrator.gateway.server import read_json
+
+    assert read_json(b'{"model": "m", "stream": true}') == {"model": "m", "stream": True}
+    assert read_json(b'{"model": "m", "seed": 123456789012345678901234567890}')["model"] == "m"  # type: ignore[index]
+    assert str(read_json(b'{"temperature": NaN}')) == "{'temperature': nan}"  # orjson refuses; json takes it
+    with pytest.raises(ValueError):
+        read_json(b'{"model": ')
