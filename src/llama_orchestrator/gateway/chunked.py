@@ -37,22 +37,34 @@ def _size(line: bytes) -> int:
     return size
 
 
-class ChunkedDecoder:
+class _ChunkReader:
+    def __init__(self) -> None:
+        self.done = False  # the terminating chunk (and trailers) has been read
+        self.extra = False  # bytes came after it
+        self._buf = bytearray()  # the incomplete end of the last read
+
+    def _joined(self, data: bytes) -> bytes:
+        """`data` after what the last read left incomplete."""
+        buf = self._buf
+        if not buf:
+            return data
+        buf += data
+        joined = bytes(buf)
+        buf.clear()
+        return joined
+
+
+class ChunkedDecoder(_ChunkReader):
     """Chunk data without the framing, pushed as soon as it arrives (a chunk may come in parts)."""
 
     def __init__(self) -> None:
-        self.done = False
-        self.extra = False
-        self._buf = bytearray()
+        super().__init__()
         self._state = 0  # 0 = size line, 1 = data, 2 = CRLF after data, 3 = trailers
         self._remaining = 0  # data bytes left in the current chunk
 
     def feed(self, data: bytes, push: Push) -> None:
+        data = self._joined(data)
         buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
         pos, n = 0, len(data)
         while pos < n:
             state = self._state
@@ -98,23 +110,14 @@ class ChunkedDecoder:
                 return
 
 
-class WireChunks:
+class WireChunks(_ChunkReader):
     """The chunked body as it came over the wire: each read's complete chunks are pushed as one
     piece (usually the read itself, no copy); an incomplete chunk waits for the rest, so every
     piece ends on a chunk boundary and a proxy can still append a chunk of its own (an error
     event) after any of them. The terminating chunk (and trailers) is pushed too, and ends it."""
 
-    def __init__(self) -> None:
-        self.done = False
-        self.extra = False
-        self._buf = bytearray()
-
     def feed(self, data: bytes, push: Push) -> None:
-        buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
+        data = self._joined(data)
         pos, n, find, known = 0, len(data), data.find, _CHUNK_SIZES.get
         while pos < n:
             end = find(b"\r\n", pos)
@@ -145,4 +148,4 @@ class WireChunks:
         if pos:
             push(data[:pos] if pos < n else data)
         if pos < n:
-            buf += data[pos:]
+            self._buf += data[pos:]
