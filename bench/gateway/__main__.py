@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from bench.gateway import litellm_proxy, nginx
+from bench.gateway import load as load_mod
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -132,7 +133,8 @@ def tiny_model(tmp: Path) -> Path:
 def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quick: bool,
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
               ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
-              baseline: Path | None = None, litellm: bool = False) -> dict[str, object]:
+              baseline: Path | None = None, litellm: bool = False,
+              paced_body: dict[str, object] | None = None) -> dict[str, object]:
     """Every measurement for one upstream kind, across direct / gateway / gateway on asyncio's loop / nginx
     (/ LiteLLM proxy).
 
@@ -205,6 +207,18 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
             result["litellm_events_note"] = (
                 "same SSE event count as direct" if ll_ev == d_ev else
                 f"LiteLLM re-chunks: {ll_ev} SSE events per stream vs {d_ev} direct (not counted as an error)")
+
+        # B3b: inter-chunk gaps of paced streams (mock only: it paces by `mock_token_delay`)
+        if paced_body is not None:
+            gap: dict[str, list[float]] = {t: [] for t in targets}
+            for r in range(2):
+                order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
+                for t in order:
+                    res = load("gaps", targets[t] + path, "--count", str(5 if quick else 10),
+                               "--body", json.dumps(paced_body))
+                    gap[t] += res["gaps_s"]  # type: ignore[arg-type]
+            result["gaps"] = {t: {"p50_ms": pct(v, 0.5) * 1e3, "p99_ms": pct(v, 0.99) * 1e3, "n": len(v)}
+                              for t, v in gap.items()}
 
         # B4: throughput ladder, interleaved rounds (each round starts with another target, the
         # figure is the median round): 2 shared cores drift, and one round per target let that
@@ -284,6 +298,15 @@ def table(result: dict[str, object]) -> str:
         if t != "direct":
             lines.append(f"  added by {t:8}            p50 {v['p50_ms'] - d['p50_ms']:+.2f} ms  "
                          f"p99 {v['p99_ms'] - d['p99_ms']:+.2f} ms")
+    if "gaps" in result:
+        g = result["gaps"]
+        assert isinstance(g, dict)
+        lines.append(f"{'inter-chunk gap, 30 ms pacing':28} " + "  ".join(
+            f"{t}: p50 {v['p50_ms']:.2f} p99 {v['p99_ms']:.2f}" for t, v in g.items()))
+        for t, v in g.items():
+            if t != "direct":
+                lines.append(f"  added by {t:8}            p50 {v['p50_ms'] - g['direct']['p50_ms']:+.2f} ms  "
+                             f"p99 {v['p99_ms'] - g['direct']['p99_ms']:+.2f} ms")
     same = "identical" if result.get("events_identical") else "DIFFERENT"
     lines.append(f"{'SSE events per stream':28} {result['events']} ({same}"
                  + (", litellm apart" if "litellm_events_note" in result else "") + ")")
@@ -370,7 +393,8 @@ def main() -> None:
         if not args.skip_mock:
             mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)],
                              port, tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb,
-                             seconds, baseline=args.baseline, litellm=use_litellm)
+                             seconds, baseline=args.baseline, litellm=use_litellm,
+                             paced_body={**load_mod.BODY, "max_tokens": 16, "mock_token_delay": 0.03})
             suites.append(mock)
             print(table(mock), flush=True)
         if not args.skip_fake:

@@ -3,6 +3,7 @@
     python -m bench.gateway.load ttfb URL --count 300
     python -m bench.gateway.load throughput URL --concurrency 32 --seconds 3 --max-count 20000
     python -m bench.gateway.load cancel URL --slots-url URL --count 10
+    python -m bench.gateway.load gaps URL --count 20 --body '{... "mock_token_delay": 0.03}'
 
 Every request is a streaming chat completion; the timer is the client's (performance pitfall 8).
 """
@@ -97,6 +98,24 @@ async def throughput(url: str, concurrency: int, seconds: float, max_count: int,
             "streams_per_s": done / elapsed, "events": sorted(events)}
 
 
+async def gaps(url: str, count: int, body: dict[str, object]) -> dict[str, object]:
+    """Inter-chunk gaps of paced streams, one after another: the time between consecutive reads
+    that carry an event, as the client sees them (M5: a relay must not hold or batch events)."""
+    out: list[float] = []
+    async with session() as s:
+        await one_stream(s, url, body)  # warm the connection
+        for _ in range(count):
+            async with s.post(url, json=body) as resp:
+                last: float | None = None
+                async for chunk in resp.content.iter_any():
+                    now = time.perf_counter()
+                    if b"\n\n" in chunk:
+                        if last is not None:
+                            out.append(now - last)
+                        last = now
+    return {"gaps_s": out}
+
+
 async def cancel(url: str, slots_url: str, count: int, body: dict[str, object]) -> dict[str, object]:
     """Abort after the 5th event; time until the upstream's /slots shows every slot idle."""
     lat: list[float] = []
@@ -122,7 +141,7 @@ async def cancel(url: str, slots_url: str, count: int, body: dict[str, object]) 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["ttfb", "throughput", "cancel"])
+    p.add_argument("mode", choices=["ttfb", "throughput", "cancel", "gaps"])
     p.add_argument("url")
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=1)
@@ -134,6 +153,8 @@ def main() -> None:
     body = json.loads(a.body) if a.body else BODY
     if a.mode == "ttfb":
         result = asyncio.run(ttfb(a.url, a.count, body))
+    elif a.mode == "gaps":
+        result = asyncio.run(gaps(a.url, a.count, body))
     elif a.mode == "throughput":
         result = asyncio.run(throughput(a.url, a.concurrency, a.seconds, a.max_count, body))
     else:
