@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -160,3 +161,35 @@ def test_start_during_stop_waits_for_the_stop_then_runs_exactly_one_process(home
     assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
     states = [e.to_state for e in home.events("bounce")]
     assert states[-3:] == ["stopping", "starting", "ready"], states
+
+
+def test_a_request_held_for_an_on_demand_instance_survives_a_kill_mid_load(home: Home, model: Path) -> None:
+    # The gateway holds a chat request while "lazy" loads (1.5 s); the process is killed mid-load.
+    # The daemon restarts it at once and the same request is answered by the new process.
+    import json
+    import signal
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
+    home.write_instance("lazy", model=model, port=free_port(), binary=home.fake_binary(),
+                        env={"FAKE_LOAD_SECONDS": "1.5"}, on_demand=True)
+    home.start_daemon()
+
+    def chat() -> tuple[int, dict[str, Any]]:
+        body = json.dumps({"model": "lazy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+        request = urllib.request.Request(f"http://127.0.0.1:{gateway_port}/v1/chat/completions", body.encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(chat)
+        first_pid = wait_until(lambda: home.status("lazy").state == "starting" and home.status("lazy").pid, 15,
+                               message="lazy is loading because of the request")
+        os.kill(first_pid, signal.SIGKILL)
+        status, body = answer.result(timeout=60)
+    assert status == 200 and body["choices"][0]["message"]["content"]
+    after = home.status("lazy")
+    assert after.state == "ready" and after.pid not in (None, first_pid) and after.restarts == 1, after
