@@ -238,10 +238,19 @@ class Response(asyncio.Protocol):
         """From now on write the body's wire bytes straight to `sink` as they arrive (in
         `data_received`, no reader wake-up per chunk); `relayed()` waits for the end. Wire mode
         only: every write ends on a chunk boundary, so the caller may append a chunk later."""
-        assert self.wire and not self._chunks
+        assert self.wire
         self._sink = sink
         self._sink_high = sink.get_write_buffer_limits()[1]
         self._last_rx = self._loop.time()
+        if self._chunks:  # came in while the caller was still writing through aiohttp
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+            self._relay(sink, data)
+        if self._paused and self.transport is not None:
+            self._paused = False  # from here on only the sink's fill level pauses reading
+            if not self._sink_state:
+                self.transport.resume_reading()
 
     async def relayed(self) -> str:
         """Wait while the body is relayed: "eof" once it has all gone to the sink, "drain" when
