@@ -21,18 +21,21 @@ import aiohttp
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16, "stream": True}
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str, body: dict[str, object]) -> tuple[float, int]:
-    """(TTFB seconds, SSE events) of one streamed completion; raises on a non-200 answer."""
-    t0 = time.perf_counter()
+async def post(session: aiohttp.ClientSession, url: str, body: dict[str, object]) -> aiohttp.ClientResponse:
     try:
-        resp = await session.post(url, json=body)
+        return await session.post(url, json=body)
     except aiohttp.ClientConnectorError:
         raise
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
         # llama-server closes kept-alive sockets without notice; a careful client (and the
         # gateway) sends again once on a fresh connection, so every target gets the same courtesy
-        resp = await session.post(url, json=body)
-    async with resp:
+        return await session.post(url, json=body)
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, body: dict[str, object]) -> tuple[float, int]:
+    """(TTFB seconds, SSE events) of one streamed completion; raises on a non-200 answer."""
+    t0 = time.perf_counter()
+    async with await post(session, url, body) as resp:
         if resp.status != 200:
             detail = (await resp.read())[:160].decode(errors="replace")
             raise RuntimeError(f"HTTP {resp.status} {detail}")
@@ -105,7 +108,7 @@ async def gaps(url: str, count: int, body: dict[str, object]) -> dict[str, objec
     async with session() as s:
         await one_stream(s, url, body)  # warm the connection
         for _ in range(count):
-            async with s.post(url, json=body) as resp:
+            async with await post(s, url, body) as resp:
                 last: float | None = None
                 async for chunk in resp.content.iter_any():
                     now = time.perf_counter()
