@@ -41,21 +41,25 @@ def read_all(log: Path, backups: int) -> bytes:
 
 
 async def test_rotation_while_child_writes_keeps_order_and_bounds_size(tmp_path: Path) -> None:
-    log = tmp_path / "w.log"
+    log, stop = tmp_path / "w.log", tmp_path / "stop"
     max_bytes, backups = 64 * 1024, 3
-    writer = start_writer(log, 60_000)  # ~4 MiB: dozens of rotations
+    # the child writes until told to stop, so the rotations below happen while it writes however
+    # fast this machine runs it (a fixed count let a fast child finish before the second rotation)
+    writer = spawn(SpawnSpec("writer", [sys.executable, str(CHILD), "writer-until", str(stop), "300000"], {}, log))
     rotations, overshoot = 0, 0
     try:
         while exit_status_now(writer) is None:
             if rotate_if_needed(log, max_bytes, backups):
                 rotations += 1
                 overshoot = max(overshoot, backup_path(log, 1).stat().st_size - max_bytes)
+                if rotations == 3:
+                    stop.touch()
             await asyncio.sleep(0)
     finally:
         if exit_status_now(writer) is None:
             await kill_tree(writer)
     assert await wait_exit(writer) == ExitStatus(code=0, signal=None)
-    assert rotations >= 2
+    assert rotations >= 3, "the child wrote 300,000 lines (~21 MB) without three rotations"
 
     files = [log] + [backup_path(log, i) for i in range(1, backups + 1)]
     sizes = [f.stat().st_size for f in files if f.exists()]

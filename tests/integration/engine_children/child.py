@@ -12,6 +12,8 @@ Usage: child.py MODE [ARGS...]
   orphan             start a `sleep` grandchild, print its pid, exit 0 (it is re-parented)
   listen HOST PORT   listen on HOST:PORT, print "listening", sleep
   writer COUNT       write COUNT numbered lines as fast as possible, then exit 0
+  writer-until PATH MAX  write numbered lines as fast as possible until PATH exists (checked every
+                     100 lines) or MAX lines are written, then exit 0
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def main(argv: list[str]) -> int:
         sleep_forever()
     if mode == "writer":
         for seq in range(int(args[0])):
+            say(f"seq={seq:08d} " + "x" * 60)
+        return 0
+    if mode == "writer-until":
+        for seq in range(int(args[1])):
+            if seq % 100 == 0 and os.path.exists(args[0]):
+                break
             say(f"seq={seq:08d} " + "x" * 60)
         return 0
     say(f"unknown mode {mode}")
