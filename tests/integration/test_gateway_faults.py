@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -86,6 +86,19 @@ async def started(config: GatewayConfig, directory: object, keys: Keyring | None
     return gw
 
 
+@asynccontextmanager
+async def serving(config: GatewayConfig, directory: object, keys: Keyring | None = None,
+                  **kw: float) -> AsyncIterator[Gateway]:
+    """A started gateway, stopped on the way out (and the fake servers of a ProcessDirectory ended)."""
+    gw = await started(config, directory, keys, **kw)
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+        if isinstance(directory, ProcessDirectory):
+            await directory.close()
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -106,8 +119,7 @@ async def test_routes_by_name_and_alias_streams_and_lists(
     with fake_server(fake_server_cmd, tmp_path, "tiny", None, "--metrics") as (port, _):
         direct = f"http://127.0.0.1:{port}"
         directory = StaticDirectory([upstream("one", "tiny", port=port, metrics=True)])
-        gw = await started(GatewayConfig(), directory)
-        try:
+        async with serving(GatewayConfig(), directory) as gw:
             base = gw.address
             async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "one"}) as resp:
                 assert resp.status == 200
@@ -140,8 +152,6 @@ async def test_routes_by_name_and_alias_streams_and_lists(
             assert 'llamacpp:tokens_predicted_total{instance="one",model="tiny"}' in text
             assert 'llama_orch_instance_state{instance="one",state="ready"} 1' in text
             assert directory.entries["one"].in_flight == 0
-        finally:
-            await gw.stop()
 
 
 async def test_errors_are_openai_shaped_and_say_who_produced_them(
@@ -153,8 +163,7 @@ async def test_errors_are_openai_shaped_and_say_who_produced_them(
             upstream("one", "tiny", port=port), upstream("two", "other", port=port),
             upstream("gone", "gone", port=dead_port), upstream("off", "off", state=S.STOPPED),
         ])
-        gw = await started(GatewayConfig(), directory)
-        try:
+        async with serving(GatewayConfig(), directory) as gw:
             base = gw.address
             async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "nope"}) as resp:
                 body = await resp.json()
@@ -186,8 +195,6 @@ async def test_errors_are_openai_shaped_and_say_who_produced_them(
             too_big = b'{"model": "tiny", "prompt": "' + b"x" * MAX_BODY + b'"}'
             async with http.post(base + "/v1/completions", data=too_big) as resp:
                 assert resp.status == 413 and (await resp.json())["source"] == "gateway"
-        finally:
-            await gw.stop()
 
 
 async def test_keys_bearer_x_api_key_scopes_and_public_health(
@@ -196,8 +203,7 @@ async def test_keys_bearer_x_api_key_scopes_and_public_health(
     with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
         directory = StaticDirectory([upstream("one", "tiny", port=port), upstream("two", "other", port=port)])
         keys = Keyring(tuple(parse_keys_file("all-key\nscoped-key tiny\n")))
-        gw = await started(GatewayConfig(), directory, keys)
-        try:
+        async with serving(GatewayConfig(), directory, keys) as gw:
             url = gw.address + "/v1/chat/completions"
             async with http.post(url, json={**CHAT, "model": "tiny"}) as resp:
                 assert resp.status == 401 and (await resp.json())["error"]["type"] == "authentication_error"
@@ -222,8 +228,6 @@ async def test_keys_bearer_x_api_key_scopes_and_public_health(
                 assert r.status == 200
             async with http.get(gw.address + "/instances/one/health") as r:
                 assert r.status == 200
-        finally:
-            await gw.stop()
 
 
 async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:
@@ -245,8 +249,7 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
 ) -> None:
     env = {"FAKE_TOKEN_DELAY": "0.05", "FAKE_CRASH_AFTER": "0.5"}
     with fake_server(fake_server_cmd, tmp_path, "tiny", env) as (port, _):
-        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
-        try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 1000}
             async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
                 events = await sse_events(resp)
@@ -255,24 +258,19 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
             assert json.loads(events[-1].split(b"data: ", 1)[1])["error"]["code"] == "stream_interrupted"
             async with http.get(gw.address + "/metrics") as r:
                 assert 'llama_orch_gateway_errors_total{model="tiny",source="stream_error"} 1' in await r.text()
-        finally:
-            await gw.stop()
 
 
 async def test_upstream_killed_mid_stream_ends_the_client_stream(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, proc):
-        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
-        try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
             async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
                 await resp.content.readuntil(b"\n\n")
                 kill_group(proc)  # type: ignore[arg-type]
                 rest = await resp.content.read()
             assert rest.rstrip().split(b"\n\n")[-1].startswith(b"event: error")
-        finally:
-            await gw.stop()
 
 
 async def test_client_disconnect_closes_the_upstream_request(
@@ -281,8 +279,7 @@ async def test_client_disconnect_closes_the_upstream_request(
     log_dir = tmp_path
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.02"}, "-np", "1") as (port, _):
         log = next(log_dir.glob(f"fake-tiny-{port}.log"))
-        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
-        try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
             for _ in range(3):
                 resp = await http.post(gw.address + "/v1/chat/completions", json=body)
@@ -293,8 +290,6 @@ async def test_client_disconnect_closes_the_upstream_request(
                                    message="the fake saw 3 cancelled tasks")
             async with http.get(f"http://127.0.0.1:{port}/slots") as r:
                 assert not any(s["is_processing"] for s in await r.json())
-        finally:
-            await gw.stop()
 
 
 def dechunk(raw: bytes) -> bytes:
@@ -321,8 +316,7 @@ async def test_a_client_reading_slowly_pauses_the_upstream_and_still_gets_every_
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0"}) as (port, _):
-        gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
-        try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = json.dumps({**CHAT, "model": "tiny", "stream": True, "max_tokens": 20000}).encode()
             async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", data=body) as direct:
                 expected = await sse_events(direct)
@@ -341,20 +335,18 @@ async def test_a_client_reading_slowly_pauses_the_upstream_and_still_gets_every_
             writer.close()
             assert len(got) == len(expected) > 20000 and got[-1] == b"data: [DONE]"
             assert all(e.startswith(b"data: {") for e in got[:-1])
-        finally:
-            await gw.stop()
 
 
 async def test_wedged_upstream_times_out_with_504(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_WEDGE": "1"}) as (port, _):
-        gw = await started(GatewayConfig(request_timeout_s=1.0), StaticDirectory([upstream("one", "tiny", port=port)]))
-        try:
-            async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "tiny"}) as resp:
-                assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
-        finally:
-            await gw.stop()
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        async with (
+            serving(GatewayConfig(request_timeout_s=1.0), directory) as gw,
+            http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "tiny"}) as resp,
+        ):
+            assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
 
 
 async def test_slow_stream_arrives_whole_and_gateway_stop_ends_it_cleanly(
@@ -388,8 +380,7 @@ async def test_reject_mode_answers_503_with_retry_after_while_loading(
     fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
-    gw = await started(GatewayConfig(start_wait="reject"), directory)
-    try:
+    async with serving(GatewayConfig(start_wait="reject"), directory) as gw:
         url = gw.address + "/v1/chat/completions"
         results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "slow"}) for _ in range(5)))
         for resp in results:
@@ -401,40 +392,31 @@ async def test_reject_mode_answers_503_with_retry_after_while_loading(
         async with http.post(url, json={**CHAT, "model": "slow"}) as resp:
             assert resp.status == 503 and resp.headers["Retry-After"] == "42"
             assert "retry in 42 s" in (await resp.json())["error"]["message"]
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_hold_mode_waits_for_the_load_and_starts_once(
     fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
-    gw = await started(GatewayConfig(start_wait="hold", start_wait_timeout_s=30), directory)
-    try:
+    async with serving(GatewayConfig(start_wait="hold", start_wait_timeout_s=30), directory) as gw:
         url = gw.address + "/v1/chat/completions"
         results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "lazy"}) for _ in range(6)))
         assert [r.status for r in results] == [200] * 6
         for r in results:
             r.release()
         assert len(directory.starts) == 1
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_hold_timeout_answers_503(
     fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
-    gw = await started(GatewayConfig(start_wait_timeout_s=0.5), directory)
-    try:
-        async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "slow"}) as resp:
-            assert resp.status == 503 and resp.headers["Retry-After"]
-            assert "did not become ready" in (await resp.json())["error"]["message"]
-    finally:
-        await gw.stop()
-        await directory.close()
+    async with (
+        serving(GatewayConfig(start_wait_timeout_s=0.5), directory) as gw,
+        http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "slow"}) as resp,
+    ):
+        assert resp.status == 503 and resp.headers["Retry-After"]
+        assert "did not become ready" in (await resp.json())["error"]["message"]
 
 
 async def test_held_stream_is_kept_alive_with_comments_that_the_openai_sdk_ignores(
@@ -443,8 +425,7 @@ async def test_held_stream_is_kept_alive_with_comments_that_the_openai_sdk_ignor
     import openai
 
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
-    gw = await started(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.2), directory)
-    try:
+    async with serving(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.2), directory) as gw:
         client = openai.AsyncOpenAI(base_url=gw.address + "/v1", api_key="none", max_retries=0)
         raw = await http.post(gw.address + "/v1/chat/completions",
                               json={**CHAT, "model": "lazy", "stream": True})
@@ -464,9 +445,6 @@ async def test_held_stream_is_kept_alive_with_comments_that_the_openai_sdk_ignor
             assert plain.status == 200 and (await plain.json())["choices"]
         assert directory.entries["lazy"].in_flight == 0
         await client.close()
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_held_stream_whose_model_never_comes_ends_with_an_error_event(
@@ -475,8 +453,7 @@ async def test_held_stream_whose_model_never_comes_ends_with_an_error_event(
     import openai
 
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
-    gw = await started(GatewayConfig(start_wait_timeout_s=0.7, hold_keepalive_s=0.2), directory)
-    try:
+    async with serving(GatewayConfig(start_wait_timeout_s=0.7, hold_keepalive_s=0.2), directory) as gw:
         async with http.post(gw.address + "/v1/chat/completions",
                              json={**CHAT, "model": "slow", "stream": True}) as resp:
             assert resp.status == 200  # started before the outcome was known
@@ -493,17 +470,13 @@ async def test_held_stream_whose_model_never_comes_ends_with_an_error_event(
                 pass
         await client.close()
         assert directory.entries["slow"].in_flight == 0
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_client_leaving_a_held_stream_leaves_nothing_counted(
     fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
-    gw = await started(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.1), directory)
-    try:
+    async with serving(GatewayConfig(start_wait_timeout_s=30, hold_keepalive_s=0.1), directory) as gw:
         resp = await http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "lazy", "stream": True})
         assert (await resp.content.readuntil(b"\n\n")).startswith(b": loading model")
         resp.close()  # gone while the model loads
@@ -512,9 +485,6 @@ async def test_client_leaving_a_held_stream_leaves_nothing_counted(
             assert again.status == 200
         assert directory.entries["lazy"].in_flight == 0
         assert len(directory.starts) == 1
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
@@ -522,8 +492,7 @@ async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["a", "b", "c"])
     directory.set("c", idle_ttl_s=0.3)
-    gw = await started(GatewayConfig(max_loaded=2), directory, idle_check_interval_s=0.05)
-    try:
+    async with serving(GatewayConfig(max_loaded=2), directory, idle_check_interval_s=0.05) as gw:
         url = gw.address + "/v1/chat/completions"
         for name in ("a", "b"):
             async with http.post(url, json={**CHAT, "model": name}) as resp:
@@ -534,9 +503,6 @@ async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
         assert directory.entries["b"].state is S.READY
         await async_wait_until(lambda: ("c", "idle TTL expired") in directory.stops, 10, message="c idle-stopped")
         assert directory.entries["c"].state is S.STOPPED
-    finally:
-        await gw.stop()
-        await directory.close()
 
 
 async def test_replicas_share_load_and_the_queue_overflows_into_429(
@@ -548,8 +514,7 @@ async def test_replicas_share_load_and_the_queue_overflows_into_429(
         fake_server(fake_server_cmd, tmp_path, "m", env) as (p2, _),
     ):
         directory = StaticDirectory([upstream("r1", "m", port=p1, slots=1), upstream("r2", "m", port=p2, slots=1)])
-        gw = await started(GatewayConfig(queue_size=1), directory)
-        try:
+        async with serving(GatewayConfig(queue_size=1), directory) as gw:
             url = gw.address + "/v1/chat/completions"
             body = {**CHAT, "model": "m", "max_tokens": 10}
             results = await asyncio.gather(*(http.post(url, json=body) for _ in range(6)))
@@ -563,8 +528,6 @@ async def test_replicas_share_load_and_the_queue_overflows_into_429(
             directory.set("r2", routable=False, state=S.UNHEALTHY)
             async with http.post(url, json={**CHAT, "model": "m"}) as resp:
                 assert resp.headers["X-Llama-Orch-Instance"] == "r1"
-        finally:
-            await gw.stop()
 
 
 async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
@@ -575,8 +538,7 @@ async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
     with fake_server(fake_server_cmd, tmp_path, "m") as (live, _):
         dead = free_port()
         directory = StaticDirectory([upstream("a-dead", "m", port=dead), upstream("b-live", "m", port=live)])
-        gw = await started(GatewayConfig(), directory)
-        try:
+        async with serving(GatewayConfig(), directory) as gw:
             url = gw.address + "/v1/chat/completions"
             await assert_all_served_by(http, url, "m", "b-live")
             assert directory.entries["a-dead"].in_flight == directory.entries["b-live"].in_flight == 0
@@ -584,8 +546,6 @@ async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(
             async with http.post(url, json={**CHAT, "model": "a-dead"}) as resp:
                 assert resp.status == 503 and resp.headers["Retry-After"]
                 assert (await resp.json())["error"]["code"] == "upstream_unreachable"
-        finally:
-            await gw.stop()
 
 
 async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_through(
@@ -598,8 +558,7 @@ async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_t
             fake_server(fake_server_cmd, tmp_path, "m", env, wait=False) as (loading, _):
         wait_until(lambda: health_ok(loading, 503), 15, message="fake answering 503 while loading")
         directory = StaticDirectory([upstream("a-loading", "m", port=loading), upstream("b-live", "m", port=live)])
-        gw = await started(GatewayConfig(), directory)
-        try:
+        async with serving(GatewayConfig(), directory) as gw:
             url = gw.address + "/v1/chat/completions"
             await assert_all_served_by(http, url, "m", "b-live")
             assert directory.entries["a-loading"].in_flight == directory.entries["b-live"].in_flight == 0
@@ -608,5 +567,3 @@ async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_t
                 assert resp.status == 503
                 assert resp.headers["X-Llama-Orch-Source"] == "upstream"
                 assert (await resp.json())["error"]["message"] == "Loading model"
-        finally:
-            await gw.stop()
