@@ -61,6 +61,14 @@ class Histogram:
         return out
 
 
+def _histogram(table: dict[str, Histogram], model: str, buckets: tuple[float, ...]) -> Histogram:
+    """`model`'s histogram in `table`, made on first use (not setdefault: that builds one per call)."""
+    histogram = table.get(model)
+    if histogram is None:
+        histogram = table[model] = Histogram(buckets)
+    return histogram
+
+
 class GatewayMetrics:
     """Counters kept in memory for the life of the gateway (reset when the daemon restarts)."""
 
@@ -76,16 +84,10 @@ class GatewayMetrics:
         if status >= 400 or source == "stream_error":
             ekey = (model, source)
             self.errors[ekey] = self.errors.get(ekey, 0) + 1
-        histogram = self.latency.get(model)  # not setdefault: that builds a Histogram per request
-        if histogram is None:
-            histogram = self.latency[model] = Histogram(LATENCY_BUCKETS)
-        histogram.observe(seconds)
+        _histogram(self.latency, model, LATENCY_BUCKETS).observe(seconds)
 
     def observe_ttfb(self, model: str, seconds: float) -> None:
-        histogram = self.ttfb.get(model)
-        if histogram is None:
-            histogram = self.ttfb[model] = Histogram(TTFB_BUCKETS)
-        histogram.observe(seconds)
+        _histogram(self.ttfb, model, TTFB_BUCKETS).observe(seconds)
 
     def render(self, upstreams: Sequence[Upstream], children: Sequence[tuple[Upstream, str]] = ()) -> str:
         out: list[str] = []

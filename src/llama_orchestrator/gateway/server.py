@@ -127,14 +127,6 @@ class Gateway:
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
         return make
 
-    async def _prepare(self) -> None:
-        if self.keys is None:
-            self.keys = load_keyring(self.config.api_keys_env, self.config.api_keys_file)
-        if self._pool is None:
-            self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
-        if self._idle_task is None:
-            self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
-
     async def start(self) -> None:
         """Bind the listener; raise GatewayStartError (port taken, unsafe bind, bad keys)."""
         keys = self.keys if self.keys is not None else load_keyring(self.config.api_keys_env, self.config.api_keys_file)
@@ -145,7 +137,8 @@ class Gateway:
                 "key is configured",
                 hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
             )
-        await self._prepare()
+        self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
+        self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
         # aiohttp's low-level server: the gateway routes by exact path itself, so a request skips
         # the Application's router, match info and middleware chain (a few µs of each stream)
         server = web.Server(self._dispatch, request_factory=self._request_factory(asyncio.get_running_loop()),

@@ -86,16 +86,15 @@ class Traffic:
                 )
             # StartFirst or AwaitStart: the model is not up yet.
             name = decision.name
-            retry = routing.loading_retry_after(next((u for u in replicas if u.name == name), None),
-                                                LOADING_RETRY_AFTER_S)
             if started_wait:
                 raise Unavailable(
                     f"model {model!r} did not become ready within {self.config.start_wait_timeout_s:g} s",
-                    code="model_loading", retry_after_s=retry,
+                    code="model_loading", retry_after_s=_loading_retry_after(replicas, name),
                 )
             if isinstance(decision, routing.StartFirst):
                 self.start(name, f"gateway request for {model}")
             if self.config.start_wait == "reject":
+                retry = _loading_retry_after(replicas, name)
                 raise Unavailable(
                     f"model {model!r} is loading; retry in {retry} s", code="model_loading", retry_after_s=retry,
                 )
@@ -178,3 +177,8 @@ def available_models(upstreams: list[Upstream]) -> list[str]:
     """Every name a request may use: instance names and aliases, sorted, without duplicates."""
     names = {u.name for u in upstreams} | {u.alias for u in upstreams if u.alias}
     return sorted(names)
+
+
+def _loading_retry_after(replicas: list[Upstream], name: str) -> int:
+    """Retry-After for a request refused while `name` (one of `replicas`) loads."""
+    return routing.loading_retry_after(next((u for u in replicas if u.name == name), None), LOADING_RETRY_AFTER_S)

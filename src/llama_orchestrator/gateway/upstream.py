@@ -85,7 +85,6 @@ class Response(asyncio.Protocol):
         self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self._method = "GET"
         self._wire_wanted = False
-        self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
         self._reset()
 
     def _reset(self) -> None:
@@ -106,7 +105,7 @@ class Response(asyncio.Protocol):
         self.wire = False
         self.status = 0
         self.headers = {}
-        self._sink = None
+        self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
         self._sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
         self._sink_high = 0
         self._last_rx = 0.0
