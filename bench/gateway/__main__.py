@@ -134,16 +134,18 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
               ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
               baseline: Path | None = None, litellm: bool = False,
-              paced_body: dict[str, object] | None = None) -> dict[str, object]:
+              paced_body: dict[str, object] | None = None, relay: bool = False) -> dict[str, object]:
     """Every measurement for one upstream kind, across direct / gateway / gateway on asyncio's loop / nginx
     (/ LiteLLM proxy).
 
     `body` is the streamed request every target gets (default: load.BODY); a real server needs
     `ignore_eos` so that every stream has the same number of events whatever the model says.
+    `relay` adds `py-relay` (bench.gateway.tcp_relay), the floor for any proxy written in Python;
+    keep-alive upstreams only (llama-server closes its socket after each stream, which it passes on).
     """
     result: dict[str, object] = {"label": label}
     slug = label.split(" ")[0]
-    gw_port, uv_port, nx_port, base_port, ll_port = free_port(), free_port(), free_port(), free_port(), free_port()
+    gw_port, uv_port, nx_port, base_port, ll_port, rl_port = (free_port() for _ in range(6))
     body_args = ["--body", json.dumps(body)] if body else []
     pids: dict[str, int] = {}  # target -> the proxy's process (CPU accounting)
     with contextlib.ExitStack() as stack:
@@ -172,6 +174,12 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
                 {**os.environ, "PYTHONPATH": f"{baseline / 'src'}{os.pathsep}{baseline}"}, cwd=baseline))
             wait_http(f"http://127.0.0.1:{base_port}/health")
             targets["gw-baseline"] = f"http://127.0.0.1:{base_port}"
+        if relay:
+            pids["py-relay"] = stack.enter_context(process(
+                [PY, "-m", "bench.gateway.tcp_relay", "--port", str(rl_port), "--upstream-port", str(up_port)],
+                tmp / f"{slug}-relay.log")).pid
+            wait_http(f"http://127.0.0.1:{rl_port}/health")
+            targets["py-relay"] = f"http://127.0.0.1:{rl_port}"
         if nginx.available():
             pids["nginx"] = stack.enter_context(_nginx(tmp / f"{slug}-nginx", nx_port, up_port))
             wait_http(f"http://127.0.0.1:{nx_port}/health")
@@ -318,9 +326,10 @@ def table(result: dict[str, object]) -> str:
     names = list(tput[next(iter(tput))])
     gws = [t for t in names if t.startswith("g")]
     ll = "litellm" in names
+    rl = "py-relay" in names
     lines.append(f"{'streams/s':10} {'c':>4} " + " ".join(f"{t:>10}" for t in names)
                  + "".join(f" {t + '/direct':>17} {t + '/nginx':>16}" + (f" {t + '/litellm':>18}" if ll else "")
-                           for t in gws)
+                           + (f" {t + '/py-relay':>19}" if rl else "") for t in gws)
                  + " errors(" + "/".join(names) + ")")
     for c, row in tput.items():
         vals = {t: v["streams_per_s"] for t, v in row.items()}
@@ -332,6 +341,8 @@ def table(result: dict[str, object]) -> str:
             ratios += f" {gd:17.2f} {gn:16.2f}"
             if ll:
                 ratios += f" {vals[g] / vals['litellm'] if vals['litellm'] else float('nan'):18.2f}"
+            if rl:
+                ratios += f" {vals[g] / vals['py-relay'] if vals['py-relay'] else float('nan'):19.2f}"
         lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values()) + ratios + f" {errs}")
     cpu_row = tput.get("32") or next(iter(tput.values()))
     lines.append(f"{'proxy CPU per stream (us)':28} " + "  ".join(
@@ -395,7 +406,7 @@ def main() -> None:
             mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)],
                              port, tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb,
                              seconds, baseline=args.baseline, litellm=use_litellm,
-                             paced_body={**load_mod.BODY, "max_tokens": 16, "mock_token_delay": 0.03})
+                             paced_body={**load_mod.BODY, "max_tokens": 16, "mock_token_delay": 0.03}, relay=True)
             suites.append(mock)
             print(table(mock), flush=True)
         if not args.skip_fake:
@@ -410,7 +421,11 @@ def main() -> None:
         if not args.skip_real:
             port = free_port()
             real_cmd = [llama_server_bin(), "--host", "127.0.0.1", "--port", str(port), "-m",
-                        str(tiny_model(tmp)), "--alias", "bench", "-c", "8192", "-np", "8", "-t", "1"]
+                        str(tiny_model(tmp)), "--alias", "bench", "-c", "8192", "-np", "8", "-t", "1",
+                        "--cache-ram", "0"]
+            # --cache-ram 0: llama-server's host prompt cache (8 GiB by default) grows with every
+            # request and made each round slower than the last (direct 157 -> 129 -> 122 streams/s
+            # at c=32); with it off, six rounds in a row stay within 4 %.
             # ignore_eos + a fixed max_tokens: the tiny model would otherwise stop at a random
             # point; the grammar keeps every token plain ASCII, because llama-server holds back a
             # token that ends inside a UTF-8 sequence (no event for it), which made counts vary.
