@@ -42,6 +42,7 @@ from llama_orchestrator.errors import UpstreamError
 from llama_orchestrator.gateway import proxy
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
+from llama_orchestrator.gateway.catalog import available_models, model_list, served_names
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     BadRequest,
@@ -57,7 +58,7 @@ from llama_orchestrator.gateway.errors import (
 from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.pool import UpstreamPool
-from llama_orchestrator.gateway.traffic import Traffic, available_models
+from llama_orchestrator.gateway.traffic import Traffic
 
 INFERENCE_PATHS = (
     "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
@@ -391,35 +392,3 @@ def read_json(body: bytes) -> object:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
-
-
-def served_names(ups: list[Upstream], model: str) -> set[str]:
-    """`model` and every name and alias of the instances that serve it (what a key scope may list)."""
-    return {model, *(n for u in routing.candidates(ups, model) for n in (u.name, u.alias))}
-
-
-def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, object]]:
-    """`/v1/models` entries: each instance by name, then each alias that is not an instance name."""
-    data: list[dict[str, object]] = []
-    names = {u.name for u in ups}
-    for u in sorted(ups, key=lambda u: u.name):
-        if key is not None and not key.allows({u.name, u.alias}):
-            continue
-        data.append({
-            "id": u.name, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
-            "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
-        })
-    aliases: dict[str, list[Upstream]] = {}
-    for u in ups:
-        if u.alias and u.alias not in names:
-            aliases.setdefault(u.alias, []).append(u)
-    for alias, group in sorted(aliases.items()):
-        if key is not None and not key.allows({alias, *(u.name for u in group)}):
-            continue
-        routable = any(u.routable for u in group)
-        state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value
-        data.append({
-            "id": alias, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
-            "state": state, "routable": routable, "instances": sorted(u.name for u in group),
-        })
-    return data

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.gateway.catalog import available_models
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
 
 LOADING_RETRY_AFTER_S = 5  # a model never timed loading yet; later its learned load time decides
@@ -171,12 +172,6 @@ class Traffic:
         for task in list(self._start_waits.values()):
             task.cancel()
         self._start_waits.clear()
-
-
-def available_models(upstreams: list[Upstream]) -> list[str]:
-    """Every name a request may use: instance names and aliases, sorted, without duplicates."""
-    names = {u.name for u in upstreams} | {u.alias for u in upstreams if u.alias}
-    return sorted(names)
 
 
 def _loading_retry_after(replicas: list[Upstream], name: str) -> int:

@@ -11,8 +11,9 @@ from tests.unit.gateway.gateway_fakes import upstream
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import errors
 from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
+from llama_orchestrator.gateway.catalog import model_list
 from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
-from llama_orchestrator.gateway.server import is_loopback, model_list
+from llama_orchestrator.gateway.server import is_loopback
 
 
 def test_keys_file_lines_comments_and_scopes() -> None:
