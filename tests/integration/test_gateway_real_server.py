@@ -22,6 +22,7 @@ from llama_orchestrator.gateway.server import Gateway
 pytestmark = [pytest.mark.integration, pytest.mark.real_server]
 
 KEY = "test-key-123"
+SCOPED_KEY = "scoped-key-456"  # may use the model `chat` only
 
 
 def get_json(url: str) -> object:
@@ -55,7 +56,8 @@ async def gateway(llama_server_bin: Path, tiny_model: Path, tmp_path: Path) -> A
         directory = StaticDirectory([
             upstream("chat", "tiny", port=chat_port, slots=2), upstream("embed", "tiny-embed", port=embed_port),
         ])
-        gw = Gateway(GatewayConfig(port=free_port()), directory, Keyring(tuple(parse_keys_file(KEY))))
+        keys = Keyring(tuple(parse_keys_file(f"{KEY}\n{SCOPED_KEY} chat")))
+        gw = Gateway(GatewayConfig(port=free_port()), directory, keys)
         await gw.start()
         try:
             yield gw, chat_port
@@ -74,6 +76,8 @@ async def test_openai_sdk_models_chat_stream_completions_embeddings(gateway: tup
         ids = {m.id: m for m in models.data}
         assert {"chat", "embed", "tiny", "tiny-embed"} <= set(ids)
         assert ids["tiny"].owned_by == "llama-orchestrator"
+        tiny = await c.models.retrieve("tiny")  # GET /v1/models/tiny
+        assert (tiny.id, tiny.owned_by) == ("tiny", "llama-orchestrator")
 
         chat = await c.chat.completions.create(
             model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8)
@@ -101,9 +105,20 @@ async def test_openai_sdk_errors_unknown_model_and_wrong_key(gateway: tuple[Gate
         with pytest.raises(openai.NotFoundError) as not_found:
             await c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
         assert "Available models" in str(not_found.value) and "tiny" in str(not_found.value)
+        with pytest.raises(openai.NotFoundError) as no_model:
+            await c.models.retrieve("nope")
+        assert "'nope' does not exist" in str(no_model.value) and "tiny" in str(no_model.value)
     async with client(gw, "wrong") as c:
         with pytest.raises(openai.AuthenticationError):
             await c.models.list()
+        with pytest.raises(openai.AuthenticationError):
+            await c.models.retrieve("tiny")
+    async with client(gw, SCOPED_KEY) as c:
+        assert (await c.models.retrieve("chat")).id == "chat"
+        assert (await c.models.retrieve("tiny")).id == "tiny"  # chat's alias: the same instance
+        with pytest.raises(openai.NotFoundError) as hidden:  # out of the key's scope: as if absent
+            await c.models.retrieve("tiny-embed")
+        assert str(hidden.value).endswith("Available models: chat, tiny")
 
 
 async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int]) -> None:

@@ -8,6 +8,7 @@
 Routes:
     GET  /health                               gateway liveness (public)
     GET  /v1/models, /models                   every instance and alias, with its state
+    GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
     POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /rerank (and the
          unversioned and `reranking` spellings llama-server accepts)   routed by `model`
     GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
@@ -66,6 +67,7 @@ INFERENCE_PATHS = (
 )
 NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
 PUBLIC_NATIVE = frozenset({"health"})
+MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 CONNECT_TIMEOUT_S = 5.0
 NATIVE_TIMEOUT_S = 30.0
 CHILD_METRICS_TIMEOUT_S = 2.0
@@ -195,6 +197,8 @@ class Gateway:
             handler = routes.get(path) if routes is not None else None
             if handler is not None:
                 return await handler(request)
+            if path.startswith(MODEL_PREFIXES) and method in ("GET", "HEAD"):
+                return await self._model(request, path.partition("/models/")[2])
             if path.startswith("/instances/"):
                 name, sep, tail = path[len("/instances/"):].partition("/")
                 if name and sep and tail:
@@ -240,6 +244,15 @@ class Gateway:
         ups = self.directory.upstreams()
         data = model_list(ups, key)
         return web.json_response({"object": "list", "data": data}, headers={SOURCE_HEADER: "gateway"})
+
+    async def _model(self, request: web.BaseRequest, model_id: str) -> web.Response:
+        """One `/v1/models` entry (the OpenAI SDK's `models.retrieve`); 404 lists the others."""
+        key = self._authorize(request)
+        data = model_list(self.directory.upstreams(), key)
+        entry = next((m for m in data if m["id"] == model_id), None)
+        if entry is None:
+            raise ModelNotFound(model_id, [str(m["id"]) for m in data])
+        return web.json_response(entry, headers={SOURCE_HEADER: "gateway"})
 
     async def _inference(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
