@@ -39,8 +39,7 @@ from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
-from llama_orchestrator.errors import UpstreamError
-from llama_orchestrator.gateway import proxy
+from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, served_names
@@ -70,7 +69,6 @@ PUBLIC_NATIVE = frozenset({"health"})
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 CONNECT_TIMEOUT_S = 5.0
 NATIVE_TIMEOUT_S = 30.0
-CHILD_METRICS_TIMEOUT_S = 2.0
 STOP_DRAIN_S = 5.0
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -368,33 +366,11 @@ class Gateway:
     async def _metrics(self, request: web.BaseRequest) -> web.Response:
         self._authorize(request)
         ups = self.directory.upstreams()
-        children = await self._child_metrics([u for u in ups if u.metrics and u.state in PROCESS_STATES])
+        scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
+        children = await scrape.child_metrics(self._pool, scraped) if scraped and self._pool is not None else []
         text = self.metrics.render(ups, children)
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={SOURCE_HEADER: "gateway"})
-
-    async def _child_metrics(self, ups: list[Upstream]) -> list[tuple[Upstream, str]]:
-        if not ups or self._pool is None:
-            return []
-        pool = self._pool
-        timeout = upclient.Timeouts(connect=CHILD_METRICS_TIMEOUT_S, total=CHILD_METRICS_TIMEOUT_S)
-
-        async def fetch(u: Upstream) -> tuple[Upstream, str] | None:
-            headers = {"Authorization": f"Bearer {u.api_key}"} if u.api_key else {}
-            try:
-                host, port, prefix = upclient.address(u.base_url)
-                resp = await pool.request("GET", host, port, prefix + "/metrics", headers, None, timeout)
-                try:
-                    if resp.status != 200:
-                        return None
-                    return u, (await resp.read()).decode("utf-8", "replace")
-                finally:
-                    resp.close()
-            except (UpstreamError, TimeoutError):
-                return None
-
-        results = await asyncio.gather(*(fetch(u) for u in ups))
-        return [r for r in results if r is not None]
 
 
 def read_json(body: bytes) -> object:
