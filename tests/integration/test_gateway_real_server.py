@@ -1,4 +1,5 @@
-"""The official OpenAI SDK through the gateway to the real llama-server with the tiny model."""
+"""The official OpenAI (and Anthropic) SDKs through the gateway to the real llama-server with the
+tiny model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from tests.support.ports import free_port
@@ -119,6 +121,39 @@ async def test_openai_sdk_errors_unknown_model_and_wrong_key(gateway: tuple[Gate
         with pytest.raises(openai.NotFoundError) as hidden:  # out of the key's scope: as if absent
             await c.models.retrieve("tiny-embed")
         assert str(hidden.value).endswith("Available models: chat, tiny")
+
+
+async def test_openai_responses_api_and_anthropic_messages_api(gateway: tuple[Gateway, int]) -> None:
+    """The two other chat APIs llama-server speaks, routed by `model` like the rest, streams included."""
+    gw, _ = gateway
+    async with client(gw) as c:
+        resp = await c.responses.create(model="tiny", input="hello", max_output_tokens=8)
+        assert resp.object == "response" and resp.model == "tiny" and resp.output
+        kinds = []
+        async with await c.responses.create(model="tiny", input="hello", max_output_tokens=8, stream=True) as events:
+            kinds = [e.type async for e in events]
+        assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+        assert "response.output_text.delta" in kinds
+
+    claude = anthropic.AsyncAnthropic(base_url=gw.address, api_key=KEY, max_retries=0)  # sent as X-Api-Key
+    async with claude:
+        msg = await claude.messages.create(model="tiny", max_tokens=8,
+                                           messages=[{"role": "user", "content": "hello"}])
+        assert msg.type == "message" and msg.content and msg.stop_reason in ("max_tokens", "end_turn")
+        stream = await claude.messages.create(model="tiny", max_tokens=8, stream=True,
+                                              messages=[{"role": "user", "content": "hello"}])
+        kinds = [e.type async for e in stream]  # the raw events (the `messages.stream` helper hides some)
+        assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+        assert "content_block_delta" in kinds
+        count = await claude.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "hello"}])
+        assert count.input_tokens > 0
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await claude.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        assert "Available models" in str(missing.value)
+    bad = anthropic.AsyncAnthropic(base_url=gw.address, api_key="wrong", max_retries=0)
+    async with bad:
+        with pytest.raises(anthropic.AuthenticationError):
+            await bad.messages.create(model="tiny", max_tokens=8, messages=[{"role": "user", "content": "x"}])
 
 
 async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int]) -> None:

@@ -9,8 +9,9 @@ Routes:
     GET  /health                               gateway liveness (public)
     GET  /v1/models, /models                   every instance and alias, with its state
     GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
-    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /rerank (and the
-         unversioned and `reranking` spellings llama-server accepts)   routed by `model`
+    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
+         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill (and the unversioned and
+         `reranking` spellings llama-server accepts)   routed by `model`
     GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
@@ -63,6 +64,9 @@ from llama_orchestrator.gateway.traffic import Traffic
 INFERENCE_PATHS = (
     "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
     "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking",
+    "/v1/responses", "/responses",  # OpenAI's Responses API, as llama-server serves it
+    "/v1/messages", "/v1/messages/count_tokens",  # Anthropic's Messages API, likewise
+    "/infill",  # llama.cpp's code infill
 )
 NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
 PUBLIC_NATIVE = frozenset({"health"})
@@ -206,8 +210,8 @@ class Gateway:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
                                        allow=allowed)
             raise NotFound(f"no route {path}; the gateway serves /v1/models, /v1/chat/completions, /v1/completions, "
-                           "/v1/embeddings, /v1/rerank, /instances/<name>/<native>, /metrics and /health",
-                           code="route_not_found")
+                           "/v1/embeddings, /v1/rerank, /v1/responses, /v1/messages, /infill, "
+                           "/instances/<name>/<native>, /metrics and /health", code="route_not_found")
         except HTTPFailure as exc:
             return to_response(exc)
         except web.HTTPException as exc:  # aiohttp's own, e.g. a body over the size limit
