@@ -124,6 +124,14 @@ def llama_server_bin() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def round_order(targets: dict[str, str], r: int) -> list[str]:
+    """The targets in the order round `r` measures them: each round starts with the next one, so
+    drift on the shared cores does not always favour the same target."""
+    names = list(targets)
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
 def tiny_model(tmp: Path) -> Path:
     sys.path.insert(0, str(REPO))
     from tests.support.tiny_model import write_tiny_model
@@ -199,7 +207,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         ttfb: dict[str, list[float]] = {t: [] for t in targets}
         events: dict[str, list[int]] = {t: [] for t in targets}
         for r in range(rounds):
-            order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
+            order = round_order(targets, r)
             for t in order:
                 res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // rounds), *body_args)
                 ttfb[t] += res["ttfb_s"]  # type: ignore[arg-type]
@@ -221,7 +229,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         if paced_body is not None:
             gap: dict[str, list[float]] = {t: [] for t in targets}
             for r in range(2):
-                order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
+                order = round_order(targets, r)
                 for t in order:
                     res = load("gaps", targets[t] + path, "--count", str(5 if quick else 10),
                                "--body", json.dumps(paced_body))
@@ -240,7 +248,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
                 t: {"sps": [], "errors": [], "done": [], "proxy": [], "upstream": [], "load": []} for t in targets}
             ev_seen: dict[str, set[int]] = {t: set() for t in targets}
             for r in range(n_rounds):
-                order = list(targets)[r % len(targets):] + list(targets)[:r % len(targets)]
+                order = round_order(targets, r)
                 for t in order:
                     before = (tree_cpu_s(pids[t]) if t in pids else 0.0, tree_cpu_s(up_pid), children_cpu_s())
                     res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds),
