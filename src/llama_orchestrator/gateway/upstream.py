@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
@@ -83,6 +84,9 @@ class Response(asyncio.Protocol):
         self.in_pool = False
         self.after_stream = False  # pooled after an SSE answer (see UpstreamPool.closes_after_stream)
         self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
+        # called where a waiting reader would be woken (head, body bytes, end, error, flow
+        # control): the front door's fast lane follows a response by callbacks, without a task
+        self.notify: Callable[[], None] | None = None
         self._method = "GET"
         self._wire_wanted = False
         self._reset()
@@ -131,6 +135,7 @@ class Response(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        self._last_rx = self._loop.time()
         if self._eof or self._exc is not None:
             self._keep = False  # bytes after the response: this connection is out of step, drop it
             if self.transport is not None:
@@ -173,9 +178,7 @@ class Response(asyncio.Protocol):
             self._exc = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
             self._keep = False
         if self._sink is None or self._eof or self._exc is not None or self._sink_state:
-            self._wake()
-        else:
-            self._last_rx = self._loop.time()  # relayed: the reader sleeps, its read timeout counts from here
+            self._wake()  # relaying, the reader sleeps: its read timeout counts from _last_rx
 
     def eof_received(self) -> bool | None:
         return False  # let the transport close; connection_lost decides what the end means
@@ -233,19 +236,22 @@ class Response(asyncio.Protocol):
             self._sink_state = "drain"  # the client reads slower than the upstream writes
             self.transport.pause_reading()
 
-    def relay_to(self, sink: asyncio.WriteTransport) -> None:
+    def relay_to(self, sink: asyncio.WriteTransport, head: bytes = b"") -> None:
         """From now on write the body's wire bytes straight to `sink` as they arrive (in
         `data_received`, no reader wake-up per chunk); `relayed()` waits for the end. Wire mode
-        only: every write ends on a chunk boundary, so the caller may append a chunk later."""
+        only: every write ends on a chunk boundary, so the caller may append a chunk later.
+        `head` (the client's response head) leaves in the same send as the bytes in hand."""
         assert self.wire
         self._sink = sink
         self._sink_high = sink.get_write_buffer_limits()[1]
         self._last_rx = self._loop.time()
-        if self._chunks:  # came in while the caller was still writing through aiohttp
+        if self._chunks:  # came in while the caller was still writing its head
             data = b"".join(self._chunks)
             self._chunks.clear()
             self._buffered = 0
-            self._relay(sink, data)
+            self._relay(sink, head + data)
+        elif head:
+            sink.write(head)
         if self._paused and self.transport is not None:
             self._paused = False  # from here on only the sink's fill level pauses reading
             if not self._sink_state:
@@ -283,6 +289,8 @@ class Response(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.notify is not None:
+            self.notify()
 
     async def _wait(self) -> None:
         """Until something arrives, the connection ends, or a timeout passes (TimeoutError)."""
@@ -313,6 +321,7 @@ class Response(asyncio.Protocol):
         self._wire_wanted = wire_sse
         self._read_timeout = timeouts.read
         self._deadline = None if timeouts.total is None else self._loop.time() + timeouts.total
+        self._last_rx = self._loop.time()
         assert self.transport is not None
         self.transport.write(request)
 
@@ -333,6 +342,38 @@ class Response(asyncio.Protocol):
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
 
+    @property
+    def head_done(self) -> bool:
+        return self._head_done
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the response ended early (UpstreamClosed), if it did."""
+        return self._exc
+
+    @property
+    def sink_state(self) -> str:
+        """While relaying: "" flowing, "drain" paused for the sink, "gone" the sink closed."""
+        return self._sink_state
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last byte from the upstream (or since the request was sent)."""
+        return self._loop.time() - self._last_rx
+
+    def take(self) -> bytes:
+        """The body bytes received so far, without waiting (b"" if none)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
     async def readany(self) -> bytes:
         """The body bytes received so far (waiting for some), or b"" at the end of the body.
 
@@ -345,14 +386,7 @@ class Response(asyncio.Protocol):
             if self._eof:
                 return b""
             await self._wait()
-        chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        return data
+        return self.take()
 
     async def read(self) -> bytes:
         parts = []
@@ -371,6 +405,7 @@ class Response(asyncio.Protocol):
         """Back to the pool if the response is complete and reusable, else close the socket now
         (so the upstream sees the client leave and frees the slot)."""
         self._sink = None
+        self.notify = None
         self.in_pool = False  # what happens to the socket now is our doing, not the server's
         transport = self.transport
         if transport is None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from multidict import CIMultiDict
 from tests.unit.gateway.gateway_fakes import upstream
 
 from llama_orchestrator.core.states import InstanceState as S
@@ -40,10 +41,11 @@ def test_configured_but_missing_key_sources_are_errors(tmp_path: Path) -> None:
 
 
 def test_presented_key_from_bearer_or_x_api_key() -> None:
-    assert presented_key({"Authorization": "Bearer abc"}) == "abc"
-    assert presented_key({"Authorization": "bearer  abc "}) == "abc"
-    assert presented_key({"X-Api-Key": "xyz"}) == "xyz"
-    assert presented_key({"Authorization": "Basic Zm9v"}) is None
+    assert presented_key(CIMultiDict({"Authorization": "Bearer abc"})) == "abc"
+    assert presented_key({"authorization": "bearer  abc "}) == "abc"  # gateway.http1 lowercases names
+    assert presented_key(CIMultiDict({"X-Api-Key": "xyz"})) == "xyz"
+    assert presented_key({"x-api-key": "xyz"}) == "xyz"
+    assert presented_key(CIMultiDict({"Authorization": "Basic Zm9v"})) is None
     assert presented_key({}) is None
 
 
@@ -111,7 +113,7 @@ def test_relabel_keeps_existing_labels() -> None:
 def test_request_bodies_parse_fast_and_as_leniently_as_llama_server() -> None:
     import pytest
 
-    from llama_orchestrator.gateway.server import read_json
+    from llama_orchestrator.gateway.catalog import read_json
 
     assert read_json(b'{"model": "m", "stream": true}') == {"model": "m", "stream": True}
     assert read_json(b'{"model": "m", "seed": 123456789012345678901234567890}')["model"] == "m"  # type: ignore[index]

@@ -1,0 +1,338 @@
+"""One request on the front door's fast lane (gateway.frontdoor): from the replica chosen to the
+last byte, driven by callbacks (the upstream connection's `notify`, the client's flow control and
+loss, one timer for the read timeout) instead of a task.
+
+The outcomes are those of `proxy.forward`, which serves aiohttp's requests:
+- an SSE answer in chunked encoding is relayed as it came, by the upstream connection itself
+  (`Response.relay_to`), the head in the same send as the bytes in hand; another SSE answer is
+  framed chunk by chunk (without flow control: llama-server always chunks); any other answer
+  is read whole and returned with the upstream's status, content type and Retry-After, marked
+  `X-Llama-Orch-Source: upstream`;
+- the upstream did no work (the connection was refused, a new one dropped unanswered, it
+  answered 503 while loading): the request goes to aiohttp after all (`FrontDoor.hand_off`),
+  which sends it to another replica or answers as it always does;
+- no answer within the read timeout: 504; the connection lost mid-answer: 503, both in the
+  OpenAI error shape (`errors.to_response`);
+- the upstream dies or stalls mid-stream, or the gateway stops: an SSE `error` event, then the
+  end of the stream; the client leaves: the upstream socket is closed at once (the slot frees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.gateway.errors import (
+    INSTANCE_HEADER,
+    SOURCE_HEADER,
+    HTTPFailure,
+    Unavailable,
+    sse_error_event,
+    to_response,
+)
+from llama_orchestrator.gateway.http1 import PlainRequest, response_head
+from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
+from llama_orchestrator.gateway.proxy import UNREACHABLE_RETRY_AFTER_S, GatewayTimeout, upstream_headers
+from llama_orchestrator.gateway.upstream import ConnectFailed, Response, address
+
+if TYPE_CHECKING:
+    from llama_orchestrator.gateway.frontdoor import FrontDoor
+
+SSE = "text/event-stream"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    def __init__(self, door: FrontDoor, req: PlainRequest, upstream: Upstream, model: str) -> None:
+        self.door = door
+        self.lane = door.lane
+        self.req = req
+        self.upstream = upstream
+        self.model = model
+        self.started = time.perf_counter()
+        self.phase = "connect"  # -> "head" -> "relay" | "copy" | "whole" -> "over"
+        self.up: Response | None = None
+        self.key = ("", 0)
+        self.raw = b""
+        self.sent_at = 0.0
+        self.pooled = False
+        self.after_stream = False
+        self.parts: list[bytes] = []  # a whole (non-SSE) answer as it comes
+        self.timer: asyncio.TimerHandle | None = None  # the connect timeout, then the read timeout
+        self.dialing: asyncio.Task[tuple[asyncio.BaseTransport, Response]] | None = None
+        self.timed_out = False
+
+    # --- sending ---------------------------------------------------------------------------------
+    def begin(self) -> None:
+        pool = self.lane.pool()
+        try:
+            host, port, prefix = address(self.upstream.base_url)
+            headers = upstream_headers(self.req.headers, self.upstream)
+            self.raw = request_bytes("POST", host, port, prefix + self.req.path, headers, self.req.body)
+        except (ConnectFailed, ValueError):
+            pool = None
+        if pool is None:
+            self._hand_off()
+            return
+        self.key = (host, port)
+        conn = pool.idle_connection(self.key)
+        if conn is None:
+            self._connect(pool)
+        else:
+            self._send(pool, conn, pooled=True)
+
+    def _connect(self, pool: UpstreamPool) -> None:
+        self.phase = "connect"
+        if self.timer is not None:
+            self.timer.cancel()
+        self.dialing = task = pool.dial(self.key)
+        self.timer = self.lane.loop.call_later(self.lane.timeouts.connect, task.cancel)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Future[tuple[asyncio.BaseTransport, Response]]) -> None:
+        self.dialing = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        exc = None if task.cancelled() else task.exception()
+        if self.phase == "over":  # the client left (or the gateway stopped) meanwhile
+            if not task.cancelled() and exc is None:
+                task.result()[1].discard()
+            return
+        pool = self.lane.pool()
+        if task.cancelled():  # by the timer
+            self._refuse(GatewayTimeout(f"instance {self.upstream.name!r} did not answer within the timeout",
+                                        code="upstream_timeout"))
+        elif exc is not None or pool is None:
+            if exc is None:
+                task.result()[1].discard()  # the gateway is stopping
+            self._hand_off()  # refused: aiohttp's path tries another replica, or says why not
+        else:
+            self._send(pool, task.result()[1], pooled=False)
+
+    def _send(self, pool: UpstreamPool, conn: Response, pooled: bool) -> None:
+        self.phase = "head"
+        self.up = conn
+        self.pooled = pooled
+        conn.notify = self._on_upstream
+        self.lane.live.add(conn)
+        self.sent_at = time.perf_counter()
+        self.after_stream = pool.send(conn, "POST", self.raw, self.lane.timeouts, wire_sse=True)
+        timeout = self.lane.timeouts.read
+        if self.timer is None and timeout is not None:
+            self.timer = self.lane.loop.call_later(timeout, self._check_idle)
+
+    # --- the answer ----------------------------------------------------------------------------
+    def _on_upstream(self) -> None:
+        up = self.up
+        if up is None:
+            return
+        phase = self.phase
+        if phase == "relay":
+            state = up.sink_state
+            if state == "gone":
+                self.client_gone()
+            elif state == "drain":
+                return
+            elif up.failure is not None:
+                self._cut()
+            elif up.at_eof():
+                self._over("upstream")
+            return
+        if phase == "copy":
+            self._copy(up)
+            return
+        if phase == "head":
+            if not up.head_done:
+                if up.failure is not None:
+                    self._lost_before_head(up)
+                return
+            self._head(up)
+            return
+        if phase == "whole":
+            self._whole(up)
+
+    def _head(self, up: Response) -> None:
+        pool = self.lane.pool()
+        if pool is not None:
+            pool.answered(up, self.after_stream)
+        if up.content_type != SSE:
+            self.phase = "whole"
+            self._whole(up)
+            return
+        transport = self.door.transport
+        if transport is None:
+            self.client_gone()
+            return
+        head = response_head(up.status, (
+            ("Content-Type", up.headers.get("content-type", SSE)),
+            ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),
+            (SOURCE_HEADER, "upstream"),
+            (INSTANCE_HEADER, self.upstream.name),
+            ("Transfer-Encoding", "chunked"),
+        ))
+        if up.wire:
+            self.phase = "relay"
+            up.relay_to(transport, head)
+        else:
+            self.phase = "copy"
+            transport.write(head)
+        self._on_upstream()  # the answer may be over already
+
+    def _lost_before_head(self, up: Response) -> None:
+        pool = self.lane.pool()
+        if pool is not None:
+            pool.unanswered(up, self.after_stream)
+        self._drop_upstream()
+        if up.received:
+            self._refuse(Unavailable(
+                f"instance {self.upstream.name!r} could not be reached (UpstreamClosed: {up.failure})",
+                code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
+        elif self.pooled and pool is not None:
+            self._connect(pool)  # a pooled connection the server had closed: the request never left
+        else:
+            self._hand_off()  # a new connection dropped unanswered: aiohttp's path retries with backoff
+
+    def _whole(self, up: Response) -> None:
+        data = up.take()
+        if data:
+            self.parts.append(data)
+        if up.failure is not None:
+            self._drop_upstream()
+            self._refuse(Unavailable(f"instance {self.upstream.name!r} failed while answering (UpstreamClosed)",
+                                     code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
+            return
+        if not up.at_eof():
+            return
+        if up.status == 503:  # loading: it did no work, so another replica may take the request
+            self._hand_off()
+            return
+        body = b"".join(self.parts)
+        headers = [(SOURCE_HEADER, "upstream"), (INSTANCE_HEADER, self.upstream.name)]
+        for name, header in (("content-type", "Content-Type"), ("retry-after", "Retry-After")):
+            if value := up.headers.get(name):
+                headers.append((header, value))
+        headers.append(("Content-Length", str(len(body))))
+        self._write(response_head(up.status, headers) + body)
+        self._over("upstream")
+
+    def _copy(self, up: Response) -> None:
+        """An SSE answer that is not chunked upstream: each read becomes one chunk."""
+        data = up.take()
+        if data:
+            self._write(b"%x\r\n%b\r\n" % (len(data), data))
+            if up.first_relayed_at is None:
+                up.first_relayed_at = time.perf_counter()
+        if up.failure is not None:
+            self._cut()
+        elif up.at_eof():
+            self._write(LAST_CHUNK)
+            self._over("upstream")
+
+    def resume(self) -> None:
+        """The client's socket drained."""
+        if self.phase == "relay" and self.up is not None:
+            self.up.resume_relay()
+            self._on_upstream()  # what happened upstream while the relay waited
+
+    # --- endings -------------------------------------------------------------------------------
+    def _cut(self) -> None:
+        """The upstream ended the stream early (or stalled, or the gateway stops): say so in it."""
+        if self.lane.closing():
+            reason = "the gateway is shutting down"
+        elif self.timed_out:
+            reason = f"instance {self.upstream.name!r} sent nothing for too long; the stream was cut"
+        else:
+            reason = f"instance {self.upstream.name!r} closed the stream before it ended (UpstreamClosed)"
+        event = sse_error_event(reason)
+        self._write(b"%x\r\n%b\r\n" % (len(event), event) + LAST_CHUNK)
+        self._over("stream_error")
+
+    def client_gone(self) -> None:
+        """The client closed its connection: close the upstream's now, so the slot frees."""
+        if self.phase != "over":
+            self._over("upstream", drop=True)
+
+    def _refuse(self, exc: HTTPFailure) -> None:
+        """Answer with the gateway's own error (nothing was written to the client yet)."""
+        answer = to_response(exc)
+        body = answer.body if isinstance(answer.body, bytes) else b""
+        self._write(response_head(exc.status, [*answer.headers.items(), ("Content-Length", str(len(body)))]) + body)
+        self.lane.metrics.observe(self.model, self.req.path, exc.status, "gateway", time.perf_counter() - self.started)
+        self._end()
+
+    def _over(self, source: str, drop: bool = False) -> None:
+        up = self.up
+        if up is not None and up.status:
+            if source != "stream_error" and up.first_relayed_at is not None:
+                self.lane.metrics.observe_ttfb(self.model, up.first_relayed_at - self.sent_at)
+            elif self.phase == "whole":
+                self.lane.metrics.observe_ttfb(self.model, time.perf_counter() - self.sent_at)
+            self.lane.metrics.observe(self.model, self.req.path, up.status, source, time.perf_counter() - self.started)
+        if drop:
+            self._drop_upstream()
+        self._end()
+
+    def _end(self) -> None:
+        if self.phase == "over":
+            return
+        self._stop_clocks()
+        up, self.up = self.up, None
+        if up is not None:
+            self.lane.live.discard(up)
+            up.close()  # back to the pool if the answer was whole, else the socket closes
+        self.lane.answered += 1
+        self.lane.finish(self.upstream.name)
+        self.door.done()
+
+    def _hand_off(self) -> None:
+        """Before any byte to the client: aiohttp's path takes the request from its bytes."""
+        self._drop_upstream()
+        self._end_quietly()
+        self.door.hand_off(self.req.raw)
+
+    def _end_quietly(self) -> None:
+        self._stop_clocks()
+        self.lane.finish(self.upstream.name)
+        self.door.exchange = None
+
+    def _stop_clocks(self) -> None:
+        self.phase = "over"
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.dialing is not None:
+            self.dialing.cancel()  # its callback sees "over" and returns
+
+    def _drop_upstream(self) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            self.lane.live.discard(up)
+            up.discard()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.door.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _check_idle(self) -> None:
+        """The read timeout: nothing from the upstream for that long ends the exchange."""
+        self.timer = None
+        timeout = self.lane.timeouts.read
+        up = self.up
+        if self.phase == "over" or timeout is None:
+            return
+        idle = up.idle_s if up is not None and up.sink_state != "drain" else 0.0  # not while the client is slow
+        if idle < timeout:
+            self.timer = self.lane.loop.call_later(timeout - idle, self._check_idle)
+            return
+        self.timed_out = True
+        if self.phase in ("relay", "copy") and up is not None:
+            up.cut("read timeout")  # -> _on_upstream -> _cut
+            return
+        self._drop_upstream()
+        self._refuse(GatewayTimeout(f"instance {self.upstream.name!r} did not answer within the timeout",
+                                    code="upstream_timeout"))

@@ -1,0 +1,182 @@
+"""The gateway's front door: plain inference requests on the fast lane, everything else handed to
+aiohttp on the same connection, with the same answers either way (fake llama-server processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tests.integration.test_gateway_faults import CHAT, fake_server, serving
+from tests.support.ports import free_port
+from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.server import Gateway
+
+pytestmark = pytest.mark.integration
+
+
+def post(body: dict[str, object], *headers: str, path: str = "/v1/chat/completions") -> bytes:
+    data = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", "Host: gw", "Content-Type: application/json", *headers,
+             f"Content-Length: {len(data)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer: status, headers (names lowercased) and the body (chunked or not)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    if headers.get("transfer-encoding") == "chunked":
+        return int(head[0].split()[1]), headers, await read_answer_after_head(reader)
+    return int(head[0].split()[1]), headers, await reader.readexactly(int(headers["content-length"]))
+
+
+async def read_answer_after_head(reader: asyncio.StreamReader) -> bytes:
+    out = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return out
+        out += (await reader.readexactly(size + 2))[:-2]
+
+
+def completion_tokens(body: bytes) -> int:
+    """What the fake says it generated: from a JSON answer, or from a stream's last event."""
+    if body.startswith(b"data:"):
+        body = [e for e in body.split(b"\n\n") if e.startswith(b"data: {")][-1].removeprefix(b"data: ")
+    return int(json.loads(body)["usage"]["completion_tokens"])
+
+
+async def connect(gw: Gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = gw.address.removeprefix("http://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+async def test_plain_requests_take_the_fast_lane_and_the_rest_go_to_aiohttp_on_the_same_connection(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions", json={**CHAT, "model": "tiny", "stream": True}
+        ) as direct:
+            expected = [e for e in (await direct.read()).split(b"\n\n") if e.strip()]
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny", "stream": True}))
+            status, headers, body = await read_response(reader)
+            assert status == 200 and headers["content-type"] == "text/event-stream"
+            assert headers["x-llama-orch-source"] == "upstream" and headers["x-llama-orch-instance"] == "one"
+            assert len([e for e in body.split(b"\n\n") if e.strip()]) == len(expected) and body.endswith(
+                b"data: [DONE]\n\n")
+            assert gw.lanes == {"fast": 1, "handed_off": 0}
+
+            writer.write(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n")  # not an inference request
+            status, headers, body = await read_response(reader)
+            assert status == 200 and [m["id"] for m in json.loads(body)["data"]] == ["one", "tiny"]
+            assert gw.lanes == {"fast": 1, "handed_off": 1}
+
+            writer.write(post({**CHAT, "model": "tiny"}))  # aiohttp keeps the connection from now on
+            status, headers, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["object"] == "chat.completion"
+            assert headers["x-llama-orch-instance"] == "one"
+            assert gw.lanes == {"fast": 1, "handed_off": 1}
+            writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(fake_server_cmd: list[str], tmp_path: Path) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 3})
+                         + post({**CHAT, "model": "tiny", "max_tokens": 2})
+                         + post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 4}))
+            answers = [await read_response(reader) for _ in range(3)]
+            assert [a[0] for a in answers] == [200, 200, 200]
+            assert [completion_tokens(a[2]) for a in answers] == [3, 2, 4]
+            assert gw.lanes == {"fast": 3, "handed_off": 0}
+            writer.close()
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (post({**CHAT, "model": "nope"}, "Authorization: Bearer good"), 404, "model_not_found"),
+    (post({**CHAT, "model": "tiny"}, "Authorization: Bearer wrong"), 401, "invalid_api_key"),
+    (post({**CHAT, "model": "tiny"}, "Authorization: Bearer scoped"), 404, "model_not_found"),
+    (post({**CHAT, "model": "tiny"}, "Authorization: Bearer good", path="/v1/chat/completions?x=1"), 200, None),
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer good\r\nContent-Length: 5\r\n\r\n"
+     b"{nope", 400, "invalid_json"),
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer good\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (
+         len(json.dumps({**CHAT, "model": "tiny"})), json.dumps({**CHAT, "model": "tiny"}).encode()), 200, None),
+], ids=["unknown-model", "wrong-key", "out-of-scope", "query-string", "bad-json", "chunked-body"])
+async def test_requests_the_fast_lane_does_not_serve_get_aiohttps_answer(
+    fake_server_cmd: list[str], tmp_path: Path, request_bytes: bytes, status: int, code: str | None
+) -> None:
+    keys = Keyring(tuple(parse_keys_file("good\nscoped other-model\n")))
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]), keys) as gw:
+            reader, writer = await connect(gw)
+            writer.write(request_bytes)
+            got, headers, body = await read_response(reader)
+            assert got == status, body
+            if code is not None:
+                assert json.loads(body)["error"]["code"] == code and headers["x-llama-orch-source"] == "gateway"
+            assert gw.lanes == {"fast": 0, "handed_off": 1}
+            writer.close()
+
+
+async def test_a_replica_at_its_slot_limit_sends_the_request_to_the_queue_on_aiohttps_side(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port, slots=1)])
+        async with serving(GatewayConfig(), directory) as gw:
+            first_r, first_w = await connect(gw)
+            first_w.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 6}))
+            await first_r.readuntil(b"\r\n\r\n")  # the only slot is taken
+            second_r, second_w = await connect(gw)
+            second_w.write(post({**CHAT, "model": "tiny", "max_tokens": 2}))
+            status, _, body = await read_response(second_r)  # queued until the first stream ends
+            assert status == 200 and completion_tokens(body) == 2
+            assert completion_tokens(await read_answer_after_head(first_r)) == 6
+            assert gw.lanes == {"fast": 1, "handed_off": 1}
+            first_w.close()
+            second_w.close()
+
+
+async def test_an_idle_fast_lane_connection_closes_when_the_gateway_stops(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        gw = Gateway(GatewayConfig(port=free_port()), StaticDirectory([upstream("one", "tiny", port=port)]),
+                     Keyring())
+        await gw.start()
+        reader, writer = await connect(gw)
+        writer.write(post({**CHAT, "model": "tiny"}))
+        assert (await read_response(reader))[0] == 200
+        await gw.stop()
+        assert await reader.read() == b""  # closed by the gateway, not left open
+        writer.close()
+
+
+async def test_the_idle_sweep_closes_stalled_connections_but_not_one_with_an_answer_in_progress(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            stalled_r, stalled_w = await connect(gw)
+            stalled_w.write(post({**CHAT, "model": "tiny"})[:30])  # half a head, then nothing
+            busy_r, busy_w = await connect(gw)
+            busy_w.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 20}))
+            await busy_r.readuntil(b"\r\n\r\n")
+            assert gw._lane is not None
+            gw._lane.close_idle(0.0)  # what the sweep does after IDLE_CLOSE_S of silence
+            assert await stalled_r.read() == b""
+            assert completion_tokens(await read_answer_after_head(busy_r)) == 20
+            busy_w.close()
+            stalled_w.close()

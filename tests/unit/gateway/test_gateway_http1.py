@@ -1,0 +1,69 @@
+"""Which requests the front door's fast lane takes (gateway.http1): only the plainest, whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from llama_orchestrator.gateway.http1 import MAX_BODY, MAX_HEAD, NotPlain, plain_request, response_head
+
+PATHS = frozenset({"/v1/chat/completions"})
+BODY = b'{"model":"m","stream":true}'
+
+
+def request(*headers: str, line: str = "POST /v1/chat/completions HTTP/1.1", body: bytes = BODY,
+            length: bool = True) -> bytearray:
+    lines = [line, "Host: gw", "Content-Type: application/json", *headers]
+    if length:
+        lines.append(f"Content-Length: {len(body)}")
+    return bytearray(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def test_a_plain_request_is_taken_whole_with_lowercased_headers() -> None:
+    buf = request("Authorization: Bearer k", "Connection: keep-alive") + b"POST /next"
+    req = plain_request(buf, PATHS)
+    assert req is not None
+    assert (req.method, req.path, req.body) == ("POST", "/v1/chat/completions", BODY)
+    assert req.headers["authorization"] == "Bearer k" and req.headers["content-type"] == "application/json"
+    assert bytes(buf[len(req.raw):]) == b"POST /next"  # the pipelined next request is left alone
+
+
+def test_an_incomplete_request_waits_for_more() -> None:
+    whole = request()
+    for cut in (0, 10, whole.index(b"\r\n\r\n"), len(whole) - 1):
+        assert plain_request(whole[:cut], PATHS) is None
+
+
+@pytest.mark.parametrize("buf", [
+    request(line="GET /v1/chat/completions HTTP/1.1"),
+    request(line="POST /v1/chat/completions?x=1 HTTP/1.1"),
+    request(line="POST /v1/models HTTP/1.1"),
+    request(line="POST /v1/chat/completions HTTP/1.0"),
+    request(line="POST  /v1/chat/completions HTTP/1.1"),
+    request("Transfer-Encoding: chunked", length=False),
+    request("Expect: 100-continue"),
+    request("Upgrade: h2c"),
+    request("Connection: close"),
+    request("Content-Type: text/plain"),  # repeated header
+    request("X-Folded: a", " b"),  # obs-fold
+    request("Bad Name: x"),
+    request("X-Nul: a\x00b"),
+    request("X-Bare-LF: a\nb"),
+    request(length=False),
+    request("Content-Length: +5", length=False),
+    request("Content-Length: ²", length=False),
+    request(f"Content-Length: {MAX_BODY + 1}", length=False),
+    bytearray(b"POST /v1/chat/completions HTTP/1.1\r\nX: " + b"a" * (MAX_HEAD + 1)),
+], ids=["get", "query", "other-path", "http10", "double-space", "chunked", "expect", "upgrade", "close",
+        "repeated", "folded", "bad-name", "nul", "bare-lf", "no-length", "signed-length", "unicode-digit",
+        "body-too-big", "head-too-big"])
+def test_anything_but_the_plainest_request_goes_to_aiohttp(buf: bytearray) -> None:
+    with pytest.raises(NotPlain):
+        plain_request(buf, PATHS)
+
+
+def test_response_head_has_status_line_headers_and_date() -> None:
+    head = response_head(404, [("Content-Length", "0")])
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 404 Not Found" and lines[1] == "Content-Length: 0"
+    assert lines[2].startswith("Date: ") and lines[2].endswith(" GMT") and head.endswith(b"\r\n\r\n")
+    assert response_head(599, []).startswith(b"HTTP/1.1 599 Unknown\r\n")
