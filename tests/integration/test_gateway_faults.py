@@ -105,6 +105,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+# Each fault on both lanes: a plain request is forwarded by the front door (gateway.exchange), the
+# same request with a query string by aiohttp's handler (gateway.proxy); the answers must match.
+LANES = pytest.mark.parametrize("query", ["", "?lane=aiohttp"], ids=["fast-lane", "aiohttp"])
+
+
+def assert_lane(gw: Gateway, query: str, requests: int) -> None:
+    assert gw.lanes == ({"fast": 0, "handed_off": requests} if query else {"fast": requests, "handed_off": 0})
+
+
 async def sse_events(resp: aiohttp.ClientResponse) -> list[bytes]:
     raw = await resp.read()
     return [e for e in raw.split(b"\n\n") if e.strip()]
@@ -244,15 +253,17 @@ async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:
 # --- streaming faults -------------------------------------------------------------------------------
 
 
+@LANES
 async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_event(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     env = {"FAKE_TOKEN_DELAY": "0.05", "FAKE_CRASH_AFTER": "0.5"}
     with fake_server(fake_server_cmd, tmp_path, "tiny", env) as (port, _):
         async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 1000}
-            async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+            async with http.post(gw.address + "/v1/chat/completions" + query, json=body) as resp:
                 events = await sse_events(resp)
+            assert_lane(gw, query, 1)
             assert events[0].startswith(b"data: ")
             assert events[-1].startswith(b"event: error\ndata: ")
             assert json.loads(events[-1].split(b"data: ", 1)[1])["error"]["code"] == "stream_interrupted"
@@ -260,21 +271,24 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
                 assert 'llama_orch_gateway_errors_total{model="tiny",source="stream_error"} 1' in await r.text()
 
 
+@LANES
 async def test_upstream_killed_mid_stream_ends_the_client_stream(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, proc):
         async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
-            async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+            async with http.post(gw.address + "/v1/chat/completions" + query, json=body) as resp:
                 await resp.content.readuntil(b"\n\n")
                 kill_group(proc)  # type: ignore[arg-type]
                 rest = await resp.content.read()
             assert rest.rstrip().split(b"\n\n")[-1].startswith(b"event: error")
+            assert_lane(gw, query, 1)
 
 
+@LANES
 async def test_client_disconnect_closes_the_upstream_request(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     log_dir = tmp_path
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.02"}, "-np", "1") as (port, _):
@@ -282,7 +296,7 @@ async def test_client_disconnect_closes_the_upstream_request(
         async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
             for _ in range(3):
-                resp = await http.post(gw.address + "/v1/chat/completions", json=body)
+                resp = await http.post(gw.address + "/v1/chat/completions" + query, json=body)
                 for _ in range(3):
                     await resp.content.readuntil(b"\n\n")
                 resp.close()  # drop the connection mid-stream
@@ -290,6 +304,7 @@ async def test_client_disconnect_closes_the_upstream_request(
                                    message="the fake saw 3 cancelled tasks")
             async with http.get(f"http://127.0.0.1:{port}/slots") as r:
                 assert not any(s["is_processing"] for s in await r.json())
+            assert gw.lanes["fast"] == 0 if query else gw.lanes == {"fast": 3, "handed_off": 0}
 
 
 def dechunk(raw: bytes) -> bytes:
@@ -337,29 +352,34 @@ async def test_a_client_reading_slowly_pauses_the_upstream_and_still_gets_every_
             assert all(e.startswith(b"data: {") for e in got[:-1])
 
 
+@LANES
 async def test_wedged_upstream_times_out_with_504(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_WEDGE": "1"}) as (port, _):
         directory = StaticDirectory([upstream("one", "tiny", port=port)])
         async with (
             serving(GatewayConfig(request_timeout_s=1.0), directory) as gw,
-            http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "tiny"}) as resp,
+            http.post(gw.address + "/v1/chat/completions" + query, json={**CHAT, "model": "tiny"}) as resp,
         ):
             assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
+            assert resp.headers["X-Llama-Orch-Source"] == "gateway"
+            assert_lane(gw, query, 1)
 
 
+@LANES
 async def test_slow_stream_arrives_whole_and_gateway_stop_ends_it_cleanly(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
         gw = await started(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)]))
         body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 100000}
-        async with http.post(gw.address + "/v1/chat/completions", json=body) as resp:
+        async with http.post(gw.address + "/v1/chat/completions" + query, json=body) as resp:
             await resp.content.readuntil(b"\n\n")
             await gw.stop()
             rest = await resp.content.read()
         assert b"shutting down" in rest.rstrip().split(b"\n\n")[-1]
+        assert_lane(gw, query, 1)
 
 
 # --- lifecycle from traffic -------------------------------------------------------------------------
