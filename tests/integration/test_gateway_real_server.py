@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.real_server]
 
 KEY = "test-key-123"
 SCOPED_KEY = "scoped-key-456"  # may use the model `chat` only
+CLAUDE = "claude-3-5-haiku-latest"  # a further alias of `chat` (model.aliases)
 
 
 def get_json(url: str) -> object:
@@ -56,7 +57,8 @@ async def gateway(llama_server_bin: Path, tiny_model: Path, tmp_path: Path) -> A
         real_server(llama_server_bin, tiny_model, tmp_path, "tiny-embed", "--embeddings") as embed_port,
     ):
         directory = StaticDirectory([
-            upstream("chat", "tiny", port=chat_port, slots=2), upstream("embed", "tiny-embed", port=embed_port),
+            upstream("chat", "tiny", port=chat_port, slots=2, aliases=(CLAUDE,)),
+            upstream("embed", "tiny-embed", port=embed_port),
         ])
         keys = Keyring(tuple(parse_keys_file(f"{KEY}\n{SCOPED_KEY} chat")))
         gw = Gateway(GatewayConfig(port=free_port()), directory, keys)
@@ -120,7 +122,7 @@ async def test_openai_sdk_errors_unknown_model_and_wrong_key(gateway: tuple[Gate
         assert (await c.models.retrieve("tiny")).id == "tiny"  # chat's alias: the same instance
         with pytest.raises(openai.NotFoundError) as hidden:  # out of the key's scope: as if absent
             await c.models.retrieve("tiny-embed")
-        assert str(hidden.value).endswith("Available models: chat, tiny")
+        assert str(hidden.value).endswith(f"Available models: chat, {CLAUDE}, tiny")
 
 
 async def test_openai_responses_api_and_anthropic_messages_api(gateway: tuple[Gateway, int]) -> None:
@@ -140,7 +142,8 @@ async def test_openai_responses_api_and_anthropic_messages_api(gateway: tuple[Ga
         msg = await claude.messages.create(model="tiny", max_tokens=8,
                                            messages=[{"role": "user", "content": "hello"}])
         assert msg.type == "message" and msg.content and msg.stop_reason in ("max_tokens", "end_turn")
-        stream = await claude.messages.create(model="tiny", max_tokens=8, stream=True,
+        # by a further alias (model.aliases): the model name Claude-style clients send by default
+        stream = await claude.messages.create(model=CLAUDE, max_tokens=8, stream=True,
                                               messages=[{"role": "user", "content": "hello"}])
         kinds = [e.type async for e in stream]  # the raw events (the `messages.stream` helper hides some)
         # not kinds[0] == "message_start": llama-server itself leaves that event out of about one

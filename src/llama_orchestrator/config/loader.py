@@ -256,7 +256,15 @@ def _cross_checks(
     for name, config in instances.items():
         file = str(files[name])
         by_port.setdefault(config.server.port, []).append(name)
-        by_alias.setdefault(config.served_name, []).append(name)
+        for served in (config.served_name, *config.extra_aliases):
+            by_alias.setdefault(served, []).append(name)
+        for extra in config.extra_aliases:
+            if extra in instances:
+                problems.append(ConfigProblem(
+                    file, "model.aliases",
+                    f"alias {extra!r} is the name of instance {extra!r}: requests for it would go to both; "
+                    "remove it or rename one of them",
+                ))
         if config.server.port == gateway_port:
             problems.append(
                 ConfigProblem(

@@ -43,6 +43,11 @@ class ModelSection(Strict):
     alias: str | None = Field(
         None, min_length=1, description="Name clients use in the `model` field; defaults to the instance name."
     )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="More names that route here through the gateway, e.g. the model ids a client sends by "
+        "default (\"gpt-4o-mini\", \"claude-3-5-haiku-latest\"); shared by several instances, they make replicas.",
+    )
     context_size: int | None = Field(None, ge=0, description="-c/--ctx-size; 0 means the model's own context length.")
     batch_size: int | None = Field(None, ge=1, description="-b/--batch-size")
     ubatch_size: int | None = Field(None, ge=1, description="-ub/--ubatch-size")
@@ -51,6 +56,17 @@ class ModelSection(Strict):
     embeddings: bool = Field(False, description="--embeddings: serve /v1/embeddings.")
     chat_template: str | None = Field(None, description="--chat-template")
     jinja: bool | None = Field(None, description="--jinja / --no-jinja")
+
+    @field_validator("aliases")
+    @classmethod
+    def _distinct_aliases(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"alias {name!r} is empty or has spaces around it")
+        repeated = sorted({n for n in value if value.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return value
 
 
 class ServerSection(Strict):
@@ -174,6 +190,11 @@ class InstanceConfig(Strict):
     def served_name(self) -> str:
         """The name clients put in the `model` field."""
         return self.model.alias or self.name
+
+    @property
+    def extra_aliases(self) -> tuple[str, ...]:
+        """`model.aliases` less the instance's own names: further names the gateway routes here."""
+        return tuple(a for a in self.model.aliases if a not in (self.served_name, self.name))
 
 
 class GatewayConfig(Strict):

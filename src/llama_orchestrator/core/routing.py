@@ -34,9 +34,15 @@ class Upstream:
     metrics: bool = False  # the llama-server runs with --metrics (the gateway relabels its /metrics)
     restarts: int = 0  # restarts since the daemon started (exported by the gateway's /metrics)
     ready_in_s: float | None = None  # not up: when a start should be ready, from learned load times
+    aliases: tuple[str, ...] = ()  # more names that route here (model.aliases)
 
     def serves(self, model: str) -> bool:
-        return model in (self.name, self.alias)
+        return model == self.name or model == self.alias or model in self.aliases
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name that routes here: the instance name, its alias and its further aliases."""
+        return (self.name, self.alias, *self.aliases)
 
     @property
     def has_free_slot(self) -> bool:

@@ -54,7 +54,8 @@ class SupervisorDirectory:
         now = self.clock()
         out = []
         for name, sup in self.supervisors.items():
-            if model is not None and model != name and model != sup.config.served_name:
+            if model is not None and model != name and model != sup.config.served_name \
+                    and model not in sup.config.extra_aliases:
                 continue
             state = sup.rt.state
             if state in _UP:
@@ -66,6 +67,7 @@ class SupervisorDirectory:
             out.append(Upstream(
                 name=name,
                 alias=config.served_name,
+                aliases=config.extra_aliases,
                 base_url=connect_base_url(config),
                 state=state,
                 routable=state is S.READY and sup.rt.probe_failures == 0,

@@ -17,32 +17,34 @@ from llama_orchestrator.gateway.errors import BadRequest
 
 def available_models(upstreams: list[Upstream]) -> list[str]:
     """Every name a request may use: instance names and aliases, sorted, without duplicates."""
-    names = {u.name for u in upstreams} | {u.alias for u in upstreams if u.alias}
-    return sorted(names)
+    return sorted({n for u in upstreams for n in u.names if n})
 
 
 def served_names(ups: list[Upstream], model: str) -> set[str]:
     """`model` and every name and alias of the instances that serve it (what a key scope may list)."""
-    return {model, *(n for u in routing.candidates(ups, model) for n in (u.name, u.alias))}
+    return {model, *(n for u in routing.candidates(ups, model) for n in u.names)}
 
 
 def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, object]]:
-    """`/v1/models` entries: each instance by name, then each alias that is not an instance name."""
+    """`/v1/models` entries: each instance by name, then each alias (and further alias) that is not
+    an instance name."""
     data: list[dict[str, object]] = []
     names = {u.name for u in ups}
     for u in sorted(ups, key=lambda u: u.name):
-        if key is not None and not key.allows({u.name, u.alias}):
+        if key is not None and not key.allows(set(u.names)):
             continue
         data.append({
             "id": u.name, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
             "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
+            **({"aliases": list(u.aliases)} if u.aliases else {}),
         })
     aliases: dict[str, list[Upstream]] = {}
     for u in ups:
-        if u.alias and u.alias not in names:
-            aliases.setdefault(u.alias, []).append(u)
+        for alias in dict.fromkeys(u.names[1:]):
+            if alias and alias not in names:
+                aliases.setdefault(alias, []).append(u)
     for alias, group in sorted(aliases.items()):
-        if key is not None and not key.allows({alias, *(u.name for u in group)}):
+        if key is not None and not key.allows(served_names(group, alias)):
             continue
         routable = any(u.routable for u in group)
         state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value

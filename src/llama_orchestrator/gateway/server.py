@@ -380,7 +380,7 @@ class Gateway:
         upstream = next((u for u in ups if u.name == name), None)
         if tail not in PUBLIC_NATIVE:
             key = self._authorize(request)
-            if key is not None and upstream is not None and not key.allows({upstream.name, upstream.alias}):
+            if key is not None and upstream is not None and not key.allows(set(upstream.names)):
                 upstream = None
         if upstream is None:
             raise NotFound(f"no instance named {name!r}; instances: {', '.join(sorted(u.name for u in ups))}",

@@ -153,3 +153,24 @@ def test_windows_absolute_model_path_is_kept_on_any_platform(home: HomePaths) ->
     write_instance(home.home, "a", {"model": {"path": "D:/models/x.gguf"}, "server": {"port": 8001}})
     config = load_fleet(home, offline=True, which=lambda _: "x").instances["a"]
     assert config.model.path == "D:/models/x.gguf"
+
+
+def test_further_aliases_route_here_and_are_checked(home: HomePaths, model_file: Path) -> None:
+    a = minimal("a", 8001, model_file)
+    a["model"] = {"path": str(model_file), "alias": "coder", "aliases": ["gpt-4o-mini", "coder", "a", "shared"]}
+    b = minimal("b", 8002, model_file)
+    b["model"] = {"path": str(model_file), "aliases": ["shared", "a"]}
+    c = minimal("c", 8003, model_file)
+    c["model"] = {"path": str(model_file), "aliases": ["x", " y", "x"]}
+    for name, data in (("a", a), ("b", b), ("c", c)):
+        write_instance(home.home, name, data)
+    fleet = load_fleet(home, which=lambda _: "/usr/bin/llama-server")
+    # its own names are not "further" names; the others route here too
+    assert fleet.instances["a"].extra_aliases == ("gpt-4o-mini", "shared")
+    errors = {(Path(p.file).parent.name, p.field): p.message for p in fleet.errors}
+    assert set(errors) == {("b", "model.aliases"), ("c", "model.aliases")}
+    assert "is the name of instance 'a'" in errors[("b", "model.aliases")]
+    assert "' y' is empty or has spaces around it" in errors[("c", "model.aliases")]
+    # a further alias shared by two instances makes them replicas, as a shared alias does
+    warnings = [p.message for p in fleet.problems if p.severity == "warning"]
+    assert any("alias 'shared' is shared by a, b" in w for w in warnings)

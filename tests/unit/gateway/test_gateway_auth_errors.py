@@ -12,7 +12,7 @@ from tests.unit.gateway.gateway_fakes import upstream
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import errors
 from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
-from llama_orchestrator.gateway.catalog import model_list
+from llama_orchestrator.gateway.catalog import available_models, model_list, served_names
 from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
 from llama_orchestrator.gateway.server import is_loopback
 
@@ -81,6 +81,22 @@ def test_model_list_has_instances_and_aliases() -> None:
                    ("e", "ready", "llama-orchestrator"), ("chat", "ready", "llama-orchestrator")]
     scoped = parse_keys_file("k chat\n")[0]
     assert [m["id"] for m in model_list(ups, scoped)] == ["a", "b", "chat"]
+
+
+def test_further_aliases_route_list_and_scope_like_the_alias() -> None:
+    ups = [upstream("a", "coder", aliases=("gpt-4o-mini", "shared")), upstream("b", "b", aliases=("shared",))]
+    assert [u.name for u in ups if u.serves("gpt-4o-mini")] == ["a"]
+    assert [u.name for u in ups if u.serves("shared")] == ["a", "b"]
+    assert available_models(ups) == ["a", "b", "coder", "gpt-4o-mini", "shared"]
+    listed = {m["id"]: m for m in model_list(ups)}
+    assert list(listed) == ["a", "b", "coder", "gpt-4o-mini", "shared"]
+    assert listed["a"]["aliases"] == ["gpt-4o-mini", "shared"] and listed["b"]["aliases"] == ["shared"]
+    assert listed["shared"]["instances"] == ["a", "b"] and listed["gpt-4o-mini"]["instances"] == ["a"]
+    # a key scoped to one of a's names reaches a by any of them (and, as with a shared alias, the
+    # replicas a shares a name with), but not b by b's own name
+    scoped = parse_keys_file("k coder\n")[0]
+    assert scoped.allows(served_names(ups, "gpt-4o-mini")) and not scoped.allows(served_names(ups, "b"))
+    assert [m["id"] for m in model_list(ups, scoped)] == ["a", "coder", "gpt-4o-mini", "shared"]
 
 
 def test_metrics_text_histograms_states_and_relabelled_children() -> None:

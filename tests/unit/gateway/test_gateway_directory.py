@@ -106,6 +106,17 @@ def test_a_model_lookup_builds_only_the_instances_serving_it() -> None:
     assert directory.upstreams("nope") == []
 
 
+def test_further_aliases_find_their_instance() -> None:
+    sups = {
+        "a": StubSupervisor(config("a", model={"path": "/m.gguf", "alias": "coder", "aliases": ["gpt-4o-mini"]})),
+        "b": StubSupervisor(config("b", model={"path": "/m.gguf"})),
+    }
+    directory = SupervisorDirectory(sups, clock=Clock(), environ={})  # type: ignore[arg-type]
+    assert [u.name for u in directory.upstreams("gpt-4o-mini")] == ["a"]
+    assert directory.upstreams("gpt-4o-mini")[0].aliases == ("gpt-4o-mini",)
+    assert directory.upstreams("b")[0].aliases == ()
+
+
 def test_an_instance_not_up_says_when_it_should_be_ready() -> None:
     from dataclasses import replace
 
