@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.real_server]
 
 KEY = "test-key-123"
 SCOPED_KEY = "scoped-key-456"  # may use the model `chat` only
-CLAUDE = "claude-3-5-haiku-latest"  # a further alias of `chat` (model.aliases)
+CLAUDE = "claude-haiku-4-5"  # a further alias of `chat` (model.aliases)
 
 
 def get_json(url: str) -> object:

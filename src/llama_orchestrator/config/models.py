@@ -46,7 +46,7 @@ class ModelSection(Strict):
     aliases: list[str] = Field(
         default_factory=list,
         description="More names that route here through the gateway, e.g. the model ids a client sends by "
-        "default (\"gpt-4o-mini\", \"claude-3-5-haiku-latest\"); shared by several instances, they make replicas.",
+        "default (\"gpt-4o-mini\", \"claude-haiku-4-5\"); shared by several instances, they make replicas.",
     )
     context_size: int | None = Field(None, ge=0, description="-c/--ctx-size; 0 means the model's own context length.")
     batch_size: int | None = Field(None, ge=1, description="-b/--batch-size")

@@ -23,4 +23,4 @@ def test_every_example_loads_without_errors(tmp_path: Path) -> None:
     fleet = load_fleet(paths, offline=True, environ={"CODER_API_KEY": "k"}, which=lambda _: None)
     assert names and sorted(fleet.instances) == names
     assert [p for p in fleet.errors] == []
-    assert fleet.instances["cuda-coder"].extra_aliases == ("gpt-4o-mini", "claude-3-5-haiku-latest")
+    assert fleet.instances["cuda-coder"].extra_aliases == ("gpt-4o-mini", "claude-haiku-4-5")
