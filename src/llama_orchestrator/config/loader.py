@@ -334,7 +334,7 @@ def _cross_checks(
             problems.append(
                 ConfigProblem(
                     str(files[names[0]]),
-                    "model.alias",
+                    "model.alias" if instances[names[0]].served_name == alias else "model.aliases",
                     f"alias {alias!r} is shared by {', '.join(names)}: requests are balanced across them",
                     severity="warning",
                 )

@@ -172,5 +172,5 @@ def test_further_aliases_route_here_and_are_checked(home: HomePaths, model_file:
     assert "is the name of instance 'a'" in errors[("b", "model.aliases")]
     assert "' y' is empty or has spaces around it" in errors[("c", "model.aliases")]
     # a further alias shared by two instances makes them replicas, as a shared alias does
-    warnings = [p.message for p in fleet.problems if p.severity == "warning"]
-    assert any("alias 'shared' is shared by a, b" in w for w in warnings)
+    warnings = {p.field: p.message for p in fleet.problems if p.severity == "warning"}
+    assert "alias 'shared' is shared by a, b" in warnings["model.aliases"]
