@@ -344,7 +344,7 @@ async def test_a_client_reading_slowly_pauses_the_upstream_and_still_gets_every_
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             # ~3 MB of events against a 4 KB window: the gateway stops reading the upstream
             # instead of buffering the stream in memory
-            await async_wait_until(lambda: any(up._sink_state == "drain" for up in gw._live), 10,
+            await async_wait_until(lambda: any(up.sink_state == "drain" for up in gw._live), 10,
                                    message="the relay paused for the slow client")
             got = [e for e in (await read_answer(reader)).split(b"\n\n") if e.strip()]
             writer.close()

@@ -10,6 +10,7 @@
     # resp.relay_to(client_transport) + await resp.relayed() writes them from data_received
     resp.close()                                    # back to the pool if complete, else the socket closes
     await pool.close()
+    # or, without a task: resp.notify = callback, called at each step (gateway.exchange)
 
 Why not aiohttp's client: per proxied stream it spent most of the gateway's CPU (request and
 response objects, cookie and redirect machinery, a stream reader per response). This client does
@@ -77,13 +78,9 @@ class Response(asyncio.Protocol):
         self._key = key
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.received = False  # any byte of the current response
         self.idle_since = 0.0
         self.in_pool = False
         self.after_stream = False  # pooled after an SSE answer (see UpstreamPool.closes_after_stream)
-        self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         # called where a waiting reader would be woken (head, body bytes, end, error, flow
         # control): the front door's fast lane follows a response by callbacks, without a task
         self.notify: Callable[[], None] | None = None
@@ -93,24 +90,24 @@ class Response(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._buf = bytearray()
-        self._head_done = False
+        self.head_done = False
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._remaining = -1  # Content-Length left; -1 = until close
         self._chunked: ChunkedDecoder | WireChunks | None = None
         self._eof = False
-        self._exc: BaseException | None = None
+        self.failure: BaseException | None = None  # why the response ended early (UpstreamClosed)
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._keep = True
         self._deadline: float | None = None
         self._read_timeout: float | None = None
-        self.received = False
-        self.wire = False
+        self.received = False  # any byte of the current response
+        self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self.status = 0
-        self.headers = {}
+        self.headers: dict[str, str] = {}
         self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
-        self._sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
+        self.sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
         self._sink_high = 0
         self._last_rx = 0.0
         self.first_relayed_at: float | None = None  # perf_counter of the first byte relayed
@@ -124,11 +121,11 @@ class Response(asyncio.Protocol):
             self._pool.closes_after_stream.add(self._key)
         self.transport = None
         self._keep = False
-        if not self._eof and self._exc is None:
-            if self._remaining == -1 and self._head_done and self._chunked is None:
+        if not self._eof and self.failure is None:
+            if self._remaining == -1 and self.head_done and self._chunked is None:
                 self._eof = True  # a read-until-close body ends here
             else:
-                self._exc = UpstreamClosed(
+                self.failure = UpstreamClosed(
                     "the upstream closed the connection" + (f" ({exc})" if exc else "")
                 )
         self._wake()
@@ -136,13 +133,13 @@ class Response(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received = True
         self._last_rx = self._loop.time()
-        if self._eof or self._exc is not None:
+        if self._eof or self.failure is not None:
             self._keep = False  # bytes after the response: this connection is out of step, drop it
             if self.transport is not None:
                 self.transport.close()
             return
         try:
-            if not self._head_done:
+            if not self.head_done:
                 self._buf += data
                 end = self._buf.find(b"\r\n\r\n")
                 if end < 0:
@@ -152,7 +149,7 @@ class Response(asyncio.Protocol):
                 self._parse_head(bytes(self._buf[:end]))
                 data = bytes(self._buf[end + 4:])
                 self._buf = bytearray()
-                if not self._head_done:  # a 1xx head: the real one follows
+                if not self.head_done:  # a 1xx head: the real one follows
                     if data:
                         self.data_received(data)
                     return
@@ -175,9 +172,9 @@ class Response(asyncio.Protocol):
                         self._eof = True
                 self._push(data)
         except (UpstreamClosed, MalformedChunk) as exc:
-            self._exc = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
+            self.failure = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
             self._keep = False
-        if self._sink is None or self._eof or self._exc is not None or self._sink_state:
+        if self._sink is None or self._eof or self.failure is not None or self.sink_state:
             self._wake()  # relaying, the reader sleeps: its read timeout counts from _last_rx
 
     def eof_received(self) -> bool | None:
@@ -197,7 +194,7 @@ class Response(asyncio.Protocol):
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        self._head_done = True
+        self.head_done = True
         conn = headers.get("connection", "").lower()
         if parts[0] == "HTTP/1.0" or "close" in conn:
             self._keep = False
@@ -227,13 +224,13 @@ class Response(asyncio.Protocol):
 
     def _relay(self, sink: asyncio.WriteTransport, data: bytes) -> None:
         if sink.is_closing():
-            self._sink_state = "gone"
+            self.sink_state = "gone"
             return
         if self.first_relayed_at is None:
             self.first_relayed_at = time.perf_counter()
         sink.write(data)
         if sink.get_write_buffer_size() > self._sink_high and self.transport is not None:
-            self._sink_state = "drain"  # the client reads slower than the upstream writes
+            self.sink_state = "drain"  # the client reads slower than the upstream writes
             self.transport.pause_reading()
 
     def relay_to(self, sink: asyncio.WriteTransport, head: bytes = b"") -> None:
@@ -254,7 +251,7 @@ class Response(asyncio.Protocol):
             sink.write(head)
         if self._paused and self.transport is not None:
             self._paused = False  # from here on only the sink's fill level pauses reading
-            if not self._sink_state:
+            if not self.sink_state:
                 self.transport.resume_reading()
 
     async def relayed(self) -> str:
@@ -263,10 +260,10 @@ class Response(asyncio.Protocol):
         "gone" when the sink closed. Raises UpstreamClosed, or TimeoutError after the read
         timeout without a byte from the upstream."""
         while True:
-            if self._sink_state:
-                return self._sink_state
-            if self._exc is not None:
-                raise self._exc
+            if self.sink_state:
+                return self.sink_state
+            if self.failure is not None:
+                raise self.failure
             if self._eof:
                 return "eof"
             try:
@@ -277,8 +274,8 @@ class Response(asyncio.Protocol):
                     raise
 
     def resume_relay(self) -> None:
-        if self._sink_state == "drain":
-            self._sink_state = ""
+        if self.sink_state == "drain":
+            self.sink_state = ""
             if self.transport is not None:
                 self.transport.resume_reading()
 
@@ -326,10 +323,10 @@ class Response(asyncio.Protocol):
         self.transport.write(request)
 
     async def _head(self) -> None:
-        while not self._head_done and self._exc is None:
+        while not self.head_done and self.failure is None:
             await self._wait()
-        if self._exc is not None:
-            raise self._exc
+        if self.failure is not None:
+            raise self.failure
 
     @property
     def content_type(self) -> str:
@@ -341,20 +338,6 @@ class Response(asyncio.Protocol):
 
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
-
-    @property
-    def head_done(self) -> bool:
-        return self._head_done
-
-    @property
-    def failure(self) -> BaseException | None:
-        """Why the response ended early (UpstreamClosed), if it did."""
-        return self._exc
-
-    @property
-    def sink_state(self) -> str:
-        """While relaying: "" flowing, "drain" paused for the sink, "gone" the sink closed."""
-        return self._sink_state
 
     @property
     def idle_s(self) -> float:
@@ -381,8 +364,8 @@ class Response(asyncio.Protocol):
         came within the read timeout.
         """
         while not self._chunks:
-            if self._exc is not None:
-                raise self._exc
+            if self.failure is not None:
+                raise self.failure
             if self._eof:
                 return b""
             await self._wait()
@@ -396,8 +379,8 @@ class Response(asyncio.Protocol):
 
     def cut(self, reason: str) -> None:
         """End the response from outside: the reader sees UpstreamClosed(reason)."""
-        if not self._eof and self._exc is None:
-            self._exc = UpstreamClosed(reason)
+        if not self._eof and self.failure is None:
+            self.failure = UpstreamClosed(reason)
             self._keep = False
             self._wake()
 
@@ -410,7 +393,7 @@ class Response(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self._eof and self._exc is None and self._keep and not self._chunks and not self._pool.closed:
+        if self._eof and self.failure is None and self._keep and not self._chunks and not self._pool.closed:
             self.after_stream = self.content_type == "text/event-stream"
             if self.after_stream and self._key in self._pool.closes_after_stream:
                 self.transport = None

@@ -58,7 +58,7 @@ async def parse_wire(reads: list[bytes]) -> tuple[list[bytes], bool, bool]:
     pieces = []
     for data in reads:
         response.data_received(data)
-        if response._chunks or response._exc is not None:
+        if response._chunks or response.failure is not None:
             pieces.append(await asyncio.wait_for(response.readany(), 1))
     return pieces, response.wire, response.at_eof()
 
