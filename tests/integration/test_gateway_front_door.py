@@ -180,3 +180,47 @@ async def test_the_idle_sweep_closes_stalled_connections_but_not_one_with_an_ans
             assert completion_tokens(await read_answer_after_head(busy_r)) == 20
             busy_w.close()
             stalled_w.close()
+
+
+@pytest.mark.parametrize("query", ["", "?lane=aiohttp"], ids=["fast-lane", "aiohttp"])
+async def test_a_pooled_connection_the_upstream_dropped_is_retried_on_a_new_one(query: str) -> None:
+    """The upstream answers on a keep-alive connection, then drops it when the next request comes
+    (as a server closing an idle socket does, just as the gateway writes): the request never
+    reached it, so it goes again on a new connection and the client sees nothing of it."""
+    connections: list[int] = []  # requests answered per connection
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        mine = len(connections) - 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                await reader.readexactly(length)
+                if mine == 0 and connections[0] == 1:
+                    return  # the first connection's second request: dropped unanswered
+                connections[mine] += 1
+                body = json.dumps({"object": "chat.completion", "usage": {"completion_tokens": 1}}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) as gw:
+            for _ in range(2):
+                reader, writer = await connect(gw)  # a new client connection each time
+                writer.write(post({**CHAT, "model": "m"}, path="/v1/chat/completions" + query))
+                status, _, body = await read_response(reader)
+                assert status == 200 and completion_tokens(body) == 1, body
+                writer.close()
+            assert connections == [1, 1]  # the second request went again, on a second connection
+            assert gw.lanes == ({"fast": 0, "handed_off": 2} if query else {"fast": 2, "handed_off": 0})
+    finally:
+        server.close()
+        await server.wait_closed()
