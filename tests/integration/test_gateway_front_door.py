@@ -224,3 +224,37 @@ async def test_a_pooled_connection_the_upstream_dropped_is_retried_on_a_new_one(
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("query", ["", "?lane=aiohttp"], ids=["fast-lane", "aiohttp"])
+async def test_an_event_stream_the_upstream_does_not_chunk_reaches_the_client_whole(query: str) -> None:
+    """llama-server always chunks its streams; a server that streams until it closes instead
+    still gets its events through, framed by the gateway."""
+    events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)] + [b"data: [DONE]\n\n"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        for event in events:
+            writer.write(event)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) as gw:
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "m", "stream": True}, path="/v1/chat/completions" + query))
+            status, headers, body = await read_response(reader)
+            assert status == 200 and headers["transfer-encoding"] == "chunked"
+            assert body == b"".join(events)
+            assert gw.lanes == ({"fast": 0, "handed_off": 1} if query else {"fast": 1, "handed_off": 0})
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
