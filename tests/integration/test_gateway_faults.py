@@ -396,12 +396,13 @@ def on_demand_dir(fake_server_cmd: list[str], model_file: Path, tmp_path: Path, 
     return ProcessDirectory(ups, cmds, tmp_path, {n: env for n in names} if env else None)
 
 
+@LANES
 async def test_reject_mode_answers_503_with_retry_after_while_loading(
-    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
     async with serving(GatewayConfig(start_wait="reject"), directory) as gw:
-        url = gw.address + "/v1/chat/completions"
+        url = gw.address + "/v1/chat/completions" + query
         results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "slow"}) for _ in range(5)))
         for resp in results:
             assert resp.status == 503 and resp.headers["Retry-After"] == "5"  # never timed: the default
@@ -412,31 +413,36 @@ async def test_reject_mode_answers_503_with_retry_after_while_loading(
         async with http.post(url, json={**CHAT, "model": "slow"}) as resp:
             assert resp.status == 503 and resp.headers["Retry-After"] == "42"
             assert "retry in 42 s" in (await resp.json())["error"]["message"]
+        assert gw.lanes["fast"] == (0 if query else 6)
 
 
+@LANES
 async def test_hold_mode_waits_for_the_load_and_starts_once(
-    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["lazy"], {"FAKE_LOAD_SECONDS": "1"})
     async with serving(GatewayConfig(start_wait="hold", start_wait_timeout_s=30), directory) as gw:
-        url = gw.address + "/v1/chat/completions"
+        url = gw.address + "/v1/chat/completions" + query
         results = await asyncio.gather(*(http.post(url, json={**CHAT, "model": "lazy"}) for _ in range(6)))
         assert [r.status for r in results] == [200] * 6
         for r in results:
             r.release()
         assert len(directory.starts) == 1
+        assert gw.lanes["fast"] == (0 if query else 6)
 
 
+@LANES
 async def test_hold_timeout_answers_503(
-    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["slow"], {"FAKE_LOAD_SECONDS": "60"})
     async with (
         serving(GatewayConfig(start_wait_timeout_s=0.5), directory) as gw,
-        http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "slow"}) as resp,
+        http.post(gw.address + "/v1/chat/completions" + query, json={**CHAT, "model": "slow"}) as resp,
     ):
         assert resp.status == 503 and resp.headers["Retry-After"]
         assert "did not become ready" in (await resp.json())["error"]["message"]
+        assert_lane(gw, query, 1)
 
 
 async def test_held_stream_is_kept_alive_with_comments_that_the_openai_sdk_ignores(
@@ -525,8 +531,9 @@ async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
         assert directory.entries["c"].state is S.STOPPED
 
 
+@LANES
 async def test_replicas_share_load_and_the_queue_overflows_into_429(
-    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
     env = {"FAKE_TOKEN_DELAY": "0.05"}
     with (
@@ -535,7 +542,7 @@ async def test_replicas_share_load_and_the_queue_overflows_into_429(
     ):
         directory = StaticDirectory([upstream("r1", "m", port=p1, slots=1), upstream("r2", "m", port=p2, slots=1)])
         async with serving(GatewayConfig(queue_size=1), directory) as gw:
-            url = gw.address + "/v1/chat/completions"
+            url = gw.address + "/v1/chat/completions" + query
             body = {**CHAT, "model": "m", "max_tokens": 10}
             results = await asyncio.gather(*(http.post(url, json=body) for _ in range(6)))
             statuses = sorted(r.status for r in results)
@@ -548,6 +555,7 @@ async def test_replicas_share_load_and_the_queue_overflows_into_429(
             directory.set("r2", routable=False, state=S.UNHEALTHY)
             async with http.post(url, json={**CHAT, "model": "m"}) as resp:
                 assert resp.headers["X-Llama-Orch-Instance"] == "r1"
+            assert gw.lanes["fast"] == (0 if query else 7)
 
 
 async def test_a_replica_that_refuses_connections_is_skipped_for_the_next_one(

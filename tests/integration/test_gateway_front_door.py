@@ -14,6 +14,7 @@ from tests.support.ports import free_port
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 from llama_orchestrator.gateway.server import Gateway
 
@@ -104,7 +105,6 @@ async def test_pipelined_requests_are_answered_in_order(fake_server_cmd: list[st
 
 
 @pytest.mark.parametrize(("request_bytes", "status", "code"), [
-    (post({**CHAT, "model": "nope"}, "Authorization: Bearer good"), 404, "model_not_found"),
     (post({**CHAT, "model": "tiny"}, "Authorization: Bearer wrong"), 401, "invalid_api_key"),
     (post({**CHAT, "model": "tiny"}, "Authorization: Bearer scoped"), 404, "model_not_found"),
     (post({**CHAT, "model": "tiny"}, "Authorization: Bearer good", path="/v1/chat/completions?x=1"), 200, None),
@@ -113,7 +113,7 @@ async def test_pipelined_requests_are_answered_in_order(fake_server_cmd: list[st
     (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer good\r\n"
      b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (
          len(json.dumps({**CHAT, "model": "tiny"})), json.dumps({**CHAT, "model": "tiny"}).encode()), 200, None),
-], ids=["unknown-model", "wrong-key", "out-of-scope", "query-string", "bad-json", "chunked-body"])
+], ids=["wrong-key", "out-of-scope", "query-string", "bad-json", "chunked-body"])
 async def test_requests_the_fast_lane_does_not_serve_get_aiohttps_answer(
     fake_server_cmd: list[str], tmp_path: Path, request_bytes: bytes, status: int, code: str | None
 ) -> None:
@@ -130,7 +130,7 @@ async def test_requests_the_fast_lane_does_not_serve_get_aiohttps_answer(
             writer.close()
 
 
-async def test_a_replica_at_its_slot_limit_sends_the_request_to_the_queue_on_aiohttps_side(
+async def test_a_request_for_a_replica_at_its_slot_limit_waits_in_the_queue_on_the_fast_lane(
     fake_server_cmd: list[str], tmp_path: Path
 ) -> None:
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
@@ -144,9 +144,36 @@ async def test_a_replica_at_its_slot_limit_sends_the_request_to_the_queue_on_aio
             status, _, body = await read_response(second_r)  # queued until the first stream ends
             assert status == 200 and completion_tokens(body) == 2
             assert completion_tokens(await read_answer_after_head(first_r)) == 6
-            assert gw.lanes == {"fast": 1, "handed_off": 1}
+            assert gw.lanes == {"fast": 2, "handed_off": 0}
             first_w.close()
             second_w.close()
+
+
+async def test_the_fast_lane_answers_what_waiting_ends_in_as_aiohttps_path_does(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    """An unknown model (404), a full queue (429) and a model that is not up (503) are answered
+    by the fast lane itself, in the same OpenAI shape and with the same Retry-After."""
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port, slots=1),
+                                     upstream("off", "off", port=port, state=S.FAILED)])
+        async with serving(GatewayConfig(queue_size=0), directory) as gw:
+            busy_r, busy_w = await connect(gw)
+            busy_w.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 6}))
+            await busy_r.readuntil(b"\r\n\r\n")  # the only slot is taken, and the queue holds none
+            for body, status, code in (({**CHAT, "model": "nope"}, 404, "model_not_found"),
+                                       ({**CHAT, "model": "tiny"}, 429, "queue_full"),
+                                       ({**CHAT, "model": "off"}, 503, "model_unavailable")):
+                reader, writer = await connect(gw)
+                writer.write(post(body))
+                got, headers, answer = await read_response(reader)
+                assert (got, json.loads(answer)["error"]["code"]) == (status, code)
+                assert headers["x-llama-orch-source"] == "gateway"
+                assert ("retry-after" in headers) == (status != 404)
+                writer.close()
+            assert completion_tokens(await read_answer_after_head(busy_r)) == 6
+            assert gw.lanes == {"fast": 4, "handed_off": 0}
+            busy_w.close()
 
 
 async def test_an_idle_fast_lane_connection_closes_when_the_gateway_stops(

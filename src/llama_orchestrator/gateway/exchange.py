@@ -1,6 +1,7 @@
 """One request on the front door's fast lane (gateway.frontdoor): from the replica chosen to the
 last byte, driven by callbacks (the upstream connection's `notify`, the client's flow control and
-loss, one timer for the read timeout) instead of a task.
+loss, one timer for the read timeout) instead of a task. With no replica free at once, one task
+runs `Traffic.acquire` (the queue, an on-demand start, 429 and 503 as aiohttp's path has them).
 
 The outcomes are those of `proxy.forward`, which serves aiohttp's requests:
 - an SSE answer in chunked encoding is relayed as it came, by the upstream connection itself
@@ -27,7 +28,6 @@ from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.gateway.errors import (
     INSTANCE_HEADER,
     SOURCE_HEADER,
-    HTTPFailure,
     Unavailable,
     sse_error_event,
     to_response,
@@ -45,14 +45,16 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Exchange:
-    def __init__(self, door: FrontDoor, req: PlainRequest, upstream: Upstream, model: str) -> None:
+    def __init__(self, door: FrontDoor, req: PlainRequest, upstream: Upstream | None, model: str) -> None:
         self.door = door
         self.lane = door.lane
         self.req = req
-        self.upstream = upstream
+        self.upstream = upstream  # None: not yet; `lane.acquire` waits for one (a queue, a start)
+        self.instance = upstream.name if upstream else ""
         self.model = model
         self.started = time.perf_counter()
-        self.phase = "connect"  # -> "head" -> "relay" | "copy" | "whole" -> "over"
+        self.phase = "wait"  # -> "connect" -> "head" -> "relay" | "copy" | "whole" -> "over"
+        self.waiting: asyncio.Future[Upstream] | None = None
         self.up: Response | None = None
         self.key = ("", 0)
         self.raw = b""
@@ -66,10 +68,15 @@ class Exchange:
 
     # --- sending ---------------------------------------------------------------------------------
     def begin(self) -> None:
+        upstream = self.upstream
+        if upstream is None:  # every replica is busy or the model is not up: wait as aiohttp's path would
+            self.waiting = task = asyncio.ensure_future(self.lane.acquire(self.model))
+            task.add_done_callback(self._acquired)
+            return
         pool = self.lane.pool()
         try:
-            host, port, prefix = address(self.upstream.base_url)
-            headers = upstream_headers(self.req.headers, self.upstream)
+            host, port, prefix = address(upstream.base_url)
+            headers = upstream_headers(self.req.headers, upstream)
             self.raw = request_bytes("POST", host, port, prefix + self.req.path, headers, self.req.body)
         except (ConnectFailed, ValueError):
             pool = None
@@ -82,6 +89,22 @@ class Exchange:
             self._connect(pool)
         else:
             self._send(pool, conn, pooled=True)
+
+    def _acquired(self, task: asyncio.Future[Upstream]) -> None:
+        self.waiting = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if self.phase == "over":  # the client left meanwhile
+            if exc is None:
+                self.lane.finish(task.result().name)
+            return
+        if exc is not None:
+            self._refuse(exc)  # 429, 503, 404 ... as aiohttp's path answers them
+            return
+        self.upstream = task.result()
+        self.instance = self.upstream.name
+        self.begin()
 
     def _connect(self, pool: UpstreamPool) -> None:
         self.phase = "connect"
@@ -103,7 +126,7 @@ class Exchange:
             return
         pool = self.lane.pool()
         if task.cancelled():  # by the timer
-            self._refuse(GatewayTimeout(f"instance {self.upstream.name!r} did not answer within the timeout",
+            self._refuse(GatewayTimeout(f"instance {self.instance!r} did not answer within the timeout",
                                         code="upstream_timeout"))
         elif exc is not None or pool is None:
             if exc is None:
@@ -171,7 +194,7 @@ class Exchange:
             ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"),
             (SOURCE_HEADER, "upstream"),
-            (INSTANCE_HEADER, self.upstream.name),
+            (INSTANCE_HEADER, self.instance),
             ("Transfer-Encoding", "chunked"),
         ))
         if up.wire:
@@ -189,7 +212,7 @@ class Exchange:
         self._drop_upstream()
         if up.received:
             self._refuse(Unavailable(
-                f"instance {self.upstream.name!r} could not be reached (UpstreamClosed: {up.failure})",
+                f"instance {self.instance!r} could not be reached (UpstreamClosed: {up.failure})",
                 code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
         elif self.pooled and pool is not None:
             self._connect(pool)  # a pooled connection the server had closed: the request never left
@@ -202,7 +225,7 @@ class Exchange:
             self.parts.append(data)
         if up.failure is not None:
             self._drop_upstream()
-            self._refuse(Unavailable(f"instance {self.upstream.name!r} failed while answering (UpstreamClosed)",
+            self._refuse(Unavailable(f"instance {self.instance!r} failed while answering (UpstreamClosed)",
                                      code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
             return
         if not up.at_eof():
@@ -211,7 +234,7 @@ class Exchange:
             self._hand_off()
             return
         body = b"".join(self.parts)
-        headers = [(SOURCE_HEADER, "upstream"), (INSTANCE_HEADER, self.upstream.name)]
+        headers = [(SOURCE_HEADER, "upstream"), (INSTANCE_HEADER, self.instance)]
         for name, header in (("content-type", "Content-Type"), ("retry-after", "Retry-After")):
             if value := up.headers.get(name):
                 headers.append((header, value))
@@ -244,9 +267,9 @@ class Exchange:
         if self.lane.closing():
             reason = "the gateway is shutting down"
         elif self.timed_out:
-            reason = f"instance {self.upstream.name!r} sent nothing for too long; the stream was cut"
+            reason = f"instance {self.instance!r} sent nothing for too long; the stream was cut"
         else:
-            reason = f"instance {self.upstream.name!r} closed the stream before it ended (UpstreamClosed)"
+            reason = f"instance {self.instance!r} closed the stream before it ended (UpstreamClosed)"
         event = sse_error_event(reason)
         self._write(b"%x\r\n%b\r\n" % (len(event), event) + LAST_CHUNK)
         self._over("stream_error")
@@ -256,12 +279,13 @@ class Exchange:
         if self.phase != "over":
             self._over("upstream", drop=True)
 
-    def _refuse(self, exc: HTTPFailure) -> None:
+    def _refuse(self, exc: BaseException) -> None:
         """Answer with the gateway's own error (nothing was written to the client yet)."""
         answer = to_response(exc)
         body = answer.body if isinstance(answer.body, bytes) else b""
-        self._write(response_head(exc.status, [*answer.headers.items(), ("Content-Length", str(len(body)))]) + body)
-        self.lane.metrics.observe(self.model, self.req.path, exc.status, "gateway", time.perf_counter() - self.started)
+        self._write(response_head(answer.status, [*answer.headers.items(), ("Content-Length", str(len(body)))]) + body)
+        self.lane.metrics.observe(self.model, self.req.path, answer.status, "gateway",
+                                  time.perf_counter() - self.started)
         self._end()
 
     def _over(self, source: str, drop: bool = False) -> None:
@@ -285,7 +309,8 @@ class Exchange:
             self.lane.live.discard(up)
             up.close()  # back to the pool if the answer was whole, else the socket closes
         self.lane.answered += 1
-        self.lane.finish(self.upstream.name)
+        if self.upstream is not None:
+            self.lane.finish(self.instance)
         self.door.done()
 
     def _hand_off(self) -> None:
@@ -296,7 +321,8 @@ class Exchange:
 
     def _end_quietly(self) -> None:
         self._stop_clocks()
-        self.lane.finish(self.upstream.name)
+        if self.upstream is not None:
+            self.lane.finish(self.instance)
         self.door.exchange = None
 
     def _stop_clocks(self) -> None:
@@ -306,6 +332,8 @@ class Exchange:
             self.timer = None
         if self.dialing is not None:
             self.dialing.cancel()  # its callback sees "over" and returns
+        if self.waiting is not None:
+            self.waiting.cancel()  # likewise (an upstream it got meanwhile is released there)
 
     def _drop_upstream(self) -> None:
         up, self.up = self.up, None
@@ -334,5 +362,5 @@ class Exchange:
             up.cut("read timeout")  # -> _on_upstream -> _cut
             return
         self._drop_upstream()
-        self._refuse(GatewayTimeout(f"instance {self.upstream.name!r} did not answer within the timeout",
+        self._refuse(GatewayTimeout(f"instance {self.instance!r} did not answer within the timeout",
                                     code="upstream_timeout"))

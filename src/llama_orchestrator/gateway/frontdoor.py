@@ -2,19 +2,20 @@
 
 Per proxied stream, aiohttp's server (its request and response objects, a task step per event
 and the keep-alive bookkeeping) cost more CPU than everything else the gateway does. So each
-connection starts with a `FrontDoor`. A request that is plain (gateway.http1) and can be sent
-to a replica at once (the `Lane.route` callback: key, body, model and a free replica) is
-forwarded by an `Exchange` (gateway.exchange), driven by the upstream connection's callbacks,
-with no task at all. At the first request that is anything else - another route, a bad key, a
-model to start, a full replica, a malformed request - the connection is handed to aiohttp's
-protocol with the bytes received so far, and stays with aiohttp; `Gateway._dispatch` answers
-that request exactly as if aiohttp had had the connection from the start.
+connection starts with a `FrontDoor`. A request that is plain (gateway.http1) with a valid key
+and body (the `Lane.route` callback) is forwarded by an `Exchange` (gateway.exchange), driven
+by the upstream connection's callbacks: no task at all when a replica is free at once, one
+task only to wait in the queue or for a start. At the first request that is anything else -
+another route, a bad key or body, a held stream, a malformed request - the connection is
+handed to aiohttp's protocol with the bytes received so far, and stays with aiohttp;
+`Gateway._dispatch` answers that request exactly as if aiohttp had had the connection from
+the start.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -34,8 +35,10 @@ class Lane:
     """What the fast lane gets from the gateway."""
 
     paths: frozenset[str]
-    # the replica a plain request goes to now (counted in flight), and its model; None: aiohttp's turn
-    route: Callable[[PlainRequest], tuple[Upstream, str] | None]
+    # a plain request's replica (counted in flight; None: `acquire` waits for one) and model;
+    # None: aiohttp's turn (Gateway._route_plain)
+    route: Callable[[PlainRequest], tuple[Upstream | None, str] | None]
+    acquire: Callable[[str], Awaitable[Upstream]]  # a replica of the model, after a queue or a start
     finish: Callable[[str], None]  # the request sent to that replica is over (Gateway._end_forward)
     pool: Callable[[], UpstreamPool | None]
     closing: Callable[[], bool]

@@ -159,7 +159,8 @@ class Gateway:
         self._web = web.Server(self._dispatch, request_factory=self._request_factory(loop),
                                handler_cancellation=True, access_log=None)
         lane = Lane(
-            paths=frozenset(INFERENCE_PATHS), route=self._route_plain, finish=self._end_forward,
+            paths=frozenset(INFERENCE_PATHS), route=self._route_plain, acquire=self._acquire_plain,
+            finish=self._end_forward,
             pool=lambda: None if self._closing else self._pool, closing=lambda: self._closing,
             metrics=self.metrics, live=self._live, timeouts=self._stream_timeout, slow=self._web,
         )
@@ -327,8 +328,7 @@ class Gateway:
         started: web.StreamResponse | None,
     ) -> web.StreamResponse:
         """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
-        self._active += 1
-        self._drained.clear()
+        self._begin_forward()
         try:
             return await proxy.forward(
                 self.pool, request, upstream, request.path_qs, body, self._stream_timeout, outcome,
@@ -343,10 +343,11 @@ class Gateway:
         if not self._active:
             self._drained.set()
 
-    def _route_plain(self, req: PlainRequest) -> tuple[Upstream, str] | None:
-        """The fast lane's question (gateway.frontdoor): can this request go to a replica right
-        now? Only with a valid key, a valid body and a free replica; anything else (an error to
-        answer, a model to start, a queue to wait in) is None, and aiohttp's path serves it."""
+    def _route_plain(self, req: PlainRequest) -> tuple[Upstream | None, str] | None:
+        """The fast lane's question (gateway.frontdoor): where does this request go? (replica,
+        model): a free replica took it, counted in flight; (None, model): it must wait for a slot
+        or a start (`_acquire_plain`); None: aiohttp's path serves it (a bad key, body or scope
+        to answer, or a held stream, whose answer begins before its model is up)."""
         keys = self.keys
         key = None
         if keys is not None and keys.enabled:
@@ -354,7 +355,7 @@ class Gateway:
             if key is None:
                 return None
         try:
-            model, _ = self._parse_body(req.body)
+            model, stream = self._parse_body(req.body)
         except HTTPFailure:
             return None
         ups = self.directory.upstreams(model)
@@ -362,10 +363,18 @@ class Gateway:
             return None
         upstream = self.traffic.dispatch_now(model, ups)
         if upstream is None:
-            return None
+            return None if stream and self.config.hold_keepalive_s else (None, model)
+        self._begin_forward()
+        return upstream, model
+
+    async def _acquire_plain(self, model: str) -> Upstream:
+        upstream = await self.traffic.acquire(model)
+        self._begin_forward()
+        return upstream
+
+    def _begin_forward(self) -> None:
         self._active += 1
         self._drained.clear()
-        return upstream, model
 
     def _parse_body(self, body: bytes) -> tuple[str, bool]:
         return requested_model(body, self.directory.upstreams)
