@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from tests.integration.test_gateway_faults import CHAT, fake_server, serving
 from tests.support.ports import free_port
+from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.models import GatewayConfig
@@ -285,3 +286,27 @@ async def test_an_event_stream_the_upstream_does_not_chunk_reaches_the_client_wh
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_clients_leaving_the_queue_leave_nothing_counted(fake_server_cmd: list[str], tmp_path: Path) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.05"}) as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port, slots=1)])
+        async with serving(GatewayConfig(queue_size=5), directory) as gw:
+            busy_r, busy_w = await connect(gw)
+            busy_w.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 10}))
+            await busy_r.readuntil(b"\r\n\r\n")  # the only slot is taken
+            leaving = [await connect(gw) for _ in range(3)]
+            for _, writer in leaving:
+                writer.write(post({**CHAT, "model": "tiny"}))
+            await async_wait_until(lambda: gw.traffic._queued.get("tiny") == 3, 5, message="3 requests queued")
+            for _, writer in leaving:
+                writer.close()  # gone while queued
+            await async_wait_until(lambda: gw.traffic._queued.get("tiny") == 0, 5, message="the queue emptied")
+            assert completion_tokens(await read_answer_after_head(busy_r)) == 10
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny", "max_tokens": 3}))
+            status, _, body = await read_response(reader)
+            assert status == 200 and completion_tokens(body) == 3
+            assert directory.entries["one"].in_flight == 0 and directory.begun == ["one", "one"]
+            writer.close()
+            busy_w.close()
