@@ -7,6 +7,7 @@ Units are in the field names (`timeout_s`). Defaults follow DESIGN section 4.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -191,9 +192,10 @@ class InstanceConfig(Strict):
         """The name clients put in the `model` field."""
         return self.model.alias or self.name
 
-    @property
+    @functools.cached_property
     def extra_aliases(self) -> tuple[str, ...]:
-        """`model.aliases` less the instance's own names: further names the gateway routes here."""
+        """`model.aliases` less the instance's own names: further names the gateway routes here
+        (cached: the gateway asks on every request, and the config is frozen)."""
         return tuple(a for a in self.model.aliases if a not in (self.served_name, self.name))
 
 

@@ -25,16 +25,16 @@ import time
 from typing import TYPE_CHECKING
 
 from llama_orchestrator.core.routing import Upstream
-from llama_orchestrator.gateway.errors import (
-    INSTANCE_HEADER,
-    SOURCE_HEADER,
-    Unavailable,
-    sse_error_event,
-    to_response,
-)
+from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, sse_error_event, to_response
 from llama_orchestrator.gateway.http1 import PlainRequest, response_head
 from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
-from llama_orchestrator.gateway.proxy import UNREACHABLE_RETRY_AFTER_S, GatewayTimeout, upstream_headers
+from llama_orchestrator.gateway.proxy import (
+    describe_cut,
+    failed_answering,
+    no_answer,
+    unreachable,
+    upstream_headers,
+)
 from llama_orchestrator.gateway.upstream import ConnectFailed, Response, address
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 
 SSE = "text/event-stream"
 LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 class Exchange:
@@ -126,8 +131,7 @@ class Exchange:
             return
         pool = self.lane.pool()
         if task.cancelled():  # by the timer
-            self._refuse(GatewayTimeout(f"instance {self.instance!r} did not answer within the timeout",
-                                        code="upstream_timeout"))
+            self._refuse(no_answer(self.instance))
         elif exc is not None or pool is None:
             if exc is None:
                 task.result()[1].discard()  # the gateway is stopping
@@ -211,9 +215,7 @@ class Exchange:
             pool.unanswered(up, self.after_stream)
         self._drop_upstream()
         if up.received:
-            self._refuse(Unavailable(
-                f"instance {self.instance!r} could not be reached (UpstreamClosed: {up.failure})",
-                code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
+            self._refuse(unreachable(self.instance, up.failure))
         elif self.pooled and pool is not None:
             self._connect(pool)  # a pooled connection the server had closed: the request never left
         else:
@@ -225,8 +227,7 @@ class Exchange:
             self.parts.append(data)
         if up.failure is not None:
             self._drop_upstream()
-            self._refuse(Unavailable(f"instance {self.instance!r} failed while answering (UpstreamClosed)",
-                                     code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S))
+            self._refuse(failed_answering(self.instance, "UpstreamClosed"))
             return
         if not up.at_eof():
             return
@@ -246,7 +247,7 @@ class Exchange:
         """An SSE answer that is not chunked upstream: each read becomes one chunk."""
         data = up.take()
         if data:
-            self._write(b"%x\r\n%b\r\n" % (len(data), data))
+            self._write(chunk(data))
             if up.first_relayed_at is None:
                 up.first_relayed_at = time.perf_counter()
         if up.failure is not None:
@@ -266,12 +267,9 @@ class Exchange:
         """The upstream ended the stream early (or stalled, or the gateway stops): say so in it."""
         if self.lane.closing():
             reason = "the gateway is shutting down"
-        elif self.timed_out:
-            reason = f"instance {self.instance!r} sent nothing for too long; the stream was cut"
         else:
-            reason = f"instance {self.instance!r} closed the stream before it ended (UpstreamClosed)"
-        event = sse_error_event(reason)
-        self._write(b"%x\r\n%b\r\n" % (len(event), event) + LAST_CHUNK)
+            reason = describe_cut(self.instance, self.timed_out, "UpstreamClosed")
+        self._write(chunk(sse_error_event(reason)) + LAST_CHUNK)
         self._over("stream_error")
 
     def client_gone(self) -> None:
@@ -303,29 +301,23 @@ class Exchange:
     def _end(self) -> None:
         if self.phase == "over":
             return
-        self._stop_clocks()
         up, self.up = self.up, None
         if up is not None:
             self.lane.live.discard(up)
             up.close()  # back to the pool if the answer was whole, else the socket closes
+        self._release()
         self.lane.answered += 1
-        if self.upstream is not None:
-            self.lane.finish(self.instance)
         self.door.done()
 
     def _hand_off(self) -> None:
         """Before any byte to the client: aiohttp's path takes the request from its bytes."""
         self._drop_upstream()
-        self._end_quietly()
+        self._release()
+        self.door.exchange = None
         self.door.hand_off(self.req.raw)
 
-    def _end_quietly(self) -> None:
-        self._stop_clocks()
-        if self.upstream is not None:
-            self.lane.finish(self.instance)
-        self.door.exchange = None
-
-    def _stop_clocks(self) -> None:
+    def _release(self) -> None:
+        """Over: no timer or task left running, and the replica (if it got one) no longer counted."""
         self.phase = "over"
         if self.timer is not None:
             self.timer.cancel()
@@ -334,6 +326,8 @@ class Exchange:
             self.dialing.cancel()  # its callback sees "over" and returns
         if self.waiting is not None:
             self.waiting.cancel()  # likewise (an upstream it got meanwhile is released there)
+        if self.upstream is not None:
+            self.lane.finish(self.instance)
 
     def _drop_upstream(self) -> None:
         up, self.up = self.up, None
@@ -362,5 +356,4 @@ class Exchange:
             up.cut("read timeout")  # -> _on_upstream -> _cut
             return
         self._drop_upstream()
-        self._refuse(GatewayTimeout(f"instance {self.instance!r} did not answer within the timeout",
-                                    code="upstream_timeout"))
+        self._refuse(no_answer(self.instance))

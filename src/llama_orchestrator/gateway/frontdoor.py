@@ -112,10 +112,7 @@ class FrontDoor(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.client_gone()
 
-    def pause_writing(self) -> None:
-        pass  # the exchange's relay watches the write buffer itself (Response._relay)
-
-    def resume_writing(self) -> None:
+    def resume_writing(self) -> None:  # (pausing: the relay watches the write buffer itself)
         if self.exchange is not None:
             self.exchange.resume()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 
 from llama_orchestrator.gateway.upstream import (
     ConnectFailed,
@@ -103,17 +104,19 @@ class UpstreamPool:
     def dial(self, key: tuple[str, int]) -> asyncio.Task[tuple[asyncio.BaseTransport, Response]]:
         """A new connection on its way, for a caller that keeps its own time (gateway.exchange);
         an OSError (refused, unreachable) is the task's exception."""
+        return asyncio.get_running_loop().create_task(self._open(key))
+
+    def _open(self, key: tuple[str, int]) -> Coroutine[object, object, tuple[asyncio.BaseTransport, Response]]:
         loop = asyncio.get_running_loop()
-        return loop.create_task(loop.create_connection(lambda: Response(self, key), key[0], key[1]))
+        return loop.create_connection(lambda: Response(self, key), key[0], key[1])
 
     async def connect(self, key: tuple[str, int], connect_timeout: float) -> Response:
         """A new connection (ConnectFailed, ConnectTimeout)."""
         if self.closed:
             raise ConnectFailed("the upstream pool is closed")
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(lambda: Response(self, key), key[0], key[1])
+                _, conn = await self._open(key)
         except TimeoutError as exc:
             raise ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {connect_timeout} s") from exc
         except OSError as exc:

@@ -161,14 +161,9 @@ async def forward(
     except up_client.ConnectFailed as exc:
         raise UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})") from exc
     except up_client.UpstreamClosed as exc:
-        raise Unavailable(
-            f"instance {upstream.name!r} could not be reached (UpstreamClosed: {exc})",
-            code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
-        ) from exc
+        raise unreachable(upstream.name, exc) from exc
     except TimeoutError as exc:
-        raise GatewayTimeout(
-            f"instance {upstream.name!r} did not answer within the timeout", code="upstream_timeout"
-        ) from exc
+        raise no_answer(upstream.name) from exc
     if live is not None:
         live.add(up)
     try:
@@ -178,10 +173,7 @@ async def forward(
         try:
             data = await up.read()
         except (up_client.UpstreamClosed, TimeoutError) as exc:
-            raise Unavailable(
-                f"instance {upstream.name!r} failed while answering ({type(exc).__name__})",
-                code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S,
-            ) from exc
+            raise failed_answering(upstream.name, type(exc).__name__) from exc
         outcome.first_byte_s = time.perf_counter() - sent_at
         headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
         ctype = up.headers.get("content-type")
@@ -255,7 +247,8 @@ async def _relay_stream(
             return await _copy(resp, up, sent_at, outcome)
         except (up_client.UpstreamClosed, TimeoutError) as exc:
             outcome.stream_error = True
-            reason = "the gateway is shutting down" if closing() else _describe_cut(upstream, exc)
+            reason = "the gateway is shutting down" if closing() else describe_cut(
+                upstream.name, isinstance(exc, TimeoutError), type(exc).__name__)
             if isinstance(resp, RelayedStream):
                 resp.reframe()  # the client has whole chunks only: the error event follows them
             with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):
@@ -317,7 +310,27 @@ async def _splice(
     return resp
 
 
-def _describe_cut(upstream: Upstream, exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"instance {upstream.name!r} sent nothing for too long; the stream was cut"
-    return f"instance {upstream.name!r} closed the stream before it ended ({type(exc).__name__})"
+# What went wrong with an instance, worded once for both lanes (this module and gateway.exchange).
+
+
+def unreachable(instance: str, detail: object) -> Unavailable:
+    """The connection was lost before the answer's head."""
+    return Unavailable(f"instance {instance!r} could not be reached (UpstreamClosed: {detail})",
+                       code="upstream_unreachable", retry_after_s=UNREACHABLE_RETRY_AFTER_S)
+
+
+def no_answer(instance: str) -> GatewayTimeout:
+    return GatewayTimeout(f"instance {instance!r} did not answer within the timeout", code="upstream_timeout")
+
+
+def failed_answering(instance: str, cause: str) -> Unavailable:
+    """A whole (non-SSE) answer was cut short."""
+    return Unavailable(f"instance {instance!r} failed while answering ({cause})",
+                       code="upstream_failed", retry_after_s=UNREACHABLE_RETRY_AFTER_S)
+
+
+def describe_cut(instance: str, timed_out: bool, cause: str) -> str:
+    """The error event that ends a stream the instance stopped sending."""
+    if timed_out:
+        return f"instance {instance!r} sent nothing for too long; the stream was cut"
+    return f"instance {instance!r} closed the stream before it ended ({cause})"

@@ -16,9 +16,10 @@ Routes:
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
 
-Each connection starts at the front door (gateway.frontdoor): a plain inference request that a
-free replica can take at once is forwarded there without aiohttp (gateway.exchange); the first
-request that is anything else hands the connection to aiohttp's server, which calls `_dispatch`.
+Each connection starts at the front door (gateway.frontdoor): a plain inference request with a
+valid key and body is forwarded there without aiohttp (gateway.exchange), after a wait in the
+queue or for a start if need be; the first request that is anything else hands the connection
+to aiohttp's server, which calls `_dispatch`.
 One `UpstreamPool` (gateway.pool over gateway.upstream, a lean HTTP/1.1 client) carries every
 upstream request; its idle connections expire after `upstream_keepalive_s` (< llama-server's 5 s).
 aiohttp runs with handler cancellation on, so a client that disconnects cancels its handler and
