@@ -142,7 +142,8 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
               ladder: list[int], cancel_body: dict[str, object], env: dict[str, str] | None,
               ttfb_count: int, seconds: float, body: dict[str, object] | None = None,
               baseline: Path | None = None, litellm: bool = False,
-              paced_body: dict[str, object] | None = None, relay: bool = False) -> dict[str, object]:
+              paced_body: dict[str, object] | None = None, relay: bool = False,
+              rounds: int = 3) -> dict[str, object]:
     """Every measurement for one upstream kind, across direct / gateway / gateway on asyncio's loop / nginx
     (/ LiteLLM proxy).
 
@@ -203,13 +204,13 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         path = "/v1/chat/completions"
 
         # B3: TTFB at c=1, interleaved rounds
-        rounds = 3
+        ttfb_rounds = 3
         ttfb: dict[str, list[float]] = {t: [] for t in targets}
         events: dict[str, list[int]] = {t: [] for t in targets}
-        for r in range(rounds):
+        for r in range(ttfb_rounds):
             order = round_order(targets, r)
             for t in order:
-                res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // rounds), *body_args)
+                res = load("ttfb", targets[t] + path, "--count", str(ttfb_count // ttfb_rounds), *body_args)
                 ttfb[t] += res["ttfb_s"]  # type: ignore[arg-type]
                 events[t] += res["events"]  # type: ignore[arg-type]
         result["ttfb"] = {t: {"p50_ms": pct(v, 0.5) * 1e3, "p99_ms": pct(v, 0.99) * 1e3, "n": len(v)}
@@ -242,7 +243,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         # drift decide ratios of a few percent
         tput: dict[str, dict[str, object]] = {}
         sps: dict[str, dict[str, float]] = {}
-        n_rounds = 1 if quick else 3
+        n_rounds = 1 if quick else rounds
         for c in ladder:
             per: dict[str, dict[str, list[float]]] = {
                 t: {"sps": [], "errors": [], "done": [], "proxy": [], "upstream": [], "load": []} for t in targets}
@@ -270,6 +271,11 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
                     "errors": int(sum(row["errors"])), "events": sorted(ev_seen[t]),
                     "cpu_us_per_stream": {k: sum(row[k]) / done * 1e6 for k in ("proxy", "upstream", "load")}}
                 sps.setdefault(str(c), {})[t] = statistics.median(row["sps"])
+            if "nginx" in per:  # round by round: the two were measured minutes apart at most
+                for t in targets:
+                    if t.startswith("g"):
+                        pairs = zip(per[t]["sps"], per["nginx"]["sps"], strict=True)
+                        tput[str(c)][t]["over_nginx_by_round"] = [g / n if n else float("nan") for g, n in pairs]
         result["throughput"] = tput
         if "litellm" in targets:  # the issue's bar: gateway ≥ 5× LiteLLM at c=32
             result["gateway_over_litellm"] = {
@@ -352,6 +358,11 @@ def table(result: dict[str, object]) -> str:
             if rl:
                 ratios += f" {vals[g] / vals['py-relay'] if vals['py-relay'] else float('nan'):19.2f}"
         lines.append(f"{'':10} {c:>4} " + " ".join(f"{v:10.1f}" for v in vals.values()) + ratios + f" {errs}")
+    for c, row in tput.items():
+        for g in gws:
+            if by_round := row[g].get("over_nginx_by_round"):
+                lines.append(f"  {g}/nginx round by round, c={c}: " + " ".join(f"{r:.3f}" for r in by_round)
+                             + f"  (median {statistics.median(by_round):.3f})")
     cpu_row = tput.get("32") or next(iter(tput.values()))
     lines.append(f"{'proxy CPU per stream (us)':28} " + "  ".join(
         f"{t}: {v['cpu_us_per_stream']['proxy']:.0f}" for t, v in cpu_row.items() if t != "direct")
@@ -375,6 +386,10 @@ def main() -> None:
     parser.add_argument("--skip-litellm", action="store_true", help="no LiteLLM proxy target even if installed")
     parser.add_argument("--install-litellm", action="store_true",
                         help=f"create {litellm_proxy.VENV} with {litellm_proxy.SPEC} from PyPI and exit")
+    parser.add_argument("--ladder", help="concurrencies for every suite, comma-separated (e.g. 32), "
+                        "instead of each suite's own ladder")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per concurrency (default 3; more narrow a ratio of a few percent)")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. `git worktree add /tmp/b HEAD~1`) "
                         "whose gateway runs as an extra target, gw-baseline")
     args = parser.parse_args()
@@ -409,11 +424,13 @@ def main() -> None:
         cancel_env_body = {**json.loads(json.dumps({"model": "bench", "messages": [{"role": "user", "content": "x"}],
                                                     "stream": True})), "max_tokens": 100000}
         ladder = [1, 8, 32, 128, 512] if not quick else [1, 32, 512]
+        chosen = [int(c) for c in args.ladder.split(",")] if args.ladder else None
         n_ttfb = 150 if quick else 300
         if not args.skip_mock:
             mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)],
-                             port, tmp, quick, ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None, n_ttfb,
-                             seconds, baseline=args.baseline, litellm=use_litellm,
+                             port, tmp, quick, chosen or ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None,
+                             n_ttfb,
+                             seconds, baseline=args.baseline, litellm=use_litellm, rounds=args.rounds,
                              paced_body={**load_mod.BODY, "max_tokens": 16, "mock_token_delay": 0.03}, relay=True)
             suites.append(mock)
             print(table(mock), flush=True)
@@ -422,8 +439,9 @@ def main() -> None:
             fake_cmd[fake_cmd.index("--port") + 1] = str(port)
             # the stdlib fake pays ~40 ms delayed-ACK per stream at c=1 (small separate writes), so its
             # TTFB rows measure that, not the proxy; its ladder and event counts still matter
-            fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, ladder,
-                             cancel_env_body, env, n_ttfb // 3, seconds, litellm=use_litellm)
+            fake = run_suite("stdlib fake llama-server (0 ms/token)", fake_cmd, port, tmp, quick, chosen or ladder,
+                             cancel_env_body, env, n_ttfb // 3, seconds, litellm=use_litellm, rounds=args.rounds,
+                             baseline=args.baseline)
             suites.append(fake)
             print(table(fake), flush=True)
         if not args.skip_real:
@@ -441,9 +459,10 @@ def main() -> None:
             real_body = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
                          "ignore_eos": True, "grammar": "root ::= [a-z ]+", "stream": True}
             real = run_suite("real llama-server (tiny model)", real_cmd, port, tmp, quick,
-                             [1, 8, 32] if not quick else [1, 32],
+                             chosen or ([1, 8, 32] if not quick else [1, 32]),
                              {**cancel_env_body, "max_tokens": 6000, "ignore_eos": True}, None,
-                             90 if quick else 150, seconds, real_body, litellm=use_litellm,
+                             90 if quick else 150, seconds, real_body, litellm=use_litellm, rounds=args.rounds,
+                             baseline=args.baseline,
                              paced_body={**real_body, "max_tokens": 64})
             suites.append(real)
             print(table(real), flush=True)
