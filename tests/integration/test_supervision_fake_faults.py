@@ -193,3 +193,44 @@ def test_a_request_held_for_an_on_demand_instance_survives_a_kill_mid_load(home:
     assert status == 200 and body["choices"][0]["message"]["content"]
     after = home.status("lazy")
     assert after.state == "ready" and after.pid not in (None, first_pid) and after.restarts == 1, after
+    # the retry is in the event log too, though the state stayed `starting`
+    retries = [e for e in home.events("lazy") if e.from_state == e.to_state == "starting"]
+    assert len(retries) == 1, home.events("lazy")
+    assert "exited during start (killed by signal 9)" in retries[0].reason, retries
+
+
+def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(home: Home, model: Path) -> None:
+    # 100 tokens at 50 ms (5 s) are streaming through the gateway when the user restarts the
+    # instance. It turns `stopping` (the gateway sends it nothing new), the daemon waits for the
+    # stream, then stops the process: the client gets every token and [DONE], where a stop at
+    # once would cut the stream (llama-server itself does not exit on SIGTERM while a stream is
+    # open: it waits for the kill, and the client gets an error either way).
+    import json
+    import urllib.request
+
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
+    home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary(),
+                        env={"FAKE_TOKEN_DELAY": "0.05"}, restart={"stop_grace_s": 20.0})
+    home.start_daemon()
+    home.ok("start", "busy")
+    old_pid = home.status("busy").pid
+    body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
+    request = urllib.request.Request(f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+                                     json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")  # the stream is under way
+        restart = home.popen_cli("restart", "busy")
+        home.wait_event("busy", lambda e: e.to_state == "stopping", what="the restart begins")
+        draining = home.status("busy")
+        assert draining.state == "stopping" and draining.pid == old_pid, draining  # waiting for the stream
+        rest = resp.read().decode()
+    out, err = restart.communicate(timeout=60)
+    assert restart.returncode == 0, out + err
+    events = rest.count("data: ")
+    assert rest.rstrip().endswith("data: [DONE]") and "error" not in rest, rest[-300:]
+    assert events >= 100, f"{events} events after the first"
+    stopped = home.wait_event("busy", lambda e: e.from_state == "stopping", what="the drained stop")
+    assert "1 request(s) in flight finished" in stopped.reason and "stopped gracefully" in stopped.reason, stopped
+    after = home.status("busy")
+    assert after.state == "ready" and after.pid not in (None, old_pid), after

@@ -134,7 +134,11 @@ class RestartPolicy(Strict):
     backoff_max_s: float = Field(300.0, ge=0, description="Cap on the delay.")
     reset_after_s: float = Field(600.0, ge=0, description="Ready this long resets the crash counter.")
     max_start_failures: int = Field(5, ge=1, description="Failed starts in a row before the instance is marked failed.")
-    stop_grace_s: float = Field(15.0, ge=0, description="Seconds between the graceful stop signal and the kill.")
+    stop_grace_s: float = Field(
+        15.0, ge=0,
+        description="Seconds between the graceful stop signal and the kill; also the longest wait, before the "
+        "signal, for the gateway's requests in flight on a ready instance being stopped or restarted.",
+    )
 
     @model_validator(mode="after")
     def _cap_not_below_initial(self) -> RestartPolicy:

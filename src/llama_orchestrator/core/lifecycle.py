@@ -21,8 +21,9 @@ with a fake clock.
     unhealthy    Probe(ok)                     → ready
     unhealthy    Tick (restart policy allows)  → stopping      StopProcess         then crash path
     ready|unh.   Exited                        → backoff | starting | stopped | failed  (restart policy)
-    any w/ proc  Stop                          → stopping      StopProcess(kill if still loading)
-    any w/ proc  Restart                       → stopping      StopProcess         then starting
+    any w/ proc  Stop                          → stopping      StopProcess(kill if still loading,
+                                                                           drain if ready)
+    any w/ proc  Restart                       → stopping      StopProcess(drain if ready) then starting
     stopping     Stopped                       → stopped | starting | backoff | failed (per `after_stop`)
     stopping     Start                         → stopping      (starts once the stop completes)
     backoff      Stop                          → stopped
@@ -145,6 +146,10 @@ class Spawn:
 @dataclass(frozen=True, slots=True)
 class StopProcess:
     kill: bool
+    # let the gateway's requests in flight finish first (bounded by the stop grace): a user's stop
+    # or restart of a ready instance, whose answers would otherwise be cut (llama-server does not
+    # even exit on SIGTERM while a stream is open: it waits for the kill)
+    drain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +291,8 @@ def _on_start(rt: Runtime, event: Start | Restart, now: float) -> Decision:
         return Decision(replace(wanted, after_stop="restart"))
     if isinstance(event, Restart):
         # READY/UNHEALTHY/STARTING -> STOPPING, then STARTING once the old process is gone.
-        kill = state is S.STARTING
-        return Decision(_to(wanted, S.STOPPING, event.reason, after_stop="restart"), (StopProcess(kill=kill),))
+        stop = StopProcess(kill=state is S.STARTING, drain=state is S.READY)
+        return Decision(_to(wanted, S.STOPPING, event.reason, after_stop="restart"), (stop,))
     return Decision(wanted)
 
 
@@ -296,7 +301,9 @@ def _on_stop(rt: Runtime, reason: str, *, keep_desire: bool = False) -> Decision
     down = rt if keep_desire else replace(rt, desired_up=False)
     if state in (S.STARTING, S.READY, S.UNHEALTHY):
         # llama-server installs its signal handlers only after loading: stopping a loading one is a kill.
-        return Decision(_to(down, S.STOPPING, reason, after_stop="stop"), (StopProcess(kill=state is S.STARTING),))
+        # The daemon's own shutdown does not drain: its gateway has stopped already.
+        stop = StopProcess(kill=state is S.STARTING, drain=state is S.READY and not keep_desire)
+        return Decision(_to(down, S.STOPPING, reason, after_stop="stop"), (stop,))
     if state is S.STOPPING:
         return Decision(replace(down, after_stop="stop"))
     if state in (S.BACKOFF, S.RECONCILING):
@@ -382,7 +389,7 @@ def _on_stopped(rt: Runtime, event: Stopped, policy: Policy, now: float, jitter_
     if after == "crash":
         return _crashed(replace(rt, pending_error=None), rt.pending_error or "crashed", None, policy, now, jitter_draw)
     if after == "restart":
-        return _spawn(rt, "restarting", now)
+        return _spawn(rt, f"restarting ({event.description})", now)
     return Decision(_to(rt, S.STOPPED, f"stopped ({event.description})", started_at=None, ready_at=None))
 
 

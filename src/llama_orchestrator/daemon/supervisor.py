@@ -91,7 +91,9 @@ class InstanceSupervisor:
         self._reconciled = asyncio.Event()
         self._progress_task: asyncio.Task[None] | None = None
         self._learned_load: tuple[str, float | None] | None = None  # (model path, median load s)
-        self.in_flight = 0
+        self._in_flight = 0
+        self._no_requests = asyncio.Event()  # set while no gateway request is in flight
+        self._no_requests.set()
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
     @property
@@ -101,6 +103,19 @@ class InstanceSupervisor:
     @property
     def state(self) -> InstanceState:
         return self.rt.state
+
+    @property
+    def in_flight(self) -> int:
+        """Gateway requests being answered by this instance (the directory counts them)."""
+        return self._in_flight
+
+    @in_flight.setter
+    def in_flight(self, count: int) -> None:
+        self._in_flight = count
+        if count:
+            self._no_requests.clear()
+        else:
+            self._no_requests.set()
 
     @property
     def child(self) -> ChildProcess | None:
@@ -174,7 +189,8 @@ class InstanceSupervisor:
         before = self.rt
         decision = lc.decide(before, event, self.policy, self.deps.monotonic(), self.deps.random())
         self.rt = decision.runtime
-        if self.rt.state is not before.state:
+        respawn = before.state is S.STARTING and lc.Spawn() in decision.actions  # a start retried at once
+        if self.rt.state is not before.state or respawn:
             self._transition(before.state, self.rt.state, self.rt.reason)
         elif self.rt != before:
             self._save()
@@ -202,7 +218,7 @@ class InstanceSupervisor:
         if isinstance(action, lc.Spawn):
             self._spawn()
         elif isinstance(action, lc.StopProcess):
-            await self._stop(kill=action.kill)
+            await self._stop(kill=action.kill, drain=action.drain)
         elif isinstance(action, lc.RecordLoadTime):
             self.deps.store.record_load_time(self.name, self.config.model.path, action.seconds, self.deps.wall())
             self._learned_load = None
@@ -263,21 +279,34 @@ class InstanceSupervisor:
             task.cancel()
         self._tasks.clear()
 
-    async def _stop(self, *, kill: bool) -> None:
+    async def _stop(self, *, kill: bool, drain: bool = False) -> None:
         child = self._child
         if child is None:
             self.submit(lc.Stopped("no process"))
             return
+        grace = self.config.restart.stop_grace_s
+        drained = await self._drain(grace) if drain and self._in_flight else ""
         self._generation += 1  # the exit we are about to cause is not a crash
         self._cancel_watchers()
-        grace = self.config.restart.stop_grace_s
         outcome = await (kill_tree(child) if kill else stop_tree(child, grace))
         self._last_exit = outcome.exit
         self._child = None
-        how = "stopped gracefully" if outcome.graceful else "killed"
+        how = drained + ("stopped gracefully" if outcome.graceful else "killed")
         if outcome.killed_pids:
             how += f"; killed {len(outcome.killed_pids)} leftover process(es)"
         self.submit(lc.Stopped(f"{how}, {outcome.exit.describe()}"))
+
+    async def _drain(self, timeout_s: float) -> str:
+        """Wait (up to `timeout_s`) for the requests in flight to end; say how that went. The
+        instance is `stopping` meanwhile, so the gateway sends it nothing new."""
+        count, began = self._in_flight, self.deps.monotonic()
+        logger.info("%s: waiting up to %g s for %d request(s) in flight", self.name, timeout_s, count)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_requests.wait(), timeout_s)
+        waited = self.deps.monotonic() - began
+        if self._in_flight:
+            return f"{self._in_flight} of {count} request(s) still in flight after {waited:.1f} s; "
+        return f"{count} request(s) in flight finished in {waited:.1f} s; "
 
     # ---- watchers (each bound to one child generation) ----------------------------------------
     async def _watch_exit(self, child: ChildProcess, generation: int) -> None:

@@ -154,13 +154,25 @@ def test_stop_while_loading_is_a_kill_and_start_during_stop_waits() -> None:
 def test_stop_when_ready_is_graceful_and_ends_stopped() -> None:
     rt = ready_runtime()
     decision = lc.decide(rt, lc.Stop(), POLICY, 5)
-    assert decision.actions == (lc.StopProcess(kill=False),)
+    assert decision.actions == (lc.StopProcess(kill=False, drain=True),)  # requests in flight finish first
     run([(6, lc.Stopped("exit code 0"), S.STOPPED, ())], decision.runtime)
 
 
 def test_restart_when_ready_stops_then_starts() -> None:
-    run([(5, lc.Restart(), S.STOPPING, (lc.StopProcess,)), (6, lc.Stopped("exit code 0"), S.STARTING, (lc.Spawn,))],
-        ready_runtime())
+    rt = run([(5, lc.Restart(), S.STOPPING, (lc.StopProcess,))], ready_runtime())
+    assert lc.decide(ready_runtime(), lc.Restart(), POLICY, 5).actions == (lc.StopProcess(kill=False, drain=True),)
+    run([(6, lc.Stopped("exit code 0"), S.STARTING, (lc.Spawn,))], rt)
+
+
+def test_only_a_ready_instance_drains_before_it_stops() -> None:
+    unhealthy = run([(6, lc.Probe(False), S.READY, ()), (7, lc.Probe(False), S.READY, ()),
+                     (8, lc.Probe(False), S.UNHEALTHY, ())], ready_runtime())
+    # an unhealthy server may never finish what it holds; the restart it earns does not wait either
+    assert lc.decide(unhealthy, lc.Restart(), POLICY, 9).actions == (lc.StopProcess(kill=False),)
+    assert lc.decide(unhealthy, lc.Stop(), POLICY, 9).actions == (lc.StopProcess(kill=False),)
+    assert lc.decide(unhealthy, lc.Tick(), POLICY, 9).actions == (lc.StopProcess(kill=False),)
+    loading = lc.decide(lc.Runtime(), lc.Start(), POLICY, 0).runtime
+    assert lc.decide(loading, lc.Restart(), POLICY, 1).actions == (lc.StopProcess(kill=True),)
 
 
 def test_stop_during_backoff_cancels_the_restart() -> None:
