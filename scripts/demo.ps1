@@ -30,8 +30,10 @@ New-Item -ItemType Directory -Force $models | Out-Null
 Step "a fresh demo home: $env:LLAMA_ORCH_HOME"
 & "$root\.venv\Scripts\llama-orch.exe" daemon stop 2>$null | Out-Null
 Remove-Item -Recurse -Force $env:LLAMA_ORCH_HOME -ErrorAction SilentlyContinue
-Orch create gemma --model "$models\gemma-3-270m-q4_k_m.gguf" --alias gemma-3-270m --ctx 2048 --parallel 2 --chat-template gemma
-Orch create tiny --model "$models\tiny.gguf" --ctx 256
+# two CPU servers share the cores between them (config validate warns when their threads add up to more)
+$threads = [Math]::Max(1, [int][Math]::Floor([Environment]::ProcessorCount / 2))
+Orch create gemma --model "$models\gemma-3-270m-q4_k_m.gguf" --alias gemma-3-270m --ctx 2048 --parallel 2 --chat-template gemma --threads $threads
+Orch create tiny --model "$models\tiny.gguf" --ctx 256 --threads $threads
 Orch config validate
 Orch config render gemma
 

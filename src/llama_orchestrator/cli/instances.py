@@ -40,6 +40,10 @@ def create(
     gpu_layers: int | None = typer.Option(None, "--gpu-layers", "-ngl", help="Layers to offload to the GPU."),
     alias: str | None = typer.Option(None, "--alias", "-a", help="Model name clients use (default: instance name)."),
     parallel: int | None = typer.Option(None, "--parallel", "-np", help="Parallel slots."),
+    threads: int | None = typer.Option(
+        None, "--threads", "-t", help="CPU threads for generation (default: one per core; CPU instances sharing "
+        "the machine should split its cores)."
+    ),
     chat_template: str | None = typer.Option(
         None, "--chat-template", help="llama.cpp template name (e.g. gemma, chatml) for models without one."
     ),
@@ -72,6 +76,8 @@ def create(
     raw = _raw_config(name, model, port, host, backend, ctx_size, gpu_layers, alias, parallel, on_demand, extra or [])
     if chat_template is not None:
         raw["model"]["chat_template"] = chat_template
+    if threads is not None:
+        raw["model"]["threads"] = threads
     problems = _check_new(raw, target, taken, port, no_check)
     if problems:
         raise ConfigError(problems)

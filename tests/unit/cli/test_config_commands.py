@@ -31,11 +31,11 @@ def model(tmp_path: Path) -> Path:
 
 def test_create_writes_a_valid_config_and_refuses_to_overwrite(home: Path, model: Path) -> None:
     result = cli(home, "create", "qwen", "--model", str(model), "--port", "8011", "--ctx", "0", "--gpu-layers", "0",
-                 "--", "--flash-attn", "on")
+                 "--threads", "3", "--", "--flash-attn", "on")
     assert result.exit_code == 0, result.output
     data = json.loads((home / "instances/qwen/config.json").read_text())
     assert data["server"]["port"] == 8011
-    assert data["model"]["context_size"] == 0 and data["gpu"]["layers"] == 0
+    assert data["model"]["context_size"] == 0 and data["gpu"]["layers"] == 0 and data["model"]["threads"] == 3
     assert data["args"] == ["--flash-attn", "on"]
     assert (home / "schemas/instance.schema.json").is_file()
     again = cli(home, "create", "qwen", "--model", str(model))

@@ -174,3 +174,33 @@ def test_further_aliases_route_here_and_are_checked(home: HomePaths, model_file:
     # a further alias shared by two instances makes them replicas, as a shared alias does
     warnings = {p.field: p.message for p in fleet.problems if p.severity == "warning"}
     assert "alias 'shared' is shared by a, b" in warnings["model.aliases"]
+
+
+def test_cpu_instances_with_more_threads_than_cores_get_a_warning(home: HomePaths, model_file: Path) -> None:
+    def threads_warning(threads: dict[str, int | None], backend: dict[str, str] | None = None,
+                        cores: int = 4) -> str | None:
+        for name in list(home.instances_dir.iterdir()) if home.instances_dir.exists() else []:
+            for f in name.iterdir():
+                f.unlink()
+            name.rmdir()
+        for i, (name, n) in enumerate(threads.items()):
+            data = minimal(name, 8001 + i, model_file)
+            data["model"] = {"path": str(model_file), "threads": n}
+            data["gpu"] = {"backend": (backend or {}).get(name, "cpu")}
+            write_instance(home.home, name, data)
+        fleet = load_fleet(home, which=lambda _: "/usr/bin/llama-server", cores=cores)
+        assert fleet.errors == []
+        found = [p for p in fleet.warnings if p.field == "model.threads"]
+        assert len(found) <= 1
+        return found[0].message if found else None
+
+    # unset threads mean one per core: two such servers already want twice the machine
+    message = threads_warning({"a": None, "b": None})
+    assert message is not None
+    assert "CPU instances a, b use 8 threads together (a 4, b 4, unset = one per core) on 4 cores" in message
+    assert "set model.threads so they add up to at most 4 (e.g. 2 each)" in message
+    assert threads_warning({"a": 2, "b": 2}) is None
+    assert threads_warning({"a": 3, "b": 2}) is not None
+    assert threads_warning({"a": -1, "b": 1}) is not None  # -1: automatic, one per core
+    assert threads_warning({"a": None}) is None  # one instance has the machine to itself
+    assert threads_warning({"a": None, "b": None}, backend={"b": "vulkan"}) is None  # GPU instances are not counted
