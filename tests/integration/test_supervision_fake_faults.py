@@ -207,6 +207,7 @@ def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(hom
     # open: it waits for the kill, and the client gets an error either way).
     import json
     import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
 
     gateway_port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
@@ -216,15 +217,25 @@ def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(hom
     home.ok("start", "busy")
     old_pid = home.status("busy").pid
     body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
-    request = urllib.request.Request(f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-                                     json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as resp:
+    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    def ask() -> tuple[int, Any]:
+        plain = {**body, "max_tokens": 2, "stream": False}
+        again = urllib.request.Request(url, json.dumps(plain).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(again, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+
+    with ThreadPoolExecutor(1) as pool, urllib.request.urlopen(request, timeout=60) as resp:
         assert resp.readline().startswith(b"data: ")  # the stream is under way
         restart = home.popen_cli("restart", "busy")
         home.wait_event("busy", lambda e: e.to_state == "stopping", what="the restart begins")
         draining = home.status("busy")
         assert draining.state == "stopping" and draining.pid == old_pid, draining  # waiting for the stream
+        held = pool.submit(ask)  # a request meanwhile waits for the restarted process, as for a start
         rest = resp.read().decode()
+        status, answer = held.result(timeout=60)
+    assert status == 200 and answer["choices"][0]["message"]["content"], answer
     out, err = restart.communicate(timeout=60)
     assert restart.returncode == 0, out + err
     events = rest.count("data: ")

@@ -35,6 +35,7 @@ class Upstream:
     restarts: int = 0  # restarts since the daemon started (exported by the gateway's /metrics)
     ready_in_s: float | None = None  # not up: when a start should be ready, from learned load times
     aliases: tuple[str, ...] = ()  # more names that route here (model.aliases)
+    restarting: bool = False  # stopping only to start again: requests wait for it as for a start
 
     def serves(self, model: str) -> bool:
         return model == self.name or model == self.alias or model in self.aliases
@@ -158,7 +159,7 @@ def admit(replicas: Sequence[Upstream], queued: int, queue_size: int) -> Admissi
     routable = [u for u in replicas if u.routable]
     if routable:
         return Enqueue() if queued < queue_size * len(routable) else Overloaded()
-    coming = sorted((u for u in replicas if u.state in _COMING_UP), key=lambda u: u.name)
+    coming = sorted((u for u in replicas if u.state in _COMING_UP or u.restarting), key=lambda u: u.name)
     if coming:
         return AwaitStart(coming[0].name)
     startable = sorted((u for u in replicas if u.on_demand and u.state in _STARTABLE), key=lambda u: u.name)

@@ -81,6 +81,7 @@ class SupervisorDirectory:
                 metrics=config.server.metrics,
                 restarts=sup.rt.restarts,
                 ready_in_s=None if state in _UP else sup.ready_in_s(),
+                restarting=state is S.STOPPING and sup.rt.after_stop == "restart",
             ))
         return out
 

@@ -48,6 +48,15 @@ def test_admit_starts_a_stopped_on_demand_replica_or_waits_for_one_coming_up() -
     assert r.admit([starting, stopped], 0, 4) == r.AwaitStart("a")
 
 
+def test_a_replica_being_restarted_is_waited_for_and_one_being_stopped_is_not() -> None:
+    restarting = upstream("a", "m", state=S.STOPPING, restarting=True)
+    assert r.admit([restarting], 0, 4) == r.AwaitStart("a")
+    assert r.admit([restarting, upstream("b", "m")], 0, 4) == r.Dispatch(upstream("b", "m"))
+    stopping = upstream("a", "m", state=S.STOPPING)  # stopped for good (a user's stop)
+    decision = r.admit([stopping], 0, 4)
+    assert isinstance(decision, r.Unavailable) and "a is stopping" in decision.reason
+
+
 def test_admit_unavailable_names_why() -> None:
     manual = upstream("a", "m", state=S.STOPPED)
     failed = upstream("b", "m", state=S.FAILED)
