@@ -429,8 +429,7 @@ def main() -> None:
         if not args.skip_mock:
             mock = run_suite("aiohttp mock (0 ms/token)", [PY, "-m", "bench.gateway.mock", "--port", str(port)],
                              port, tmp, quick, chosen or ladder, {**cancel_env_body, "mock_token_delay": 0.01}, None,
-                             n_ttfb,
-                             seconds, baseline=args.baseline, litellm=use_litellm, rounds=args.rounds,
+                             n_ttfb, seconds, baseline=args.baseline, litellm=use_litellm, rounds=args.rounds,
                              paced_body={**load_mod.BODY, "max_tokens": 16, "mock_token_delay": 0.03}, relay=True)
             suites.append(mock)
             print(table(mock), flush=True)

@@ -7,7 +7,11 @@ started with `llama-orch daemon start`; every command goes through the `llama-or
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +170,6 @@ def test_start_during_stop_waits_for_the_stop_then_runs_exactly_one_process(home
 def test_a_request_held_for_an_on_demand_instance_survives_a_kill_mid_load(home: Home, model: Path) -> None:
     # The gateway holds a chat request while "lazy" loads (1.5 s); the process is killed mid-load.
     # The daemon restarts it at once and the same request is answered by the new process.
-    import json
-    import signal
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
-
     gateway_port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
     home.write_instance("lazy", model=model, port=free_port(), binary=home.fake_binary(),
@@ -205,10 +204,6 @@ def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(hom
     # stream, then stops the process: the client gets every token and [DONE], where a stop at
     # once would cut the stream (llama-server itself does not exit on SIGTERM while a stream is
     # open: it waits for the kill, and the client gets an error either way).
-    import json
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
-
     gateway_port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
     home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary(),

@@ -189,8 +189,8 @@ class InstanceSupervisor:
         before = self.rt
         decision = lc.decide(before, event, self.policy, self.deps.monotonic(), self.deps.random())
         self.rt = decision.runtime
-        respawn = before.state is S.STARTING and lc.Spawn() in decision.actions  # a start retried at once
-        if self.rt.state is not before.state or respawn:
+        # every spawn is an event, also a start retried at once (starting -> starting)
+        if self.rt.state is not before.state or lc.Spawn() in decision.actions:
             self._transition(before.state, self.rt.state, self.rt.reason)
         elif self.rt != before:
             self._save()

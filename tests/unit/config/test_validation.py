@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -179,10 +180,7 @@ def test_further_aliases_route_here_and_are_checked(home: HomePaths, model_file:
 def test_cpu_instances_with_more_threads_than_cores_get_a_warning(home: HomePaths, model_file: Path) -> None:
     def threads_warning(threads: dict[str, int | None], backend: dict[str, str] | None = None,
                         cores: int = 4) -> str | None:
-        for name in list(home.instances_dir.iterdir()) if home.instances_dir.exists() else []:
-            for f in name.iterdir():
-                f.unlink()
-            name.rmdir()
+        shutil.rmtree(home.instances_dir, ignore_errors=True)
         for i, (name, n) in enumerate(threads.items()):
             data = minimal(name, 8001 + i, model_file)
             data["model"] = {"path": str(model_file), "threads": n}
