@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.origins import DEFAULT_ORIGINS, origin_problem
 
 Backend = Literal["cpu", "vulkan", "cuda", "rocm", "metal"]
 RestartMode = Literal["no", "on-failure", "always"]
@@ -227,6 +228,21 @@ class GatewayConfig(Strict):
     upstream_keepalive_s: float = Field(
         4.0, gt=0, description="Close idle upstream connections before llama-server's 5 s."
     )
+    cors_origins: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ORIGINS),
+        description="Browser origins (web pages, desktop apps) allowed to call the gateway: scheme://host[:port] "
+        "with * for any part of host or port, or * alone for every origin. A request from any other origin gets "
+        "403. The default allows pages on this machine (localhost, 127.0.0.1, [::1]) and app://, tauri:// and "
+        "vscode-webview:// apps; [] refuses every browser.",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        problems = [p for p in map(origin_problem, value) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class ControlConfig(Strict):

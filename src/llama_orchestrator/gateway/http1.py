@@ -6,7 +6,7 @@
 
 Only the plainest form of an inference request qualifies: `POST <path> HTTP/1.1` with `path`
 exactly one of `paths` (no query), a Content-Length body of at most MAX_BODY bytes, and none of
-Transfer-Encoding, Expect, Upgrade, a `Connection` other than keep-alive, a repeated header,
+Transfer-Encoding, Expect, Upgrade, Origin, a `Connection` other than keep-alive, a repeated header,
 a folded line, a header name that is not a token or a control character. Every other request (and every malformed one)
 is NotPlain, and aiohttp, with all its checks, answers it. What this module accepts, aiohttp
 would accept too: the fast lane never answers something aiohttp would refuse.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 8 * 1024 * 1024  # larger bodies go through aiohttp, which reads them as they come
-_BARRED = frozenset({"transfer-encoding", "expect", "upgrade"})
+_BARRED = frozenset({"transfer-encoding", "expect", "upgrade", "origin"})  # origin: a browser (gateway.cors)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a head with its CRLFs taken out
 _NOT_TOKEN = re.compile(r"[^!#$%&'*+.^_`|~0-9A-Za-z-]")
 

@@ -15,6 +15,7 @@ Routes:
     GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
+    OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
 
 Each connection starts at the front door (gateway.frontdoor): a plain inference request with a
 valid key and body is forwarded there without aiohttp (gateway.exchange), after a wait in the
@@ -46,6 +47,7 @@ from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, requested_model, served_names
+from llama_orchestrator.gateway.cors import ALLOW_METHODS, Cors, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     GatewayStartError,
@@ -105,6 +107,7 @@ class Gateway:
         self.keys = keys
         self.metrics = GatewayMetrics()
         self.traffic = Traffic(config, directory)
+        self.cors = Cors(config.cors_origins)
         self.idle_check_interval_s = idle_check_interval_s
         self._pool: UpstreamPool | None = None
         self._listener: asyncio.Server | None = None
@@ -138,8 +141,10 @@ class Gateway:
         return get, dict.fromkeys(INFERENCE_PATHS, self._inference)
 
     def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
+        request = request_class(self.cors)
+
         def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+            return request(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
         return make
 
     async def start(self) -> None:
@@ -216,6 +221,13 @@ class Gateway:
         """Route by method and exact path; every failure becomes an OpenAI-shaped error."""
         try:
             path, method = request.path, request.method
+            origin = request.headers.get("Origin")
+            if origin is not None:
+                self.cors.check(origin)
+                if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                    return self.cors.preflight(request.headers)
+            if method == "OPTIONS":  # asked what the gateway allows, without CORS
+                return web.Response(status=204, headers={"Allow": ALLOW_METHODS, SOURCE_HEADER: "gateway"})
             routes = self._post if method == "POST" else self._get if method in ("GET", "HEAD") else None
             handler = routes.get(path) if routes is not None else None
             if handler is not None:

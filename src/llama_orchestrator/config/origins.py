@@ -1,0 +1,56 @@
+"""What `gateway.cors_origins` entries mean: the browser origins allowed to call the gateway.
+
+    origin_problem("localhost:3000")      # "... write scheme://host[:port] ..." (None when valid)
+    allows = origin_matcher(["http://localhost:*", "app://*"])
+    allows("http://localhost:5173")       # True
+    allows("https://example.com")         # False
+
+An entry is an origin as browsers send it (`scheme://host[:port]`, no path), where `*` stands
+for any run of characters within the host or port. A trailing `:*` also matches the origin with
+no port at all (`http://localhost:*` allows `http://localhost`). `*` alone allows every origin.
+L1: stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+# what a browser's Origin header can hold, with `*` where a pattern may stand for any part
+_SHAPE = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.*]+\]|[a-z0-9*._~%-]+)(:[0-9*]+)?", re.IGNORECASE)
+
+DEFAULT_ORIGINS = (
+    # pages served from this machine (a chat UI on localhost:3000, a notebook, llama.cpp's web UI)
+    "http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*",
+    "https://localhost:*", "https://127.0.0.1:*", "https://[::1]:*",
+    # desktop apps built on web views (Obsidian's app://obsidian.md, Tauri, VS Code extensions)
+    "app://*", "tauri://*", "vscode-webview://*",
+)
+
+
+def origin_problem(pattern: str) -> str | None:
+    """Why `pattern` is no origin pattern, or None if it is one."""
+    if pattern == "*":
+        return None
+    if not _SHAPE.fullmatch(pattern):
+        return (f"{pattern!r} is not an origin: write scheme://host[:port] with no path or trailing slash, "
+                "e.g. http://localhost:3000, with * for any part of the host or port (or * alone for every origin)")
+    return None
+
+
+def origin_matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """A test for one Origin header value against every pattern (case-insensitive, as hosts are)."""
+    parts = []
+    for pattern in patterns:
+        if pattern == "*":
+            return lambda _origin: True
+        # a trailing :* is any port, or none
+        parts.append(_glob(pattern[:-2]) + "(?::[0-9]+)?" if pattern.endswith(":*") else _glob(pattern))
+    if not parts:
+        return lambda _origin: False
+    compiled = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
+    return lambda origin: compiled.fullmatch(origin) is not None
+
+
+def _glob(pattern: str) -> str:
+    return "[^/]*".join(re.escape(piece) for piece in pattern.split("*"))

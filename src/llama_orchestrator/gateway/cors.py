@@ -1,0 +1,85 @@
+"""Cross-origin requests: what lets a web page, or a desktop app's web view, call the gateway.
+
+A browser sends `Origin` with a cross-origin request, and before a request with a key or a
+JSON body it sends an `OPTIONS` preflight that carries no key. So the gateway:
+- answers a preflight itself, without asking for a key;
+- refuses any origin outside `gateway.cors_origins` with 403, before doing any work (a page on
+  some web site cannot make the machine load a model);
+- marks every answer to an allowed origin with `Access-Control-Allow-Origin`, errors and
+  streams included, so the page can read them.
+Requests without `Origin` (SDKs, curl) are untouched, and never leave the front door's fast lane
+(gateway.http1 hands any request with `Origin` to aiohttp). llama-server's own CORS headers are
+never relayed (the proxy builds its answers' headers), so none appears twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from aiohttp import web
+
+from llama_orchestrator.config.origins import origin_matcher
+from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, Forbidden
+
+ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
+DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, X-Api-Key"
+EXPOSE_HEADERS = f"Retry-After, {SOURCE_HEADER}, {INSTANCE_HEADER}"
+MAX_AGE_S = 600  # how long a browser may reuse a preflight's answer
+TELL_AT_MOST = 64  # origins named in the daemon log (a page sees only "CORS error"; the log says why)
+
+logger = logging.getLogger(__name__)
+
+
+class Cors:
+    def __init__(self, origins: Iterable[str]) -> None:
+        self.allows = origin_matcher(origins)
+        self._told: set[str] = set()
+
+    def check(self, origin: str) -> None:
+        """Raise Forbidden (403) for an origin that may not call the gateway."""
+        if not self.allows(origin):
+            if origin not in self._told and len(self._told) < TELL_AT_MOST:
+                self._told.add(origin)
+                logger.warning("gateway: refused requests from origin %s (not in gateway.cors_origins)", origin)
+            raise Forbidden(
+                f"origin {origin} may not call this gateway; to let it, add it to gateway.cors_origins in "
+                "orchestrator.json, then restart the daemon (llama-orch daemon stop --keep-instances; "
+                "llama-orch daemon start)",
+                code="origin_not_allowed",
+            )
+
+    def preflight(self, request_headers: Mapping[str, str]) -> web.Response:
+        """The answer to an allowed origin's `OPTIONS` preflight: any method the gateway serves,
+        the headers the page asked to send (the OpenAI SDK adds its own x-stainless-* ones)."""
+        headers = {  # + Access-Control-Allow-Origin, as on every answer to the origin (`mark`)
+            "Access-Control-Allow-Methods": ALLOW_METHODS,
+            "Access-Control-Allow-Headers": request_headers.get("Access-Control-Request-Headers")
+            or DEFAULT_ALLOW_HEADERS,
+            "Access-Control-Max-Age": str(MAX_AGE_S),
+            "Vary": "Access-Control-Request-Headers",
+            SOURCE_HEADER: "gateway",
+        }
+        if request_headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+            headers["Access-Control-Allow-Private-Network"] = "true"  # Chrome's check for pages on public sites
+        return web.Response(status=204, headers=headers)
+
+    def mark(self, response: web.StreamResponse, origin: str) -> None:
+        """Let the page at an allowed `origin` read this answer (and its gateway headers)."""
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        headers.add("Vary", "Origin")
+
+
+def request_class(cors: Cors) -> type[web.BaseRequest]:
+    """aiohttp's request, marking each answer for an allowed origin as it is prepared (a stream's
+    head leaves before its handler returns, so this cannot wait until then)."""
+
+    class CorsRequest(web.BaseRequest):
+        async def _prepare_hook(self, response: web.StreamResponse) -> None:
+            origin = self.headers.get("Origin")
+            if origin is not None and cors.allows(origin):
+                cors.mark(response, origin)
+
+    return CorsRequest
