@@ -8,7 +8,9 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -201,3 +203,31 @@ async def test_the_pool_learns_that_llama_server_closes_after_a_stream(gateway: 
         chat = await c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
                                                max_tokens=2)
         assert chat.choices and len(gw.pool._idle.get(key, [])) == 1  # a plain answer's socket is kept
+
+
+
+async def test_llama_cpp_native_routes_are_routed_by_model_like_the_openai_ones(gateway: tuple[Gateway, int]) -> None:
+    """What llama.cpp's own clients call (`/completion`, `/tokenize`, ...), through the gateway by
+    `model`, answers exactly as the instance does directly."""
+    gw, chat_port = gateway
+    direct = f"http://127.0.0.1:{chat_port}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as http:
+
+        async def post(url: str, body: dict[str, object]) -> Any:
+            async with http.post(url, json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
+
+        text = {"content": "hello world"}
+        tokens = await post(f"{direct}/tokenize", text)
+        assert await post(f"{gw.address}/tokenize", {**text, "model": "tiny"}) == tokens
+        ids = tokens["tokens"]
+        assert await post(f"{gw.address}/detokenize", {"tokens": ids, "model": CLAUDE}) == await post(
+            f"{direct}/detokenize", {"tokens": ids})
+        messages = {"messages": [{"role": "user", "content": "hi"}]}
+        assert await post(f"{gw.address}/apply-template", {**messages, "model": "chat"}) == await post(
+            f"{direct}/apply-template", messages)
+        done = await post(f"{gw.address}/completion", {"model": "tiny", "prompt": "the", "n_predict": 4})
+        assert done["tokens_predicted"] == 4 and isinstance(done["content"], str)
+        embedding = await post(f"{gw.address}/embedding", {"model": "tiny-embed", "content": "a cat"})
+        assert len(embedding[0]["embedding"][0]) == 32

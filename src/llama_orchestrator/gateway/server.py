@@ -10,8 +10,9 @@ Routes:
     GET  /v1/models, /models                   every instance and alias, with its state
     GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
     POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
-         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill (and the unversioned and
-         `reranking` spellings llama-server accepts)   routed by `model`
+         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill, /completion, /embedding,
+         /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
+         llama-server accepts)   routed by `model` (or to the only model, without one)
     GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
@@ -72,6 +73,8 @@ INFERENCE_PATHS = (
     "/v1/responses", "/responses",  # OpenAI's Responses API, as llama-server serves it
     "/v1/messages", "/v1/messages/count_tokens",  # Anthropic's Messages API, likewise
     "/infill",  # llama.cpp's code infill
+    # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
+    "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",
 )
 NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
 PUBLIC_NATIVE = frozenset({"health"})
@@ -243,7 +246,7 @@ class Gateway:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
                                        allow=allowed)
             raise NotFound(f"no route {path}; the gateway serves /v1/models, /v1/chat/completions, /v1/completions, "
-                           "/v1/embeddings, /v1/rerank, /v1/responses, /v1/messages, /infill, "
+                           "/v1/embeddings, /v1/rerank, /v1/responses, /v1/messages, /infill, /completion, /tokenize, "
                            "/instances/<name>/<native>, /metrics and /health", code="route_not_found")
         except HTTPFailure as exc:
             return to_response(exc)
