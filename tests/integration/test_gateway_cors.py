@@ -6,11 +6,13 @@ with a key or a JSON body; without the right answers the browser shows only "COR
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
 import pytest
 from tests.integration.test_gateway_faults import CHAT, fake_server, serving
+from tests.integration.test_gateway_front_door import connect, post, read_response
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.models import GatewayConfig
@@ -103,3 +105,32 @@ async def test_options_without_origin_says_what_the_gateway_allows() -> None:
         assert resp.status == 204 and set(resp.headers["Allow"].split(", ")) >= {"GET", "POST", "OPTIONS"}
         assert "Access-Control-Allow-Origin" not in resp.headers
         assert await resp.read() == b""
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/chat/completions?lane=aiohttp"],
+                         ids=["fast-lane", "aiohttp"])
+async def test_a_keyless_gateway_answers_only_hosts_that_name_this_machine(
+    fake_server_cmd: list[str], tmp_path: Path, path: str
+) -> None:
+    """DNS rebinding: a site points its own name at 127.0.0.1, and its page's requests are
+    same-origin (no Origin header to refuse); only the Host header still names the site."""
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        async with serving(GatewayConfig(), directory) as gw:
+            for host, status in [("rebind.evil.example", 403), ("host.docker.internal", 200), ("127.0.0.1", 200),
+                                 ("localhost", 200)]:
+                reader, writer = await connect(gw)
+                writer.write(post({**CHAT, "model": "tiny"}, path=path, host=f"{host}:80"))
+                got, _, body = await read_response(reader)
+                writer.close()
+                assert got == status, (host, body)
+                if status == 403:
+                    assert json.loads(body)["error"]["code"] == "host_not_allowed" and b"api_keys" in body
+        keys = Keyring(tuple(parse_keys_file("good\n")))
+        async with serving(GatewayConfig(), directory, keys) as gw:  # a key is what a rebinding page lacks
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny"}, "Authorization: Bearer good", path=path,
+                              host="rebind.evil.example:80"))
+            got, _, _ = await read_response(reader)
+            writer.close()
+            assert got == 200

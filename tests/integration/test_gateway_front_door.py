@@ -22,9 +22,9 @@ from llama_orchestrator.gateway.server import Gateway
 pytestmark = pytest.mark.integration
 
 
-def post(body: dict[str, object], *headers: str, path: str = "/v1/chat/completions") -> bytes:
+def post(body: dict[str, object], *headers: str, path: str = "/v1/chat/completions", host: str = "gw") -> bytes:
     data = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", "Host: gw", "Content-Type: application/json", *headers,
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json", *headers,
              f"Content-Length: {len(data)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 

@@ -1,4 +1,5 @@
-"""What `gateway.cors_origins` entries mean: the browser origins allowed to call the gateway.
+"""Who may call the gateway from a browser: what `gateway.cors_origins` entries mean, and which
+Host names a keyless gateway answers (`local_host`, against DNS rebinding).
 
     origin_problem("localhost:3000")      # "... write scheme://host[:port] ..." (None when valid)
     allows = origin_matcher(["http://localhost:*", "app://*"])
@@ -8,12 +9,19 @@
 An entry is an origin as browsers send it (`scheme://host[:port]`, no path), where `*` stands
 for any run of characters within the host or port. A trailing `:*` also matches the origin with
 no port at all (`http://localhost:*` allows `http://localhost`). `*` alone allows every origin.
+
+    local_host("127.0.0.1:8000")            # True: an address, not a name a web site controls
+    local_host("host.docker.internal:8000") # True: a container on Docker Desktop reaching the host
+    local_host("rebind.evil.example:8000")  # False
 L1: stdlib only.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterable
 
 # what a browser's Origin header can hold, with `*` where a pattern may stand for any part
@@ -54,3 +62,29 @@ def origin_matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
 
 def _glob(pattern: str) -> str:
     return "[^/]*".join(re.escape(piece) for piece in pattern.split("*"))
+
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal")  # names no public web site can hold
+
+
+def local_host(host_header: str) -> bool:
+    """Whether a Host header addresses this machine in a way a web page cannot fake by DNS
+    rebinding (its own name pointed at 127.0.0.1): an IP address, a name without a dot (localhost,
+    a hosts-file alias), this machine's name, or a name under .localhost, .local or .internal.
+    An empty Host (HTTP/1.0) passes."""
+    if host_header.startswith("["):  # [IPv6]:port
+        host = host_header[1:host_header.find("]")]
+    else:
+        host = host_header.rsplit(":", 1)[0].lower().rstrip(".")
+        if "." not in host or host.endswith(LOCAL_SUFFIXES) or host == _machine_name():
+            return True  # (a name without a dot, localhost included, is no public web site's)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def _machine_name() -> str:
+    return socket.gethostname().lower()

@@ -1,4 +1,5 @@
-"""Cross-origin requests: what lets a web page, or a desktop app's web view, call the gateway.
+"""Browsers at the gateway: what lets a web page, or a desktop app's web view, call it, and
+what stops a web site from using it behind its user's back.
 
 A browser sends `Origin` with a cross-origin request, and before a request with a key or a
 JSON body it sends an `OPTIONS` preflight that carries no key. So the gateway:
@@ -10,6 +11,10 @@ JSON body it sends an `OPTIONS` preflight that carries no key. So the gateway:
 Requests without `Origin` (SDKs, curl) are untouched, and never leave the front door's fast lane
 (gateway.http1 hands any request with `Origin` to aiohttp). llama-server's own CORS headers are
 never relayed (the proxy builds its answers' headers), so none appears twice.
+
+A gateway without keys also answers only requests whose Host names this machine
+(`config.origins.local_host`): a site that points its own name at 127.0.0.1 (DNS rebinding)
+makes the browser treat the gateway as that site, so no Origin check would see it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
-from llama_orchestrator.config.origins import origin_matcher
+from llama_orchestrator.config.origins import local_host, origin_matcher
 from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, Forbidden
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
@@ -70,6 +75,18 @@ class Cors:
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         headers.add("Vary", "Origin")
+
+
+def check_host(host: str) -> None:
+    """Raise Forbidden (403) for a Host header that does not name this machine (DNS rebinding)."""
+    if not local_host(host):
+        raise Forbidden(
+            f"Host {host!r} does not name this machine, and a gateway without API keys answers only "
+            "localhost, an IP address, a name without a dot, this machine's name or a .localhost/.local/.internal "
+            "name (a web site could otherwise reach it by pointing its own name at 127.0.0.1); set "
+            "gateway.api_keys_env or gateway.api_keys_file to serve other names",
+            code="host_not_allowed",
+        )
 
 
 def request_class(cors: Cors) -> type[web.BaseRequest]:

@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
@@ -48,7 +49,7 @@ from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, requested_model, served_names
-from llama_orchestrator.gateway.cors import ALLOW_METHODS, Cors, request_class
+from llama_orchestrator.gateway.cors import ALLOW_METHODS, Cors, check_host, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     GatewayStartError,
@@ -118,6 +119,7 @@ class Gateway:
         self._lane: Lane | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._check_host = False  # a keyless gateway on loopback answers only local Host names (gateway.cors)
         self._active = 0  # inference requests being proxied
         self._live: set[upclient.Response] = set()  # upstream responses being relayed
         self._drained = asyncio.Event()
@@ -160,6 +162,7 @@ class Gateway:
                 "key is configured",
                 hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
             )
+        self._check_host = not keys.enabled
         self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
         loop = asyncio.get_running_loop()
@@ -224,6 +227,8 @@ class Gateway:
         """Route by method and exact path; every failure becomes an OpenAI-shaped error."""
         try:
             path, method = request.path, request.method
+            if self._check_host:
+                check_host(request.headers.get("Host", ""))
             origin = request.headers.get("Origin")
             if origin is not None:
                 self.cors.check(origin)
@@ -370,6 +375,8 @@ class Gateway:
             key = keys.match(presented_key(req.headers))
             if key is None:
                 return None
+        elif self._check_host and not local_host(req.headers.get("host", "")):
+            return None
         try:
             model, stream = self._parse_body(req.body)
         except HTTPFailure:

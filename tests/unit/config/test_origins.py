@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from llama_orchestrator.config.loader import load_fleet
-from llama_orchestrator.config.origins import DEFAULT_ORIGINS, origin_matcher, origin_problem
+from llama_orchestrator.config.origins import DEFAULT_ORIGINS, local_host, origin_matcher, origin_problem
 from llama_orchestrator.config.paths import HomePaths
 
 
@@ -54,3 +55,26 @@ def test_a_bad_origin_in_orchestrator_json_is_a_config_error_naming_the_field(tm
     errors = load_fleet(home, which=lambda _: "x").errors
     assert [e.field for e in errors] == ["gateway.cors_origins"]
     assert "'localhost' is not an origin" in errors[0].message and errors[0].file.endswith("orchestrator.json")
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("127.0.0.1:8000", True),
+    ("localhost:8000", True),
+    ("LOCALHOST", True),
+    ("[::1]:8000", True),
+    ("10.0.0.5:8000", True),  # an address: the browser was pointed at it, not at a site's name
+    ("host.docker.internal:8000", True),  # a container on Docker Desktop reaching the host
+    ("chat.localhost:3000", True),
+    ("my-pc.local", True),
+    ("llm:8000", True),  # a hosts-file alias: public DNS names have a dot
+    ("", True),
+    ("rebind.evil.example:8000", False),
+    ("127.0.0.1.nip.io:8000", False),  # a public name that resolves to loopback
+    ("[evil]:80", False),
+])
+def test_local_host_accepts_what_no_web_site_can_point_at_this_machine(host: str, local: bool) -> None:
+    assert local_host(host) is local
+
+
+def test_local_host_accepts_this_machines_own_name() -> None:
+    assert local_host(f"{socket.gethostname()}:8000")
