@@ -16,19 +16,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-
-import psutil
 
 from llama_orchestrator.config.argv import build_command
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
-from llama_orchestrator.core.classify import classify_exit, is_loading_progress
-from llama_orchestrator.core.probing import probe_period, probe_timeout
+from llama_orchestrator.core.classify import classify_exit
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
 from llama_orchestrator.daemon.preflight import note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
+from llama_orchestrator.daemon.watchers import probe_child, server_api_key, watch_progress
 from llama_orchestrator.engine import (
     ChildProcess,
     ExitStatus,
@@ -36,22 +33,19 @@ from llama_orchestrator.engine import (
     SpawnSpec,
     adopt,
     check_ours,
-    follow,
     kill_tree,
-    port_holder,
     spawn,
     stop_tree,
     tail_lines,
     wait_exit,
 )
 from llama_orchestrator.errors import OrchestratorError, StoreError
-from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, HealthProber, ProbeConnection
+from llama_orchestrator.health.probe import HealthProber
 from llama_orchestrator.store import EventRecord, InstanceRecord, Store
 
 logger = logging.getLogger(__name__)
 S = InstanceState
 QueueItem = tuple[int | None, lc.Event]
-PROGRESS_THROTTLE_S = 1.0
 
 
 @dataclass
@@ -86,7 +80,6 @@ class InstanceSupervisor:
         self._started_wall: float | None = None
         self._ready_wall: float | None = None
         self._adopted_ready_wall: float | None = None
-        self._last_progress_event = 0.0
         self._closed = False
         self._reconciled = asyncio.Event()
         self._progress_task: asyncio.Task[None] | None = None
@@ -263,10 +256,9 @@ class InstanceSupervisor:
         self._generation += 1
         self._child = child
         generation = self._generation
-        self._last_progress_event = 0.0
-        for coro in (self._watch_exit(child, generation), self._probe_loop(child, generation)):
+        for coro in (self._watch_exit(child, generation), probe_child(self, child, generation)):
             self._track(asyncio.create_task(coro))
-        self._progress_task = self._track(asyncio.create_task(self._watch_progress(generation)))
+        self._progress_task = self._track(asyncio.create_task(watch_progress(self, generation)))
         self._save()
 
     def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
@@ -308,7 +300,7 @@ class InstanceSupervisor:
             return f"{self._in_flight} of {count} request(s) still in flight after {waited:.1f} s; "
         return f"{count} request(s) in flight finished in {waited:.1f} s; "
 
-    # ---- watchers (each bound to one child generation) ----------------------------------------
+    # ---- watchers (each bound to one child generation; probes and progress: daemon.watchers) ----
     async def _watch_exit(self, child: ChildProcess, generation: int) -> None:
         status = await wait_exit(child)
         self._last_exit = status
@@ -317,88 +309,13 @@ class InstanceSupervisor:
             self._child = None
         self._queue.put_nowait((generation, lc.Exited(status.describe(), status.code, failure)))
 
-    async def _probe_loop(self, child: ChildProcess, generation: int) -> None:
-        """Probe on a start-to-start schedule (`core.probing`), so a hung child (each probe
-        timing out) is caught by the schedule, not late by threshold × (interval + timeout)."""
-        base_url = self.config.server.base_url
-        connection = ProbeConnection(base_url)  # this child's own: closed when the task ends (cancelled)
-        try:
-            await self._probe_schedule(child, generation, base_url, connection)
-        finally:
-            connection.close()
-
-    async def _probe_schedule(
-        self, child: ChildProcess, generation: int, base_url: str, connection: ProbeConnection
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        last_deep = self.deps.monotonic()
-        next_at = spawned_at = loop.time()
-        failed = False
-        while True:
-            health = self.config.health
-            starting = self.rt.state is S.STARTING
-            period = probe_period(health, starting=starting, last_failed=failed, age_s=next_at - spawned_at)
-            next_at += period
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at = max(next_at, loop.time() - health.interval_s)  # never try to catch up a backlog
-            # Keep the connection only while the server would not have closed it by the next probe.
-            keep = connection if period < KEEPALIVE_MAX_INTERVAL_S else None
-            if keep is None:
-                connection.close()
-            timeout = probe_timeout(health, starting=starting, last_failed=failed)
-            result = await self.deps.prober.health(base_url, timeout, self.api_key(), keep)
-            failed = not result.ok
-            if result.ok and self.rt.state is S.STARTING:
-                # The socket scan is slow with many processes: keep it off the event loop.
-                impostor = await asyncio.to_thread(self._impostor, child)
-                if impostor:
-                    self._queue.put_nowait((generation, lc.Impostor(impostor)))
-                    return
-            if result.ok and health.deep_probe != "off" and self.in_flight == 0 and self.rt.state is S.READY:
-                now = self.deps.monotonic()
-                if now - last_deep >= health.deep_interval_s:
-                    last_deep = now
-                    deep = self.deps.prober.slots if health.deep_probe == "slots" else self.deps.prober.completion
-                    result = await deep(base_url, max(health.timeout_s, 5.0), self.api_key())
-                    if not result.ok:
-                        result = replace(result, detail=f"deep probe ({health.deep_probe}): {result.detail}")
-            if result.ok and self.rt.state is S.READY and self.rt.probe_failures == 0:
-                continue  # decide() would change nothing: leave the supervisor asleep (CPU at scale)
-            self._queue.put_nowait((generation, lc.Probe(result.ok, result.detail)))
-
-    async def _watch_progress(self, generation: int) -> None:
-        """While starting, turn loading-progress lines in the log into Progress events.
-
-        Cancelled as soon as the instance leaves `starting` (see `_transition`): a follower left
-        running polls the file several times a second for nothing."""
-        async for line in follow(self.log_path, from_end_lines=0):
-            if self.rt.state is not S.STARTING:
-                continue
-            now = self.deps.monotonic()
-            if is_loading_progress(line) and now - self._last_progress_event >= PROGRESS_THROTTLE_S:
-                self._last_progress_event = now
-                self._queue.put_nowait((generation, lc.Progress()))
-
-    def _impostor(self, child: ChildProcess) -> str | None:
-        """After the first good probe, prove the answering server is our child (SO_REUSEADDR on Windows)."""
-        holder = port_holder(self.config.server.host, self.config.server.port)
-        if holder is None or holder.pid is None or holder.pid == child.pid:
-            return None
-        with contextlib.suppress(psutil.Error):
-            ours = {p.pid for p in psutil.Process(child.pid).children(recursive=True)}
-            if holder.pid in ours:
-                return None
-        return f"port {self.config.server.port} is answered by pid {holder.pid} ({holder.name}), not by our child"
+    def post(self, generation: int, event: lc.Event) -> None:
+        """Queue an observation about child `generation` (dropped if that child has been replaced)."""
+        self._queue.put_nowait((generation, event))
 
     def api_key(self) -> str | None:
         """The key this instance's llama-server expects from clients, if it has one."""
-        server = self.config.server
-        if server.api_key_env:
-            return self.deps.environ.get(server.api_key_env)
-        if server.api_key_file:
-            with contextlib.suppress(OSError):
-                return Path(server.api_key_file).read_text(encoding="utf-8").strip() or None
-        return None
+        return server_api_key(self.config, self.deps.environ)
 
     # ---- reconciling with the last daemon ---------------------------------------------------
     async def _reconcile(self) -> None:
