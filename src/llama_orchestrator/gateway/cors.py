@@ -54,6 +54,18 @@ class Cors:
                 code="origin_not_allowed",
             )
 
+    def screen(self, request: web.BaseRequest) -> web.Response | None:
+        """Before routing: the answer to an OPTIONS request (a preflight, or a plain question of
+        what the gateway allows), None to go on; Forbidden for a foreign origin."""
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            self.check(origin)
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                return self.preflight(request.headers)
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": ALLOW_METHODS, SOURCE_HEADER: "gateway"})
+        return None
+
     def preflight(self, request_headers: Mapping[str, str]) -> web.Response:
         """The answer to an allowed origin's `OPTIONS` preflight: any method the gateway serves,
         the headers the page asked to send (the OpenAI SDK adds its own x-stainless-* ones)."""

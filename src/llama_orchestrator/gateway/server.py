@@ -5,18 +5,7 @@
     gateway.address                           # "http://127.0.0.1:8000"
     await gateway.stop()                      # closes the listener, ends streams with an SSE error
 
-Routes:
-    GET  /health                               gateway liveness (public)
-    GET  /v1/models, /models                   every instance and alias, with its state
-    GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
-    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
-         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill, /completion, /embedding,
-         /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
-         llama-server accepts)   routed by `model` (or to the only model, without one)
-    GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
-                                               apply-template, metrics of one instance
-    GET  /metrics                              Prometheus text (gateway + relabelled children)
-    OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
+Routes: gateway.routes.
 
 Each connection starts at the front door (gateway.frontdoor): a plain inference request with a
 valid key and body is forwarded there without aiohttp (gateway.exchange), after a wait in the
@@ -33,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,7 +37,7 @@ from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, requested_model, served_names
-from llama_orchestrator.gateway.cors import ALLOW_METHODS, Cors, check_host, request_class
+from llama_orchestrator.gateway.cors import Cors, check_host, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     GatewayStartError,
@@ -66,35 +54,22 @@ from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.routes import (
+    INFERENCE_PATHS,
+    MODEL_PREFIXES,
+    NATIVE_ROUTES,
+    PUBLIC_NATIVE,
+    SERVED,
+    is_loopback,
+)
 from llama_orchestrator.gateway.traffic import Traffic
 
-INFERENCE_PATHS = (
-    "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
-    "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking",
-    "/v1/responses", "/responses",  # OpenAI's Responses API, as llama-server serves it
-    "/v1/messages", "/v1/messages/count_tokens",  # Anthropic's Messages API, likewise
-    "/infill",  # llama.cpp's code infill
-    # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
-    "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",
-)
-NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
-PUBLIC_NATIVE = frozenset({"health"})
-MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 CONNECT_TIMEOUT_S = 5.0
 NATIVE_TIMEOUT_S = 30.0
 STOP_DRAIN_S = 5.0
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 MAX_BODY = 64 * 1024 * 1024  # request bodies (long prompts, embedding batches)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Gateway:
@@ -229,13 +204,9 @@ class Gateway:
             path, method = request.path, request.method
             if self._check_host:
                 check_host(request.headers.get("Host", ""))
-            origin = request.headers.get("Origin")
-            if origin is not None:
-                self.cors.check(origin)
-                if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-                    return self.cors.preflight(request.headers)
-            if method == "OPTIONS":  # asked what the gateway allows, without CORS
-                return web.Response(status=204, headers={"Allow": ALLOW_METHODS, SOURCE_HEADER: "gateway"})
+            early = self.cors.screen(request)  # a preflight's answer, or 403 for a foreign origin
+            if early is not None:
+                return early
             routes = self._post if method == "POST" else self._get if method in ("GET", "HEAD") else None
             handler = routes.get(path) if routes is not None else None
             if handler is not None:
@@ -250,9 +221,7 @@ class Gateway:
                 allowed = "GET, HEAD" if path in self._get else "POST"
                 raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
                                        allow=allowed)
-            raise NotFound(f"no route {path}; the gateway serves /v1/models, /v1/chat/completions, /v1/completions, "
-                           "/v1/embeddings, /v1/rerank, /v1/responses, /v1/messages, /infill, /completion, /tokenize, "
-                           "/instances/<name>/<native>, /metrics and /health", code="route_not_found")
+            raise NotFound(f"no route {path}; the gateway serves {SERVED}", code="route_not_found")
         except HTTPFailure as exc:
             return to_response(exc)
         except web.HTTPException as exc:  # aiohttp's own, e.g. a body over the size limit

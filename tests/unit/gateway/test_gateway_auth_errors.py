@@ -14,7 +14,7 @@ from llama_orchestrator.gateway import errors
 from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, served_names
 from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
-from llama_orchestrator.gateway.server import is_loopback
+from llama_orchestrator.gateway.routes import is_loopback
 
 
 def test_keys_file_lines_comments_and_scopes() -> None:

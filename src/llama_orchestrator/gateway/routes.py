@@ -1,0 +1,45 @@
+"""The gateway's routes: which paths it serves, and how.
+
+    GET  /health                               gateway liveness (public)
+    GET  /v1/models, /models                   every instance and alias, with its state
+    GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
+    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
+         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill, /completion, /embedding,
+         /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
+         llama-server accepts)   routed by `model` (or to the only model, without one)
+    GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
+                                               apply-template, metrics of one instance
+    GET  /metrics                              Prometheus text (gateway + relabelled children)
+    OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
+
+Plain requests to INFERENCE_PATHS may take the front door's fast lane (gateway.frontdoor); every
+other route is aiohttp's (`Gateway._dispatch`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+INFERENCE_PATHS = (
+    "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+    "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking",
+    "/v1/responses", "/responses",  # OpenAI's Responses API, as llama-server serves it
+    "/v1/messages", "/v1/messages/count_tokens",  # Anthropic's Messages API, likewise
+    "/infill",  # llama.cpp's code infill
+    # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
+    "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",
+)
+NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
+PUBLIC_NATIVE = frozenset({"health"})
+MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
+SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
+          "/v1/messages, /infill, /completion, /tokenize, /instances/<name>/<native>, /metrics and /health")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
