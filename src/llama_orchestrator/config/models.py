@@ -232,8 +232,9 @@ class GatewayConfig(Strict):
         default_factory=lambda: list(DEFAULT_ORIGINS),
         description="Browser origins (web pages, desktop apps) allowed to call the gateway: scheme://host[:port] "
         "with * for any part of host or port, or * alone for every origin. A request from any other origin gets "
-        "403. The default allows pages on this machine (localhost, 127.0.0.1, [::1]) and app://, tauri:// and "
-        "vscode-webview:// apps; [] refuses every browser.",
+        "403. The default allows pages on this machine (localhost, 127.0.0.1, [::1]), desktop apps' web views "
+        "(app://, tauri://, vscode-webview://, vscode-file://) and browser extensions (chrome-extension://, "
+        "moz-extension://); [] refuses every browser.",
     )
 
     @field_validator("cors_origins")

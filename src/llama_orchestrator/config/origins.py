@@ -31,8 +31,10 @@ DEFAULT_ORIGINS = (
     # pages served from this machine (a chat UI on localhost:3000, a notebook, llama.cpp's web UI)
     "http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*",
     "https://localhost:*", "https://127.0.0.1:*", "https://[::1]:*",
-    # desktop apps built on web views (Obsidian's app://obsidian.md, Tauri, VS Code extensions)
-    "app://*", "tauri://*", "vscode-webview://*",
+    # desktop apps built on web views (Obsidian's app://obsidian.md, Tauri, VS Code and its forks)
+    "app://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
+    # browser extensions the user installed (Page Assist and the like; Ollama users must allow them by hand)
+    "chrome-extension://*", "moz-extension://*",
 )
 
 

@@ -22,6 +22,7 @@ from llama_orchestrator.config.paths import HomePaths
     ("https://localhost:8443", True),
     ("app://obsidian.md", True),
     ("tauri://localhost", True),
+    ("chrome-extension://jfgfiigpkhlkbnfnbobbkinehhfdhndo", True),  # an extension the user installed
     ("https://example.com", False),
     ("http://localhost.evil.example", False),  # a web site named like this machine
     ("http://localhost:3000.evil.example", False),
