@@ -69,6 +69,7 @@ def _glob(pattern: str) -> str:
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal")  # names no public web site can hold
 
 
+@functools.lru_cache(maxsize=256)  # a few Host values, asked once per request: a lookup, not a parse
 def local_host(host_header: str) -> bool:
     """Whether a Host header addresses this machine in a way a web page cannot fake by DNS
     rebinding (its own name pointed at 127.0.0.1): an IP address, a name without a dot (localhost,
