@@ -240,9 +240,9 @@ class GatewayConfig(Strict):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        problems = [p for p in map(origin_problem, value) if p]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problem = origin_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

@@ -1,7 +1,7 @@
 """Who may call the gateway from a browser: what `gateway.cors_origins` entries mean, and which
 Host names a keyless gateway answers (`local_host`, against DNS rebinding).
 
-    origin_problem("localhost:3000")      # "... write scheme://host[:port] ..." (None when valid)
+    origin_problem(["localhost:3000"])    # "'localhost:3000' is not an origin: write ..." (None when valid)
     allows = origin_matcher(["http://localhost:*", "app://*"])
     allows("http://localhost:5173")       # True
     allows("https://example.com")         # False
@@ -38,14 +38,14 @@ DEFAULT_ORIGINS = (
 )
 
 
-def origin_problem(pattern: str) -> str | None:
-    """Why `pattern` is no origin pattern, or None if it is one."""
-    if pattern == "*":
+def origin_problem(patterns: Iterable[str]) -> str | None:
+    """What is wrong with the patterns that are no origin pattern, or None if all are."""
+    bad = [repr(p) for p in patterns if p != "*" and not _SHAPE.fullmatch(p)]
+    if not bad:
         return None
-    if not _SHAPE.fullmatch(pattern):
-        return (f"{pattern!r} is not an origin: write scheme://host[:port] with no path or trailing slash, "
-                "e.g. http://localhost:3000, with * for any part of the host or port (or * alone for every origin)")
-    return None
+    return (f"{', '.join(bad)} {'is not an origin' if len(bad) == 1 else 'are not origins'}: write "
+            "scheme://host[:port] with no path or trailing slash, e.g. http://localhost:3000, with * for any part "
+            "of the host or port (or * alone for every origin)")
 
 
 def origin_matcher(patterns: Iterable[str]) -> Callable[[str], bool]:

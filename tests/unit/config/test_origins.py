@@ -45,8 +45,15 @@ def test_patterns_star_within_host_and_alone() -> None:
 
 @pytest.mark.parametrize("pattern", ["localhost:3000", "http://localhost:3000/", "http://localhost/chat", "", "*.com"])
 def test_what_is_not_an_origin_is_named_with_how_to_write_one(pattern: str) -> None:
-    problem = origin_problem(pattern)
-    assert problem is not None and repr(pattern) in problem and "scheme://host[:port]" in problem
+    problem = origin_problem(["http://localhost:*", pattern])
+    assert problem is not None and problem.startswith(f"{pattern!r} is not an origin: write scheme://host[:port]")
+
+
+def test_several_bad_origins_are_named_together_with_one_hint() -> None:
+    problem = origin_problem(["localhost:5173", "*", "https://chat.example.com/"])
+    assert problem is not None and problem.startswith("'localhost:5173', 'https://chat.example.com/' are not origins")
+    assert problem.count("scheme://host[:port]") == 1
+    assert origin_problem(["*", "http://localhost:*"]) is None
 
 
 def test_a_bad_origin_in_orchestrator_json_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
