@@ -8,7 +8,8 @@ Host names a keyless gateway answers (`local_host`, against DNS rebinding).
 
 An entry is an origin as browsers send it (`scheme://host[:port]`, no path), where `*` stands
 for any run of characters within the host or port. A trailing `:*` also matches the origin with
-no port at all (`http://localhost:*` allows `http://localhost`). `*` alone allows every origin.
+no port at all (`http://localhost:*` allows `http://localhost`). `*` alone allows every origin;
+`null` allows pages opened from files (and sandboxed frames of any site, which send it too).
 
     local_host("127.0.0.1:8000")            # True: an address, not a name a web site controls
     local_host("host.docker.internal:8000") # True: a container on Docker Desktop reaching the host
@@ -40,7 +41,7 @@ DEFAULT_ORIGINS = (
 
 def origin_problem(patterns: Iterable[str]) -> str | None:
     """What is wrong with the patterns that are no origin pattern, or None if all are."""
-    bad = [repr(p) for p in patterns if p != "*" and not _SHAPE.fullmatch(p)]
+    bad = [repr(p) for p in patterns if p not in ("*", "null") and not _SHAPE.fullmatch(p)]
     if not bad:
         return None
     return (f"{', '.join(bad)} {'is not an origin' if len(bad) == 1 else 'are not origins'}: write "

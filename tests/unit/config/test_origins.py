@@ -40,6 +40,7 @@ def test_patterns_star_within_host_and_alone() -> None:
     exact = origin_matcher(["https://chat.example.com:8443"])
     assert exact("https://chat.example.com:8443") and not exact("https://chat.example.com")
     assert origin_matcher(["*"])("https://anything.example")
+    assert origin_problem(["null"]) is None and origin_matcher(["null"])("null")  # file:// pages, by choice
     assert not origin_matcher([])("http://localhost")
 
 
