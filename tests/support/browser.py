@@ -73,7 +73,8 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Page]:
     if binary is None:
         pytest.skip("no Chromium installed (scripts/setup installs Debian's chromium where it can)")
     profile = tmp_path / "chromium-profile"
-    cmd = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+    cmd = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           "--disable-extensions",
            "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"]
     with running(cmd, None, tmp_path / "chromium.log"):
         port_file = profile / "DevToolsActivePort"  # "<port>\n<browser path>" once it listens
