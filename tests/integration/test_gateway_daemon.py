@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,43 @@ def test_requests_keep_succeeding_while_a_replica_is_killed_and_reloads(fleet: F
         for _ in range(6):
             ask()
         assert set(served) == {"rep-a", "rep-b"}, served
+
+
+def router_api(fleet: Fleet, path: str, body: dict[str, object] | None = None) -> Any:
+    """A call as a client of llama-server's router mode makes it (GET /models, POST /models/load...)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{fleet.gateway}{path}", data, {"Authorization": f"Bearer {KEY}",
+                                                                        "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def router_status(fleet: Fleet, model: str) -> str:
+    return str(next(m["status"]["value"] for m in router_api(fleet, "/models")["data"] if m["id"] == model))
+
+
+def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(fleet: Fleet) -> None:
+    """What router-mode clients do: read `status.value` from /models, POST /models/load and
+    /models/unload, and poll until the status says it is done."""
+    assert {m["id"]: m["status"]["value"] for m in router_api(fleet, "/models")["data"]} == {
+        "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
+
+    assert router_api(fleet, "/models/unload", {"model": "tiny"}) == {"success": True}
+    wait_until(lambda: router_status(fleet, "tiny") == "unloaded", 30, 0.1, "tiny unloaded")
+    assert fleet.state("tiny") == "stopped"
+    assert router_api(fleet, "/models/load", {"model": "tiny"}) == {"success": True}
+    wait_until(lambda: router_status(fleet, "tiny") == "loaded", 60, 0.1, "tiny loaded again")
+    assert fleet.state("tiny") == "ready"
+    with fleet.client() as c:
+        assert c.chat.completions.create(model="tiny", messages=HELLO, max_tokens=4).choices
+
+    assert router_api(fleet, "/models/load", {"model": "lazy"}) == {"success": True}  # an on-demand one
+    wait_until(lambda: router_status(fleet, "lazy") == "loaded", 60, 0.1, "lazy loaded")
+
+    assert router_api(fleet, "/models/unload", {"model": "pair"}) == {"success": True}  # an alias: both replicas
+    wait_until(lambda: router_status(fleet, "pair") == "unloaded", 30, 0.1, "both replicas of pair unloaded")
+    assert (fleet.state("rep-a"), fleet.state("rep-b")) == ("stopped", "stopped")
+
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        router_api(fleet, "/models/load", {"model": "nope"})
+    assert unknown.value.code == 404 and "Available models: lazy, pair" in unknown.value.read().decode()

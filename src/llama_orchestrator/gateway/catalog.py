@@ -11,6 +11,7 @@ import orjson
 
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.errors import BadRequest
 
@@ -36,6 +37,7 @@ def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, ob
         data.append({
             "id": u.name, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
             "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
+            "status": load_status([u]),
             **({"aliases": list(u.aliases)} if u.aliases else {}),
         })
     aliases: dict[str, list[Upstream]] = {}
@@ -50,9 +52,28 @@ def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, ob
         state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value
         data.append({
             "id": alias, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
-            "state": state, "routable": routable, "instances": sorted(u.name for u in group),
+            "state": state, "routable": routable, "status": load_status(group),
+            "instances": sorted(u.name for u in group),
         })
     return data
+
+
+_LOADED = frozenset({S.READY, S.UNHEALTHY})
+_LOADING = frozenset({S.STARTING, S.RECONCILING, S.BACKOFF})
+
+
+def load_status(group: list[Upstream]) -> dict[str, object]:
+    """A model's `status` as llama-server's router mode reports it, so that its clients (which
+    poll `/models` for `status.value`) can follow loads and unloads: "loaded" if any of the
+    instances serving it is up, else "loading" if one is on its way up, else "unloaded" (with
+    `failed` when every one of them failed to start)."""
+    if any(u.state in _LOADED or (u.state is S.STOPPING and not u.restarting) for u in group):
+        return {"value": "loaded"}  # (a stopping instance still holds its model until it exits)
+    if any(u.state in _LOADING or u.restarting for u in group):
+        return {"value": "loading"}
+    if group and all(u.state is S.FAILED for u in group):
+        return {"value": "unloaded", "failed": True}
+    return {"value": "unloaded"}
 
 
 def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tuple[str, bool]:

@@ -53,6 +53,7 @@ from llama_orchestrator.gateway.frontdoor import FrontDoor, Lane
 from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
 from llama_orchestrator.gateway.metrics import GatewayMetrics
+from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import (
     INFERENCE_PATHS,
@@ -118,7 +119,9 @@ class Gateway:
         """(GET routes, POST routes) by exact path; `/instances/<name>/<native>` is matched apart."""
         get: dict[str, Handler] = {"/health": self._health, "/v1/models": self._models, "/models": self._models,
                                    "/metrics": self._metrics}
-        return get, dict.fromkeys(INFERENCE_PATHS, self._inference)
+        control = ModelControl(self.directory, self.traffic, self._authorize)  # llama-server's router API
+        post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
+        return get, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post}
 
     def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
         request = request_class(self.cors)

@@ -12,7 +12,7 @@ from tests.unit.gateway.gateway_fakes import upstream
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import errors
 from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
-from llama_orchestrator.gateway.catalog import available_models, model_list, served_names
+from llama_orchestrator.gateway.catalog import available_models, load_status, model_list, served_names
 from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
 from llama_orchestrator.gateway.routes import is_loopback
 
@@ -81,6 +81,27 @@ def test_model_list_has_instances_and_aliases() -> None:
                    ("e", "ready", "llama-orchestrator"), ("chat", "ready", "llama-orchestrator")]
     scoped = parse_keys_file("k chat\n")[0]
     assert [m["id"] for m in model_list(ups, scoped)] == ["a", "b", "chat"]
+
+
+@pytest.mark.parametrize(("state", "restarting", "value"), [
+    (S.READY, False, "loaded"), (S.UNHEALTHY, False, "loaded"),
+    (S.STOPPING, False, "loaded"),  # still holds its model until it exits
+    (S.STOPPING, True, "loading"), (S.STARTING, False, "loading"), (S.BACKOFF, False, "loading"),
+    (S.RECONCILING, False, "loading"), (S.STOPPED, False, "unloaded"),
+])
+def test_each_state_is_the_status_llama_servers_router_reports(state: S, restarting: bool, value: str) -> None:
+    assert load_status([upstream("a", state=state, restarting=restarting)]) == {"value": value}
+
+
+def test_a_model_is_as_loaded_as_its_most_loaded_instance_and_failed_only_when_all_failed() -> None:
+    assert load_status([upstream("a", state=S.STOPPED), upstream("b", state=S.READY)]) == {"value": "loaded"}
+    assert load_status([upstream("a", state=S.FAILED), upstream("b", state=S.STARTING)]) == {"value": "loading"}
+    assert load_status([upstream("a", state=S.FAILED), upstream("b", state=S.STOPPED)]) == {"value": "unloaded"}
+    assert load_status([upstream("a", state=S.FAILED)]) == {"value": "unloaded", "failed": True}
+    listed = {m["id"]: m["status"] for m in model_list([upstream("a", "chat", state=S.FAILED),
+                                                        upstream("b", "chat", state=S.READY)])}
+    assert listed == {"a": {"value": "unloaded", "failed": True}, "b": {"value": "loaded"},
+                      "chat": {"value": "loaded"}}
 
 
 def test_further_aliases_route_list_and_scope_like_the_alias() -> None:

@@ -1,0 +1,74 @@
+"""llama-server's router-mode model API on the gateway (POST /models/load and /models/unload):
+who may call it, what it asks the directory for, and its errors (a recording directory)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from tests.integration.test_gateway_faults import serving
+from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
+
+from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+
+pytestmark = pytest.mark.integration
+
+KEYS = Keyring(tuple(parse_keys_file("admin\nscoped coder\n")))
+
+
+def fleet() -> StaticDirectory:
+    return StaticDirectory([
+        upstream("coder", "coder", state=S.STOPPED, on_demand=True, last_used=5.0),
+        upstream("chat", "chat", state=S.READY, on_demand=True, last_used=1.0),
+        upstream("failed", "failed", state=S.FAILED),
+    ])
+
+
+async def call(http: aiohttp.ClientSession, url: str, body: object, key: str = "admin") -> tuple[int, Any]:
+    async with http.post(url, json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_load_starts_evicting_for_max_loaded_and_unload_stops() -> None:
+    directory = fleet()
+    async with serving(GatewayConfig(max_loaded=1), directory, KEYS) as gw, aiohttp.ClientSession() as http:
+        assert await call(http, f"{gw.address}/models/load", {"model": "coder"}) == (200, {"success": True})
+        assert directory.starts == [("coder", "load requested (POST /models/load)")]
+        assert directory.stops == [("chat", "evicted to start coder (max_loaded)")]  # the idle one made room
+        assert await call(http, f"{gw.address}/models/load", {"model": "failed"}) == (200, {"success": True})
+        assert directory.starts[-1][0] == "failed"  # a failed instance is tried again, as `start` would
+        assert await call(http, f"{gw.address}/models/unload", {"model": "chat"}) == (200, {"success": True})
+        assert directory.stops[-1] == ("chat", "unload requested (POST /models/unload)")
+        stops = len(directory.stops)
+        assert await call(http, f"{gw.address}/models/unload", {"model": "coder"}) == (200, {"success": True})
+        assert len(directory.stops) == stops  # not running: nothing to stop
+
+
+async def test_a_busy_fleet_refuses_a_load_it_has_no_room_for() -> None:
+    directory = fleet()
+    directory.set("chat", in_flight=1)  # serving a request: never evicted
+    async with serving(GatewayConfig(max_loaded=1), directory, KEYS) as gw, aiohttp.ClientSession() as http:
+        status, body = await call(http, f"{gw.address}/models/load", {"model": "coder"})
+        assert status == 503 and body["error"]["code"] == "capacity_exhausted"
+        assert directory.starts == [] and directory.stops == []
+
+
+@pytest.mark.parametrize(("body", "key", "status", "code"), [
+    ({"model": "chat"}, "wrong", 401, "invalid_api_key"),
+    ({"model": "chat"}, "scoped", 404, "model_not_found"),  # out of the key's scope: as if absent
+    ({"model": "nope"}, "admin", 404, "model_not_found"),
+    ({"name": "chat"}, "admin", 400, "model_required"),
+    ([1, 2], "admin", 400, "model_required"),
+])
+async def test_errors_name_what_is_wrong(body: object, key: str, status: int, code: str) -> None:
+    directory = fleet()
+    async with serving(GatewayConfig(), directory, KEYS) as gw, aiohttp.ClientSession() as http:
+        for path in ("/models/load", "/models/unload"):
+            got, answer = await call(http, f"{gw.address}{path}", body, key)
+            assert (got, answer["error"]["code"]) == (status, code), path
+        assert directory.starts == [] and directory.stops == []
+        scoped_ok = await call(http, f"{gw.address}/models/load", {"model": "coder"}, "scoped")
+        assert scoped_ok == (200, {"success": True})
