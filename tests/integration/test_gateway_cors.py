@@ -56,7 +56,9 @@ async def test_a_page_on_this_machine_passes_the_preflight_without_a_key_and_rea
             assert gw.lanes["fast"] == 0  # a browser's requests are aiohttp's, never the fast lane's
 
 
-async def test_a_page_from_another_origin_is_refused_before_anything_starts(tmp_path: Path) -> None:
+async def test_a_page_from_another_origin_is_refused_before_anything_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     directory = StaticDirectory([upstream("od", "od", state=S.STOPPED, on_demand=True)])
     config = GatewayConfig(start_wait="reject")
     async with serving(config, directory) as gw, aiohttp.ClientSession() as http:
@@ -70,6 +72,9 @@ async def test_a_page_from_another_origin_is_refused_before_anything_starts(tmp_
             assert refused.status == 403 and error["code"] == "origin_not_allowed"
             assert "https://evil.example" in error["message"] and "gateway.cors_origins" in error["message"]
         assert directory.starts == []  # the page could not make the machine load a model
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refusals == ["gateway: refused requests from origin https://evil.example "
+                            "(not in gateway.cors_origins)"]  # named once, for two requests
 
         async with http.post(f"{gw.address}/v1/chat/completions", json={**CHAT, "model": "od"},
                              headers={"Origin": "app://obsidian.md"}) as allowed:

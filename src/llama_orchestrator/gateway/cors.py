@@ -31,7 +31,7 @@ ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, X-Api-Key"
 EXPOSE_HEADERS = f"Retry-After, {SOURCE_HEADER}, {INSTANCE_HEADER}"
 MAX_AGE_S = 600  # how long a browser may reuse a preflight's answer
-TELL_AT_MOST = 64  # origins named in the daemon log (a page sees only "CORS error"; the log says why)
+TELL_AT_MOST = 64  # refused origins and Hosts named in the daemon log
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +44,31 @@ class Cors:
     def check(self, origin: str) -> None:
         """Raise Forbidden (403) for an origin that may not call the gateway."""
         if not self.allows(origin):
-            if origin not in self._told and len(self._told) < TELL_AT_MOST:
-                self._told.add(origin)
-                logger.warning("gateway: refused requests from origin %s (not in gateway.cors_origins)", origin)
+            self._tell(f"origin {origin}", "not in gateway.cors_origins")
             raise Forbidden(
                 f"origin {origin} may not call this gateway; to let it, add it to gateway.cors_origins in "
                 "orchestrator.json, then restart the daemon (llama-orch daemon stop --keep-instances; "
                 "llama-orch daemon start)",
                 code="origin_not_allowed",
             )
+
+    def check_host(self, host: str) -> None:
+        """Raise Forbidden (403) for a Host header that does not name this machine (DNS rebinding)."""
+        if not local_host(host):
+            self._tell(f"Host {host!r}", "not a name of this machine, and the gateway has no keys")
+            raise Forbidden(
+                f"Host {host!r} does not name this machine, and a gateway without API keys answers only "
+                "localhost, an IP address, a name without a dot, this machine's name or a "
+                ".localhost/.local/.internal name (a web site could otherwise reach it by pointing its own name "
+                "at 127.0.0.1); set gateway.api_keys_env or gateway.api_keys_file to serve other names",
+                code="host_not_allowed",
+            )
+
+    def _tell(self, who: str, why: str) -> None:
+        """Name a refused caller in the daemon log, once (a page sees only "CORS error")."""
+        if who not in self._told and len(self._told) < TELL_AT_MOST:
+            self._told.add(who)
+            logger.warning("gateway: refused requests from %s (%s)", who, why)
 
     def screen(self, request: web.BaseRequest) -> web.Response | None:
         """Before routing: the answer to an OPTIONS request (a preflight, or a plain question of
@@ -87,18 +103,6 @@ class Cors:
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         headers.add("Vary", "Origin")
-
-
-def check_host(host: str) -> None:
-    """Raise Forbidden (403) for a Host header that does not name this machine (DNS rebinding)."""
-    if not local_host(host):
-        raise Forbidden(
-            f"Host {host!r} does not name this machine, and a gateway without API keys answers only "
-            "localhost, an IP address, a name without a dot, this machine's name or a .localhost/.local/.internal "
-            "name (a web site could otherwise reach it by pointing its own name at 127.0.0.1); set "
-            "gateway.api_keys_env or gateway.api_keys_file to serve other names",
-            code="host_not_allowed",
-        )
 
 
 def request_class(cors: Cors) -> type[web.BaseRequest]:

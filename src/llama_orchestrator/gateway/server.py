@@ -37,7 +37,7 @@ from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
 from llama_orchestrator.gateway.catalog import available_models, model_list, requested_model, served_names
-from llama_orchestrator.gateway.cors import Cors, check_host, request_class
+from llama_orchestrator.gateway.cors import Cors, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     GatewayStartError,
@@ -206,7 +206,7 @@ class Gateway:
         try:
             path, method = request.path, request.method
             if self._check_host:
-                check_host(request.headers.get("Host", ""))
+                self.cors.check_host(request.headers.get("Host", ""))
             early = self.cors.screen(request)  # a preflight's answer, or 403 for a foreign origin
             if early is not None:
                 return early
