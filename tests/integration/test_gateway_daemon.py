@@ -10,6 +10,7 @@ does not go; the leak guard checks that nothing of this run survives.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -186,6 +187,13 @@ def router_api(fleet: Fleet, path: str, body: dict[str, object] | None = None) -
         return json.loads(resp.read())
 
 
+def sse_data(stream: Any) -> Iterator[dict[str, Any]]:
+    """Each `data:` event of a server-sent event stream, parsed (comments skipped)."""
+    for line in stream:
+        if line.startswith(b"data: "):
+            yield json.loads(line[len(b"data: "):])
+
+
 def router_status(fleet: Fleet, model: str) -> str:
     return str(next(m["status"]["value"] for m in router_api(fleet, "/models")["data"] if m["id"] == model))
 
@@ -196,8 +204,13 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
     assert {m["id"]: m["status"]["value"] for m in router_api(fleet, "/models")["data"]} == {
         "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
 
-    assert router_api(fleet, "/models/unload", {"model": "tiny"}) == {"success": True}
-    wait_until(lambda: router_status(fleet, "tiny") == "unloaded", 30, 0.1, "tiny unloaded")
+    stream = urllib.request.Request(f"{fleet.gateway}/models/sse", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(stream, timeout=30) as events:  # the timeout bounds every read below
+        statuses = sse_data(events)
+        assert {e["model"]: e["data"]["status"] for e in itertools.islice(statuses, 5)} == {
+            "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
+        assert router_api(fleet, "/models/unload", {"model": "tiny"}) == {"success": True}
+        assert next(statuses) == {"model": "tiny", "event": "model_status", "data": {"status": "unloaded"}}
     assert fleet.state("tiny") == "stopped"
     assert router_api(fleet, "/models/load", {"model": "tiny"}) == {"success": True}
     wait_until(lambda: router_status(fleet, "tiny") == "loaded", 60, 0.1, "tiny loaded again")

@@ -3,6 +3,7 @@ who may call it, what it asks the directory for, and its errors (a recording dir
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -72,3 +73,24 @@ async def test_errors_name_what_is_wrong(body: object, key: str, status: int, co
         assert directory.starts == [] and directory.stops == []
         scoped_ok = await call(http, f"{gw.address}/models/load", {"model": "coder"}, "scoped")
         assert scoped_ok == (200, {"success": True})
+
+
+async def test_models_sse_sends_every_status_then_each_change_and_ends_when_the_gateway_stops() -> None:
+    directory = fleet()
+    scoped = {"Authorization": "Bearer scoped"}
+    async with serving(GatewayConfig(), directory, KEYS) as gw, aiohttp.ClientSession() as http, \
+            http.get(f"{gw.address}/models/sse", headers=scoped) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+        lines = (line async for line in resp.content if line.startswith(b"data: "))
+
+        async def event() -> Any:
+            return json.loads((await anext(lines))[len(b"data: "):])
+
+        # the scoped key sees its model only
+        assert await event() == {"model": "coder", "event": "model_status", "data": {"status": "unloaded"}}
+        directory.set("coder", state=S.STARTING)
+        assert await event() == {"model": "coder", "event": "model_status", "data": {"status": "loading"}}
+        directory.set("coder", state=S.READY)
+        assert await event() == {"model": "coder", "event": "model_status", "data": {"status": "loaded"}}
+        await gw.stop()
+        assert [line async for line in resp.content if line.strip()] == []  # it ended: nothing more, no hang

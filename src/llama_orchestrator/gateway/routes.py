@@ -10,7 +10,8 @@
     GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
-    POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control)
+    POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control),
+    GET  /models/sse                           and its stream of status changes
     OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
 
 Plain requests to INFERENCE_PATHS may take the front door's fast lane (gateway.frontdoor); every
@@ -34,8 +35,8 @@ NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize",
 PUBLIC_NATIVE = frozenset({"health"})
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
-          "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /instances/<name>/<native>, "
-          "/metrics and /health")
+          "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /models/sse, "
+          "/instances/<name>/<native>, /metrics and /health")
 
 
 def is_loopback(host: str) -> bool:

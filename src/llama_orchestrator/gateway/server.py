@@ -119,7 +119,8 @@ class Gateway:
         """(GET routes, POST routes) by exact path; `/instances/<name>/<native>` is matched apart."""
         get: dict[str, Handler] = {"/health": self._health, "/v1/models": self._models, "/models": self._models,
                                    "/metrics": self._metrics}
-        control = ModelControl(self.directory, self.traffic, self._authorize)  # llama-server's router API
+        control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing)  # router API
+        get["/models/sse"] = control.watch
         post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
         return get, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post}
 
