@@ -74,13 +74,21 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Page]:
         pytest.skip("no Chromium installed (scripts/setup installs Debian's chromium where it can)")
     profile = tmp_path / "chromium-profile"
     cmd = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           "--disable-extensions",
-           "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"]
-    with running(cmd, None, tmp_path / "chromium.log"):
+           "--disable-extensions", "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"]
+    log = tmp_path / "chromium.log"
+    with running(cmd, None, log) as proc:
         port_file = profile / "DevToolsActivePort"  # "<port>\n<browser path>" once it listens
-        lines = await async_wait_until(
-            lambda: port_file.exists() and len(lines := port_file.read_text().split()) == 2 and lines, 60,
-            message="Chromium's DevTools port")
+
+        def listening() -> list[str] | bool:
+            if proc.poll() is not None:
+                return True  # exited: fail below with its output, not after the whole timeout
+            lines = port_file.read_text().split() if port_file.exists() else []
+            return lines if len(lines) == 2 else False
+
+        lines = await async_wait_until(listening, 60, message="Chromium's DevTools port")
+        if proc.poll() is not None or not isinstance(lines, list):
+            output = log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"{binary} exited with {proc.returncode} before listening:\n{output}")
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{lines[0]}/json/list") as resp:
                 targets = await resp.json()
