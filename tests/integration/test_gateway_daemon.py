@@ -49,8 +49,13 @@ class Fleet:
         return str(next(i["state"] for i in self.ps("--all")["instances"] if i["name"] == name))
 
     def native(self, name: str, route: str) -> Any:
-        request = urllib.request.Request(f"{self.gateway}/instances/{name}/{route}",
-                                         headers={"Authorization": f"Bearer {KEY}"})
+        return self.call(f"/instances/{name}/{route}")
+
+    def call(self, path: str, body: dict[str, object] | None = None) -> Any:
+        """GET `path` at the gateway with the key (POST `body` as JSON if given); the JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.gateway}{path}", data, {"Authorization": f"Bearer {KEY}",
+                                                                        "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as resp:
             return json.loads(resp.read())
 
@@ -178,15 +183,6 @@ def test_requests_keep_succeeding_while_a_replica_is_killed_and_reloads(fleet: F
         assert set(served) == {"rep-a", "rep-b"}, served
 
 
-def router_api(fleet: Fleet, path: str, body: dict[str, object] | None = None) -> Any:
-    """A call as a client of llama-server's router mode makes it (GET /models, POST /models/load...)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{fleet.gateway}{path}", data, {"Authorization": f"Bearer {KEY}",
-                                                                        "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def sse_data(stream: Any) -> Iterator[dict[str, Any]]:
     """Each `data:` event of a server-sent event stream, parsed (comments skipped)."""
     for line in stream:
@@ -195,13 +191,13 @@ def sse_data(stream: Any) -> Iterator[dict[str, Any]]:
 
 
 def router_status(fleet: Fleet, model: str) -> str:
-    return str(next(m["status"]["value"] for m in router_api(fleet, "/models")["data"] if m["id"] == model))
+    return str(next(m["status"]["value"] for m in fleet.call("/models")["data"] if m["id"] == model))
 
 
 def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(fleet: Fleet) -> None:
     """What router-mode clients do: read `status.value` from /models, POST /models/load and
     /models/unload, and poll until the status says it is done."""
-    assert {m["id"]: m["status"]["value"] for m in router_api(fleet, "/models")["data"]} == {
+    assert {m["id"]: m["status"]["value"] for m in fleet.call("/models")["data"]} == {
         "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
 
     stream = urllib.request.Request(f"{fleet.gateway}/models/sse", headers={"Authorization": f"Bearer {KEY}"})
@@ -209,22 +205,22 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
         statuses = sse_data(events)
         assert {e["model"]: e["data"]["status"] for e in itertools.islice(statuses, 5)} == {
             "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
-        assert router_api(fleet, "/models/unload", {"model": "tiny"}) == {"success": True}
+        assert fleet.call("/models/unload", {"model": "tiny"}) == {"success": True}
         assert next(statuses) == {"model": "tiny", "event": "model_status", "data": {"status": "unloaded"}}
     assert fleet.state("tiny") == "stopped"
-    assert router_api(fleet, "/models/load", {"model": "tiny"}) == {"success": True}
+    assert fleet.call("/models/load", {"model": "tiny"}) == {"success": True}
     wait_until(lambda: router_status(fleet, "tiny") == "loaded", 60, 0.1, "tiny loaded again")
     assert fleet.state("tiny") == "ready"
     with fleet.client() as c:
         assert c.chat.completions.create(model="tiny", messages=HELLO, max_tokens=4).choices
 
-    assert router_api(fleet, "/models/load", {"model": "lazy"}) == {"success": True}  # an on-demand one
+    assert fleet.call("/models/load", {"model": "lazy"}) == {"success": True}  # an on-demand one
     wait_until(lambda: router_status(fleet, "lazy") == "loaded", 60, 0.1, "lazy loaded")
 
-    assert router_api(fleet, "/models/unload", {"model": "pair"}) == {"success": True}  # an alias: both replicas
+    assert fleet.call("/models/unload", {"model": "pair"}) == {"success": True}  # an alias: both replicas
     wait_until(lambda: router_status(fleet, "pair") == "unloaded", 30, 0.1, "both replicas of pair unloaded")
     assert (fleet.state("rep-a"), fleet.state("rep-b")) == ("stopped", "stopped")
 
     with pytest.raises(urllib.error.HTTPError) as unknown:
-        router_api(fleet, "/models/load", {"model": "nope"})
+        fleet.call("/models/load", {"model": "nope"})
     assert unknown.value.code == 404 and "Available models: lazy, pair" in unknown.value.read().decode()

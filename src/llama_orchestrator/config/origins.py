@@ -76,17 +76,24 @@ def local_host(host_header: str) -> bool:
     rebinding (its own name pointed at 127.0.0.1): an IP address, a name without a dot (localhost,
     a hosts-file alias), this machine's name, or a name under .localhost, .local or .internal.
     An empty Host (HTTP/1.0) passes."""
-    if host_header.startswith("["):  # [IPv6]:port
-        host = host_header[1:host_header.find("]")]
-    else:
-        host = host_header.rsplit(":", 1)[0].lower().rstrip(".")
-        if "." not in host or host.endswith(LOCAL_SUFFIXES) or host == _machine_name():
-            return True  # (a name without a dot, localhost included, is no public web site's)
+    host = host_name(host_header)
+    if not host_header.startswith("[") and (
+        "." not in host or host.endswith(LOCAL_SUFFIXES) or host == _machine_name()
+    ):
+        return True  # (a name without a dot, localhost included, is no public web site's)
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return False
     return True
+
+
+def host_name(host_header: str) -> str:
+    """The host a Host header names, without its port or IPv6 brackets, lowercased:
+    "[::1]:8000" -> "::1", "LocalHost:8000" -> "localhost"."""
+    if host_header.startswith("["):
+        return host_header[1:host_header.find("]")].lower()
+    return host_header.rsplit(":", 1)[0].lower().rstrip(".")
 
 
 @functools.cache

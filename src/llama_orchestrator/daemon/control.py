@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from llama_orchestrator.config.origins import host_name
 from llama_orchestrator.daemon.protocol import ActionRequest
 from llama_orchestrator.engine import follow, tail_lines
 from llama_orchestrator.errors import (
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from llama_orchestrator.daemon.service import Daemon
 
 logger = logging.getLogger(__name__)
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_CHECK_S = 0.5  # how often a log follower checks that its client is still there
 
@@ -69,9 +70,7 @@ def _problem(status: int, message: str) -> web.Response:
 def security_middleware(token: str) -> Any:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = request.headers.get("Host", "")
-        hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-        if hostname not in LOOPBACK_HOSTS:
+        if host_name(request.headers.get("Host", "")) not in LOOPBACK_HOSTS:
             return _problem(421, "Host header must name a loopback address")
         if "Origin" in request.headers:
             return _problem(403, "browser requests are not allowed on the control API")

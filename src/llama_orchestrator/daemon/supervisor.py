@@ -248,7 +248,7 @@ class InstanceSupervisor:
             return
         self._watch(child)
         self._started_wall = self.deps.wall()
-        self._queue.put_nowait((self._generation, lc.Spawned(child.pid)))
+        self.post(self._generation, lc.Spawned(child.pid))
 
     def _watch(self, child: ChildProcess) -> None:
         """Adopt `child` as the current process and start its exit watcher, prober and log follower."""
@@ -307,7 +307,7 @@ class InstanceSupervisor:
         failure = classify_exit(tail_lines(self.log_path, 40))
         if self._generation == generation:
             self._child = None
-        self._queue.put_nowait((generation, lc.Exited(status.describe(), status.code, failure)))
+        self.post(generation, lc.Exited(status.describe(), status.code, failure))
 
     def post(self, generation: int, event: lc.Event) -> None:
         """Queue an observation about child `generation` (dropped if that child has been replaced)."""

@@ -32,18 +32,18 @@ PROGRESS_THROTTLE_S = 1.0
 async def probe_child(sup: InstanceSupervisor, child: ChildProcess, generation: int) -> None:
     """Probe on a start-to-start schedule (`core.probing`), so a hung child (each probe timing
     out) is caught by the schedule, not late by threshold × (interval + timeout)."""
-    connection = ProbeConnection(sup.config.server.base_url)  # this child's own: closed when cancelled
+    base_url = sup.config.server.base_url
+    connection = ProbeConnection(base_url)  # this child's own: closed when cancelled
     try:
-        await _probe_schedule(sup, child, generation, connection)
+        await _probe_schedule(sup, child, generation, base_url, connection)
     finally:
         connection.close()
 
 
 async def _probe_schedule(
-    sup: InstanceSupervisor, child: ChildProcess, generation: int, connection: ProbeConnection
+    sup: InstanceSupervisor, child: ChildProcess, generation: int, base_url: str, connection: ProbeConnection
 ) -> None:
     loop = asyncio.get_running_loop()
-    base_url = sup.config.server.base_url
     prober, monotonic = sup.deps.prober, sup.deps.monotonic
     last_deep = monotonic()
     next_at = spawned_at = loop.time()

@@ -21,6 +21,11 @@ def available_models(upstreams: list[Upstream]) -> list[str]:
     return sorted({n for u in upstreams for n in u.names if n})
 
 
+def visible_models(upstreams: list[Upstream], key: Key | None) -> list[str]:
+    """`available_models` that `key` may use (all of them without a key): what a 404 lists."""
+    return [m for m in available_models(upstreams) if key is None or key.allows({m})]
+
+
 def served_names(ups: list[Upstream], model: str) -> set[str]:
     """`model` and every name and alias of the instances that serve it (what a key scope may list)."""
     return {model, *(n for u in routing.candidates(ups, model) for n in u.names)}
@@ -79,10 +84,7 @@ def load_status(group: list[Upstream]) -> dict[str, object]:
 def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tuple[str, bool]:
     """The model a request body names (or the only one served) and whether it asks to stream;
     BadRequest for a body that is not a JSON object or a missing model when several are served."""
-    try:
-        parsed = read_json(body) if body else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    parsed = parse_json(body) if body else {}
     if not isinstance(parsed, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
     model = parsed.get("model")
@@ -100,6 +102,14 @@ def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tup
             code="model_required", param="model",
         )
     return chosen, stream
+
+
+def parse_json(body: bytes) -> object:
+    """`read_json`, with BadRequest (400 `invalid_json`) for a body that is not JSON."""
+    try:
+        return read_json(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
 def read_json(body: bytes) -> object:

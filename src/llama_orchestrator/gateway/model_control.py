@@ -29,7 +29,7 @@ from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES, InstanceState
 from llama_orchestrator.gateway.auth import Key
-from llama_orchestrator.gateway.catalog import available_models, model_list, read_json, served_names
+from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names, visible_models
 from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, ModelNotFound
 from llama_orchestrator.gateway.traffic import Traffic
 
@@ -96,10 +96,7 @@ class ModelControl:
     async def _targets(self, request: web.BaseRequest) -> list[Upstream]:
         """The instances serving the body's `model` that the caller's key may reach."""
         key = self.authorize(request)
-        try:
-            body = read_json(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+        body = parse_json(await request.read())
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(model, str) or not model:
             raise BadRequest('the body must name the model: {"model": "<name or alias>"}', code="model_required",
@@ -107,8 +104,7 @@ class ModelControl:
         ups = self.directory.upstreams()
         replicas = routing.candidates(ups, model)
         if not replicas or (key is not None and not key.allows(served_names(ups, model))):
-            visible = [m for m in available_models(ups) if key is None or key.allows({m})]
-            raise ModelNotFound(model, visible)
+            raise ModelNotFound(model, visible_models(ups, key))
         return replicas
 
 

@@ -36,7 +36,7 @@ from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
-from llama_orchestrator.gateway.catalog import available_models, model_list, requested_model, served_names
+from llama_orchestrator.gateway.catalog import model_list, requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
@@ -279,8 +279,7 @@ class Gateway:
         if key is not None:
             ups = self.directory.upstreams(model)
             if not key.allows(served_names(ups, model)):
-                everything = available_models(self.directory.upstreams())
-                raise ModelNotFound(model, [m for m in everything if key.allows({m})])
+                raise ModelNotFound(model, visible_models(self.directory.upstreams(), key))
         outcome = proxy.Outcome()
         refused: frozenset[str] = frozenset()
         keepalive_s = self.config.hold_keepalive_s
