@@ -531,6 +531,54 @@ async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
         assert directory.entries["c"].state is S.STOPPED
 
 
+async def test_a_full_max_loaded_holds_the_request_until_a_loaded_model_goes_idle(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """llama-swap's queue: with max_loaded=1 and `a` streaming, a request for `b` waits (it used to
+    get 503 at once), then `b` starts in `a`'s place the moment `a`'s stream ends, uncut."""
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["a", "b"], {"FAKE_TOKEN_DELAY": "0.02"})
+    config = GatewayConfig(max_loaded=1, start_wait_timeout_s=30, hold_keepalive_s=0.05)
+    async with serving(config, directory) as gw:
+        url = gw.address + "/v1/chat/completions"
+        a = await http.post(url, json={**CHAT, "model": "a", "stream": True, "max_tokens": 40})
+        assert a.status == 200
+        first = await a.content.readuntil(b"\n\n")
+        b = await http.post(url, json={**CHAT, "model": "b", "stream": True})
+        assert (await b.content.readuntil(b"\n\n")).startswith(b": loading model 'b'")  # held, not refused
+        assert [name for name, _ in directory.starts] == ["a"] and directory.stops == []  # a keeps streaming
+        rest = await a.read()
+        assert b'"completion_tokens":40' in first + rest and rest.endswith(b"data: [DONE]\n\n")  # whole
+        events = [e for e in (await b.read()).split(b"\n\n") if e.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]" and len(events) > 2
+        assert directory.stops == [("a", "evicted to start b (max_loaded)")]
+        assert [name for name, _ in directory.starts] == ["a", "b"]
+
+
+async def test_a_full_max_loaded_answers_503_once_the_hold_runs_out(
+    fake_server_cmd: list[str], model_file: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    directory = on_demand_dir(fake_server_cmd, model_file, tmp_path, ["a", "b"], {"FAKE_TOKEN_DELAY": "0.2"})
+    async with serving(GatewayConfig(max_loaded=1, start_wait_timeout_s=0.3), directory) as gw:
+        url = gw.address + "/v1/chat/completions"
+        async with http.post(url, json={**CHAT, "model": "a", "stream": True, "max_tokens": 100}) as a:
+            await a.content.readuntil(b"\n\n")
+            async with http.post(url, json={**CHAT, "model": "b"}) as b:
+                assert b.status == 503 and b.headers["Retry-After"] == "5"
+                error = (await b.json())["error"]
+            assert error["code"] == "capacity_exhausted"
+            assert "max_loaded=1" in error["message"] and "for 0.3 s" in error["message"]
+            assert directory.stops == [] and [name for name, _ in directory.starts] == ["a"]
+        rejecting = await started(GatewayConfig(max_loaded=1, start_wait="reject"), directory)
+        try:  # "reject" refuses at once, without waiting
+            url = rejecting.address + "/v1/chat/completions"
+            async with http.post(url, json={**CHAT, "model": "a", "stream": True, "max_tokens": 100}) as a:
+                await a.content.readuntil(b"\n\n")
+                async with http.post(url, json={**CHAT, "model": "b"}) as b:
+                    assert b.status == 503 and (await b.json())["error"]["code"] == "capacity_exhausted"
+        finally:
+            await rejecting.stop()
+
+
 @LANES
 async def test_replicas_share_load_and_the_queue_overflows_into_429(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str

@@ -191,13 +191,15 @@ def loaded_on_demand(upstreams: Sequence[Upstream], starting: Collection[str] = 
 
 
 def choose_evictions(
-    upstreams: Sequence[Upstream], max_loaded: int | None, starting: Collection[str]
+    upstreams: Sequence[Upstream], max_loaded: int | None, starting: Collection[str],
+    awaited: Collection[str] = (),
 ) -> list[str] | None:
     """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones up.
 
     Victims are the least recently used on-demand instances that are neither pinned, nor serving
-    a request, nor themselves being started. Returns [] when nothing has to go, and None when
-    room cannot be made (every other loaded instance is pinned or busy).
+    a request, nor themselves being started, nor `awaited` (a request waits to use them: evicting
+    one would waste its load before it answers). Returns [] when nothing has to go, and None when
+    room cannot be made (every other loaded instance is pinned, busy or awaited).
     """
     if max_loaded is None:
         return []
@@ -206,7 +208,7 @@ def choose_evictions(
     if excess <= 0:
         return []
     victims = sorted(
-        (u for u in loaded if not u.pinned and u.in_flight == 0 and u.name not in starting),
+        (u for u in loaded if not u.pinned and u.in_flight == 0 and u.name not in starting and u.name not in awaited),
         key=lambda u: (u.last_used, u.name),
     )
     if len(victims) < excess:

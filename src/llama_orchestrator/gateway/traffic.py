@@ -5,6 +5,11 @@ The decisions are the pure functions of `core.routing` (`admit`, `choose_evictio
 `idle_expired`); this module only waits and calls the directory. Picking a replica and counting
 it in flight (`begin_request`) happen with no `await` in between, so two requests can never
 both take a replica's last slot.
+
+When `max_loaded` is reached and every loaded instance is busy or pinned, a held request
+(`start_wait: "hold"`) waits for one to go idle, as llama-swap's queue does, instead of failing
+at once; an instance some request is waiting to use is never evicted for another's start, so
+two models wanted at once take turns instead of evicting each other before either answers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core import routing
@@ -38,6 +44,7 @@ class Traffic:
         self._start_waits: dict[str, asyncio.Task[bool]] = {}
         self._queued: dict[str, int] = {}
         self._slot_waiters: set[asyncio.Future[None]] = set()
+        self._awaited: dict[str, int] = {}  # instance -> requests waiting for it to become routable
 
     # --- per request ---------------------------------------------------------------------------
     async def acquire(
@@ -50,57 +57,73 @@ class Traffic:
         by this request already) are not considered. The caller must call
         `release(upstream.name)` exactly once afterwards.
         """
-        started_wait = False
-        queue_deadline: float | None = None
-        while True:
-            if upstreams is None:
-                upstreams = self.directory.upstreams(model)
-            replicas = routing.candidates(upstreams, model)
-            upstreams = None
-            if not replicas:
-                raise ModelNotFound(model, available_models(self.directory.upstreams()))
-            if exclude:
-                replicas = [u for u in replicas if u.name not in exclude]
-                if not any(u.routable for u in replicas):
-                    raise Unavailable(
-                        f"no other replica of {model!r} is ready", code="upstream_unreachable",
-                        retry_after_s=BUSY_RETRY_AFTER_S,
+        waits = _Waits()
+        try:
+            while True:
+                if upstreams is None:
+                    upstreams = self.directory.upstreams(model)
+                replicas = routing.candidates(upstreams, model)
+                upstreams = None
+                if not replicas:
+                    raise ModelNotFound(model, available_models(self.directory.upstreams()))
+                if exclude:
+                    replicas = [u for u in replicas if u.name not in exclude]
+                    if not any(u.routable for u in replicas):
+                        raise Unavailable(
+                            f"no other replica of {model!r} is ready", code="upstream_unreachable",
+                            retry_after_s=BUSY_RETRY_AFTER_S,
+                        )
+                decision = routing.admit(replicas, self._queued.get(model, 0), self.config.queue_size)
+                if isinstance(decision, routing.Dispatch):
+                    self.directory.begin_request(decision.upstream.name)
+                    return decision.upstream
+                if isinstance(decision, routing.Overloaded):
+                    raise Overloaded(
+                        f"every replica of {model!r} is busy and its queue is full; retry shortly",
+                        code="queue_full", retry_after_s=BUSY_RETRY_AFTER_S,
                     )
-            decision = routing.admit(replicas, self._queued.get(model, 0), self.config.queue_size)
-            if isinstance(decision, routing.Dispatch):
-                self.directory.begin_request(decision.upstream.name)
-                return decision.upstream
-            if isinstance(decision, routing.Overloaded):
-                raise Overloaded(
-                    f"every replica of {model!r} is busy and its queue is full; retry shortly",
-                    code="queue_full", retry_after_s=BUSY_RETRY_AFTER_S,
-                )
-            if isinstance(decision, routing.Enqueue):
-                if queue_deadline is None:
-                    queue_deadline = self.clock() + self.config.request_timeout_s
-                await self._wait_for_slot(model, queue_deadline)
-                continue
-            if isinstance(decision, routing.Unavailable):
-                raise Unavailable(
-                    f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
-                    retry_after_s=LOADING_RETRY_AFTER_S,
-                )
-            # StartFirst or AwaitStart: the model is not up yet.
-            name = decision.name
-            if started_wait:
-                raise Unavailable(
-                    f"model {model!r} did not become ready within {self.config.start_wait_timeout_s:g} s",
-                    code="model_loading", retry_after_s=_loading_retry_after(replicas, name),
-                )
-            if isinstance(decision, routing.StartFirst):
-                self.start(name, f"gateway request for {model}")
+                if isinstance(decision, routing.Enqueue):
+                    if waits.queue_deadline is None:
+                        waits.queue_deadline = self.clock() + self.config.request_timeout_s
+                    await self._wait_for_slot(model, waits.queue_deadline)
+                elif isinstance(decision, routing.Unavailable):
+                    raise Unavailable(
+                        f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
+                        retry_after_s=LOADING_RETRY_AFTER_S,
+                    )
+                else:
+                    await self._await_start(model, replicas, decision, waits)
+        finally:
+            self._unawait(waits.awaited)
+
+    async def _await_start(
+        self, model: str, replicas: list[Upstream], decision: routing.StartFirst | routing.AwaitStart, waits: _Waits
+    ) -> None:
+        """No replica of `model` is up yet: start one if asked (making room), then wait for it, or refuse."""
+        name = decision.name
+        if waits.started:
+            raise Unavailable(
+                f"model {model!r} did not become ready within {self.config.start_wait_timeout_s:g} s",
+                code="model_loading", retry_after_s=_loading_retry_after(replicas, name),
+            )
+        if waits.awaited != name:  # protect `name` from eviction while this request waits for it
+            self._unawait(waits.awaited)
+            waits.awaited = name
+            self._awaited[name] = self._awaited.get(name, 0) + 1
+        if isinstance(decision, routing.StartFirst) and not self._try_start(name, f"gateway request for {model}"):
             if self.config.start_wait == "reject":
-                retry = _loading_retry_after(replicas, name)
-                raise Unavailable(
-                    f"model {model!r} is loading; retry in {retry} s", code="model_loading", retry_after_s=retry,
-                )
-            await self._wait_routable(name)
-            started_wait = True
+                raise self._no_room(name)
+            if waits.room_deadline is None:
+                waits.room_deadline = self.clock() + self.config.start_wait_timeout_s
+            await self._wait_for_room(name, waits.room_deadline)
+            return
+        if self.config.start_wait == "reject":
+            retry = _loading_retry_after(replicas, name)
+            raise Unavailable(
+                f"model {model!r} is loading; retry in {retry} s", code="model_loading", retry_after_s=retry,
+            )
+        await self._wait_routable(name)
+        waits.started = True
 
     def dispatch_now(self, model: str, upstreams: list[Upstream]) -> Upstream | None:
         """What `acquire` would return at once (a routable replica with a free slot, nobody
@@ -124,24 +147,44 @@ class Traffic:
 
     # --- starting and eviction -----------------------------------------------------------------
     def start(self, name: str, reason: str) -> None:
-        """Ask for `name` once (concurrent first requests share one start), evicting to make room."""
+        """Ask for `name` once (concurrent first requests share one start), evicting to make room;
+        raise 503 `capacity_exhausted` when there is no room (every loaded instance busy or pinned)."""
+        if not self._try_start(name, reason):
+            raise self._no_room(name)
+
+    def _try_start(self, name: str, reason: str) -> bool:
+        """`start` without the refusal: False when no room can be made now."""
         if name in self._start_waits:
-            return
+            return True
         victims = routing.choose_evictions(
-            self.directory.upstreams(), self.config.max_loaded, {name, *self._start_waits}
+            self.directory.upstreams(), self.config.max_loaded, {name, *self._start_waits}, self._awaited
         )
         if victims is None:
-            raise Unavailable(
-                f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and every "
-                "one of them is serving requests or pinned",
-                code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
-            )
+            return False
         for victim in victims:
             self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")
         self.directory.request_start(name, reason)
         task = asyncio.ensure_future(self.directory.wait_routable(name, self.config.start_wait_timeout_s))
         self._start_waits[name] = task
         task.add_done_callback(lambda _t: self._start_waits.pop(name, None))
+        return True
+
+    def _no_room(self, name: str, waited_s: float | None = None) -> Unavailable:
+        after = "" if waited_s is None else f" for {waited_s:g} s"
+        return Unavailable(
+            f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and every "
+            f"one of them is serving requests, pinned or awaited{after}",
+            code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
+        )
+
+    def _unawait(self, name: str | None) -> None:
+        if name is None:
+            return
+        left = self._awaited[name] - 1
+        if left:
+            self._awaited[name] = left
+        else:
+            del self._awaited[name]
 
     async def _wait_routable(self, name: str) -> None:
         task = self._start_waits.get(name)
@@ -157,14 +200,27 @@ class Traffic:
                 f"no slot of {model!r} freed up within {self.config.request_timeout_s:g} s",
                 code="queue_timeout", retry_after_s=BUSY_RETRY_AFTER_S,
             )
+        self._queued[model] = self._queued.get(model, 0) + 1
+        try:
+            await self._wait_for_release(left)
+        finally:
+            self._queued[model] -= 1
+
+    async def _wait_for_room(self, name: str, deadline: float) -> None:
+        """Wait a while for a loaded instance to go idle (so `name` can evict it); raise 503 at `deadline`."""
+        left = deadline - self.clock()
+        if left <= 0:
+            raise self._no_room(name, self.config.start_wait_timeout_s)
+        await self._wait_for_release(left)
+
+    async def _wait_for_release(self, left: float) -> None:
+        """Until some request ends, `left` s pass, or QUEUE_RECHECK_S (whichever is first)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._slot_waiters.add(waiter)
-        self._queued[model] = self._queued.get(model, 0) + 1
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, min(left, QUEUE_RECHECK_S))
         finally:
-            self._queued[model] -= 1
             self._slot_waiters.discard(waiter)
 
     # --- idle TTL --------------------------------------------------------------------------------
@@ -184,6 +240,16 @@ class Traffic:
         for task in list(self._start_waits.values()):
             task.cancel()
         self._start_waits.clear()
+
+
+@dataclass(slots=True)
+class _Waits:
+    """One request's progress through `Traffic.acquire`'s waits."""
+
+    started: bool = False  # it waited for a start once: the next miss is a timeout
+    queue_deadline: float | None = None  # waiting for a slot since
+    room_deadline: float | None = None  # waiting for max_loaded room since
+    awaited: str | None = None  # the instance it waits for, counted in `Traffic._awaited`
 
 
 def _loading_retry_after(replicas: list[Upstream], name: str) -> int:

@@ -87,6 +87,16 @@ def test_evictions_count_instances_already_asked_to_start() -> None:
     assert r.choose_evictions(ups, max_loaded=2, starting={"a", "b"}) == ["c"]
 
 
+def test_an_awaited_instance_is_never_a_victim_and_an_awaited_stopped_one_takes_no_room() -> None:
+    ups = [upstream("fresh", on_demand=True, last_used=1.0),  # just ready, its request not sent yet
+           upstream("idle", on_demand=True, last_used=2.0),
+           upstream("queued", on_demand=True, state=S.STOPPED),  # a request waits for room to start it
+           upstream("target", on_demand=True, state=S.STOPPED)]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"target"}) == ["fresh"]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"target"}, awaited={"fresh", "queued"}) == ["idle"]
+    assert r.choose_evictions(ups, max_loaded=1, starting={"target"}, awaited={"fresh"}) is None
+
+
 def test_idle_expired_respects_ttl_in_flight_and_state() -> None:
     ups = [
         upstream("idle", idle_ttl_s=10, last_used=100.0),
