@@ -240,3 +240,33 @@ def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(hom
     assert "1 request(s) in flight finished" in stopped.reason and "stopped gracefully" in stopped.reason, stopped
     after = home.status("busy")
     assert after.state == "ready" and after.pid not in (None, old_pid), after
+
+
+def test_rm_of_a_running_instance_lets_its_stream_finish_then_removes_it(home: Home, model: Path) -> None:
+    # `rm` used to stop the process at once, cutting a stream in flight. Now it stops it as `down`
+    # does: the instance leaves the gateway's rotation, its stream ends whole, then it is removed.
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
+    home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary(),
+                        env={"FAKE_TOKEN_DELAY": "0.05"}, restart={"stop_grace_s": 20.0})
+    home.start_daemon()
+    home.ok("start", "busy")
+    pid = home.status("busy").pid
+    assert pid is not None
+    body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
+    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")  # the stream is under way
+        remove = home.popen_cli("rm", "busy", "-y")
+        stopping = home.wait_event("busy", lambda e: e.to_state == "stopping", what="the removal begins")
+        assert stopping.reason == "instance removed", stopping
+        assert psutil.pid_exists(pid)  # still serving the stream
+        assert "busy" not in {s.name for s in home.client().instances()}  # already out of the fleet
+        rest = resp.read().decode()
+    assert rest.rstrip().endswith("data: [DONE]") and "error" not in rest, rest[-300:]
+    assert rest.count("data: ") >= 100
+    out, err = remove.communicate(timeout=60)
+    assert remove.returncode == 0 and "removed busy" in out, out + err
+    wait_gone(pid)
+    assert not (home.paths.instances_dir / "busy").exists()

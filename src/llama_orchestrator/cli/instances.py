@@ -206,6 +206,8 @@ def remove(
 ) -> None:
     """Remove an instance: its config directory and its log files.
 
+    A running instance is stopped first, as `down` stops it: requests in flight finish.
+
     Example: llama-orch rm qwen -y
     """
     paths = context(ctx).paths

@@ -43,8 +43,12 @@ class SupervisorDirectory:
         supervisors: Mapping[str, InstanceSupervisor],
         clock: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] | None = None,
+        retiring: Mapping[str, InstanceSupervisor] | None = None,
     ) -> None:
         self.supervisors = supervisors  # the service's live dict: instances come and go
+        # Removed instances still finishing their requests: no longer routed to or listed, but
+        # their requests' ends must reach them, or the drain before their stop would never end.
+        self.retiring: Mapping[str, InstanceSupervisor] = retiring if retiring is not None else {}
         self.clock = clock
         self.environ = environ
         self._last_used: dict[str, float] = {}
@@ -134,7 +138,7 @@ class SupervisorDirectory:
         self._last_used[name] = self.clock()
 
     def end_request(self, name: str) -> None:
-        sup = self.supervisors.get(name)
+        sup = self.supervisors.get(name) or self.retiring.get(name)
         if sup is not None and sup.in_flight > 0:
             sup.in_flight -= 1
         self._last_used[name] = self.clock()
@@ -144,9 +148,12 @@ class HasSupervisors(Protocol):
     @property
     def supervisors(self) -> dict[str, InstanceSupervisor]: ...
 
+    @property
+    def retiring(self) -> dict[str, InstanceSupervisor]: ...
+
 
 async def start_gateway(service: HasSupervisors, config: GatewayConfig) -> Gateway:
     """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`)."""
-    gateway = Gateway(config, SupervisorDirectory(service.supervisors))
+    gateway = Gateway(config, SupervisorDirectory(service.supervisors, retiring=service.retiring))
     await gateway.start()
     return gateway

@@ -72,6 +72,7 @@ class Daemon:
         self.environ = dict(os.environ if environ is None else environ)
         self.hub = EventHub()
         self.supervisors: dict[str, InstanceSupervisor] = {}
+        self.retiring: dict[str, InstanceSupervisor] = {}  # removed, finishing requests in flight
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -254,10 +255,15 @@ class Daemon:
         return list(fleet.errors)
 
     async def _retire(self, name: str) -> None:
+        """Forget a removed instance: stop it as `down` would (its requests in flight finish first)."""
         sup = self.supervisors.pop(name, None)
         if sup is None:
             return
-        await sup.close(keep_process=False)
+        self.retiring[name] = sup
+        try:
+            await sup.close(keep_process=False, drain=True)
+        finally:
+            self.retiring.pop(name, None)
         task = self._tasks.pop(name, None)
         if task is not None:
             task.cancel()

@@ -167,11 +167,16 @@ class InstanceSupervisor:
             except OrchestratorError as exc:
                 logger.error("%s: %s", self.name, exc)
 
-    async def close(self, *, keep_process: bool) -> None:
-        """Stop supervising: stop the child first unless `keep_process` (it is then re-adopted later)."""
+    async def close(self, *, keep_process: bool, drain: bool = False) -> None:
+        """Stop supervising: stop the child first unless `keep_process` (it is then re-adopted later).
+
+        `drain` (the instance is being removed) lets requests in flight finish first, as `down`
+        does; the daemon's own shutdown does not drain, its gateway has stopped already.
+        """
         if not keep_process and self._child is not None:
-            self.submit(lc.Stop("daemon shutting down", shutdown=True))
-            await self.wait_for_state(frozenset({S.STOPPED, S.FAILED}), self.config.restart.stop_grace_s + 10)
+            grace = self.config.restart.stop_grace_s
+            self.submit(lc.Stop("instance removed") if drain else lc.Stop("daemon shutting down", shutdown=True))
+            await self.wait_for_state(frozenset({S.STOPPED, S.FAILED}), (2 * grace if drain else grace) + 10)
         self._closed = True
         self._queue.put_nowait((None, lc.Tick()))
         self._cancel_watchers()

@@ -117,6 +117,16 @@ def test_further_aliases_find_their_instance() -> None:
     assert directory.upstreams("b")[0].aliases == ()
 
 
+def test_a_removed_instance_is_not_routed_to_but_its_requests_ends_still_count() -> None:
+    sup = StubSupervisor(config("a"), in_flight=1)
+    retiring: dict[str, StubSupervisor] = {}
+    directory = SupervisorDirectory({}, clock=Clock(), environ={}, retiring=retiring)  # type: ignore[arg-type]
+    retiring["a"] = sup  # `rm` took it out of the fleet while a request was in flight
+    assert directory.upstreams() == [] and directory.upstreams("a") == []
+    directory.end_request("a")
+    assert sup.in_flight == 0  # or the drain before its stop would wait out the whole grace
+
+
 def test_an_instance_not_up_says_when_it_should_be_ready() -> None:
     from dataclasses import replace
 
