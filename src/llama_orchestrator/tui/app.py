@@ -21,14 +21,23 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.events import Resize
-from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Static
 
-from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceDetail, InstanceStatus
+from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceStatus
 from llama_orchestrator.tui import fleet
 from llama_orchestrator.tui.feeds import STREAM_ERRORS, Feed, Poller
 from llama_orchestrator.tui.fleet_table import FleetTable
+from llama_orchestrator.tui.messages import (
+    Connected,
+    DetailArrived,
+    EventArrived,
+    LogLines,
+    Lost,
+    NoDaemon,
+    Notice,
+    StatusArrived,
+)
 from llama_orchestrator.tui.screens import ConfirmScreen, HelpScreen, LogScreen
 from llama_orchestrator.tui.source import ClientFactory, DaemonStarter, DashboardClient
 from llama_orchestrator.tui.widgets import DetailPane, HeaderBar
@@ -39,60 +48,6 @@ SELECT_SETTLE_S = 0.15  # the cursor rests this long before the detail pane foll
 TAIL_LINES = 200
 EVENTS_SHOWN = 6
 WIDE_COLUMNS = 120  # from this width the detail pane puts the log beside the events
-
-
-class Connected(Message):
-    def __init__(self, client: DashboardClient, status: DaemonStatus) -> None:
-        super().__init__()
-        self.client = client
-        self.status = status
-
-
-class NoDaemon(Message):
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
-class Lost(Message):
-    def __init__(self, client: DashboardClient, error: BaseException | None) -> None:
-        super().__init__()
-        self.client = client
-        self.error = error
-
-
-class StatusArrived(Message):
-    def __init__(self, status: DaemonStatus) -> None:
-        super().__init__()
-        self.status = status
-
-
-class EventArrived(Message):
-    def __init__(self, event: EventOut) -> None:
-        super().__init__()
-        self.event = event
-
-
-class LogLines(Message):
-    def __init__(self, name: str, lines: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.lines = lines
-
-
-class DetailArrived(Message):
-    def __init__(self, name: str, detail: InstanceDetail, history: list[EventOut]) -> None:
-        super().__init__()
-        self.name = name
-        self.detail = detail
-        self.history = history
-
-
-class Notice(Message):
-    def __init__(self, text: str, severity: str = "information") -> None:
-        super().__init__()
-        self.text = text
-        self.severity = severity
 
 
 class DashboardApp(App[None]):
