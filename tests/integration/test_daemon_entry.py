@@ -13,7 +13,7 @@ from tests.support.waiting import wait_until
 from llama_orchestrator.autostart.windows_service import load_daemon_entry
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.client import DaemonClient
-from llama_orchestrator.daemon.service import run_daemon
+from llama_orchestrator.daemon.entry import run_daemon
 from llama_orchestrator.errors import OrchestratorError
 
 pytestmark = pytest.mark.integration

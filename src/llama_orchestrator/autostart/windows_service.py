@@ -41,7 +41,7 @@ from llama_orchestrator.autostart.spec import (
 from llama_orchestrator.config.paths import HomePaths, resolve_home
 from llama_orchestrator.errors import AutostartError
 
-DAEMON_ENTRY_POINT = "llama_orchestrator.daemon.service:run_daemon"
+DAEMON_ENTRY_POINT = "llama_orchestrator.daemon.entry:run_daemon"
 DISPLAY_NAME = "llama-orchestrator"
 DESCRIPTION = "Supervises llama.cpp llama-server instances and serves one OpenAI-compatible endpoint."
 START_WAIT_HINT_MS = 30_000

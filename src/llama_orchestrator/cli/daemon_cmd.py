@@ -29,7 +29,7 @@ def run(
     Instances that were up when the last daemon stopped are adopted or started again; with
     --autostart (the default) every instance marked autostart is started too.
     """
-    from llama_orchestrator.daemon.service import run_daemon
+    from llama_orchestrator.daemon.entry import run_daemon
 
     raise typer.Exit(run_daemon(context(ctx).paths, autostart=autostart))
 

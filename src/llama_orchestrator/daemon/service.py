@@ -1,7 +1,7 @@
 """The daemon: the one process that owns every llama-server, and the one place L3 is wired together.
 
-`run_daemon` is what `llama-orch daemon run` (and the service managers) call. It takes the
-home's lock, opens the store (quarantining a corrupt one), builds one supervisor per valid
+`Daemon.serve` (run by `daemon.entry.run_daemon`, what `llama-orch daemon run` and the service
+managers call) takes the home's lock, opens the store (quarantining a corrupt one), builds one supervisor per valid
 instance, re-adopts or starts what the last daemon left, serves the control API and the
 gateway, and on SIGTERM stops everything in parallel (or leaves the instances running for the
 next daemon to adopt, with `--keep-instances`).
@@ -15,7 +15,6 @@ import logging
 import logging.handlers
 import os
 import secrets
-import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -384,54 +383,3 @@ def _control_address(paths: HomePaths) -> str | None:
         data = json.loads(paths.control_file.read_text())
         return f"{data['host']}:{data['port']}"
     return None
-
-
-def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> list[logging.Handler]:
-    """Daemon log to `<home>/logs/daemon.log` (rotated) and stderr; never a traceback per record on a full disk."""
-    logging.raiseExceptions = False
-    root = logging.getLogger()
-    root.setLevel(os.environ.get("LLAMA_ORCH_LOG_LEVEL", "INFO").upper())
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.handlers.RotatingFileHandler(
-        paths.daemon_log, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
-    )
-    file_handler.setFormatter(formatter)
-    handlers: list[logging.Handler] = [file_handler]
-    if to_stderr:
-        stream = logging.StreamHandler()
-        stream.setFormatter(formatter)
-        handlers.append(stream)
-    for handler in handlers:
-        root.addHandler(handler)
-    return handlers
-
-
-def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, autostart: bool = True) -> int:
-    """Foreground entry point (`llama-orch daemon run`, systemd, launchd, Task Scheduler, the Windows service).
-
-    Blocks until a signal, `llama-orch daemon stop`, or `stop_event` being set from another thread
-    (the Windows service's SvcStop); returns the exit code once every instance is handled.
-    """
-    paths.ensure()
-    handlers = configure_logging(paths)
-
-    async def main() -> int:
-        daemon = Daemon(paths, autostart=autostart)
-        relay: asyncio.Future[bool] | None = None
-        if stop_event is not None:
-            loop = asyncio.get_running_loop()
-            relay = loop.run_in_executor(None, stop_event.wait)
-            relay.add_done_callback(lambda _: daemon.request_shutdown(keep_instances=False))
-        try:
-            return await daemon.serve()
-        finally:
-            if stop_event is not None:
-                stop_event.set()  # release the waiting thread
-
-    try:
-        return eventloop.run(main())
-    finally:
-        # The Windows service host (and tests) call this in-process: leave the logging as found.
-        for handler in handlers:
-            logging.getLogger().removeHandler(handler)
-            handler.close()

@@ -199,7 +199,7 @@ def test_load_daemon_entry_resolves_a_dotted_name(monkeypatch: pytest.MonkeyPatc
         load_daemon_entry("fake_daemon_service:missing")
     with pytest.raises(AutostartError):
         load_daemon_entry("no_such_module_here:run_daemon")
-    assert DAEMON_ENTRY_POINT == "llama_orchestrator.daemon.service:run_daemon"
+    assert DAEMON_ENTRY_POINT == "llama_orchestrator.daemon.entry:run_daemon"
 
 
 def test_windows_modules_import_without_pywin32() -> None:
