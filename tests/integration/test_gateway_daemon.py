@@ -199,6 +199,15 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
     /models/unload, and poll until the status says it is done."""
     assert {m["id"]: m["status"]["value"] for m in fleet.call("/models")["data"]} == {
         "tiny": "loaded", "lazy": "unloaded", "rep-a": "loaded", "rep-b": "loaded", "pair": "loaded"}
+    assert fleet.call("/props")["role"] == "router"  # how router clients tell a router from one model
+    def shape(props: dict[str, Any]) -> tuple[object, ...]:
+        return props["model_alias"], props["total_slots"], props["default_generation_settings"]["n_ctx"]
+
+    assert shape(fleet.call("/props?model=tiny")) == shape(fleet.native("tiny", "props")) == ("tiny", 2, 4096)
+    assert [slot["id"] for slot in fleet.call("/slots?model=pair")] == [0, 1]  # a replica's own slots
+    with pytest.raises(urllib.error.HTTPError) as not_loaded:
+        fleet.call("/props?model=lazy&autoload=false")
+    assert not_loaded.value.code == 400 and fleet.state("lazy") == "stopped"
 
     stream = urllib.request.Request(f"{fleet.gateway}/models/sse", headers={"Authorization": f"Bearer {KEY}"})
     with urllib.request.urlopen(stream, timeout=30) as events:  # the timeout bounds every read below

@@ -4,11 +4,12 @@ who may call it, what it asks the directory for, and its errors (a recording dir
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from tests.integration.test_gateway_faults import serving
+from tests.integration.test_gateway_faults import on_demand_dir, serving
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.models import GatewayConfig
@@ -94,3 +95,39 @@ async def test_models_sse_sends_every_status_then_each_change_and_ends_when_the_
         assert await event() == {"model": "coder", "event": "model_status", "data": {"status": "loaded"}}
         await gw.stop()
         assert [line async for line in resp.content if line.strip()] == []  # it ended: nothing more, no hang
+
+
+async def test_router_gets_answer_from_the_named_models_own_routes_starting_it_unless_told_not_to(
+    fake_server_cmd: list[str], tmp_path: Path,
+) -> None:
+    """Router mode's `GET /props?model=x` (llama.cpp's web UI reads a model's context size so),
+    `/slots?model=x` and `/metrics?model=x`; `/props` alone says the gateway is a router."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 16)
+    directory = on_demand_dir(fake_server_cmd, model, tmp_path, ["a", "b"])
+    keys = Keyring(tuple(parse_keys_file("admin\nscoped b\n")))
+    async with serving(GatewayConfig(), directory, keys) as gw, aiohttp.ClientSession() as http:
+        async def get(path: str, key: str = "admin") -> tuple[int, Any]:
+            async with http.get(gw.address + path, headers={"Authorization": f"Bearer {key}"}) as resp:
+                return resp.status, await resp.json()
+
+        status, props = await get("/props")
+        assert status == 200 and props["role"] == "router" and props["max_instances"] == 2
+        status, body = await get("/props?model=a&autoload=false")
+        assert (status, body["error"]["code"]) == (400, "model_not_loaded") and directory.starts == []
+        status, props = await get("/props?model=a")  # started first, as a request would start it
+        assert status == 200 and props["model_alias"] == "a" and props["total_slots"] >= 1
+        assert [name for name, _ in directory.starts] == ["a"]
+        status, slots = await get("/slots?model=a&autoload=false")
+        assert status == 200 and len(slots) == props["total_slots"]
+        status, body = await get("/metrics?model=a")
+        assert status == 501 and "--metrics" in body["error"]["message"]  # the fake's own answer, relayed
+        status, body = await get("/slots")
+        assert (status, body["error"]["code"]) == (400, "model_required")
+        status, body = await get("/props?model=nope")
+        assert status == 404 and "Available models: a, b" in body["error"]["message"]
+        status, body = await get("/props?model=a", key="scoped")
+        assert status == 404 and "Available models: b" in body["error"]["message"]
+        status, body = await get("/props?model=a", key="wrong")
+        assert status == 401
+        assert [name for name, _ in directory.starts] == ["a"]

@@ -1,6 +1,6 @@
-"""llama-server's router-mode model API, on the gateway: clients written for `llama-server` in
-router mode (Pi's llama.cpp provider, the `llm` llama.cpp plugin, scripts that free VRAM) see,
-load and unload models through it as they do there.
+"""The gateway's model list, and llama-server's router-mode model API on it: clients written for
+`llama-server` in router mode (Pi's llama.cpp provider, the `llm` llama.cpp plugin, scripts that
+free VRAM) see, load and unload models through it as they do there.
 
     GET  /models, /v1/models             each entry's `status`: {"value": "loaded" | "loading" |
                                          "unloaded"} (catalog.load_status)
@@ -10,6 +10,11 @@ load and unload models through it as they do there.
     GET  /models/sse                     each model's status now, then each change, as SSE:
                                          data: {"model": "x", "event": "model_status",
                                                 "data": {"status": "loaded"}}
+    GET  /props?model=x, /slots?model=x, /metrics?model=x
+                                         that model's own answer (a replica's), started first
+                                         unless `autoload=false`, which answers 400 instead
+    GET  /props                          the router's own props (`"role": "router"`), or the only
+                                         model's when there is one (as requests without `model`)
 
 Load and unload answer `{"success": true}` at once, and the client polls `/models` (or follows
 `/models/sse`) for the outcome, as against llama-server. A key scoped to other models finds `x`
@@ -20,17 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
+from urllib.parse import urlencode
 
 from aiohttp import web
 
+from llama_orchestrator import __version__
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES, InstanceState
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names, visible_models
-from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, ModelNotFound
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, ModelNotFound, Unavailable
 from llama_orchestrator.gateway.traffic import Traffic
 
 S = InstanceState
@@ -40,15 +47,88 @@ WATCH_EVERY_S = 0.25  # how often /models/sse compares the models' status (a sna
 PING_EVERY_S = 15.0  # an SSE comment this often keeps idle proxies and clients from timing out
 
 
+Forward = Callable[[web.BaseRequest, Upstream, str], Awaitable[web.StreamResponse]]
+
+
 class ModelControl:
     def __init__(
         self, directory: InstanceDirectory, traffic: Traffic, authorize: Callable[[web.BaseRequest], Key | None],
-        closing: Callable[[], bool],
+        closing: Callable[[], bool], forward: Forward,
     ) -> None:
         self.directory = directory
         self.traffic = traffic
         self.authorize = authorize
         self.closing = closing  # the gateway is stopping: /models/sse streams end
+        self.forward = forward  # relays a request to a path on one instance (the gateway's native relay)
+
+    async def models(self, request: web.BaseRequest) -> web.Response:
+        key = self.authorize(request)
+        data = model_list(self.directory.upstreams(), key)
+        return web.json_response({"object": "list", "data": data}, headers={SOURCE_HEADER: "gateway"})
+
+    async def model(self, request: web.BaseRequest, model_id: str) -> web.Response:
+        """One `/v1/models` entry (the OpenAI SDK's `models.retrieve`); 404 lists the others."""
+        key = self.authorize(request)
+        data = model_list(self.directory.upstreams(), key)
+        entry = next((m for m in data if m["id"] == model_id), None)
+        if entry is None:
+            raise ModelNotFound(model_id, [str(m["id"]) for m in data])
+        return web.json_response(entry, headers={SOURCE_HEADER: "gateway"})
+
+    async def props(self, request: web.BaseRequest) -> web.StreamResponse:
+        """`/props`: one model's (`?model=`, or the only one), else the router's own, by which
+        router-mode clients (llama.cpp's web UI among them) know they face a router."""
+        if "model" in request.query or routing.default_model(self.directory.upstreams()) is not None:
+            return await self.per_model(request, "props")
+        self.authorize(request)
+        config = self.traffic.config
+        return web.json_response({
+            "role": "router", "max_instances": config.max_loaded or len(self.directory.upstreams()),
+            "models_autoload": True, "model_alias": "llama-orchestrator", "model_path": "none",
+            "default_generation_settings": {"params": None, "n_ctx": 0},
+            "build_info": f"llama-orchestrator {__version__}",
+        }, headers={SOURCE_HEADER: "gateway"})
+
+    async def slots(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self.per_model(request, "slots")
+
+    async def per_model(self, request: web.BaseRequest, route: str) -> web.StreamResponse:
+        """Router mode's `GET /<route>?model=x`: x's own answer from its least busy replica. A model
+        that is not up is started first (on demand or not, as `/models/load` would), unless
+        `autoload=false`, which gets 400 as from llama-server."""
+        key = self.authorize(request)
+        ups = self.directory.upstreams()
+        model = request.query.get("model") or routing.default_model(ups)
+        if not model:
+            raise BadRequest(f"name the model: /{route}?model=<name or alias>", code="model_required", param="model")
+        replicas = routing.candidates(ups, model)
+        if not replicas or (key is not None and not key.allows(served_names(ups, model))):
+            raise ModelNotFound(model, visible_models(ups, key))
+        upstream = routing.pick_replica(replicas)
+        if upstream is None:
+            if request.query.get("autoload", "").lower() in ("false", "0"):
+                raise BadRequest(f"model {model!r} is not loaded; load it with POST /models/load",
+                                 code="model_not_loaded", param="model")
+            upstream = await self._started(model, replicas)
+        query = urlencode([(k, v) for k, v in request.query.items() if k not in ("model", "autoload")])
+        return await self.forward(request, upstream, f"/{route}" + (f"?{query}" if query else ""))
+
+    async def _started(self, model: str, replicas: list[Upstream]) -> Upstream:
+        """No replica is up: start one as a first request would (on-demand ones), and wait for it."""
+        decision = routing.admit(replicas, 0, 0)
+        if isinstance(decision, routing.Unavailable):
+            raise Unavailable(f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
+                              retry_after_s=5)
+        assert isinstance(decision, routing.StartFirst | routing.AwaitStart)  # none was routable
+        if isinstance(decision, routing.StartFirst):
+            self.traffic.start(decision.name, f"GET of {model} (router mode autoload)")
+        timeout = self.traffic.config.start_wait_timeout_s
+        if await self.directory.wait_routable(decision.name, timeout):
+            upstream = routing.pick_replica(self.directory.upstreams(model))
+            if upstream is not None:
+                return upstream
+        raise Unavailable(f"model {model!r} did not become ready within {timeout:g} s", code="model_loading",
+                          retry_after_s=5)
 
     async def watch(self, request: web.BaseRequest) -> web.StreamResponse:
         """`/models/sse`: the status of every model the key may see, then each change, until the

@@ -11,7 +11,8 @@
                                                apply-template, metrics of one instance
     GET  /metrics                              Prometheus text (gateway + relabelled children)
     POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control),
-    GET  /models/sse                           and its stream of status changes
+    GET  /models/sse                           its stream of status changes,
+    GET  /props, /slots, /metrics ?model=<id>  and its per-model reads (`/props` alone: the router's own)
     OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
 
 Plain requests to INFERENCE_PATHS may take the front door's fast lane (gateway.frontdoor); every
@@ -36,7 +37,7 @@ PUBLIC_NATIVE = frozenset({"health"})
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
           "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /models/sse, "
-          "/instances/<name>/<native>, /metrics and /health")
+          "/props, /slots, /instances/<name>/<native>, /metrics and /health")
 
 
 def is_loopback(host: str) -> bool:

@@ -36,7 +36,7 @@ from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
-from llama_orchestrator.gateway.catalog import model_list, requested_model, served_names, visible_models
+from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
 from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
@@ -102,6 +102,8 @@ class Gateway:
         self._address = ""
         self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
         self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
+        self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
+                                     self._forward_native)  # llama-server router mode's API
         self._get, self._post = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -117,10 +119,11 @@ class Gateway:
 
     def _routes(self) -> tuple[dict[str, Handler], dict[str, Handler]]:
         """(GET routes, POST routes) by exact path; `/instances/<name>/<native>` is matched apart."""
-        get: dict[str, Handler] = {"/health": self._health, "/v1/models": self._models, "/models": self._models,
-                                   "/metrics": self._metrics}
-        control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing)  # router API
-        get["/models/sse"] = control.watch
+        control = self._control
+        get: dict[str, Handler] = {
+            "/health": self._health, "/metrics": self._metrics, "/v1/models": control.models, "/models": control.models,
+            "/models/sse": control.watch, "/props": control.props, "/slots": control.slots,
+        }
         post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
         return get, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post}
 
@@ -216,7 +219,7 @@ class Gateway:
             if handler is not None:
                 return await handler(request)
             if path.startswith(MODEL_PREFIXES) and method in ("GET", "HEAD"):
-                return await self._model(request, path.partition("/models/")[2])
+                return await self._control.model(request, path.partition("/models/")[2])
             if path.startswith("/instances/"):
                 name, sep, tail = path[len("/instances/"):].partition("/")
                 if name and sep and tail:
@@ -254,21 +257,6 @@ class Gateway:
         ups = self.directory.upstreams()
         body = {"status": "ok", "instances": len(ups), "routable": sum(1 for u in ups if u.routable)}
         return web.json_response(body, headers={SOURCE_HEADER: "gateway"})
-
-    async def _models(self, request: web.BaseRequest) -> web.Response:
-        key = self._authorize(request)
-        ups = self.directory.upstreams()
-        data = model_list(ups, key)
-        return web.json_response({"object": "list", "data": data}, headers={SOURCE_HEADER: "gateway"})
-
-    async def _model(self, request: web.BaseRequest, model_id: str) -> web.Response:
-        """One `/v1/models` entry (the OpenAI SDK's `models.retrieve`); 404 lists the others."""
-        key = self._authorize(request)
-        data = model_list(self.directory.upstreams(), key)
-        entry = next((m for m in data if m["id"] == model_id), None)
-        if entry is None:
-            raise ModelNotFound(model_id, [str(m["id"]) for m in data])
-        return web.json_response(entry, headers={SOURCE_HEADER: "gateway"})
 
     async def _inference(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -392,11 +380,17 @@ class Gateway:
         if upstream.state not in PROCESS_STATES:
             raise Unavailable(f"instance {name!r} is {upstream.state.value}", code="instance_not_running",
                               retry_after_s=5)
-        body = await request.read() if request.can_read_body else None
         path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
+        return await self._forward_native(request, upstream, path)
+
+    async def _forward_native(self, request: web.BaseRequest, upstream: Upstream, path: str) -> web.StreamResponse:
+        """Relay `request` to `path` (a native route, with its query) on `upstream`, as it answers."""
+        body = await request.read() if request.can_read_body else None
         return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome())
 
-    async def _metrics(self, request: web.BaseRequest) -> web.Response:
+    async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
+        if "model" in request.query:  # router mode's spelling: that model's own /metrics
+            return await self._control.per_model(request, "metrics")
         self._authorize(request)
         ups = self.directory.upstreams()
         scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
