@@ -26,6 +26,7 @@ Fault switches (environment):
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import select
@@ -288,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         if not state.ready.is_set():
             self.send_error_json(503, "unavailable_error", "Loading model")
             return
-        if path not in ("/health", "/v1/health") and not self.authorized():
+        if path not in ("/health", "/v1/health", "/") and not self.authorized():
             srv("operator()", "unauthorized: Invalid API Key", "W")
             self.send_error_json(401, "authentication_error", "Invalid API Key")
             return
@@ -303,6 +304,23 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.state.hang_health:
             self.block_forever()
         self.send_json(200, {"status": "ok"})
+
+    def web_ui(self, _body: dict[str, object]) -> None:
+        """The built-in web UI, served as llama-server serves it: one gzipped page, only to clients
+        that accept gzip, with the COEP/COOP headers its Python sandbox needs. (Release builds have
+        it; the tests' own build, made without npm, has none and answers 404.)"""
+        if "gzip" not in self.headers.get("Accept-Encoding", ""):
+            self.send_text(200, "Error: gzip is not supported by this browser", "text/plain")
+            return
+        body = gzip.compress(WEB_UI.encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def models(self, _body: dict[str, object]) -> None:
         opts = self.server.state.opts
@@ -492,7 +510,13 @@ NO_METRICS = "This server does not support metrics endpoint. Start it with `--me
 NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
 POOLING_NONE = "Pooling type 'none' is not OAI compatible. Please use a different pooling type"
 
+# A stand-in for the web UI's page: like the real one, it reaches the server by relative URLs.
+WEB_UI = """<!doctype html><title>llama.cpp - chat</title><script>
+window.ask = async () => (await (await fetch("./props")).json()).model_alias;
+</script>"""
+
 ROUTES = {
+    ("GET", "/"): Handler.web_ui,
     ("GET", "/health"): Handler.health,
     ("GET", "/v1/health"): Handler.health,
     ("GET", "/models"): Handler.models,

@@ -86,3 +86,18 @@ async def test_a_page_streams_a_chat_through_the_gateway_and_a_foreign_page_is_r
             await page.goto(f"http://127.0.0.1:{page_server}/")
             refused = await page.evaluate(f"run({gw.address!r})")
             assert refused == {"error": "TypeError: Failed to fetch"}  # all a page learns of a CORS refusal
+
+
+async def test_an_instances_web_ui_loads_through_the_gateway_and_reaches_its_server(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    """llama-server's web UI at /instances/<name>/ (as llama-swap's /upstream/<model>/): the page
+    comes gzipped with its headers, and its relative requests reach the same instance."""
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        async with serving(GatewayConfig(), directory) as gw, chromium(tmp_path) as page:
+            await page.goto(f"{gw.address}/instances/one")  # redirected to the slash, as relative links need
+            assert await page.evaluate("location.pathname") == "/instances/one/"
+            assert await page.evaluate("document.title") == "llama.cpp - chat"
+            assert await page.evaluate("crossOriginIsolated") is True  # COEP and COOP came through
+            assert await page.evaluate("ask()") == "tiny"  # ./props is this instance's own

@@ -205,6 +205,8 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
 
     assert shape(fleet.call("/props?model=tiny")) == shape(fleet.native("tiny", "props")) == ("tiny", 2, 4096)
     assert [slot["id"] for slot in fleet.call("/slots?model=pair")] == [0, 1]  # a replica's own slots
+    assert fleet.native("tiny", "lora-adapters") == []  # any route of an instance's own, not a fixed list
+    assert [m["id"] for m in fleet.native("tiny", "v1/models")["data"]] == ["tiny"]
     with pytest.raises(urllib.error.HTTPError) as not_loaded:
         fleet.call("/props?model=lazy&autoload=false")
     assert not_loaded.value.code == 400 and fleet.state("lazy") == "stopped"

@@ -192,8 +192,16 @@ async def test_errors_are_openai_shaped_and_say_who_produced_them(
                 assert (await resp.json())["error"]["code"] == "upstream_unreachable"
             async with http.post(base + "/v1/chat/completions", json={**CHAT, "model": "off"}) as resp:
                 assert resp.status == 503 and "llama-orch up off" in (await resp.json())["error"]["message"]
-            async with http.get(base + "/instances/one/secret") as resp:
-                assert resp.status == 404 and (await resp.json())["error"]["code"] == "route_not_found"
+            async with http.get(base + "/instances/one/secret") as resp:  # any route: llama-server's own 404
+                assert resp.status == 404 and resp.headers["X-Llama-Orch-Source"] == "upstream"
+            async with http.get(base + "/instances/one?x=1", allow_redirects=False) as resp:
+                assert resp.status == 308 and resp.headers["Location"] == "/instances/one/?x=1"
+            async with http.get(base + "/instances/one/", headers={"Accept-Encoding": "gzip"}) as resp:
+                assert resp.headers["Content-Encoding"] == "gzip" and "llama.cpp" in await resp.text()
+            async with http.head(base + "/instances/one/health") as resp:
+                assert resp.status == 200 and await resp.read() == b""
+            async with http.get(base + "/instances/ghost/health") as resp:
+                assert resp.status == 404 and (await resp.json())["error"]["code"] == "instance_not_found"
             async with http.get(base + "/no/such/route") as resp:
                 assert resp.status == 404 and (await resp.json())["error"]["code"] == "route_not_found"
             async with http.get(base + "/v1/chat/completions") as resp:
@@ -237,6 +245,10 @@ async def test_keys_bearer_x_api_key_scopes_and_public_health(
                 assert r.status == 200
             async with http.get(gw.address + "/instances/one/health") as r:
                 assert r.status == 200
+            async with http.get(gw.address + "/instances/one/") as r:  # the web UI's page, public as in llama-server
+                assert r.status == 200
+            async with http.get(gw.address + "/instances/one/props") as r:  # what the page then asks for is not
+                assert r.status == 401
 
 
 async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:

@@ -9,7 +9,8 @@ A request presents a key as `Authorization: Bearer K` or `X-Api-Key: K` (like ll
 Every configured key is compared with `hmac.compare_digest`, all of them every time, so the
 answer takes the same time whichever key (if any) matched.
 
-Public without a key: `/health` and `/instances/<name>/health`. Everything else, `/v1/models`
+Public without a key: `/health`, `/instances/<name>/health` and the web UI's page
+`/instances/<name>/` (public in llama-server too; it asks for the key). Everything else, `/v1/models`
 and `/metrics` included, needs a key once keys are configured (`/v1/models` then lists only the
 models the key may use): model names are not public information on a shared host.
 """

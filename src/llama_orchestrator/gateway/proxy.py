@@ -49,6 +49,14 @@ from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.upstream import Timeouts
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
+# On an instance's own routes (`/instances/<name>/...`) only: what its web UI's files need to load
+# through the gateway as from llama-server itself (gzipped, cached, redirected). No conditional
+# request headers: a 304 would come without a body length.
+NATIVE_REQUEST_HEADERS = ("Accept-Encoding",)
+NATIVE_ANSWER_HEADERS = (
+    "Content-Encoding", "Location", "Cache-Control", "ETag", "Last-Modified",
+    "Cross-Origin-Embedder-Policy", "Cross-Origin-Opener-Policy",  # the web UI's Python sandbox needs them
+)
 UNREACHABLE_RETRY_AFTER_S = 2
 
 
@@ -143,19 +151,25 @@ async def forward(
     closing: Callable[[], bool] = lambda: False,
     live: set[up_client.Response] | None = None,
     started: web.StreamResponse | None = None,
+    native: bool = False,
 ) -> web.StreamResponse:
     """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer.
 
     While relaying, the upstream response sits in `live`, so `cut_all(live)` can end it.
     A pooled connection the server had already closed is retried inside `pool.request`.
     `started` is an SSE answer already begun (gateway.holding): the stream goes into it, and
-    an answer that is not a stream becomes an event in it.
+    an answer that is not a stream becomes an event in it. `native`: one of the instance's own
+    routes, whose answers keep their encoding and caching headers (NATIVE_ANSWER_HEADERS).
     """
     sent_at = time.perf_counter()
+    headers = upstream_headers(request.headers, upstream)
+    if native:
+        headers.update((n, v) for n in NATIVE_REQUEST_HEADERS if (v := request.headers.get(n)))
+    method = "GET" if request.method == "HEAD" else request.method  # aiohttp drops the body for HEAD
     try:
         host, port, prefix = up_client.address(upstream.base_url)
         up = await pool.request(
-            request.method, host, port, prefix + path_qs, upstream_headers(request.headers, upstream), body, timeout,
+            method, host, port, prefix + path_qs, headers, body, timeout,
             wire_sse=started is None and request.version >= aiohttp.HttpVersion11,
         )
     except up_client.ConnectFailed as exc:
@@ -175,14 +189,11 @@ async def forward(
         except (up_client.UpstreamClosed, TimeoutError) as exc:
             raise failed_answering(upstream.name, type(exc).__name__) from exc
         outcome.first_byte_s = time.perf_counter() - sent_at
-        headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
-        ctype = up.headers.get("content-type")
-        if ctype:
-            headers["Content-Type"] = ctype
-        retry = up.headers.get("retry-after")
-        if retry:
-            headers["Retry-After"] = retry
-        answer = web.Response(status=up.status, body=data, headers=headers)
+        answer_headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
+        for name in ("Content-Type", "Retry-After", *(NATIVE_ANSWER_HEADERS if native else ())):
+            if value := up.headers.get(name.lower()):
+                answer_headers[name] = value
+        answer = web.Response(status=up.status, body=data, headers=answer_headers)
         if up.status == 503:
             raise UpstreamNotReady(upstream.name, answer)
         if started is not None:

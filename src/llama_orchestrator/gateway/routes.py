@@ -7,8 +7,8 @@
          /v1/messages (Anthropic), /v1/messages/count_tokens, /infill, /completion, /embedding,
          /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
          llama-server accepts)   routed by `model` (or to the only model, without one)
-    GET|POST /instances/<name>/<native>        health, slots, props, tokenize, detokenize,
-                                               apply-template, metrics of one instance
+    any  /instances/<name>/<route>             any route of one instance's llama-server (health,
+                                               slots, props, tokenize, lora-adapters, its web UI…)
     GET  /metrics                              Prometheus text (gateway + relabelled children)
     POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control),
     GET  /models/sse                           its stream of status changes,
@@ -32,12 +32,11 @@ INFERENCE_PATHS = (
     # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
     "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",
 )
-NATIVE_ROUTES = frozenset({"health", "slots", "props", "tokenize", "detokenize", "apply-template", "metrics"})
-PUBLIC_NATIVE = frozenset({"health"})
+PUBLIC_NATIVE = frozenset({"health", ""})  # as in llama-server: health, and the web UI's page (it asks for keys)
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
           "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /models/sse, "
-          "/props, /slots, /instances/<name>/<native>, /metrics and /health")
+          "/props, /slots, /instances/<name>/<route>, /metrics and /health")
 
 
 def is_loopback(host: str) -> bool:

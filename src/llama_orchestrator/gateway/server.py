@@ -58,7 +58,6 @@ from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import (
     INFERENCE_PATHS,
     MODEL_PREFIXES,
-    NATIVE_ROUTES,
     PUBLIC_NATIVE,
     SERVED,
     is_loopback,
@@ -222,7 +221,11 @@ class Gateway:
                 return await self._control.model(request, path.partition("/models/")[2])
             if path.startswith("/instances/"):
                 name, sep, tail = path[len("/instances/"):].partition("/")
-                if name and sep and tail:
+                if name and not sep:  # the web UI's relative links need the trailing slash
+                    url = request.rel_url
+                    query = f"?{url.raw_query_string}" if url.raw_query_string else ""
+                    return web.Response(status=308, headers={"Location": f"{url.raw_path}/{query}"})
+                if name:
                     return await self._native(request, name, tail)
             if path in self._get or path in self._post:
                 allowed = "GET, HEAD" if path in self._get else "POST"
@@ -363,11 +366,8 @@ class Gateway:
         return requested_model(body, self.directory.upstreams)
 
     async def _native(self, request: web.BaseRequest, name: str, tail: str) -> web.StreamResponse:
-        if tail not in NATIVE_ROUTES:
-            raise NotFound(
-                f"/instances/{name}/{tail} is not proxied; native routes: {', '.join(sorted(NATIVE_ROUTES))}",
-                code="route_not_found",
-            )
+        """`/instances/<name>/<tail>`: any route of that instance's llama-server, as it answers (its
+        web UI at `/instances/<name>/` too, when the build has one), as llama-swap's `/upstream`."""
         ups = self.directory.upstreams()
         upstream = next((u for u in ups if u.name == name), None)
         if tail not in PUBLIC_NATIVE:
@@ -386,7 +386,8 @@ class Gateway:
     async def _forward_native(self, request: web.BaseRequest, upstream: Upstream, path: str) -> web.StreamResponse:
         """Relay `request` to `path` (a native route, with its query) on `upstream`, as it answers."""
         body = await request.read() if request.can_read_body else None
-        return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome())
+        return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome(),
+                                   native=True)
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         if "model" in request.query:  # router mode's spelling: that model's own /metrics
