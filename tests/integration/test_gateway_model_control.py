@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.integration.test_gateway_faults import on_demand_dir, serving
+from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.models import GatewayConfig
@@ -38,14 +39,18 @@ async def test_load_starts_evicting_for_max_loaded_and_unload_stops() -> None:
     directory = fleet()
     async with serving(GatewayConfig(max_loaded=1), directory, KEYS) as gw, aiohttp.ClientSession() as http:
         assert await call(http, f"{gw.address}/models/load", {"model": "coder"}) == (200, {"success": True})
-        assert directory.starts == [("coder", "load requested (POST /models/load)")]
         assert directory.stops == [("chat", "evicted to start coder (max_loaded)")]  # the idle one made room
+        assert directory.starts == []  # coder starts only once chat's process is gone
+        directory.set("chat", state=S.STOPPED, routable=False)
+        await async_wait_until(lambda: directory.starts == [("coder", "load requested (POST /models/load)")], 10,
+                               message="coder started after chat stopped")
+        directory.set("coder", state=S.READY, routable=True)
         assert await call(http, f"{gw.address}/models/load", {"model": "failed"}) == (200, {"success": True})
         assert directory.starts[-1][0] == "failed"  # a failed instance is tried again, as `start` would
-        assert await call(http, f"{gw.address}/models/unload", {"model": "chat"}) == (200, {"success": True})
-        assert directory.stops[-1] == ("chat", "unload requested (POST /models/unload)")
-        stops = len(directory.stops)
         assert await call(http, f"{gw.address}/models/unload", {"model": "coder"}) == (200, {"success": True})
+        assert directory.stops[-1] == ("coder", "unload requested (POST /models/unload)")
+        stops = len(directory.stops)
+        assert await call(http, f"{gw.address}/models/unload", {"model": "chat"}) == (200, {"success": True})
         assert len(directory.stops) == stops  # not running: nothing to stop
 
 

@@ -270,3 +270,30 @@ def test_rm_of_a_running_instance_lets_its_stream_finish_then_removes_it(home: H
     assert remove.returncode == 0 and "removed busy" in out, out + err
     wait_gone(pid)
     assert not (home.paths.instances_dir / "busy").exists()
+
+
+def test_max_loaded_starts_the_next_model_only_after_the_evicted_one_has_exited(home: Home, model: Path) -> None:
+    # With max_loaded=1, a request for `b` evicts `a`. `a` takes 1.5 s to shut down (as a big model
+    # freeing its GPU memory does); `b` used to be spawned at once, loading beside it. Now its
+    # start waits for `a`'s exit: b's `starting` comes after a's `stopped` in the event log.
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port, "max_loaded": 1}}))
+    for name in ("a", "b"):
+        home.write_instance(name, model=model, port=free_port(), binary=home.fake_binary(), on_demand=True,
+                            env={"FAKE_STOP_SECONDS": "1.5"})
+    home.start_daemon()
+    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+
+    def ask(name: str) -> int:
+        body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return int(answer.status)
+
+    assert ask("a") == 200
+    assert ask("b") == 200
+    a_stopped = home.wait_event("a", lambda e: (e.from_state, e.to_state) == ("stopping", "stopped"),
+                                what="a's process gone")
+    b_started = next(e for e in home.events("b") if e.to_state == "starting")
+    assert b_started.id > a_stopped.id, (home.events("a"), home.events("b"))
+    assert home.status("a").state == "stopped" and home.status("b").state == "ready"

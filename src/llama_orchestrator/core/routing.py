@@ -70,6 +70,10 @@ class InstanceDirectory(Protocol):
         """Wait until the instance is routable; False on timeout or when it failed or stopped."""
         ...
 
+    async def wait_stopped(self, name: str, timeout_s: float) -> bool:
+        """Wait until the instance has no process (stopped or failed); False on timeout."""
+        ...
+
     def begin_request(self, name: str) -> None:
         """Count a request in flight (also marks the instance used now)."""
         ...

@@ -28,6 +28,7 @@ from llama_orchestrator.gateway.server import Gateway
 
 S = InstanceState
 _UP = frozenset({S.READY, S.UNHEALTHY})
+_NO_PROCESS = frozenset({S.STOPPED, S.FAILED})
 _RECHECK_S = 0.25
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
 
@@ -130,6 +131,19 @@ class SupervisorDirectory:
             if left <= 0:
                 return False
             await sup.wait_for_state(frozenset({S.READY, S.FAILED}), min(left, _RECHECK_S))
+
+    async def wait_stopped(self, name: str, timeout_s: float) -> bool:
+        """True once its process is gone (`stopped` or `failed`, or the instance is removed). A stop
+        just submitted may still read `ready`: that is waited out like any other state."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sup = self.supervisors.get(name)
+            if sup is None or sup.rt.state in _NO_PROCESS:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await sup.wait_for_state(_NO_PROCESS, min(left, _RECHECK_S))
 
     def begin_request(self, name: str) -> None:
         sup = self.supervisors.get(name)

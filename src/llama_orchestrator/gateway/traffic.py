@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.gateway.catalog import available_models
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
 
+logger = logging.getLogger(__name__)
 LOADING_RETRY_AFTER_S = 5  # a model never timed loading yet; later its learned load time decides
 BUSY_RETRY_AFTER_S = 1
 QUEUE_RECHECK_S = 0.5  # queued requests re-read the directory this often even without a wake-up
@@ -163,11 +165,24 @@ class Traffic:
             return False
         for victim in victims:
             self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")
-        self.directory.request_start(name, reason)
-        task = asyncio.ensure_future(self.directory.wait_routable(name, self.config.start_wait_timeout_s))
+        task = asyncio.ensure_future(self._start_after(name, reason, victims))
         self._start_waits[name] = task
         task.add_done_callback(lambda _t: self._start_waits.pop(name, None))
         return True
+
+    async def _start_after(self, name: str, reason: str, victims: list[str]) -> bool:
+        """Start `name` once the instances evicted for it have exited, then wait until it is routable.
+
+        On a GPU, a model that loads while the evicted one still holds its memory can fail to
+        allocate (llama-swap, too, stops before it starts). A victim that outlasts the start wait
+        is not waited for any longer: the start goes ahead, and a failed load is retried as ever.
+        """
+        deadline = self.clock() + self.config.start_wait_timeout_s
+        for victim in victims:
+            if not await self.directory.wait_stopped(victim, max(0.0, deadline - self.clock())):
+                logger.warning("starting %s although %s, evicted for it, has not exited yet", name, victim)
+        self.directory.request_start(name, reason)
+        return await self.directory.wait_routable(name, max(0.0, deadline - self.clock()))
 
     def _no_room(self, name: str, waited_s: float | None = None) -> Unavailable:
         after = "" if waited_s is None else f" for {waited_s:g} s"

@@ -63,17 +63,25 @@ class StaticDirectory:
         self.starts.append((name, reason))
 
     def request_stop(self, name: str, reason: str) -> None:
+        """Recorded; the state is the test's to change (`set`), as a real stop takes a while."""
         self.stops.append((name, reason))
 
     async def wait_routable(self, name: str, timeout_s: float) -> bool:
+        return await self._wait(name, timeout_s, lambda u: u.routable, lambda u: u.state is S.FAILED)
+
+    async def wait_stopped(self, name: str, timeout_s: float) -> bool:
+        return await self._wait(name, timeout_s, lambda u: u.state in (S.STOPPED, S.FAILED), lambda _u: False)
+
+    async def _wait(self, name: str, timeout_s: float, done: Callable[[Upstream], bool],
+                    failed: Callable[[Upstream], bool]) -> bool:
         if self._changed is None:
             self._changed = asyncio.Event()
         deadline = time.monotonic() + timeout_s
         while True:
             entry = self.entries[name]
-            if entry.routable:
+            if done(entry):
                 return True
-            if entry.state is S.FAILED:
+            if failed(entry):
                 return False
             left = deadline - time.monotonic()
             if left <= 0:

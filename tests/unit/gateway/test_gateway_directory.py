@@ -127,6 +127,17 @@ def test_a_removed_instance_is_not_routed_to_but_its_requests_ends_still_count()
     assert sup.in_flight == 0  # or the drain before its stop would wait out the whole grace
 
 
+async def test_wait_stopped_ends_when_the_process_is_gone() -> None:
+    from dataclasses import replace
+
+    sup = StubSupervisor(config("a"), rt=lc.Runtime(state=S.STOPPING))
+    directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
+    assert await directory.wait_stopped("a", 0.01) is False  # still exiting
+    sup.rt = replace(sup.rt, state=S.STOPPED)
+    assert await directory.wait_stopped("a", 1) is True
+    assert await directory.wait_stopped("removed", 1) is True
+
+
 def test_an_instance_not_up_says_when_it_should_be_ready() -> None:
     from dataclasses import replace
 

@@ -19,6 +19,11 @@ class WatchedDirectory(StaticDirectory):
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.waiting = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def request_start(self, name: str, reason: str) -> None:
+        super().request_start(name, reason)
+        self.started.set()
 
     async def wait_routable(self, name: str, timeout_s: float) -> bool:
         self.waiting.set()
@@ -44,5 +49,8 @@ async def test_an_instance_a_request_waits_for_is_not_evicted_for_another_start(
     traffic.release("b")
     traffic.start("c", "load c")  # idle and no longer awaited: it makes room
     assert directory.stops == [("b", "evicted to start c (max_loaded)")]
+    assert directory.starts == []  # not while b still holds its memory
+    directory.set("b", state=S.STOPPED, routable=False)  # b's process has exited
+    await directory.started.wait()
     assert directory.starts == [("c", "load c")]
     await traffic.close()
