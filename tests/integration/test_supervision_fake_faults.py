@@ -198,30 +198,37 @@ def test_a_request_held_for_an_on_demand_instance_survives_a_kill_mid_load(home:
     assert "exited during start (killed by signal 9)" in retries[0].reason, retries
 
 
-def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(home: Home, model: Path) -> None:
-    # 100 tokens at 50 ms (5 s) are streaming through the gateway when the user restarts the
-    # instance. It turns `stopping` (the gateway sends it nothing new), the daemon waits for the
-    # stream, then stops the process: the client gets every token and [DONE], where a stop at
-    # once would cut the stream (llama-server itself does not exit on SIGTERM while a stream is
-    # open: it waits for the kill, and the client gets an error either way).
+def serve_busy(home: Home, model: Path) -> str:
+    """A daemon whose gateway serves `busy`, a fake that streams a token every 50 ms and may take
+    20 s to stop, already started; the gateway's chat URL."""
     gateway_port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
     home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary(),
                         env={"FAKE_TOKEN_DELAY": "0.05"}, restart={"stop_grace_s": 20.0})
     home.start_daemon()
     home.ok("start", "busy")
+    return f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+
+
+def chat(url: str, model: str, *, max_tokens: int = 100, stream: bool = False) -> urllib.request.Request:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, "stream": stream}
+    return urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(home: Home, model: Path) -> None:
+    # 100 tokens at 50 ms (5 s) are streaming through the gateway when the user restarts the
+    # instance. It turns `stopping` (the gateway sends it nothing new), the daemon waits for the
+    # stream, then stops the process: the client gets every token and [DONE], where a stop at
+    # once would cut the stream (llama-server itself does not exit on SIGTERM while a stream is
+    # open: it waits for the kill, and the client gets an error either way).
+    url = serve_busy(home, model)
     old_pid = home.status("busy").pid
-    body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
-    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     def ask() -> tuple[int, Any]:
-        plain = {**body, "max_tokens": 2, "stream": False}
-        again = urllib.request.Request(url, json.dumps(plain).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(again, timeout=60) as answer:
+        with urllib.request.urlopen(chat(url, "busy", max_tokens=2), timeout=60) as answer:
             return answer.status, json.loads(answer.read())
 
-    with ThreadPoolExecutor(1) as pool, urllib.request.urlopen(request, timeout=60) as resp:
+    with ThreadPoolExecutor(1) as pool, urllib.request.urlopen(chat(url, "busy", stream=True), timeout=60) as resp:
         assert resp.readline().startswith(b"data: ")  # the stream is under way
         restart = home.popen_cli("restart", "busy")
         home.wait_event("busy", lambda e: e.to_state == "stopping", what="the restart begins")
@@ -245,18 +252,10 @@ def test_a_restart_lets_the_stream_in_flight_finish_before_the_process_stops(hom
 def test_rm_of_a_running_instance_lets_its_stream_finish_then_removes_it(home: Home, model: Path) -> None:
     # `rm` used to stop the process at once, cutting a stream in flight. Now it stops it as `down`
     # does: the instance leaves the gateway's rotation, its stream ends whole, then it is removed.
-    gateway_port = free_port()
-    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
-    home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary(),
-                        env={"FAKE_TOKEN_DELAY": "0.05"}, restart={"stop_grace_s": 20.0})
-    home.start_daemon()
-    home.ok("start", "busy")
+    url = serve_busy(home, model)
     pid = home.status("busy").pid
     assert pid is not None
-    body = {"model": "busy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
-    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as resp:
+    with urllib.request.urlopen(chat(url, "busy", stream=True), timeout=60) as resp:
         assert resp.readline().startswith(b"data: ")  # the stream is under way
         remove = home.popen_cli("rm", "busy", "-y")
         stopping = home.wait_event("busy", lambda e: e.to_state == "stopping", what="the removal begins")
@@ -285,9 +284,7 @@ def test_max_loaded_starts_the_next_model_only_after_the_evicted_one_has_exited(
     url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
 
     def ask(name: str) -> int:
-        body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as answer:
+        with urllib.request.urlopen(chat(url, name, max_tokens=2), timeout=60) as answer:
             return int(answer.status)
 
     assert ask("a") == 200
