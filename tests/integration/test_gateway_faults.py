@@ -249,6 +249,8 @@ async def test_keys_bearer_x_api_key_scopes_and_public_health(
                 assert r.status == 200
             async with http.get(gw.address + "/instances/one/props") as r:  # what the page then asks for is not
                 assert r.status == 401
+            async with http.post(gw.address + "/instances/one/", json={}) as r:  # nor anything but reading it
+                assert r.status == 401
 
 
 async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:

@@ -370,7 +370,7 @@ class Gateway:
         web UI at `/instances/<name>/` too, when the build has one), as llama-swap's `/upstream`."""
         ups = self.directory.upstreams()
         upstream = next((u for u in ups if u.name == name), None)
-        if tail not in PUBLIC_NATIVE:
+        if tail not in PUBLIC_NATIVE or request.method not in ("GET", "HEAD"):
             key = self._authorize(request)
             if key is not None and upstream is not None and not key.allows(set(upstream.names)):
                 upstream = None
