@@ -136,3 +136,22 @@ async def test_router_gets_answer_from_the_named_models_own_routes_starting_it_u
         status, body = await get("/props?model=a", key="wrong")
         assert status == 401
         assert [name for name, _ in directory.starts] == ["a"]
+
+
+async def test_with_one_model_a_bare_props_is_its_own_once_up_and_a_probe_starts_nothing(
+    fake_server_cmd: list[str], tmp_path: Path,
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 16)
+    directory = on_demand_dir(fake_server_cmd, model, tmp_path, ["a"])
+    async with serving(GatewayConfig(), directory) as gw, aiohttp.ClientSession() as http:
+        async def get(path: str) -> tuple[int, Any]:
+            async with http.get(gw.address + path) as resp:
+                return resp.status, await resp.json()
+
+        assert (await get("/props"))[1]["role"] == "router"  # a is down: the gateway's own, a is not started
+        status, body = await get("/slots")
+        assert (status, body["error"]["code"]) == (400, "model_not_loaded") and directory.starts == []
+        assert (await get("/props?model=a"))[1]["model_alias"] == "a"  # named: started, as a request would
+        assert (await get("/props"))[1]["model_alias"] == "a"  # up now: a single server's /props is its own
+        assert [name for name, _ in directory.starts] == ["a"]

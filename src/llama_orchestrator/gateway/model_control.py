@@ -76,9 +76,12 @@ class ModelControl:
         return web.json_response(entry, headers={SOURCE_HEADER: "gateway"})
 
     async def props(self, request: web.BaseRequest) -> web.StreamResponse:
-        """`/props`: one model's (`?model=`, or the only one), else the router's own, by which
-        router-mode clients (llama.cpp's web UI among them) know they face a router."""
-        if "model" in request.query or routing.default_model(self.directory.upstreams()) is not None:
+        """`/props`: one model's (`?model=`, or the only one while it is up), else the router's own,
+        by which router-mode clients (llama.cpp's web UI among them) know they face a router. A
+        probe without `model` never starts anything."""
+        ups = self.directory.upstreams()
+        only = routing.default_model(ups)
+        if "model" in request.query or (only is not None and routing.pick_replica(routing.candidates(ups, only))):
             return await self.per_model(request, "props")
         self.authorize(request)
         config = self.traffic.config
@@ -94,11 +97,13 @@ class ModelControl:
 
     async def per_model(self, request: web.BaseRequest, route: str) -> web.StreamResponse:
         """Router mode's `GET /<route>?model=x`: x's own answer from its least busy replica. A model
-        that is not up is started first (on demand or not, as `/models/load` would), unless
-        `autoload=false`, which gets 400 as from llama-server."""
+        that is not up is started first, as a request would start it, unless `autoload=false`
+        (or no `model` was named, and the only one served is meant), which gets 400 as from
+        llama-server."""
         key = self.authorize(request)
         ups = self.directory.upstreams()
-        model = request.query.get("model") or routing.default_model(ups)
+        named = request.query.get("model")
+        model = named or routing.default_model(ups)
         if not model:
             raise BadRequest(f"name the model: /{route}?model=<name or alias>", code="model_required", param="model")
         replicas = routing.candidates(ups, model)
@@ -106,7 +111,7 @@ class ModelControl:
             raise ModelNotFound(model, visible_models(ups, key))
         upstream = routing.pick_replica(replicas)
         if upstream is None:
-            if request.query.get("autoload", "").lower() in ("false", "0"):
+            if not named or request.query.get("autoload", "").lower() in ("false", "0"):
                 raise BadRequest(f"model {model!r} is not loaded; load it with POST /models/load",
                                  code="model_not_loaded", param="model")
             upstream = await self._started(model, replicas)
