@@ -46,3 +46,8 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def with_slash(raw_path: str, raw_query: str) -> str:
+    """A path and query, as the client sent them, with a slash after the path."""
+    return f"{raw_path}/?{raw_query}" if raw_query else f"{raw_path}/"

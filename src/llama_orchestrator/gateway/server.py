@@ -61,6 +61,7 @@ from llama_orchestrator.gateway.routes import (
     PUBLIC_NATIVE,
     SERVED,
     is_loopback,
+    with_slash,
 )
 from llama_orchestrator.gateway.traffic import Traffic
 
@@ -222,9 +223,8 @@ class Gateway:
             if path.startswith("/instances/"):
                 name, sep, tail = path[len("/instances/"):].partition("/")
                 if name and not sep:  # the web UI's relative links need the trailing slash
-                    url = request.rel_url
-                    query = f"?{url.raw_query_string}" if url.raw_query_string else ""
-                    return web.Response(status=308, headers={"Location": f"{url.raw_path}/{query}"})
+                    target = with_slash(request.rel_url.raw_path, request.rel_url.raw_query_string)
+                    return web.Response(status=308, headers={"Location": target})
                 if name:
                     return await self._native(request, name, tail)
             if path in self._get or path in self._post:
@@ -265,7 +265,7 @@ class Gateway:
         started = time.perf_counter()
         key = self._authorize(request)
         body = await request.read()
-        model, stream = self._parse_body(body)
+        model, stream = requested_model(body, self.directory.upstreams)
         ups: list[Upstream] | None = None
         if key is not None:
             ups = self.directory.upstreams(model)
@@ -341,7 +341,7 @@ class Gateway:
         elif self._check_host and not local_host(req.headers.get("host", "")):
             return None
         try:
-            model, stream = self._parse_body(req.body)
+            model, stream = requested_model(req.body, self.directory.upstreams)
         except HTTPFailure:
             return None
         ups = self.directory.upstreams(model)
@@ -361,9 +361,6 @@ class Gateway:
     def _begin_forward(self) -> None:
         self._active += 1
         self._drained.clear()
-
-    def _parse_body(self, body: bytes) -> tuple[str, bool]:
-        return requested_model(body, self.directory.upstreams)
 
     async def _native(self, request: web.BaseRequest, name: str, tail: str) -> web.StreamResponse:
         """`/instances/<name>/<tail>`: any route of that instance's llama-server, as it answers (its
