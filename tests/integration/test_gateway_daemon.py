@@ -235,3 +235,40 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
     with pytest.raises(urllib.error.HTTPError) as unknown:
         fleet.call("/models/load", {"model": "nope"})
     assert unknown.value.code == 404 and "Available models: lazy, pair" in unknown.value.read().decode()
+
+
+def test_two_on_demand_models_with_room_for_one_take_turns(
+    tmp_path: Path, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    """max_loaded=1 and two on-demand real llama-servers: while `first` streams to an OpenAI SDK
+    client, a request for `second` is held (not refused); once the stream ends, `first` is
+    evicted and `second` starts only after `first` has exited, then answers."""
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {
+        "port": port, "max_loaded": 1, "start_wait_timeout_s": 60, "hold_keepalive_s": 0.2}}))
+    for name in ("first", "second"):
+        write_instance(home, name, llama_server_bin, tiny_model, on_demand=True)
+    try:
+        home.start_daemon(autostart=True)
+        fleet = Fleet(home, f"http://127.0.0.1:{port}")
+        with fleet.client() as c:
+            stream = c.chat.completions.create(model="first", messages=HELLO, max_tokens=3000, stream=True,
+                                               extra_body={"ignore_eos": True})  # long; unread, it stays in flight
+            first_chunks = [next(iter(stream))]
+            body = {"model": "second", "messages": HELLO, "max_tokens": 4, "stream": True}
+            held = urllib.request.Request(f"{fleet.gateway}/v1/chat/completions", json.dumps(body).encode(),
+                                          {"Content-Type": "application/json"})
+            with urllib.request.urlopen(held, timeout=60) as second:
+                assert second.status == 200 and second.readline().startswith(b": loading model 'second'")
+                assert fleet.state("first") == "ready" and fleet.state("second") == "stopped"
+                first_chunks.extend(stream)  # the rest of the stream, whole
+                rest = second.read().decode()
+        assert first_chunks[-1].choices[0].finish_reason == "length" and len(first_chunks) > 1000  # whole
+        assert rest.rstrip().endswith("data: [DONE]") and '"content"' in rest and "error" not in rest, rest[-300:]
+        first_gone = next(e for e in home.events("first") if (e.from_state, e.to_state) == ("stopping", "stopped"))
+        second_start = next(e for e in home.events("second") if e.to_state == "starting")
+        assert "evicted to start second" in next(e.reason for e in home.events("first") if e.to_state == "stopping")
+        assert second_start.id > first_gone.id
+    finally:
+        home.close()
