@@ -271,6 +271,27 @@ def test_rm_of_a_running_instance_lets_its_stream_finish_then_removes_it(home: H
     assert not (home.paths.instances_dir / "busy").exists()
 
 
+def test_daemon_stop_while_rm_drains_leaves_no_process_behind(home: Home, model: Path) -> None:
+    # `rm` takes the instance out of the fleet and waits for its stream; a `daemon stop` meanwhile
+    # must still stop that process through its supervisor (it is not one of the fleet's instances
+    # any more). It used to cancel that supervisor instead: the stop hung for 50 s, and `rm`
+    # failed with "state database is closed".
+    url = serve_busy(home, model)
+    pid = home.status("busy").pid
+    assert pid is not None
+    with urllib.request.urlopen(chat(url, "busy", stream=True), timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")
+        remove = home.popen_cli("rm", "busy", "-y")
+        home.wait_event("busy", lambda e: e.to_state == "stopping", what="the removal begins")
+        stop = home.cli("daemon", "stop", timeout_s=60)
+        assert stop.code == 0, str(stop)
+        resp.read()  # the gateway ended the stream on its way out
+    wait_gone(pid)
+    out, err = remove.communicate(timeout=60)
+    assert remove.returncode == 0 and "removed busy" in out, out + err
+    assert not (home.paths.instances_dir / "busy").exists()
+
+
 def test_max_loaded_starts_the_next_model_only_after_the_evicted_one_has_exited(home: Home, model: Path) -> None:
     # With max_loaded=1, a request for `b` evicts `a`. `a` takes 1.5 s to shut down (as a big model
     # freeing its GPU memory does); `b` used to be spawned at once, loading beside it. Now its

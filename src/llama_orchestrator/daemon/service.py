@@ -1,10 +1,10 @@
 """The daemon: the one process that owns every llama-server, and the one place L3 is wired together.
 
 `Daemon.serve` (run by `daemon.entry.run_daemon`, what `llama-orch daemon run` and the service
-managers call) takes the home's lock, opens the store (quarantining a corrupt one), builds one supervisor per valid
-instance, re-adopts or starts what the last daemon left, serves the control API and the
-gateway, and on SIGTERM stops everything in parallel (or leaves the instances running for the
-next daemon to adopt, with `--keep-instances`).
+managers call) takes the home's lock, opens the store (quarantining a corrupt one), builds one
+supervisor per valid instance, re-adopts or starts what the last daemon left, serves the control
+API and the gateway, and on SIGTERM stops everything in parallel (or leaves the instances
+running for the next daemon to adopt, with `--keep-instances`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.handlers
 import os
 import secrets
 import time
@@ -188,7 +187,10 @@ class Daemon:
         logger.info("daemon stopping (%s)", "leaving instances running" if keep else "stopping instances")
         if self._gateway is not None:
             await self._gateway.stop()
-        await asyncio.gather(*(sup.close(keep_process=keep) for sup in self.supervisors.values()))
+        # An instance being removed (`rm`, draining) is out of the fleet but still has a process:
+        # it stops whatever `keep` says, before the supervisors' tasks are cancelled below.
+        await asyncio.gather(*(sup.close(keep_process=keep) for sup in self.supervisors.values()),
+                             *(sup.close(keep_process=False) for sup in list(self.retiring.values())))
         for task in [*self._tasks.values(), *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
