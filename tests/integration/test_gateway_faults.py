@@ -556,16 +556,24 @@ async def test_a_full_max_loaded_holds_the_request_until_a_loaded_model_goes_idl
         url = gw.address + "/v1/chat/completions"
         a = await http.post(url, json={**CHAT, "model": "a", "stream": True, "max_tokens": 40})
         assert a.status == 200
-        first = await a.content.readuntil(b"\n\n")
+        first = b""
+        while not first.endswith(b"\n\n") or b"data: " not in first:  # past the loading comments: a streams
+            first += await a.content.readuntil(b"\n\n")
         b = await http.post(url, json={**CHAT, "model": "b", "stream": True})
         assert (await b.content.readuntil(b"\n\n")).startswith(b": loading model 'b'")  # held, not refused
         assert [name for name, _ in directory.starts] == ["a"] and directory.stops == []  # a keeps streaming
+        async with http.get(gw.address + "/metrics") as resp:
+            assert "\nllama_orch_gateway_waiting_requests 1\n" in await resp.text()  # b, for room
         rest = await a.read()
         assert b'"completion_tokens":40' in first + rest and rest.endswith(b"data: [DONE]\n\n")  # whole
         events = [e for e in (await b.read()).split(b"\n\n") if e.startswith(b"data: ")]
         assert events[-1] == b"data: [DONE]" and len(events) > 2
         assert directory.stops == [("a", "evicted to start b (max_loaded)")]
         assert [name for name, _ in directory.starts] == ["a", "b"]
+        async with http.get(gw.address + "/metrics") as resp:
+            text = await resp.text()
+        assert "\nllama_orch_gateway_waiting_requests 0\n" in text
+        assert '\nllama_orch_gateway_evictions_total{instance="a"} 1\n' in text
 
 
 async def test_a_full_max_loaded_answers_503_once_the_hold_runs_out(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llama_orchestrator.core.routing import Upstream
@@ -89,7 +89,11 @@ class GatewayMetrics:
     def observe_ttfb(self, model: str, seconds: float) -> None:
         _histogram(self.ttfb, model, TTFB_BUCKETS).observe(seconds)
 
-    def render(self, upstreams: Sequence[Upstream], children: Sequence[tuple[Upstream, str]] = ()) -> str:
+    def render(
+        self, upstreams: Sequence[Upstream], children: Sequence[tuple[Upstream, str]] = (),
+        evictions: Mapping[str, int] | None = None, waiting: int = 0,
+    ) -> str:
+        """The whole exposition; `evictions` and `waiting` are the traffic's (gateway.traffic)."""
         out: list[str] = []
         out += _family("llama_orch_gateway_requests_total", "counter", "Requests answered, by model, route, status.")
         for (model, route, status), n in sorted(self.requests.items()):
@@ -112,6 +116,13 @@ class GatewayMetrics:
         )
         for model, hist in sorted(self.ttfb.items()):
             out += hist.lines("llama_orch_gateway_time_to_first_byte_seconds", [("model", model)])
+        out += _family("llama_orch_gateway_waiting_requests", "gauge",
+                       "Requests waiting for a slot, for their model to load, or for room to load it (max_loaded).")
+        out.append(f"llama_orch_gateway_waiting_requests {waiting}")
+        out += _family("llama_orch_gateway_evictions_total", "counter",
+                       "Times an instance was stopped to make room for another (max_loaded): swap churn.")
+        for instance, n in sorted((evictions or {}).items()):
+            out.append(f"llama_orch_gateway_evictions_total{_labels([('instance', instance)])} {n}")
         out += _instance_lines(upstreams)
         out += relabel_children(children)
         return "\n".join(out) + "\n"

@@ -393,6 +393,6 @@ class Gateway:
         ups = self.directory.upstreams()
         scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
         children = await scrape.child_metrics(self._pool, scraped) if scraped and self._pool is not None else []
-        text = self.metrics.render(ups, children)
+        text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting)
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={SOURCE_HEADER: "gateway"})

@@ -47,6 +47,12 @@ class Traffic:
         self._queued: dict[str, int] = {}
         self._slot_waiters: set[asyncio.Future[None]] = set()
         self._awaited: dict[str, int] = {}  # instance -> requests waiting for it to become routable
+        self.evictions: dict[str, int] = {}  # instance -> times stopped to make room (`/metrics`)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now: for a slot, for a model to load, or for room to load it."""
+        return sum(self._queued.values()) + sum(self._awaited.values())
 
     # --- per request ---------------------------------------------------------------------------
     async def acquire(
@@ -165,6 +171,7 @@ class Traffic:
             return False
         for victim in victims:
             self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")
+            self.evictions[victim] = self.evictions.get(victim, 0) + 1
         task = asyncio.ensure_future(self._start_after(name, reason, victims))
         self._start_waits[name] = task
         task.add_done_callback(lambda _t: self._start_waits.pop(name, None))
