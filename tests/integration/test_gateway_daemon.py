@@ -260,7 +260,7 @@ def test_two_on_demand_models_with_room_for_one_take_turns(
             held = urllib.request.Request(f"{fleet.gateway}/v1/chat/completions", json.dumps(body).encode(),
                                           {"Content-Type": "application/json"})
             with urllib.request.urlopen(held, timeout=60) as second:
-                assert second.status == 200 and second.readline().startswith(b": loading model 'second'")
+                assert second.status == 200 and second.readline().startswith(b": waiting for room to load 'second'")
                 assert fleet.state("first") == "ready" and fleet.state("second") == "stopped"
                 first_chunks.extend(stream)  # the rest of the stream, whole
                 rest = second.read().decode()

@@ -560,7 +560,7 @@ async def test_a_full_max_loaded_holds_the_request_until_a_loaded_model_goes_idl
         while not first.endswith(b"\n\n") or b"data: " not in first:  # past the loading comments: a streams
             first += await a.content.readuntil(b"\n\n")
         b = await http.post(url, json={**CHAT, "model": "b", "stream": True})
-        assert (await b.content.readuntil(b"\n\n")).startswith(b": loading model 'b'")  # held, not refused
+        assert (await b.content.readuntil(b"\n\n")).startswith(b": waiting for room to load 'b'")  # not refused
         assert [name for name, _ in directory.starts] == ["a"] and directory.stops == []  # a keeps streaming
         async with http.get(gw.address + "/metrics") as resp:
             assert "\nllama_orch_gateway_waiting_requests 1\n" in await resp.text()  # b, for room

@@ -163,7 +163,7 @@ def admit(replicas: Sequence[Upstream], queued: int, queue_size: int) -> Admissi
     routable = [u for u in replicas if u.routable]
     if routable:
         return Enqueue() if queued < queue_size * len(routable) else Overloaded()
-    coming = sorted((u for u in replicas if u.state in _COMING_UP or u.restarting), key=lambda u: u.name)
+    coming = sorted((u for u in replicas if u.state in COMING_UP or u.restarting), key=lambda u: u.name)
     if coming:
         return AwaitStart(coming[0].name)
     startable = sorted((u for u in replicas if u.on_demand and u.state in _STARTABLE), key=lambda u: u.name)
@@ -172,7 +172,7 @@ def admit(replicas: Sequence[Upstream], queued: int, queue_size: int) -> Admissi
     return Unavailable(_why_unavailable(replicas))
 
 
-_COMING_UP = frozenset({InstanceState.STARTING, InstanceState.BACKOFF, InstanceState.RECONCILING})
+COMING_UP = frozenset({InstanceState.STARTING, InstanceState.BACKOFF, InstanceState.RECONCILING})
 _STARTABLE = frozenset({InstanceState.STOPPED, InstanceState.STOPPING})
 
 

@@ -1,8 +1,10 @@
-"""A streaming request held while its model loads, kept alive with SSE comments.
+"""A streaming request held while its model loads (or waits for room or a slot), kept alive with
+SSE comments.
 
 With `gateway.hold_keepalive_s` set, a streamed request (`"stream": true`) that has waited that
 long for a replica gets its answer started at once (200, `text/event-stream`) and an SSE comment
-(`: loading model 'x' (12 s)`) every interval: clients with short read timeouts keep waiting,
+saying what it waits for (`: loading model 'x' (12 s)`, `: waiting for room to load 'x' …`)
+every interval: clients with short read timeouts keep waiting,
 and SSE clients (the OpenAI SDKs among them) ignore comments. The price is that a start that
 then fails can no longer be a 503: it becomes an `error` event that ends the stream, which the
 OpenAI SDKs raise as an APIError. Requests answered within the first interval are untouched.
@@ -25,9 +27,11 @@ class ClientGone(Exception):
 
 
 class HeldStream:
-    def __init__(self, request: web.BaseRequest, model: str, interval_s: float, release: Callable[[str], None]) -> None:
+    def __init__(self, request: web.BaseRequest, model: str, interval_s: float, release: Callable[[str], None],
+                 holds: Callable[[str], str] = lambda model: f"loading model {model!r}") -> None:
         self.request = request
         self.model = model
+        self.holds = holds  # what the request waits for, in words (Traffic.what_holds)
         self.interval_s = interval_s
         self.release = release  # gives back a replica acquired too late to be used
         self.response: web.StreamResponse | None = None  # set once the answer has started
@@ -68,6 +72,6 @@ class HeldStream:
                 })
                 await response.prepare(self.request)
                 self.response = response
-            await self.response.write(f": loading model {self.model!r} ({waited:.0f} s)\n\n".encode())
+            await self.response.write(f": {self.holds(self.model)} ({waited:.0f} s)\n\n".encode())
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc

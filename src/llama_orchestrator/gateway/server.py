@@ -274,7 +274,8 @@ class Gateway:
         outcome = proxy.Outcome()
         refused: frozenset[str] = frozenset()
         keepalive_s = self.config.hold_keepalive_s
-        held = HeldStream(request, model, keepalive_s, self.traffic.release) if stream and keepalive_s else None
+        held = HeldStream(request, model, keepalive_s, self.traffic.release, self.traffic.what_holds) \
+            if stream and keepalive_s else None
         while True:
             try:
                 acquiring = self.traffic.acquire(model, ups, refused)

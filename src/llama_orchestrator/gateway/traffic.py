@@ -49,6 +49,15 @@ class Traffic:
         self._awaited: dict[str, int] = {}  # instance -> requests waiting for it to become routable
         self.evictions: dict[str, int] = {}  # instance -> times stopped to make room (`/metrics`)
 
+    def what_holds(self, model: str) -> str:
+        """What a request for `model` waits for now, in words (a held stream's keep-alive says it)."""
+        replicas = routing.candidates(self.directory.upstreams(model), model)
+        if any(u.name in self._start_waits or u.state in routing.COMING_UP or u.restarting for u in replicas):
+            return f"loading model {model!r}"
+        if any(u.routable for u in replicas):
+            return f"waiting for a free slot of {model!r}"
+        return f"waiting for room to load {model!r} (max_loaded={self.config.max_loaded}: every loaded model is busy)"
+
     @property
     def waiting(self) -> int:
         """Requests waiting now: for a slot, for a model to load, or for room to load it."""
