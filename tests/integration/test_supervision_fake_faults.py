@@ -267,6 +267,7 @@ def test_rm_of_a_running_instance_lets_its_stream_finish_then_removes_it(home: H
     assert rest.count("data: ") >= 100
     out, err = remove.communicate(timeout=60)
     assert remove.returncode == 0 and "removed busy" in out, out + err
+    assert "stopping busy first (requests in flight finish" in err  # why it takes a while
     wait_gone(pid)
     assert not (home.paths.instances_dir / "busy").exists()
 

@@ -238,4 +238,6 @@ def _before_remove(ctx: typer.Context, name: str) -> None:
         client = DaemonClient.connect(context(ctx).paths)
     except DaemonNotRunningError:
         return
+    if any(s.name == name and s.pid is not None for s in client.instances()):
+        _console.info(f"stopping {name} first (requests in flight finish, up to its stop_grace_s)")
     client.remove(name)
