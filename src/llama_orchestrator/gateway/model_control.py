@@ -14,7 +14,7 @@ free VRAM) see, load and unload models through it as they do there.
                                          that model's own answer (a replica's), started first
                                          unless `autoload=false`, which answers 400 instead
     GET  /props                          the router's own props (`"role": "router"`), or the only
-                                         model's when there is one (as requests without `model`)
+                                         model's while it is up (a probe never starts a model)
 
 Load and unload answer `{"success": true}` at once, and the client polls `/models` (or follows
 `/models/sse`) for the outcome, as against llama-server. A key scoped to other models finds `x`
