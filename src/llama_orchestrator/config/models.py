@@ -214,16 +214,23 @@ class GatewayConfig(Strict):
     )
     request_timeout_s: float = Field(600.0, gt=0, description="Longest a proxied request may take.")
     start_wait: Literal["hold", "reject"] = Field(
-        "hold", description="While a model loads: hold the request, or answer 503."
+        "hold", description="While a model loads, or waits for room under max_loaded: hold the request, or answer 503."
     )
-    start_wait_timeout_s: float = Field(300.0, gt=0, description="Longest a held request waits for its model.")
+    start_wait_timeout_s: float = Field(
+        300.0, gt=0, description="Longest a held request waits for its model to load (or for room to load it)."
+    )
     hold_keepalive_s: float | None = Field(
         None, gt=0,
         description="A streamed request held this long starts its SSE answer and gets a comment line this often "
         "until its model is up (for clients with short read timeouts); a failed start then ends the stream "
         "with an error event instead of a 503. Off when null.",
     )
-    max_loaded: int | None = Field(None, ge=1, description="Keep at most this many on-demand instances running.")
+    max_loaded: int | None = Field(
+        None, ge=1,
+        description="Keep at most this many on-demand instances running: a start evicts the least recently used "
+        "idle one (never a pinned, busy or awaited one) and begins once it has exited; with none idle, a held "
+        "request waits for one. No limit when null.",
+    )
     queue_size: int = Field(64, ge=0, description="Requests queued per instance before 429.")
     upstream_keepalive_s: float = Field(
         4.0, gt=0, description="Close idle upstream connections before llama-server's 5 s."
