@@ -23,7 +23,7 @@ from tests.unit.gateway.gateway_fakes import ProcessDirectory, StaticDirectory, 
 
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
-from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file
 from llama_orchestrator.gateway.errors import GatewayStartError
 from llama_orchestrator.gateway.server import MAX_BODY, Gateway
 
@@ -665,3 +665,33 @@ async def test_a_replica_still_loading_is_skipped_and_alone_its_own_503_passes_t
                 assert resp.status == 503
                 assert resp.headers["X-Llama-Orch-Source"] == "upstream"
                 assert (await resp.json())["error"]["message"] == "Loading model"
+
+
+async def test_reconfigure_applies_keys_origins_and_limits_live_and_reports_what_needs_a_restart(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("old-key\n")
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        config = GatewayConfig(api_keys_file=str(keys_file))
+        async with serving(config, directory, load_keyring(None, str(keys_file))) as gw:
+            url = gw.address + "/v1/chat/completions"
+
+            async def status(key: str, origin: str | None = None) -> int:
+                headers = {"Authorization": f"Bearer {key}", **({"Origin": origin} if origin else {})}
+                async with http.post(url, json={**CHAT, "model": "tiny"}, headers=headers) as resp:
+                    return resp.status
+
+            assert await status("old-key") == 200
+            keys_file.write_text("new-key tiny\n")  # rotated, and the origin list narrowed
+            changed = gw.config.model_copy(update={"cors_origins": ["http://localhost:*"], "max_loaded": 2,
+                                                   "port": gw.config.port + 1})
+            assert gw.reconfigure(changed) == ["port"]  # the listener stays where it is
+            assert (await status("old-key"), await status("new-key")) == (401, 200)
+            assert await status("new-key", origin="http://127.0.0.1:3000") == 403
+            assert gw.traffic.config.max_loaded == 2 and gw.config.port != changed.port
+            keys_file.write_text("")  # unusable: nothing changes
+            with pytest.raises(GatewayStartError, match="holds no key"):
+                gw.reconfigure(changed)
+            assert await status("new-key") == 200

@@ -23,7 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.gateway.errors import GatewayStartError
+from llama_orchestrator.gateway.routes import is_loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +113,16 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         if scheme.lower() == "bearer":
             return value.strip() or None
     return headers.get("x-api-key") or None
+
+
+def keyring_for(config: GatewayConfig, given: Keyring | None = None) -> Keyring:
+    """The keys a gateway with `config` serves with (`given`, else its env variable and file);
+    GatewayStartError for a bind beyond loopback without any key."""
+    keys = given if given is not None else load_keyring(config.api_keys_env, config.api_keys_file)
+    if not is_loopback(config.host) and not keys.enabled:
+        raise GatewayStartError(
+            f"refusing to serve the gateway on {config.host}: it is not a loopback address and no API key is "
+            "configured",
+            hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
+        )
+    return keys

@@ -47,8 +47,7 @@ class Cors:
             self._tell(f"origin {origin}", "not in gateway.cors_origins")
             raise Forbidden(
                 f"origin {origin} may not call this gateway; to let it, add it to gateway.cors_origins in "
-                "orchestrator.json, then restart the daemon (llama-orch daemon stop --keep-instances; "
-                "llama-orch daemon start)",
+                "orchestrator.json, then run any llama-orch command (llama-orch up applies it)",
                 code="origin_not_allowed",
             )
 

@@ -8,7 +8,7 @@
          /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
          llama-server accepts)   routed by `model` (or to the only model, without one)
     any  /instances/<name>/<route>             any route of one instance's llama-server (health,
-                                               slots, props, tokenize, lora-adapters, its web UI…)
+                                               slots, props, lora-adapters, its web UI…: gateway.native)
     GET  /metrics                              Prometheus text (gateway + relabelled children)
     POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control),
     GET  /models/sse                           its stream of status changes,

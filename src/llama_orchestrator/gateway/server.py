@@ -29,13 +29,13 @@ from typing import Any
 from aiohttp import web
 
 from llama_orchestrator.config.models import GatewayConfig
-from llama_orchestrator.config.origins import local_host
+from llama_orchestrator.config.origins import local_host, origin_matcher
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway import proxy, scrape
 from llama_orchestrator.gateway import upstream as upclient
-from llama_orchestrator.gateway.auth import Key, Keyring, load_keyring, presented_key
+from llama_orchestrator.gateway.auth import Key, Keyring, keyring_for, presented_key
 from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
 from llama_orchestrator.gateway.errors import (
@@ -54,14 +54,13 @@ from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.model_control import ModelControl
+from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX
+from llama_orchestrator.gateway.native import NativeRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import (
     INFERENCE_PATHS,
     MODEL_PREFIXES,
-    PUBLIC_NATIVE,
     SERVED,
-    is_loopback,
-    with_slash,
 )
 from llama_orchestrator.gateway.traffic import Traffic
 
@@ -102,8 +101,9 @@ class Gateway:
         self._address = ""
         self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
         self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
+        self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, self._native_timeout)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
-                                     self._forward_native)  # llama-server router mode's API
+                                     self._native.forward)  # llama-server router mode's API
         self._get, self._post = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -136,14 +136,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Bind the listener; raise GatewayStartError (port taken, unsafe bind, bad keys)."""
-        keys = self.keys if self.keys is not None else load_keyring(self.config.api_keys_env, self.config.api_keys_file)
-        self.keys = keys
-        if not is_loopback(self.config.host) and not keys.enabled:
-            raise GatewayStartError(
-                f"refusing to serve the gateway on {self.config.host}: it is not a loopback address and no API "
-                "key is configured",
-                hint="set gateway.api_keys_env or gateway.api_keys_file, or bind 127.0.0.1",
-            )
+        self.keys = keys = keyring_for(self.config, self.keys)
         self._check_host = not keys.enabled
         self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
@@ -173,6 +166,24 @@ class Gateway:
         self._lane = lane
         host, port = self._listener.sockets[0].getsockname()[:2]
         self._address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+    def reconfigure(self, config: GatewayConfig) -> list[str]:
+        """Apply `config` (orchestrator.json read again) to the running gateway: keys (the file is
+        read again), limits, timeouts, origins. Return the settings only a restart applies (enabled,
+        host, port), which keep their running values. Keys it cannot use raise GatewayStartError,
+        and then nothing changes."""
+        restart = [f for f in ("enabled", "host", "port") if getattr(config, f) != getattr(self.config, f)]
+        config = config.model_copy(update={f: getattr(self.config, f) for f in restart})
+        keys = keyring_for(config)
+        self.config = self.traffic.config = config
+        self.keys, self._check_host = keys, not keys.enabled
+        self.cors.allows = origin_matcher(config.cors_origins)
+        self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
+        if self._lane is not None:
+            self._lane.timeouts = self._stream_timeout
+        if self._pool is not None:
+            self._pool.keepalive_s = config.upstream_keepalive_s
+        return restart
 
     async def stop(self) -> None:
         """Stop listening, end in-flight streams (with an SSE error event), close upstream sockets."""
@@ -220,13 +231,8 @@ class Gateway:
                 return await handler(request)
             if path.startswith(MODEL_PREFIXES) and method in ("GET", "HEAD"):
                 return await self._control.model(request, path.partition("/models/")[2])
-            if path.startswith("/instances/"):
-                name, sep, tail = path[len("/instances/"):].partition("/")
-                if name and not sep:  # the web UI's relative links need the trailing slash
-                    target = with_slash(request.rel_url.raw_path, request.rel_url.raw_query_string)
-                    return web.Response(status=308, headers={"Location": target})
-                if name:
-                    return await self._native(request, name, tail)
+            if path.startswith(NATIVE_PREFIX):
+                return await self._native.route(request)
             if path in self._get or path in self._post:
                 allowed = "GET, HEAD" if path in self._get else "POST"
                 raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
@@ -362,30 +368,6 @@ class Gateway:
     def _begin_forward(self) -> None:
         self._active += 1
         self._drained.clear()
-
-    async def _native(self, request: web.BaseRequest, name: str, tail: str) -> web.StreamResponse:
-        """`/instances/<name>/<tail>`: any route of that instance's llama-server, as it answers (its
-        web UI at `/instances/<name>/` too, when the build has one), as llama-swap's `/upstream`."""
-        ups = self.directory.upstreams()
-        upstream = next((u for u in ups if u.name == name), None)
-        if tail not in PUBLIC_NATIVE or request.method not in ("GET", "HEAD"):
-            key = self._authorize(request)
-            if key is not None and upstream is not None and not key.allows(set(upstream.names)):
-                upstream = None
-        if upstream is None:
-            raise NotFound(f"no instance named {name!r}; instances: {', '.join(sorted(u.name for u in ups))}",
-                           code="instance_not_found")
-        if upstream.state not in PROCESS_STATES:
-            raise Unavailable(f"instance {name!r} is {upstream.state.value}", code="instance_not_running",
-                              retry_after_s=5)
-        path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
-        return await self._forward_native(request, upstream, path)
-
-    async def _forward_native(self, request: web.BaseRequest, upstream: Upstream, path: str) -> web.StreamResponse:
-        """Relay `request` to `path` (a native route, with its query) on `upstream`, as it answers."""
-        body = await request.read() if request.can_read_body else None
-        return await proxy.forward(self.pool, request, upstream, path, body, self._native_timeout, proxy.Outcome(),
-                                   native=True)
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         if "model" in request.query:  # router mode's spelling: that model's own /metrics
