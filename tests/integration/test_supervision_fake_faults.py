@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -316,3 +317,41 @@ def test_max_loaded_starts_the_next_model_only_after_the_evicted_one_has_exited(
     b_started = next(e for e in home.events("b") if e.to_state == "starting")
     assert b_started.id > a_stopped.id, (home.events("a"), home.events("b"))
     assert home.status("a").state == "stopped" and home.status("b").state == "ready"
+
+
+def test_gateway_settings_and_a_rotated_keys_file_apply_on_the_next_command_without_a_restart(
+    home: Home, model: Path, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("old-key\n")
+    port = free_port()
+    settings = {"gateway": {"port": port, "api_keys_file": str(keys)}}
+    home.paths.orchestrator_file.write_text(json.dumps(settings))
+    home.write_instance("busy", model=model, port=free_port(), binary=home.fake_binary())
+    home.start_daemon()
+    home.ok("start", "busy")
+    pid = home.status("busy").pid
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+    def status(key: str) -> int:
+        request = chat(url, "busy", max_tokens=2)
+        request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    assert status("old-key") == 200
+    keys.write_text("new-key\n")  # a leaked key rotated: the next command applies it
+    home.ok("up")
+    assert (status("old-key"), status("new-key")) == (401, 200)
+    home.paths.orchestrator_file.write_text("{broken")  # a broken file keeps the running settings
+    assert home.cli("up").code == 2
+    assert status("new-key") == 200
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {**settings["gateway"], "port": free_port()}}))
+    home.ok("up")  # a new port needs a restart: said in the log, the old one keeps serving
+    assert status("new-key") == 200
+    assert "gateway.port changed in orchestrator.json: only a daemon restart applies it" in \
+        home.paths.daemon_log.read_text()
+    assert home.status("busy").pid == pid  # no instance was restarted for any of it

@@ -46,6 +46,14 @@ class RemoteError(OrchestratorError):
         self.status = status
 
 
+def recorded_address(paths: HomePaths) -> str | None:
+    """host:port of the control API the running daemon recorded, if its control file is readable."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        data = json.loads(paths.control_file.read_text(encoding="utf-8"))
+        return f"{data['host']}:{data['port']}"
+    return None
+
+
 class DaemonClient:
     def __init__(self, host: str, port: int, token: str, pid: int | None = None) -> None:
         self.host = host

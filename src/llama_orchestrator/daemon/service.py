@@ -10,7 +10,6 @@ running for the next daemon to adopt, with `--keep-instances`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -30,6 +29,7 @@ from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.control import build_app
 from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.lock import DaemonLock
@@ -44,7 +44,7 @@ from llama_orchestrator.daemon.protocol import (
 from llama_orchestrator.daemon.resources import ResourceSampler
 from llama_orchestrator.daemon.signals import capture_signals
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorDeps
-from llama_orchestrator.engine import rotate_if_needed, tail_lines
+from llama_orchestrator.engine import rotate_all, tail_lines
 from llama_orchestrator.errors import (
     ConfigError,
     ConfigProblem,
@@ -71,6 +71,7 @@ class Daemon:
         self.hub = EventHub()
         self.supervisors: dict[str, InstanceSupervisor] = {}
         self.retiring: dict[str, InstanceSupervisor] = {}  # removed, finishing requests in flight
+        self._restart_pending: list[str] = []  # gateway settings changed that only a restart applies
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -92,7 +93,7 @@ class Daemon:
         """Run until asked to stop; return the process exit code."""
         lock = DaemonLock(self.paths.lock_file)
         if not lock.acquire():
-            raise DaemonAlreadyRunningError(lock.holder_pid(), _control_address(self.paths))
+            raise DaemonAlreadyRunningError(lock.holder_pid(), recorded_address(self.paths))
         try:
             self.store = Store.open(self.paths.state_db)
             if self.store.quarantined:
@@ -212,7 +213,7 @@ class Daemon:
                     for sup in list(self.supervisors.values())]
             # Copying a big log blocks: keep it off the loop that serves probes and the gateway
             # (one thread hop per tick for all instances: the check is a stat when nothing is due).
-            await asyncio.to_thread(_rotate_all, jobs)
+            await asyncio.to_thread(rotate_all, jobs)
 
     # ---- configs ---------------------------------------------------------------------------
     def _load(self) -> Fleet:
@@ -253,7 +254,27 @@ class Daemon:
                 self._add_supervisor(config)
         for name in [n for n in self.supervisors if n not in fleet.config_files]:
             self._spawn_background(self._retire(name))
+        self._reconfigure_gateway(fleet)
         return list(fleet.errors)
+
+    def _reconfigure_gateway(self, fleet: Fleet) -> None:
+        """Apply orchestrator.json's gateway settings (and a rewritten keys file) to the running
+        gateway; a broken orchestrator.json keeps the running ones, as a broken instance config does."""
+        if self._gateway is None or any(p.file == str(self.paths.orchestrator_file) for p in fleet.errors):
+            return
+        before = (self._gateway.config, self._gateway.keys)
+        try:
+            restart = self._gateway.reconfigure(fleet.orchestrator.gateway)
+        except OrchestratorError as exc:
+            logger.error("gateway settings not applied, the running ones stay: %s", exc)
+            return
+        if (self._gateway.config, self._gateway.keys) != before:
+            logger.info("gateway settings applied from orchestrator.json")
+        if restart != self._restart_pending:
+            self._restart_pending = restart
+            for name in restart:
+                logger.warning("gateway.%s changed in orchestrator.json: only a daemon restart applies it "
+                               "(llama-orch daemon stop --keep-instances; llama-orch daemon start)", name)
 
     async def _retire(self, name: str) -> None:
         """Forget a removed instance: stop it as `down` would (its requests in flight finish first)."""
@@ -371,17 +392,3 @@ class Daemon:
     async def remove(self, name: str) -> None:
         self._supervisor(name)
         await self._retire(name)
-
-
-def _rotate_all(jobs: list[tuple[Path, int, int]]) -> None:
-    for log_path, max_bytes, backups in jobs:
-        rotate_if_needed(log_path, max_bytes, backups)
-
-
-def _control_address(paths: HomePaths) -> str | None:
-    import json
-
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        data = json.loads(paths.control_file.read_text())
-        return f"{data['host']}:{data['port']}"
-    return None

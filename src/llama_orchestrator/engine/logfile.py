@@ -54,6 +54,12 @@ def backup_path(path: Path, index: int) -> Path:
     return path.with_name(f"{path.name}.{index}")
 
 
+def rotate_all(jobs: list[tuple[Path, int, int]]) -> None:
+    """`rotate_if_needed` for each (path, max_bytes, backups)."""
+    for path, max_bytes, backups in jobs:
+        rotate_if_needed(path, max_bytes, backups)
+
+
 def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
     """Rotate `path` when it reached `max_bytes`: shift .1→.2…, copy to .1, truncate to 0.
 
