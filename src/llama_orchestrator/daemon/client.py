@@ -46,10 +46,15 @@ class RemoteError(OrchestratorError):
         self.status = status
 
 
+def _control_record(paths: HomePaths) -> Any:
+    """What the running daemon wrote in its control file (OSError, ValueError when unreadable)."""
+    return json.loads(paths.control_file.read_text(encoding="utf-8"))
+
+
 def recorded_address(paths: HomePaths) -> str | None:
     """host:port of the control API the running daemon recorded, if its control file is readable."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        data = json.loads(paths.control_file.read_text(encoding="utf-8"))
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = _control_record(paths)
         return f"{data['host']}:{data['port']}"
     return None
 
@@ -65,7 +70,7 @@ class DaemonClient:
     def connect(cls, paths: HomePaths) -> DaemonClient:
         """Read the control file and check the daemon answers; raise DaemonNotRunningError otherwise."""
         try:
-            data = json.loads(paths.control_file.read_text(encoding="utf-8"))
+            data = _control_record(paths)
             client = cls(str(data["host"]), int(data["port"]), str(data["token"]), int(data.get("pid") or 0) or None)
         except (OSError, ValueError, KeyError) as exc:
             raise DaemonNotRunningError(

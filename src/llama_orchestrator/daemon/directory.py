@@ -29,6 +29,7 @@ from llama_orchestrator.gateway.server import Gateway
 S = InstanceState
 _UP = frozenset({S.READY, S.UNHEALTHY})
 _NO_PROCESS = frozenset({S.STOPPED, S.FAILED})
+_READY_OR_FAILED = frozenset({S.READY, S.FAILED})
 _RECHECK_S = 0.25
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
 
@@ -120,30 +121,34 @@ class SupervisorDirectory:
     async def wait_routable(self, name: str, timeout_s: float) -> bool:
         """True once ready with a passing probe; False on failure or timeout. A start just
         submitted may still read `stopped`, so only `failed` ends the wait early."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            sup = self.supervisors.get(name)
+        def verdict(sup: InstanceSupervisor | None) -> bool | None:
             if sup is None or sup.rt.state is S.FAILED:
                 return False
-            if sup.rt.state is S.READY and sup.rt.probe_failures == 0:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await sup.wait_for_state(frozenset({S.READY, S.FAILED}), min(left, _RECHECK_S))
+            return True if sup.rt.state is S.READY and sup.rt.probe_failures == 0 else None
+
+        return await self._wait(name, timeout_s, _READY_OR_FAILED, verdict)
 
     async def wait_stopped(self, name: str, timeout_s: float) -> bool:
         """True once its process is gone (`stopped` or `failed`, or the instance is removed). A stop
         just submitted may still read `ready`: that is waited out like any other state."""
+        return await self._wait(
+            name, timeout_s, _NO_PROCESS, lambda sup: True if sup is None or sup.rt.state in _NO_PROCESS else None
+        )
+
+    async def _wait(self, name: str, timeout_s: float, states: frozenset[InstanceState],
+                    verdict: Callable[[InstanceSupervisor | None], bool | None]) -> bool:
+        """Until `verdict` of the instance's supervisor is not None (woken by its moves into
+        `states`, and every _RECHECK_S); False on timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             sup = self.supervisors.get(name)
-            if sup is None or sup.rt.state in _NO_PROCESS:
-                return True
+            found = verdict(sup)
+            if found is not None:
+                return found
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or sup is None:
                 return False
-            await sup.wait_for_state(_NO_PROCESS, min(left, _RECHECK_S))
+            await sup.wait_for_state(states, min(left, _RECHECK_S))
 
     def begin_request(self, name: str) -> None:
         sup = self.supervisors.get(name)

@@ -38,8 +38,12 @@ logger = logging.getLogger(__name__)
 
 class Cors:
     def __init__(self, origins: Iterable[str]) -> None:
-        self.allows = origin_matcher(origins)
+        self.allow(origins)
         self._told: set[str] = set()
+
+    def allow(self, origins: Iterable[str]) -> None:
+        """Allow exactly `origins` from now on (gateway.cors_origins, read again on a reload)."""
+        self.allows = origin_matcher(origins)
 
     def check(self, origin: str) -> None:
         """Raise Forbidden (403) for an origin that may not call the gateway."""

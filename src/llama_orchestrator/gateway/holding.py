@@ -28,7 +28,7 @@ class ClientGone(Exception):
 
 class HeldStream:
     def __init__(self, request: web.BaseRequest, model: str, interval_s: float, release: Callable[[str], None],
-                 holds: Callable[[str], str] = lambda model: f"loading model {model!r}") -> None:
+                 holds: Callable[[str], str]) -> None:
         self.request = request
         self.model = model
         self.holds = holds  # what the request waits for, in words (Traffic.what_holds)

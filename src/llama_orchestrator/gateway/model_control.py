@@ -37,7 +37,7 @@ from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES, InstanceState
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names, visible_models
-from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, ModelNotFound, Unavailable
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, ModelNotFound
 from llama_orchestrator.gateway.traffic import Traffic
 
 S = InstanceState
@@ -114,26 +114,9 @@ class ModelControl:
             if not named or request.query.get("autoload", "").lower() in ("false", "0"):
                 raise BadRequest(f"model {model!r} is not loaded; load it with POST /models/load",
                                  code="model_not_loaded", param="model")
-            upstream = await self._started(model, replicas)
+            upstream = await self.traffic.until_up(model)
         query = urlencode([(k, v) for k, v in request.query.items() if k not in ("model", "autoload")])
         return await self.forward(request, upstream, f"/{route}" + (f"?{query}" if query else ""))
-
-    async def _started(self, model: str, replicas: list[Upstream]) -> Upstream:
-        """No replica is up: start one as a first request would (on-demand ones), and wait for it."""
-        decision = routing.admit(replicas, 0, 0)
-        if isinstance(decision, routing.Unavailable):
-            raise Unavailable(f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
-                              retry_after_s=5)
-        assert isinstance(decision, routing.StartFirst | routing.AwaitStart)  # none was routable
-        if isinstance(decision, routing.StartFirst):
-            self.traffic.start(decision.name, f"GET of {model} (router mode autoload)")
-        timeout = self.traffic.config.start_wait_timeout_s
-        if await self.directory.wait_routable(decision.name, timeout):
-            upstream = routing.pick_replica(self.directory.upstreams(model))
-            if upstream is not None:
-                return upstream
-        raise Unavailable(f"model {model!r} did not become ready within {timeout:g} s", code="model_loading",
-                          retry_after_s=5)
 
     async def watch(self, request: web.BaseRequest) -> web.StreamResponse:
         """`/models/sse`: the status of every model the key may see, then each change, until the

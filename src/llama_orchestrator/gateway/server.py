@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from llama_orchestrator.config.models import GatewayConfig
-from llama_orchestrator.config.origins import local_host, origin_matcher
+from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
@@ -99,7 +99,7 @@ class Gateway:
         self._live: set[upclient.Response] = set()  # upstream responses being relayed
         self._drained = asyncio.Event()
         self._address = ""
-        self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
+        self._stream_timeout = _stream_timeouts(config)
         self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
         self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, self._native_timeout)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
@@ -177,8 +177,8 @@ class Gateway:
         keys = keyring_for(config)
         self.config = self.traffic.config = config
         self.keys, self._check_host = keys, not keys.enabled
-        self.cors.allows = origin_matcher(config.cors_origins)
-        self._stream_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)
+        self.cors.allow(config.cors_origins)
+        self._stream_timeout = _stream_timeouts(config)
         if self._lane is not None:
             self._lane.timeouts = self._stream_timeout
         if self._pool is not None:
@@ -379,3 +379,8 @@ class Gateway:
         text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting)
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={SOURCE_HEADER: "gateway"})
+
+
+def _stream_timeouts(config: GatewayConfig) -> upclient.Timeouts:
+    """An inference request's upstream timeouts: connect, then `request_timeout_s` for any byte."""
+    return upclient.Timeouts(connect=CONNECT_TIMEOUT_S, read=config.request_timeout_s)

@@ -104,12 +104,30 @@ class Traffic:
                         waits.queue_deadline = self.clock() + self.config.request_timeout_s
                     await self._wait_for_slot(model, waits.queue_deadline)
                 elif isinstance(decision, routing.Unavailable):
-                    raise Unavailable(
-                        f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
-                        retry_after_s=LOADING_RETRY_AFTER_S,
-                    )
+                    raise _unavailable(model, decision)
                 else:
                     await self._await_start(model, replicas, decision, waits)
+        finally:
+            self._unawait(waits.awaited)
+
+    async def until_up(self, model: str) -> Upstream:
+        """A routable replica of `model`, not counted in flight (for reads such as router mode's
+        `/props?model=`, which need no slot): one up now, else started and waited for as a
+        request's would be (room made under max_loaded, `start_wait` obeyed)."""
+        waits = _Waits()
+        try:
+            while True:
+                replicas = routing.candidates(self.directory.upstreams(model), model)
+                up = routing.pick_replica(replicas)
+                if up is not None:
+                    return up
+                decision = routing.admit(replicas, 0, 0)  # none is routable: start, wait, or unavailable
+                if isinstance(decision, routing.StartFirst | routing.AwaitStart):
+                    await self._await_start(model, replicas, decision, waits)
+                elif isinstance(decision, routing.Unavailable):
+                    raise _unavailable(model, decision)
+                else:
+                    raise ModelNotFound(model, available_models(self.directory.upstreams()))  # replicas went away
         finally:
             self._unawait(waits.awaited)
 
@@ -281,6 +299,11 @@ class _Waits:
     queue_deadline: float | None = None  # waiting for a slot since
     room_deadline: float | None = None  # waiting for max_loaded room since
     awaited: str | None = None  # the instance it waits for, counted in `Traffic._awaited`
+
+
+def _unavailable(model: str, decision: routing.Unavailable) -> Unavailable:
+    return Unavailable(f"model {model!r} is not available: {decision.reason}", code="model_unavailable",
+                       retry_after_s=LOADING_RETRY_AFTER_S)
 
 
 def _loading_retry_after(replicas: list[Upstream], name: str) -> int:
