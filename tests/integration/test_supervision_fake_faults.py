@@ -319,6 +319,29 @@ def test_max_loaded_starts_the_next_model_only_after_the_evicted_one_has_exited(
     assert home.status("a").state == "stopped" and home.status("b").state == "ready"
 
 
+def test_min_residency_holds_the_next_model_until_the_loaded_one_has_been_up_that_long(
+    home: Home, model: Path
+) -> None:
+    # Aider's main and weak model under max_loaded=1: `a` answers, then a request for `b` comes at
+    # once. Without a residency `b` would evict `a` at once (and the next `a` request evict `b`).
+    # With `a`'s min_residency_s of 2, the request for `b` is held until `a` has been ready 2 s.
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port, "max_loaded": 1}}))
+    home.write_instance("a", model=model, port=free_port(), binary=home.fake_binary(), on_demand=True,
+                        min_residency_s=2)
+    home.write_instance("b", model=model, port=free_port(), binary=home.fake_binary(), on_demand=True)
+    home.start_daemon()
+    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    for name in ("a", "b"):
+        with urllib.request.urlopen(chat(url, name, max_tokens=2), timeout=60) as answer:
+            assert answer.status == 200
+    a_ready = next(e for e in home.events("a") if e.to_state == "ready")
+    evicted = next(e for e in home.events("a") if e.to_state == "stopping")
+    assert "evicted to start b" in evicted.reason
+    assert evicted.at - a_ready.at >= 2.0 - 0.05, (a_ready, evicted)  # wall clock vs the daemon's monotonic
+    assert home.status("b").state == "ready"
+
+
 def test_gateway_settings_and_a_rotated_keys_file_apply_on_the_next_command_without_a_restart(
     home: Home, model: Path, tmp_path: Path
 ) -> None:

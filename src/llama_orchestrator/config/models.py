@@ -174,6 +174,16 @@ class InstanceConfig(Strict):
     on_demand: bool = Field(False, description="Start on the first gateway request instead.")
     idle_ttl_s: float | None = Field(None, gt=0, description="Stop after this many seconds without requests.")
     pinned: bool = Field(False, description="Never evicted to make room for another model.")
+    min_residency_s: float | None = Field(
+        None, gt=0,
+        description="Under the gateway's max_loaded: not evicted until it has been ready this many seconds "
+        "(a request for another model waits, or gets 503 with Retry-After), so two models taking turns do not "
+        "reload at every request. The idle TTL still applies.",
+    )
+    eviction_priority: int = Field(
+        0, description="Under the gateway's max_loaded: idle instances with lower values are evicted first, "
+        "then the least recently used.",
+    )
 
     @field_validator("name")
     @classmethod

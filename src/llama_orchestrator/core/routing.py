@@ -36,6 +36,16 @@ class Upstream:
     ready_in_s: float | None = None  # not up: when a start should be ready, from learned load times
     aliases: tuple[str, ...] = ()  # more names that route here (model.aliases)
     restarting: bool = False  # stopping only to start again: requests wait for it as for a start
+    up_for_s: float | None = None  # seconds since it last became ready; None when not up (or not known)
+    min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready
+    eviction_priority: int = 0  # under max_loaded, lower values are evicted first
+
+    @property
+    def residency_left_s(self) -> float:
+        """Seconds until its minimum residency is over (0 when it has none or it is over)."""
+        if self.min_residency_s is None or self.up_for_s is None:
+            return 0.0
+        return max(0.0, self.min_residency_s - self.up_for_s)
 
     def serves(self, model: str) -> bool:
         return model == self.name or model == self.alias or model in self.aliases
@@ -200,10 +210,9 @@ def choose_evictions(
 ) -> list[str] | None:
     """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones up.
 
-    Victims are the least recently used on-demand instances that are neither pinned, nor serving
-    a request, nor themselves being started, nor `awaited` (a request waits to use them: evicting
-    one would waste its load before it answers). Returns [] when nothing has to go, and None when
-    room cannot be made (every other loaded instance is pinned, busy or awaited).
+    Victims are the on-demand instances `evictable` allows, the lowest `eviction_priority` first,
+    then the least recently used. Returns [] when nothing has to go, and None when room cannot be
+    made (every other loaded instance is pinned, busy, awaited or within its minimum residency).
     """
     if max_loaded is None:
         return []
@@ -212,12 +221,32 @@ def choose_evictions(
     if excess <= 0:
         return []
     victims = sorted(
-        (u for u in loaded if not u.pinned and u.in_flight == 0 and u.name not in starting and u.name not in awaited),
-        key=lambda u: (u.last_used, u.name),
+        (u for u in loaded if evictable(u, starting, awaited)),
+        key=lambda u: (u.eviction_priority, u.last_used, u.name),
     )
     if len(victims) < excess:
         return None
     return [u.name for u in victims[:excess]]
+
+
+def evictable(u: Upstream, starting: Collection[str], awaited: Collection[str]) -> bool:
+    """Whether `u` may be stopped to make room: `_unclaimed`, and loaded for at least its
+    `min_residency_s` (so two models taking turns under max_loaded do not reload at every request)."""
+    return _unclaimed(u, starting, awaited) and u.residency_left_s == 0.0
+
+
+def _unclaimed(u: Upstream, starting: Collection[str], awaited: Collection[str]) -> bool:
+    """Not pinned, serving no request, not itself being started, and not `awaited` (a request
+    waits to use it: evicting it would waste its load before it answers)."""
+    return not u.pinned and u.in_flight == 0 and u.name not in starting and u.name not in awaited
+
+
+def room_in_s(upstreams: Sequence[Upstream], starting: Collection[str], awaited: Collection[str]) -> float | None:
+    """When no room can be made now: the seconds until the first loaded instance that only its
+    minimum residency keeps becomes evictable; None when no instance is kept by that alone."""
+    lefts = [u.residency_left_s for u in loaded_on_demand(upstreams, starting)
+             if u.residency_left_s > 0 and _unclaimed(u, starting, awaited)]
+    return min(lefts) if lefts else None
 
 
 _IDLE_STATES = frozenset({InstanceState.READY, InstanceState.UNHEALTHY})

@@ -39,6 +39,12 @@ def connect_base_url(config: InstanceConfig) -> str:
     return config.server.base_url
 
 
+def _up_for_s(sup: InstanceSupervisor) -> float | None:
+    """Seconds since the instance last became ready, on the supervisor's own clock."""
+    ready_at = sup.rt.ready_at
+    return None if ready_at is None else max(0.0, sup.deps.monotonic() - ready_at)
+
+
 class SupervisorDirectory:
     def __init__(
         self,
@@ -88,6 +94,9 @@ class SupervisorDirectory:
                 restarts=sup.rt.restarts,
                 ready_in_s=None if state in _UP else sup.ready_in_s(),
                 restarting=state is S.STOPPING and sup.rt.after_stop == "restart",
+                up_for_s=_up_for_s(sup) if state in _UP else None,
+                min_residency_s=config.min_residency_s,
+                eviction_priority=config.eviction_priority,
             ))
         return out
 

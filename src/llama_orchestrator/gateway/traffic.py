@@ -6,10 +6,11 @@ The decisions are the pure functions of `core.routing` (`admit`, `choose_evictio
 it in flight (`begin_request`) happen with no `await` in between, so two requests can never
 both take a replica's last slot.
 
-When `max_loaded` is reached and every loaded instance is busy or pinned, a held request
-(`start_wait: "hold"`) waits for one to go idle, as llama-swap's queue does, instead of failing
-at once; an instance some request is waiting to use is never evicted for another's start, so
-two models wanted at once take turns instead of evicting each other before either answers.
+When `max_loaded` is reached and every loaded instance is busy, pinned or within its
+`min_residency_s`, a held request (`start_wait: "hold"`) waits for one to become evictable, as
+llama-swap's queue does, instead of failing at once; an instance some request is waiting to use
+is never evicted for another's start, so two models wanted at once take turns instead of
+evicting each other before either answers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +58,10 @@ class Traffic:
             return f"loading model {model!r}"
         if any(u.routable for u in replicas):
             return f"waiting for a free slot of {model!r}"
+        room_in = self._room_in_s(set())
+        if room_in is not None:
+            return (f"waiting for room to load {model!r} (max_loaded={self.config.max_loaded}: "
+                    f"a loaded model can go in {math.ceil(room_in)} s, after its min_residency_s)")
         return f"waiting for room to load {model!r} (max_loaded={self.config.max_loaded}: every loaded model is busy)"
 
     @property
@@ -183,7 +189,8 @@ class Traffic:
     # --- starting and eviction -----------------------------------------------------------------
     def start(self, name: str, reason: str) -> None:
         """Ask for `name` once (concurrent first requests share one start), evicting to make room;
-        raise 503 `capacity_exhausted` when there is no room (every loaded instance busy or pinned)."""
+        raise 503 `capacity_exhausted` when there is no room (every loaded instance busy, pinned,
+        awaited or within its minimum residency)."""
         if not self._try_start(name, reason):
             raise self._no_room(name)
 
@@ -220,11 +227,22 @@ class Traffic:
 
     def _no_room(self, name: str, waited_s: float | None = None) -> Unavailable:
         after = "" if waited_s is None else f" for {waited_s:g} s"
+        room_in = self._room_in_s({name})
+        if room_in is not None:  # only a minimum residency keeps the room: say when it ends
+            retry = max(1, math.ceil(room_in))
+            return Unavailable(
+                f"cannot start {name!r}{after}: max_loaded={self.config.max_loaded} instances are up and none "
+                f"may be evicted yet; one can go in {retry} s, when its min_residency_s is over",
+                code="capacity_exhausted", retry_after_s=retry,
+            )
         return Unavailable(
             f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and every "
             f"one of them is serving requests, pinned or awaited{after}",
             code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
         )
+
+    def _room_in_s(self, starting: set[str]) -> float | None:
+        return routing.room_in_s(self.directory.upstreams(), starting | self._start_waits.keys(), self._awaited)
 
     def _unawait(self, name: str | None) -> None:
         if name is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
@@ -17,6 +18,7 @@ class StubSupervisor:
     in_flight: int = 0
     events: list[object] = field(default_factory=list)
     ready: float | None = None
+    deps: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(monotonic=lambda: 50.0))
 
     def submit(self, event: object) -> None:
         self.events.append(event)
@@ -171,3 +173,16 @@ def test_supervisor_expects_the_median_learned_load_time_less_what_has_passed(tm
         assert sup.ready_in_s() == 3.5
         sup.rt = lc.Runtime(state=S.STARTING, started_at=clock.now - 60)
         assert sup.ready_in_s() == 0.0  # late: any moment now
+
+
+def test_residency_and_eviction_priority_reach_the_gateway() -> None:
+    """`up_for_s` is counted on the supervisor's clock, from the moment it last became ready."""
+    sup = StubSupervisor(config("a", min_residency_s=120, eviction_priority=-3))
+    directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
+    [u] = directory.upstreams()
+    assert (u.up_for_s, u.min_residency_s, u.eviction_priority) == (None, 120, -3)  # stopped: not up
+    sup.rt = lc.Runtime(state=S.READY, ready_at=20.0)
+    [u] = directory.upstreams()
+    assert u.up_for_s == 30.0 and u.residency_left_s == 90.0
+    sup.rt = lc.Runtime(state=S.UNHEALTHY, ready_at=20.0)
+    assert directory.upstreams()[0].up_for_s == 30.0  # still loaded, still counting

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.unit.gateway.gateway_fakes import upstream
 
 from llama_orchestrator.core import routing as r
@@ -95,6 +97,31 @@ def test_an_awaited_instance_is_never_a_victim_and_an_awaited_stopped_one_takes_
     assert r.choose_evictions(ups, max_loaded=2, starting={"target"}) == ["fresh"]
     assert r.choose_evictions(ups, max_loaded=2, starting={"target"}, awaited={"fresh", "queued"}) == ["idle"]
     assert r.choose_evictions(ups, max_loaded=1, starting={"target"}, awaited={"fresh"}) is None
+
+
+def test_an_instance_within_its_min_residency_is_not_a_victim_and_room_in_says_when_it_can_go() -> None:
+    ups = [upstream("young", on_demand=True, last_used=1.0, up_for_s=3.0, min_residency_s=10.0),
+           upstream("settled", on_demand=True, last_used=2.0, up_for_s=30.0, min_residency_s=10.0),
+           upstream("target", on_demand=True, state=S.STOPPED)]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"target"}) == ["settled"]  # though young is older
+    assert r.choose_evictions(ups, max_loaded=1, starting={"target"}) is None
+    assert r.room_in_s(ups, {"target"}, ()) == 7.0
+    assert r.room_in_s(ups, {"target"}, {"young"}) is None  # awaited: the residency's end would not help
+    busy = [replace(u, in_flight=1) if u.name == "young" else u for u in ups]
+    assert r.room_in_s(busy, {"target"}, ()) is None  # its request's end wakes the waiters anyway
+    over = [replace(u, up_for_s=12.0) if u.name == "young" else u for u in ups]
+    assert r.choose_evictions(over, max_loaded=1, starting={"target"}) == ["young", "settled"]
+    assert r.room_in_s(over, {"target"}, ()) is None
+
+
+def test_lower_eviction_priority_goes_first_then_least_recently_used() -> None:
+    ups = [upstream("chat", on_demand=True, last_used=1.0, eviction_priority=10),
+           upstream("embed", on_demand=True, last_used=5.0),
+           upstream("rerank", on_demand=True, last_used=4.0),
+           upstream("target", on_demand=True, state=S.STOPPED)]
+    assert r.choose_evictions(ups, max_loaded=3, starting={"target"}) == ["rerank"]
+    assert r.choose_evictions(ups, max_loaded=2, starting={"target"}) == ["rerank", "embed"]
+    assert r.choose_evictions(ups, max_loaded=1, starting={"target"}) == ["rerank", "embed", "chat"]
 
 
 def test_idle_expired_respects_ttl_in_flight_and_state() -> None:

@@ -54,3 +54,39 @@ async def test_an_instance_a_request_waits_for_is_not_evicted_for_another_start(
     await directory.started.wait()
     assert directory.starts == [("c", "load c")]
     await traffic.close()
+
+
+class StopWatchedDirectory(StaticDirectory):
+    """Tells the test when an instance has been asked to stop."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.stopped = asyncio.Event()
+
+    def request_stop(self, name: str, reason: str) -> None:
+        super().request_stop(name, reason)
+        self.stopped.set()
+
+
+async def test_min_residency_refuses_with_the_seconds_left_and_a_held_request_evicts_once_it_is_over() -> None:
+    directory = StopWatchedDirectory([
+        upstream("a", on_demand=True, up_for_s=2.0, min_residency_s=30.0),  # idle, loaded 2 s ago
+        upstream("b", on_demand=True, state=S.STOPPED),
+    ])
+    rejecting = Traffic(GatewayConfig(max_loaded=1, start_wait="reject"), directory)
+    with pytest.raises(Unavailable) as refused:
+        await rejecting.acquire("b")
+    assert refused.value.code == "capacity_exhausted" and refused.value.retry_after_s == 28
+    assert "one can go in 28 s, when its min_residency_s is over" in str(refused.value)
+
+    holding = Traffic(GatewayConfig(max_loaded=1), directory)
+    waiting = asyncio.ensure_future(holding.acquire("b"))
+    while holding.waiting == 0:  # the request is counted as waiting before its first look for room
+        await asyncio.sleep(0)
+    assert "a loaded model can go in 28 s, after its min_residency_s" in holding.what_holds("b")
+    assert directory.stops == [] and not waiting.done()
+    directory.set("a", up_for_s=30.0)  # its residency is over: the next look evicts it
+    await directory.stopped.wait()
+    assert directory.stops == [("a", "evicted to start b (max_loaded)")]
+    waiting.cancel()
+    await holding.close()
