@@ -14,9 +14,10 @@ from tests.support.ports import free_port
 from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.models import GatewayConfig, RequestFilters
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.request_filters import rewriter
 from llama_orchestrator.gateway.server import Gateway
 
 pytestmark = pytest.mark.integration
@@ -310,3 +311,48 @@ async def test_clients_leaving_the_queue_leave_nothing_counted(fake_server_cmd: 
             assert directory.entries["one"].in_flight == 0 and directory.begun == ["one", "one"]
             writer.close()
             busy_w.close()
+
+
+@pytest.mark.parametrize("query", ["", "?lane=aiohttp"], ids=["fast-lane", "aiohttp"])
+async def test_request_filters_rewrite_the_body_routed_by_model_but_not_one_sent_to_the_instance_itself(
+    query: str
+) -> None:
+    """`request_filters` (llama-swap's filters): the instance gets the body with the stripped
+    fields gone and the set ones replaced, with a Content-Length that fits; its own routes
+    under /instances/<name>/ get the body as the client sent it."""
+    received: list[dict[str, object]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                received.append(json.loads(await reader.readexactly(length)))
+                body = json.dumps({"object": "chat.completion", "usage": {"completion_tokens": 1}}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    filters = RequestFilters(strip_params=["top_p", "top_k"], set_params={"temperature": 0.6, "min_p": 0.05})
+    sent = {**CHAT, "model": "m", "temperature": 1.5, "top_p": 0.2, "seed": 7}
+    try:
+        one = upstream("one", "m", port=port, rewrite_body=rewriter(filters))
+        async with serving(GatewayConfig(), StaticDirectory([one])) as gw:
+            reader, writer = await connect(gw)
+            for path in ("/v1/chat/completions" + query, "/instances/one/v1/chat/completions"):
+                writer.write(post(sent, path=path))
+                status, _, body = await read_response(reader)
+                assert status == 200 and completion_tokens(body) == 1, body
+            assert gw.lanes["fast"] == (0 if query else 1)
+            writer.close()
+        assert received[0] == {**CHAT, "model": "m", "seed": 7, "temperature": 0.6, "min_p": 0.05}
+        assert received[1] == sent
+    finally:
+        server.close()
+        await server.wait_closed()

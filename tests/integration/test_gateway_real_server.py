@@ -19,8 +19,9 @@ from tests.support.procs import running
 from tests.support.waiting import async_wait_until, wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.models import GatewayConfig, RequestFilters
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.request_filters import rewriter
 from llama_orchestrator.gateway.server import Gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_server]
@@ -231,3 +232,27 @@ async def test_llama_cpp_native_routes_are_routed_by_model_like_the_openai_ones(
         assert done["tokens_predicted"] == 4 and isinstance(done["content"], str)
         embedding = await post(f"{gw.address}/embedding", {"model": "tiny-embed", "content": "a cat"})
         assert len(embedding[0]["embedding"][0]) == 32
+
+
+async def test_request_filters_impose_sampling_on_the_real_server(gateway: tuple[Gateway, int]) -> None:
+    """A model's recommended sampling holds whatever the client sends: llama-server's own report
+    of the settings it generated with shows the set temperature and its default top_k."""
+    _, chat_port = gateway
+    filters = RequestFilters(strip_params=["top_k"], set_params={"temperature": 0.25})
+    directory = StaticDirectory([upstream("strict", "strict", port=chat_port, rewrite_body=rewriter(filters)),
+                                 upstream("loose", "loose", port=chat_port)])
+    gw = Gateway(GatewayConfig(port=free_port()), directory, Keyring())
+    await gw.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def settings(model: str) -> Any:
+                body = {"model": model, "prompt": "the", "n_predict": 2, "temperature": 1.5, "top_k": 3}
+                async with http.post(f"{gw.address}/completion", json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+                    return (await resp.json())["generation_settings"]
+
+            loose, strict = await settings("loose"), await settings("strict")
+        assert (loose["temperature"], loose["top_k"]) == (1.5, 3)  # as the client sent them
+        assert (strict["temperature"], strict["top_k"]) == (0.25, 40)  # set, and llama-server's default
+    finally:
+        await gw.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.origins import DEFAULT_ORIGINS, origin_problem
@@ -153,6 +153,35 @@ class LogPolicy(Strict):
     backups: int = Field(3, ge=0, le=100, description="Rotated files to keep.")
 
 
+_ROUTING_FIELDS = ("model", "stream")  # the gateway routes and answers by these: never rewritten
+
+
+class RequestFilters(Strict):
+    """How the gateway rewrites a request body routed to this instance by its `model` field
+    (llama-swap's filters): to impose a model's recommended sampling whatever the client sends."""
+
+    strip_params: list[str] = Field(
+        default_factory=list,
+        description="Top-level fields removed from each request body (e.g. [\"temperature\", \"top_p\"]), "
+        "so llama-server's own defaults (its args) apply.",
+    )
+    set_params: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Top-level fields set in each request body, replacing the client's (e.g. {\"temperature\": 0.6}).",
+    )
+
+    @model_validator(mode="after")
+    def _not_routing_fields(self) -> RequestFilters:
+        for name in (*self.strip_params, *self.set_params):
+            if name in _ROUTING_FIELDS:
+                raise ValueError(f"{name!r} cannot be filtered: the gateway routes requests by it")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.strip_params or self.set_params)
+
+
 class InstanceConfig(Strict):
     """One llama-server instance, as `instances/<name>/config.json` describes it."""
 
@@ -183,6 +212,9 @@ class InstanceConfig(Strict):
     eviction_priority: int = Field(
         0, description="Under the gateway's max_loaded: idle instances with lower values are evicted first, "
         "then the least recently used.",
+    )
+    request_filters: RequestFilters = Field(
+        RequestFilters(), description="Rewrites of request bodies the gateway routes here by `model`."
     )
 
     @field_validator("name")

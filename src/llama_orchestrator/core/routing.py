@@ -8,7 +8,7 @@ eviction victim are pure functions here, tested without sockets.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,7 @@ class Upstream:
     up_for_s: float | None = None  # seconds since it last became ready; None when not up (or not known)
     min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready
     eviction_priority: int = 0  # under max_loaded, lower values are evicted first
+    rewrite_body: Callable[[bytes], bytes] | None = None  # its request_filters (gateway.request_filters)
 
     @property
     def residency_left_s(self) -> float:

@@ -24,6 +24,7 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
+from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
 from llama_orchestrator.gateway.server import Gateway
 
 S = InstanceState
@@ -61,6 +62,7 @@ class SupervisorDirectory:
         self.environ = environ
         self._last_used: dict[str, float] = {}
         self._key_files: dict[str, tuple[float, str | None]] = {}  # path -> (read at, key)
+        self._rewriters: dict[str, tuple[InstanceConfig, Rewrite | None]] = {}
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
@@ -97,8 +99,16 @@ class SupervisorDirectory:
                 up_for_s=_up_for_s(sup) if state in _UP else None,
                 min_residency_s=config.min_residency_s,
                 eviction_priority=config.eviction_priority,
+                rewrite_body=self._rewriter(name, config),
             ))
         return out
+
+    def _rewriter(self, name: str, config: InstanceConfig) -> Rewrite | None:
+        """The instance's body rewrite, made once per config (a reload brings a new one)."""
+        cached = self._rewriters.get(name)
+        if cached is None or cached[0] is not config:
+            cached = self._rewriters[name] = (config, rewriter(config.request_filters))
+        return cached[1]
 
     def _api_key(self, config: InstanceConfig) -> str | None:
         server = config.server

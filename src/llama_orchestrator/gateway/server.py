@@ -320,6 +320,8 @@ class Gateway:
     ) -> web.StreamResponse:
         """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
         self._begin_forward()
+        if upstream.rewrite_body is not None:
+            body = upstream.rewrite_body(body)
         try:
             return await proxy.forward(
                 self.pool, request, upstream, request.path_qs, body, self._stream_timeout, outcome,

@@ -186,3 +186,13 @@ def test_residency_and_eviction_priority_reach_the_gateway() -> None:
     assert u.up_for_s == 30.0 and u.residency_left_s == 90.0
     sup.rt = lc.Runtime(state=S.UNHEALTHY, ready_at=20.0)
     assert directory.upstreams()[0].up_for_s == 30.0  # still loaded, still counting
+
+
+def test_request_filters_become_one_rewrite_per_config() -> None:
+    sup = StubSupervisor(config("a", request_filters={"set_params": {"temperature": 0.6}}))
+    directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
+    rewrite = directory.upstreams()[0].rewrite_body
+    assert rewrite is not None and rewrite(b'{"model": "chat"}') == b'{"model":"chat","temperature":0.6}'
+    assert directory.upstreams()[0].rewrite_body is rewrite  # made once, not per request
+    sup.config = config("a")  # a reload without filters
+    assert directory.upstreams()[0].rewrite_body is None
