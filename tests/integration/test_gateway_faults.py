@@ -163,6 +163,28 @@ async def test_routes_by_name_and_alias_streams_and_lists(
             assert directory.entries["one"].in_flight == 0
 
 
+async def test_an_unlisted_instance_is_served_but_not_offered(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """llama-swap's `unlisted`: an embedding model a chat UI should not offer in its model picker."""
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        directory = StaticDirectory([upstream("chat", "tiny", port=port),
+                                     upstream("embed", "nomic", port=port, listed=False)])
+        async with serving(GatewayConfig(), directory) as gw:
+            async with http.get(gw.address + "/v1/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["chat", "tiny"]
+            async with http.get(gw.address + "/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["chat", "tiny"]
+            async with http.get(gw.address + "/v1/models/nomic") as resp:  # asked for by name: there
+                assert resp.status == 200 and (await resp.json())["instances"] == ["embed"]
+            async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "nomic"}) as resp:
+                assert resp.status == 200 and resp.headers["X-Llama-Orch-Instance"] == "embed"
+            async with http.post(gw.address + "/v1/chat/completions", json={**CHAT, "model": "nope"}) as resp:
+                assert resp.status == 404
+                message = (await resp.json())["error"]["message"]
+            assert "chat, tiny" in message and "nomic" not in message and "embed" not in message
+
+
 async def test_errors_are_openai_shaped_and_say_who_produced_them(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

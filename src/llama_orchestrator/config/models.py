@@ -213,6 +213,10 @@ class InstanceConfig(Strict):
         0, description="Under the gateway's max_loaded: idle instances with lower values are evicted first, "
         "then the least recently used.",
     )
+    unlisted: bool = Field(
+        False, description="Left out of the gateway's model lists (/v1/models, /models) and of the names its "
+        "errors offer; still served to requests that name it (an embedding or title model a chat UI need not offer).",
+    )
     request_filters: RequestFilters = Field(
         RequestFilters(), description="Rewrites of request bodies the gateway routes here by `model`."
     )

@@ -40,6 +40,7 @@ class Upstream:
     min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready
     eviction_priority: int = 0  # under max_loaded, lower values are evicted first
     rewrite_body: Callable[[bytes], bytes] | None = None  # its request_filters (gateway.request_filters)
+    listed: bool = True  # in the gateway's model lists (`unlisted` instances are served, not offered)
 
     @property
     def residency_left_s(self) -> float:

@@ -100,6 +100,7 @@ class SupervisorDirectory:
                 min_residency_s=config.min_residency_s,
                 eviction_priority=config.eviction_priority,
                 rewrite_body=self._rewriter(name, config),
+                listed=not config.unlisted,
             ))
         return out
 

@@ -17,8 +17,9 @@ from llama_orchestrator.gateway.errors import BadRequest
 
 
 def available_models(upstreams: list[Upstream]) -> list[str]:
-    """Every name a request may use: instance names and aliases, sorted, without duplicates."""
-    return sorted({n for u in upstreams for n in u.names if n})
+    """Every name a request may use, of the listed instances: names and aliases, sorted, without
+    duplicates (what an error offers; an `unlisted` instance is not offered)."""
+    return sorted({n for u in upstreams if u.listed for n in u.names if n})
 
 
 def visible_models(upstreams: list[Upstream], key: Key | None) -> list[str]:
@@ -31,9 +32,11 @@ def served_names(ups: list[Upstream], model: str) -> set[str]:
     return {model, *(n for u in routing.candidates(ups, model) for n in u.names)}
 
 
-def model_list(ups: list[Upstream], key: Key | None = None) -> list[dict[str, object]]:
+def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = False) -> list[dict[str, object]]:
     """`/v1/models` entries: each instance by name, then each alias (and further alias) that is not
-    an instance name."""
+    an instance name; `unlisted` instances only when asked for (one entry retrieved by its id)."""
+    if not unlisted:
+        ups = [u for u in ups if u.listed]
     data: list[dict[str, object]] = []
     names = {u.name for u in ups}
     for u in sorted(ups, key=lambda u: u.name):

@@ -69,10 +69,10 @@ class ModelControl:
     async def model(self, request: web.BaseRequest, model_id: str) -> web.Response:
         """One `/v1/models` entry (the OpenAI SDK's `models.retrieve`); 404 lists the others."""
         key = self.authorize(request)
-        data = model_list(self.directory.upstreams(), key)
-        entry = next((m for m in data if m["id"] == model_id), None)
+        ups = self.directory.upstreams()
+        entry = next((m for m in model_list(ups, key, unlisted=True) if m["id"] == model_id), None)
         if entry is None:
-            raise ModelNotFound(model_id, [str(m["id"]) for m in data])
+            raise ModelNotFound(model_id, [str(m["id"]) for m in model_list(ups, key)])
         return web.json_response(entry, headers={SOURCE_HEADER: "gateway"})
 
     async def props(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -181,6 +181,8 @@ def test_residency_and_eviction_priority_reach_the_gateway() -> None:
     directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
     [u] = directory.upstreams()
     assert (u.up_for_s, u.min_residency_s, u.eviction_priority) == (None, 120, -3)  # stopped: not up
+    assert u.listed and not SupervisorDirectory(
+        {"a": StubSupervisor(config("a", unlisted=True))}, environ={}).upstreams()[0].listed  # type: ignore[dict-item]
     sup.rt = lc.Runtime(state=S.READY, ready_at=20.0)
     [u] = directory.upstreams()
     assert u.up_for_s == 30.0 and u.residency_left_s == 90.0
