@@ -342,6 +342,39 @@ def test_min_residency_holds_the_next_model_until_the_loaded_one_has_been_up_tha
     assert home.status("b").state == "ready"
 
 
+def test_preload_starts_on_demand_models_with_the_daemon_and_up_but_only_into_free_room(
+    home: Home, model: Path
+) -> None:
+    # max_loaded=1 and two preloads: the daemon starts `a` (name order) and says `b` found no room.
+    # A request for `c` evicts the idle `a`; `up` then preloads nothing, because a preload never
+    # evicts what requests loaded.
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port, "max_loaded": 1}}))
+    for name in ("a", "b", "c"):
+        home.write_instance(name, model=model, port=free_port(), binary=home.fake_binary(), on_demand=True,
+                            preload=name != "c")
+    rows = json.loads(home.ok("ls", "--json").out)
+    assert {r["name"]: r["start"] for r in rows} == {"a": "on-demand, preload", "b": "on-demand, preload",
+                                                     "c": "on-demand"}
+    home.start_daemon(autostart=True)
+    home.wait_state("a", "ready")
+    wait_until(lambda: "b not preloaded: gateway.max_loaded=1 leaves no free room" in home.paths.daemon_log.read_text(),
+               10, message="the log says why b was not preloaded")
+    assert home.status("b").state == home.status("c").state == "stopped"
+
+    url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    with urllib.request.urlopen(chat(url, "c", max_tokens=2), timeout=60) as answer:
+        assert answer.status == 200
+    home.wait_state("a", "stopped")
+    starts_of_a = len(_starts(home, "a"))
+    home.ok("up")
+    assert (home.status("a").state, home.status("c").state) == ("stopped", "ready")
+    assert len(_starts(home, "a")) == starts_of_a  # not started, not even for a moment
+    home.ok("down")
+    home.ok("up")  # the room is free again: `up` preloads `a`, and waits until it is ready
+    assert home.status("a").state == "ready" and home.status("b").state == "stopped"
+
+
 def test_gateway_settings_and_a_rotated_keys_file_apply_on_the_next_command_without_a_restart(
     home: Home, model: Path, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from llama_orchestrator.errors import (
     InstanceExistsError,
     InstanceNotFoundError,
 )
+
+if TYPE_CHECKING:
+    from llama_orchestrator.config.models import InstanceConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -184,7 +187,7 @@ def list_instances(
                 "port": config.server.port,
                 "backend": config.gpu.backend,
                 "model": config.model.path,
-                "start": "on-demand" if config.on_demand else ("autostart" if config.autostart else "manual"),
+                "start": _start_mode(config),
             }
         )
     if as_json:
@@ -241,3 +244,10 @@ def _before_remove(ctx: typer.Context, name: str) -> None:
     if any(s.name == name and s.pid is not None for s in client.instances()):
         _console.info(f"stopping {name} first (requests in flight finish, up to its stop_grace_s)")
     client.remove(name)
+
+
+def _start_mode(config: InstanceConfig) -> str:
+    """How `ls` says an instance starts."""
+    if config.on_demand:
+        return "on-demand, preload" if config.starts_with_up else "on-demand"
+    return "autostart" if config.autostart else "manual"

@@ -201,6 +201,11 @@ class InstanceConfig(Strict):
     logs: LogPolicy = LogPolicy()
     autostart: bool = Field(True, description="Start with `llama-orch up` and when the daemon starts.")
     on_demand: bool = Field(False, description="Start on the first gateway request instead.")
+    preload: bool = Field(
+        False, description="An on_demand instance: also start it with `llama-orch up` and when the daemon starts "
+        "(as far as the gateway's max_loaded leaves room), so the first request finds it loaded; the idle TTL "
+        "and eviction still stop it, and the next request starts it again.",
+    )
     idle_ttl_s: float | None = Field(None, gt=0, description="Stop after this many seconds without requests.")
     pinned: bool = Field(False, description="Never evicted to make room for another model.")
     min_residency_s: float | None = Field(
@@ -237,6 +242,18 @@ class InstanceConfig(Strict):
             if flag in OWNED_FLAGS:
                 raise ValueError(f"{flag} is set by the orchestrator; use {OWNED_FLAGS[flag]} instead")
         return value
+
+    @model_validator(mode="after")
+    def _preload_is_on_demand(self) -> InstanceConfig:
+        if self.preload and not self.on_demand:
+            raise ValueError("preload is for on_demand instances; without on_demand, autostart already "
+                             "starts it with `llama-orch up` (remove preload, or set on_demand: true)")
+        return self
+
+    @property
+    def starts_with_up(self) -> bool:
+        """Started by `llama-orch up` (without names) and when the daemon starts."""
+        return self.autostart and (self.preload or not self.on_demand)
 
     @property
     def served_name(self) -> str:

@@ -13,6 +13,7 @@ the instance goes down.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -24,8 +25,11 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
+from llama_orchestrator.errors import OrchestratorError
 from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
 from llama_orchestrator.gateway.server import Gateway
+
+logger = logging.getLogger(__name__)
 
 S = InstanceState
 _UP = frozenset({S.READY, S.UNHEALTHY})
@@ -196,3 +200,21 @@ async def start_gateway(service: HasSupervisors, config: GatewayConfig) -> Gatew
     gateway = Gateway(config, SupervisorDirectory(service.supervisors, retiring=service.retiring))
     await gateway.start()
     return gateway
+
+
+def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending: list[str]) -> list[str]:
+    """Apply `config` to the running gateway, logging what happened; return the settings that only
+    a daemon restart applies (each logged once: when they differ from `restart_pending`)."""
+    before = (gateway.config, gateway.keys)
+    try:
+        restart = gateway.reconfigure(config)
+    except OrchestratorError as exc:
+        logger.error("gateway settings not applied, the running ones stay: %s", exc)
+        return restart_pending
+    if (gateway.config, gateway.keys) != before:
+        logger.info("gateway settings applied from orchestrator.json")
+    if restart != restart_pending:
+        for name in restart:
+            logger.warning("gateway.%s changed in orchestrator.json: only a daemon restart applies it "
+                           "(llama-orch daemon stop --keep-instances; llama-orch daemon start)", name)
+    return restart

@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.control import build_app
+from llama_orchestrator.daemon.directory import reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.lock import DaemonLock
 from llama_orchestrator.daemon.metrics_sampler import GpuMemory, MetricsSampler, targets_from
@@ -107,6 +108,8 @@ class Daemon:
             try:
                 await self._start_instances()
                 await self._start_gateway()
+                if self.autostart:
+                    self._start_all(sup for sup in self.supervisors.values() if sup.state is InstanceState.STOPPED)
                 self._spawn_background(self._rotate_logs())
                 self._spawn_background(self._metrics.run())
                 logger.info("daemon %s ready (pid %d, control %s, %s event loop)", __version__, os.getpid(),
@@ -161,21 +164,31 @@ class Daemon:
             logger.error("config: %s", problem.render())
         for _, config in sorted(fleet.instances.items()):
             self._add_supervisor(config)
-        # Reconcile everyone before deciding what autostart has to do.
+        # Reconcile everyone before deciding what autostart has to do (once the gateway is up).
         await asyncio.gather(*(sup.wait_reconciled() for sup in self.supervisors.values()))
-        if self.autostart:
-            for sup in self.supervisors.values():
-                config = sup.config
-                if config.autostart and not config.on_demand and sup.state is InstanceState.STOPPED:
-                    sup.submit(lc.Start("autostart"))
+
+    def _start_all(self, sups: Iterable[InstanceSupervisor], reason: str = "autostart") -> list[asyncio.Task[bool]]:
+        """Start those that start with `up`. An on-demand one (preload) is started by the gateway
+        only into free room under max_loaded: a preload evicts nothing (said in the log)."""
+        gateway_starts = []
+        for sup in sups:
+            if not sup.config.starts_with_up:
+                continue
+            if sup.config.on_demand and self._gateway is not None:
+                if task := self._gateway.traffic.preload(sup.name, f"preload ({reason})"):
+                    gateway_starts.append(task)
+                else:
+                    logger.warning("%s not preloaded: gateway.max_loaded=%s leaves no free room (a preload "
+                                   "evicts nothing)", sup.name, self._gateway.config.max_loaded)
+            else:
+                sup.submit(lc.Start(reason))
+        return gateway_starts
 
     async def _start_gateway(self) -> None:
         """Start the OpenAI-compatible gateway (issue 4); a failure is reported, never fatal."""
         gateway_config = self._orchestrator_config().gateway
         if not gateway_config.enabled:
             return
-        from llama_orchestrator.daemon.directory import start_gateway
-
         try:
             self._gateway = await start_gateway(self, gateway_config)
             self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
@@ -260,21 +273,9 @@ class Daemon:
     def _reconfigure_gateway(self, fleet: Fleet) -> None:
         """Apply orchestrator.json's gateway settings (and a rewritten keys file) to the running
         gateway; a broken orchestrator.json keeps the running ones, as a broken instance config does."""
-        if self._gateway is None or any(p.file == str(self.paths.orchestrator_file) for p in fleet.errors):
-            return
-        before = (self._gateway.config, self._gateway.keys)
-        try:
-            restart = self._gateway.reconfigure(fleet.orchestrator.gateway)
-        except OrchestratorError as exc:
-            logger.error("gateway settings not applied, the running ones stay: %s", exc)
-            return
-        if (self._gateway.config, self._gateway.keys) != before:
-            logger.info("gateway settings applied from orchestrator.json")
-        if restart != self._restart_pending:
-            self._restart_pending = restart
-            for name in restart:
-                logger.warning("gateway.%s changed in orchestrator.json: only a daemon restart applies it "
-                               "(llama-orch daemon stop --keep-instances; llama-orch daemon start)", name)
+        if self._gateway is not None and not any(p.file == str(self.paths.orchestrator_file) for p in fleet.errors):
+            gateway = fleet.orchestrator.gateway
+            self._restart_pending = reconfigure_gateway(self._gateway, gateway, self._restart_pending)
 
     async def _retire(self, name: str) -> None:
         """Forget a removed instance: stop it as `down` would (its requests in flight finish first)."""
@@ -360,15 +361,16 @@ class Daemon:
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
         since_id = self.store.last_event_id()
-        for name in targets:
-            sup = self.supervisors[name]
-            if action in ("start", "up"):
-                sup.submit(lc.Start(f"{action} requested"))
-            elif action in ("stop", "down"):
-                sup.submit(lc.Stop(f"{action} requested"))
-            else:
-                sup.submit(lc.Restart())
+        gateway_starts: list[asyncio.Task[bool]] = []
+        if action == "up" and not names:  # the fleet: preloads go through the gateway
+            gateway_starts = self._start_all([self.supervisors[n] for n in targets], "up requested")
+        else:
+            event = {"start": lc.Start, "up": lc.Start, "stop": lc.Stop, "down": lc.Stop}.get(action)
+            for name in targets:
+                self.supervisors[name].submit(event(f"{action} requested") if event else lc.Restart())
         if wait_s is not None:
+            if gateway_starts:  # the gateway submits them to the supervisors a moment later
+                await asyncio.wait(gateway_starts, timeout=wait_s)
             await asyncio.gather(*(self.supervisors[n].wait_settled(wait_s) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
         return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
@@ -383,7 +385,7 @@ class Daemon:
                 require_valid(fleet, missing)
             return list(dict.fromkeys(names))
         if action == "up":
-            return sorted(n for n, s in self.supervisors.items() if s.config.autostart and not s.config.on_demand)
+            return sorted(n for n, s in self.supervisors.items() if s.config.starts_with_up)
         if action == "down":
             return sorted(self.supervisors)
         problem = ConfigProblem("<request>", "names", f"name at least one instance: llama-orch {action} NAME")

@@ -194,14 +194,21 @@ class Traffic:
         if not self._try_start(name, reason):
             raise self._no_room(name)
 
-    def _try_start(self, name: str, reason: str) -> bool:
-        """`start` without the refusal: False when no room can be made now."""
+    def preload(self, name: str, reason: str) -> asyncio.Task[bool] | None:
+        """Start `name` if max_loaded has room for it without evicting anything (the daemon's `up`
+        and autostart of a `preload` instance); None when it has not. The task ends once it is
+        routable (True), or its start failed or timed out."""
+        return self._start_waits[name] if self._try_start(name, reason, evict=False) else None
+
+    def _try_start(self, name: str, reason: str, evict: bool = True) -> bool:
+        """`start` without the refusal: False when no room can be made now (or, without `evict`,
+        when making it would evict an instance)."""
         if name in self._start_waits:
             return True
         victims = routing.choose_evictions(
             self.directory.upstreams(), self.config.max_loaded, {name, *self._start_waits}, self._awaited
         )
-        if victims is None:
+        if victims is None or (victims and not evict):
             return False
         for victim in victims:
             self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")

@@ -202,3 +202,14 @@ def test_cpu_instances_with_more_threads_than_cores_get_a_warning(home: HomePath
     assert threads_warning({"a": -1, "b": 1}) is not None  # -1: automatic, one per core
     assert threads_warning({"a": None}) is None  # one instance has the machine to itself
     assert threads_warning({"a": None, "b": None}, backend={"b": "vulkan"}) is None  # GPU instances are not counted
+
+
+def test_preload_is_for_on_demand_instances(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, model_file) | {"preload": True})
+    write_instance(home.home, "b", minimal("b", 8002, model_file) | {"preload": True, "on_demand": True})
+    fleet = load_fleet(home, which=lambda _: "x")
+    [problem] = fleet.errors
+    assert Path(problem.file).parent.name == "a" and "preload is for on_demand instances" in problem.message
+    assert "set on_demand: true" in problem.message
+    assert fleet.instances["b"].starts_with_up and not fleet.instances["b"].model_copy(
+        update={"autostart": False}).starts_with_up
