@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import ollama
 import openai
 import pytest
 from tests.support.ports import free_port
@@ -256,3 +257,41 @@ async def test_request_filters_impose_sampling_on_the_real_server(gateway: tuple
         assert (strict["temperature"], strict["top_k"]) == (0.25, 40)  # set, and llama-server's default
     finally:
         await gw.stop()
+
+
+async def test_ollama_client_lists_shows_chats_generates_and_embeds(gateway: tuple[Gateway, int]) -> None:
+    """Ollama's own Python client, pointed at the gateway, against the real llama-server."""
+    gw, _ = gateway
+    client = ollama.AsyncClient(host=gw.address, headers={"Authorization": f"Bearer {KEY}"})
+    names = [m.model for m in (await client.list()).models]
+    assert names == ["chat", "embed", CLAUDE, "tiny", "tiny-embed"]
+    shown = await client.show("tiny")
+    assert shown.capabilities is not None and "completion" in shown.capabilities
+    assert shown.modelinfo is not None and shown.modelinfo["llama.cpp.context_length"] == 4096
+
+    greedy = {"temperature": 0, "seed": 1, "num_predict": 6}
+    messages = [{"role": "user", "content": "hello"}]
+    whole = await client.chat("tiny", messages=messages, options=greedy)
+    assert whole.done and whole.done_reason == "length" and whole.eval_count == 6
+    assert whole.prompt_eval_count and whole.message.role == "assistant"
+    parts = [p async for p in await client.chat("tiny", messages=messages, options=greedy, stream=True)]
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert "".join(p.message.content or "" for p in parts) == whole.message.content  # the same greedy answer
+    assert parts[-1].eval_count == 6 and parts[-1].done_reason == "length"
+
+    generated = await client.generate(CLAUDE, "the", options=greedy)
+    assert generated.done and generated.eval_count == 6 and isinstance(generated.response, str)
+    raw = [p async for p in await client.generate("chat", "the", raw=True, options=greedy, stream=True)]
+    assert raw[-1].done and raw[-1].eval_count == 6
+
+    vectors = await client.embed("tiny-embed", ["a cat", "a dog"])
+    assert len(vectors.embeddings) == 2 and len(vectors.embeddings[0]) == 32
+    assert (await client.embeddings("tiny-embed", "a cat")).embedding == pytest.approx(vectors.embeddings[0], abs=1e-6)
+    assert {m.model for m in (await client.ps()).models} >= {"tiny", "tiny-embed"}
+
+    with pytest.raises(ollama.ResponseError) as unknown:
+        await client.chat("nope", messages=messages)
+    assert unknown.value.status_code == 404 and "'nope'" in unknown.value.error
+    with pytest.raises(ollama.ResponseError) as refused:
+        await ollama.AsyncClient(host=gw.address).chat("tiny", messages=messages)
+    assert refused.value.status_code == 401

@@ -13,6 +13,8 @@
     POST /models/load, /models/unload          llama-server router mode's model API (gateway.model_control),
     GET  /models/sse                           its stream of status changes,
     GET  /props, /slots, /metrics ?model=<id>  and its per-model reads (`/props` alone: the router's own)
+    GET  /api/version, /api/tags, /api/ps      Ollama's API, translated to the routes above (gateway.ollama_routes)
+    POST /api/chat, /api/generate, /api/embed, /api/embeddings, /api/show
     OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
 
 Plain requests to INFERENCE_PATHS may take the front door's fast lane (gateway.frontdoor); every
@@ -36,7 +38,8 @@ PUBLIC_NATIVE = frozenset({"health", ""})  # as in llama-server: health, and the
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
           "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /models/sse, "
-          "/props, /slots, /instances/<name>/<route>, /metrics and /health")
+          "/props, /slots, /instances/<name>/<route>, Ollama's /api/chat, /api/generate, /api/embed, /api/tags, "
+          "/metrics and /health")
 
 
 def is_loopback(host: str) -> bool:

@@ -56,6 +56,7 @@ from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX
 from llama_orchestrator.gateway.native import NativeRoutes
+from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import (
     INFERENCE_PATHS,
@@ -104,6 +105,9 @@ class Gateway:
         self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, self._native_timeout)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
                                      self._native.forward)  # llama-server router mode's API
+        self._loopback = ("127.0.0.1", 0)  # where the gateway reaches itself (Ollama's API goes through it)
+        self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, lambda: self.pool,
+                                    lambda: self._loopback, lambda: self._stream_timeout)
         self._get, self._post = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -125,7 +129,8 @@ class Gateway:
             "/models/sse": control.watch, "/props": control.props, "/slots": control.slots,
         }
         post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
-        return get, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post}
+        ollama_get, ollama_post = self._ollama.routes()
+        return {**get, **ollama_get}, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post, **ollama_post}
 
     def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
         request = request_class(self.cors)
@@ -166,6 +171,7 @@ class Gateway:
         self._lane = lane
         host, port = self._listener.sockets[0].getsockname()[:2]
         self._address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+        self._loopback = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
 
     def reconfigure(self, config: GatewayConfig) -> list[str]:
         """Apply `config` (orchestrator.json read again) to the running gateway: keys (the file is

@@ -1,0 +1,242 @@
+"""Ollama's API on the gateway (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`, ...), for
+apps that speak only Ollama's (gateway.ollama translates).
+
+A chat, generate or embed request is translated and sent to the gateway's own OpenAI route over
+loopback, so it gets everything an OpenAI request gets (keys and their scopes, request filters,
+on-demand starts and holds, the queue, replicas, metrics); the answer is translated back: one
+object, or NDJSON lines. A client that leaves closes the inner request, which frees the slot.
+Errors have Ollama's shape, `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from llama_orchestrator.core import routing
+from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway import ollama
+from llama_orchestrator.gateway.auth import Key, presented_key
+from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound
+from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.traffic import Traffic
+from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClosed, address
+
+VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
+NDJSON = "application/x-ndjson"
+_UP = frozenset({S.READY, S.UNHEALTHY})
+_RUNNING = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.RECONCILING, S.BACKOFF})
+_PROPS_TIMEOUT = Timeouts(connect=5.0, total=10.0)
+
+
+class OllamaRoutes:
+    def __init__(
+        self,
+        directory: InstanceDirectory,
+        traffic: Traffic,
+        authorize: Callable[[web.BaseRequest], Key | None],
+        pool: Callable[[], UpstreamPool],
+        own_address: Callable[[], tuple[str, int]],
+        timeouts: Callable[[], Timeouts],
+    ) -> None:
+        self.directory = directory
+        self.traffic = traffic
+        self.authorize = authorize
+        self.pool = pool
+        self.own_address = own_address  # where the gateway itself is reached over loopback
+        self.timeouts = timeouts
+
+    def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(GET routes, POST routes)."""
+        get = {"/api/version": self.version, "/api/tags": self.tags, "/api/ps": self.ps}
+        post = {"/api/show": self.show, "/api/chat": self.chat, "/api/generate": self.generate,
+                "/api/embed": self.embed, "/api/embeddings": self.embed}
+        return {p: _ollama_errors(h) for p, h in get.items()}, {p: _ollama_errors(h) for p, h in post.items()}
+
+    async def version(self, _request: web.BaseRequest) -> web.Response:
+        return _json({"version": VERSION})
+
+    async def tags(self, request: web.BaseRequest) -> web.Response:
+        entries = model_list(self.directory.upstreams(), self.authorize(request))
+        return _json({"models": [ollama.model_entry(str(m["id"])) for m in entries]})
+
+    async def ps(self, request: web.BaseRequest) -> web.Response:
+        entries = model_list(self.directory.upstreams(), self.authorize(request))
+        loaded = [m for m in entries if m["status"] == {"value": "loaded"}]
+        return _json({"models": [{**ollama.model_entry(str(m["id"])), "expires_at": ollama.now_iso(), "size_vram": 0}
+                                 for m in loaded]})
+
+    async def show(self, request: web.BaseRequest) -> web.Response:
+        key = self.authorize(request)
+        body = await _body(request)
+        model = body.get("model") or body.get("name")
+        replicas = self._replicas(model, key)
+        up = routing.pick_replica(replicas)
+        return _json(ollama.show(str(model), await self._props(up) if up is not None else None))
+
+    async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await self._inference_body(request)
+        if not body.get("messages"):
+            return await self._load_or_unload(request, body, "message")
+        return await self._relay(request, "/v1/chat/completions", ollama.chat_request(body), "message")
+
+    async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await self._inference_body(request)
+        if not body.get("prompt") and not body.get("images"):
+            return await self._load_or_unload(request, body, "response")
+        path, translated = ollama.generate_request(body)
+        return await self._relay(request, path, translated, "response")
+
+    async def embed(self, request: web.BaseRequest) -> web.StreamResponse:
+        legacy = request.path == "/api/embeddings"
+        body = await self._inference_body(request)
+        started = time.perf_counter()
+        up = await self._send(request, "/v1/embeddings", ollama.embed_request(body, legacy))
+        try:
+            result = await _whole(up)
+        finally:
+            up.close()
+        return _json(ollama.embed_answer(body["model"], result, legacy, started))
+
+    # --- plumbing ------------------------------------------------------------------------------
+    async def _inference_body(self, request: web.BaseRequest) -> dict[str, Any]:
+        self.authorize(request)  # before the body is read: a wrong key learns nothing
+        body = await _body(request)
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise BadRequest("model is required", code="model_required")
+        return body
+
+    def _replicas(self, model: object, key: Key | None) -> list[Upstream]:
+        ups = self.directory.upstreams()
+        replicas = routing.candidates(ups, model) if isinstance(model, str) and model else []
+        if not replicas or (key is not None and not key.allows(served_names(ups, str(model)))):
+            raise NotFound(f"model '{model}' not found", code="model_not_found")
+        return replicas
+
+    async def _load_or_unload(self, request: web.BaseRequest, body: dict[str, Any], key: str) -> web.Response:
+        """Ollama's spelling of load (no messages or prompt) and unload (`keep_alive: 0` as well)."""
+        model = body["model"]
+        replicas = self._replicas(model, self.authorize(request))
+        unload = str(body.get("keep_alive", "")).strip() in ("0", "0s", "0m", "0.0")
+        if unload:
+            for u in replicas:
+                if u.state in _RUNNING and not u.restarting:
+                    self.directory.request_stop(u.name, "unloaded by an Ollama client (keep_alive 0)")
+        else:
+            await self.traffic.until_up(model)
+        part = ollama.ChatStream(model, key)._part("", "")
+        part.update(done=True, done_reason="unload" if unload else "load")
+        return _json(part)
+
+    async def _send(self, request: web.BaseRequest, path: str, body: dict[str, Any]) -> Response:
+        """POST `body` to the gateway's own `path` with the client's key; raise its error as Ollama's."""
+        host, port = self.own_address()
+        headers = {"Content-Type": "application/json"}
+        if key := presented_key(request.headers):
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            up = await self.pool().request("POST", host, port, path, headers, json.dumps(body).encode(),
+                                           self.timeouts())
+        except (UpstreamClosed, TimeoutError, OSError) as exc:
+            raise HTTPFailure(f"the gateway could not relay the request ({exc})", status=502) from exc
+        if up.status >= 400:
+            try:
+                error = await _whole(up)
+            finally:
+                up.close()
+            message = error.get("error", {}).get("message") if isinstance(error.get("error"), dict) else None
+            retry = up.headers.get("retry-after", "")
+            raise HTTPFailure(str(message or error), status=up.status,
+                              retry_after_s=int(retry) if retry.isdigit() else None)
+        return up
+
+    async def _relay(self, request: web.BaseRequest, path: str, body: dict[str, Any], key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        up = await self._send(request, path, body)
+        try:
+            if not body["stream"]:
+                return _json(ollama.answer(body["model"], key, await _whole(up), started))
+            stream = ollama.ChatStream(body["model"], key)
+            stream.started = started
+            response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway"})
+            await response.prepare(request)
+            pending = b""
+            while data := await up.readany():
+                pending += data
+                *events, pending = pending.split(b"\n\n")
+                for event in events:
+                    for obj in _translate(event, stream):
+                        await response.write(json.dumps(obj).encode() + b"\n")
+            for obj in stream.finish():
+                await response.write(json.dumps(obj).encode() + b"\n")
+            await response.write_eof()
+            return response
+        except (UpstreamClosed, TimeoutError) as exc:
+            raise HTTPFailure(f"the stream ended early ({exc})", status=502) from exc
+        finally:
+            up.close()  # a client that left: the socket closes, and the gateway frees the slot
+
+    async def _props(self, up: Upstream) -> dict[str, Any] | None:
+        """The instance's llama-server /props, or None when it does not answer."""
+        try:
+            host, port, prefix = address(up.base_url)
+            headers = {"Authorization": f"Bearer {up.api_key}"} if up.api_key else {}
+            resp = await self.pool().request("GET", host, port, prefix + "/props", headers, None, _PROPS_TIMEOUT)
+            try:
+                props = await _whole(resp) if resp.status == 200 else None
+            finally:
+                resp.close()
+        except (UpstreamClosed, TimeoutError, OSError):
+            return None
+        return props
+
+
+def _translate(event: bytes, stream: ollama.ChatStream) -> list[dict[str, Any]]:
+    """One SSE event of the inner answer as Ollama objects (comments and [DONE] as none)."""
+    data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    if not data or data == b"[DONE]":
+        return []
+    chunk = json.loads(data)
+    if "error" in chunk:  # the stream was cut, or a held start failed
+        error = chunk["error"]
+        return [{"error": error.get("message", str(error)) if isinstance(error, dict) else str(error)}]
+    return stream.feed(chunk)
+
+
+async def _whole(up: Response) -> dict[str, Any]:
+    data = await up.read()
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return {"error": {"message": data.decode(errors="replace")[:300]}}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+async def _body(request: web.BaseRequest) -> dict[str, Any]:
+    body = parse_json(await request.read()) if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers={SOURCE_HEADER: "gateway", **(headers or {})})
+
+
+def _ollama_errors(handler: Callable[[web.BaseRequest], Any]) -> Callable[[web.BaseRequest], Any]:
+    """Ollama's error shape, `{"error": "..."}`, for every failure of `handler`."""
+    async def wrapped(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except ollama.BadOllamaRequest as exc:
+            return _json({"error": str(exc)}, 400)
+        except HTTPFailure as exc:
+            retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+            return _json({"error": exc.message}, exc.status, retry)
+    return wrapped

@@ -1,0 +1,93 @@
+"""Ollama's API in OpenAI terms (gateway.ollama): requests one way, answers and streams the other."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llama_orchestrator.gateway import ollama
+
+
+def test_a_chat_request_becomes_openais_with_options_format_tools_and_images() -> None:
+    body = {
+        "model": "qwen", "format": {"type": "object"}, "think": False,
+        "options": {"temperature": 0.2, "num_predict": 64, "num_ctx": 8192, "top_k": 20, "stop": ["\n"]},
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "messages": [
+            {"role": "user", "content": "what is this?", "images": ["aGk="]},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "weather",
+                                                                              "arguments": {"city": "Brno"}}}]},
+            {"role": "tool", "content": "12 C", "tool_name": "weather"},
+        ],
+    }
+    out = ollama.chat_request(body)
+    assert out["stream"] is True and out["stream_options"] == {"include_usage": True}  # Ollama streams by default
+    assert (out["temperature"], out["max_tokens"], out["top_k"], out["stop"]) == (0.2, 64, 20, ["\n"])
+    assert "num_ctx" not in out and "options" not in out  # a load-time option: the instance's config
+    assert out["response_format"] == {"type": "json_schema", "json_schema": {"name": "format",
+                                                                             "schema": {"type": "object"}}}
+    assert out["chat_template_kwargs"] == {"enable_thinking": False} and out["tools"] == body["tools"]
+    user, assistant, tool = out["messages"]
+    assert user["content"] == [{"type": "text", "text": "what is this?"},
+                               {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,aGk="}}]
+    [call] = assistant["tool_calls"]
+    assert call["type"] == "function" and json.loads(call["function"]["arguments"]) == {"city": "Brno"}
+    assert tool["tool_call_id"] == call["id"] and tool["name"] == "weather"
+
+
+def test_generate_uses_the_chat_template_unless_raw_and_refuses_what_it_cannot_translate() -> None:
+    path, out = ollama.generate_request({"model": "m", "prompt": "hi", "system": "be brief", "stream": False,
+                                         "format": "json"})
+    assert path == "/v1/chat/completions" and out["messages"] == [
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert out["stream"] is False and "stream_options" not in out and out["response_format"] == {"type": "json_object"}
+    path, out = ollama.generate_request({"model": "m", "prompt": "hi", "raw": True})
+    assert path == "/v1/completions" and out["prompt"] == "hi"
+    with pytest.raises(ollama.BadOllamaRequest, match="suffix"):
+        ollama.generate_request({"model": "m", "prompt": "def f(", "suffix": ")"})
+    with pytest.raises(ollama.BadOllamaRequest, match="messages must be a list"):
+        ollama.chat_request({"model": "m", "messages": "hi"})
+
+
+def test_a_stream_becomes_ollama_lines_with_tool_calls_whole_and_the_counts_last() -> None:
+    stream = ollama.ChatStream("qwen", "message")
+    out = stream.feed({"choices": [{"delta": {"role": "assistant", "content": None}}]})
+    out += stream.feed({"choices": [{"delta": {"reasoning_content": "hmm"}}]})
+    out += stream.feed({"choices": [{"delta": {"content": "Hel"}}]})
+    out += stream.feed({"choices": [{"delta": {"tool_calls": [
+        {"index": 0, "id": "c1", "function": {"name": "weather", "arguments": '{"ci'}}]}}]})
+    out += stream.feed({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Brno"}'}}]},
+                                     "finish_reason": "tool_calls"}]})
+    out += stream.feed({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+                        "timings": {"prompt_ms": 1.5, "predicted_ms": 2.0}})
+    out += stream.finish()
+    assert [o["message"].get("thinking") for o in out[:1]] == ["hmm"]
+    assert [o["message"]["content"] for o in out[:2]] == ["", "Hel"]
+    assert out[2]["message"]["tool_calls"] == [{"function": {"name": "weather", "arguments": {"city": "Brno"}}}]
+    last = out[-1]
+    assert last["done"] is True and last["done_reason"] == "stop" and len(out) == 4
+    assert (last["prompt_eval_count"], last["eval_count"]) == (9, 4)
+    assert (last["prompt_eval_duration"], last["eval_duration"]) == (1_500_000, 2_000_000)
+
+
+def test_whole_answers_and_embeddings() -> None:
+    completion = {"choices": [{"finish_reason": "length", "message": {"role": "assistant", "content": "yes"}}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    chat = ollama.answer("m", "message", completion, 0.0)
+    assert chat["message"] == {"role": "assistant", "content": "yes"} and chat["done_reason"] == "length"
+    text = ollama.answer("m", "response", {"choices": [{"text": "ok", "finish_reason": "stop"}]}, 0.0)
+    assert text["response"] == "ok" and text["done"] is True
+    result = {"data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}],
+              "usage": {"prompt_tokens": 4}}
+    assert ollama.embed_answer("m", result, False, 0.0)["embeddings"] == [[1.0], [2.0]]
+    assert ollama.embed_answer("m", result, True, 0.0) == {"embedding": [1.0]}
+
+
+def test_show_reports_what_the_running_llama_server_says() -> None:
+    props = {"chat_template_caps": {"supports_tools": True}, "modalities": {"vision": True},
+             "default_generation_settings": {"n_ctx": 4096}, "chat_template": "{{ messages }}"}
+    shown = ollama.show("m", props)
+    assert shown["capabilities"] == ["completion", "tools", "vision"]
+    assert shown["model_info"]["llama.cpp.context_length"] == 4096 and shown["template"] == "{{ messages }}"
+    assert ollama.show("m", None)["capabilities"] == ["completion"]  # not up: only what the gateway knows
