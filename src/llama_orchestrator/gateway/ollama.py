@@ -142,7 +142,7 @@ class ChatStream:
                 mine["name"] += function.get("name") or ""
                 mine["arguments"] += function.get("arguments") or ""
             if text or thinking:
-                out.append(self._part(text, thinking))
+                out.append(self.part(text, thinking))
             if choice.get("finish_reason"):
                 self.done_reason = DONE_REASONS.get(choice["finish_reason"], "stop")
         return out
@@ -151,14 +151,14 @@ class ChatStream:
         """The last objects: the tool calls (if any), then `done: true` with the counts."""
         out = []
         if self._calls:
-            part = self._part("", "")
+            part = self.part("", "")
             part["message"]["tool_calls"] = [_tool_call(c) for _, c in sorted(self._calls.items())]
             out.append(part)
-        last = self._part("", "")
+        last = self.part("", "")
         last.update(done=True, done_reason=self.done_reason, **counts(self.usage, self.timings, self.started))
         return [*out, last]
 
-    def _part(self, text: str, thinking: str) -> dict[str, Any]:
+    def part(self, text: str, thinking: str) -> dict[str, Any]:
         if self.key == "message":
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thinking:
@@ -178,7 +178,7 @@ def answer(model: str, key: str, completion: dict[str, Any], started: float) -> 
     stream.started = started
     text = message.get("content") if "message" in choice else choice.get("text")
     stream.done_reason = DONE_REASONS.get(choice.get("finish_reason") or "stop", "stop")
-    out = stream._part(text or "", message.get("reasoning_content") or "")
+    out = stream.part(text or "", message.get("reasoning_content") or "")
     if message.get("tool_calls") and key == "message":
         out["message"]["tool_calls"] = [_tool_call(c.get("function") or {}) for c in message["tool_calls"]]
     out.update(done=True, done_reason=stream.done_reason,

@@ -130,7 +130,7 @@ class OllamaRoutes:
                     self.directory.request_stop(u.name, "unloaded by an Ollama client (keep_alive 0)")
         else:
             await self.traffic.until_up(model)
-        part = ollama.ChatStream(model, key)._part("", "")
+        part = ollama.ChatStream(model, key).part("", "")
         part.update(done=True, done_reason="unload" if unload else "load")
         return _json(part)
 
@@ -202,7 +202,12 @@ def _translate(event: bytes, stream: ollama.ChatStream) -> list[dict[str, Any]]:
     data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
     if not data or data == b"[DONE]":
         return []
-    chunk = json.loads(data)
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return []  # not an OpenAI chunk: nothing Ollama's clients could read either
+    if not isinstance(chunk, dict):
+        return []
     if "error" in chunk:  # the stream was cut, or a held start failed
         error = chunk["error"]
         return [{"error": error.get("message", str(error)) if isinstance(error, dict) else str(error)}]
