@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -54,6 +56,43 @@ def completion_tokens(body: bytes) -> int:
     if body.startswith(b"data:"):
         body = [e for e in body.split(b"\n\n") if e.startswith(b"data: {")][-1].removeprefix(b"data: ")
     return int(json.loads(body)["usage"]["completion_tokens"])
+
+
+@asynccontextmanager
+async def stand_in(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+) -> AsyncIterator[int]:
+    """A stand-in upstream on a free port (yielded): `answer` serves each connection, which closes
+    when it returns or the gateway closes its side."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await answer(reader, writer)
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request_body(reader: asyncio.StreamReader) -> bytes:
+    """A stand-in upstream's side: one request's body (after its head, by its Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    return await reader.readexactly(length)
+
+
+def answer_one_token(writer: asyncio.StreamWriter) -> None:
+    """A stand-in upstream's answer: a chat completion of one token."""
+    body = json.dumps({"object": "chat.completion", "usage": {"completion_tokens": 1}}).encode()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(body), body))
 
 
 async def connect(gw: Gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -221,38 +260,23 @@ async def test_a_pooled_connection_the_upstream_dropped_is_retried_on_a_new_one(
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(0)
         mine = len(connections) - 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length:")))
-                await reader.readexactly(length)
-                if mine == 0 and connections[0] == 1:
-                    return  # the first connection's second request: dropped unanswered
-                connections[mine] += 1
-                body = json.dumps({"object": "chat.completion", "usage": {"completion_tokens": 1}}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(body), body))
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
+        while True:
+            await read_request_body(reader)
+            if mine == 0 and connections[0] == 1:
+                return  # the first connection's second request: dropped unanswered
+            connections[mine] += 1
+            answer_one_token(writer)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) as gw:
-            for _ in range(2):
-                reader, writer = await connect(gw)  # a new client connection each time
-                writer.write(post({**CHAT, "model": "m"}, path="/v1/chat/completions" + query))
-                status, _, body = await read_response(reader)
-                assert status == 200 and completion_tokens(body) == 1, body
-                writer.close()
-            assert connections == [1, 1]  # the second request went again, on a second connection
-            assert gw.lanes == ({"fast": 0, "handed_off": 2} if query else {"fast": 2, "handed_off": 0})
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with stand_in(serve) as port, serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) \
+            as gw:
+        for _ in range(2):
+            reader, writer = await connect(gw)  # a new client connection each time
+            writer.write(post({**CHAT, "model": "m"}, path="/v1/chat/completions" + query))
+            status, _, body = await read_response(reader)
+            assert status == 200 and completion_tokens(body) == 1, body
+            writer.close()
+        assert connections == [1, 1]  # the second request went again, on a second connection
+        assert gw.lanes == ({"fast": 0, "handed_off": 2} if query else {"fast": 2, "handed_off": 0})
 
 
 @pytest.mark.parametrize("query", ["", "?lane=aiohttp"], ids=["fast-lane", "aiohttp"])
@@ -262,31 +286,22 @@ async def test_an_event_stream_the_upstream_does_not_chunk_reaches_the_client_wh
     events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)] + [b"data: [DONE]\n\n"]
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
-        await reader.readexactly(length)
+        await read_request_body(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
         for event in events:
             writer.write(event)
             await writer.drain()
             await asyncio.sleep(0.01)
-        writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) as gw:
-            reader, writer = await connect(gw)
-            writer.write(post({**CHAT, "model": "m", "stream": True}, path="/v1/chat/completions" + query))
-            status, headers, body = await read_response(reader)
-            assert status == 200 and headers["transfer-encoding"] == "chunked"
-            assert body == b"".join(events)
-            assert gw.lanes == ({"fast": 0, "handed_off": 1} if query else {"fast": 1, "handed_off": 0})
-            writer.close()
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with stand_in(serve) as port, serving(GatewayConfig(), StaticDirectory([upstream("one", "m", port=port)])) \
+            as gw:
+        reader, writer = await connect(gw)
+        writer.write(post({**CHAT, "model": "m", "stream": True}, path="/v1/chat/completions" + query))
+        status, headers, body = await read_response(reader)
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
+        assert body == b"".join(events)
+        assert gw.lanes == ({"fast": 0, "handed_off": 1} if query else {"fast": 1, "handed_off": 0})
+        writer.close()
 
 
 async def test_clients_leaving_the_queue_leave_nothing_counted(fake_server_cmd: list[str], tmp_path: Path) -> None:
@@ -323,25 +338,13 @@ async def test_request_filters_rewrite_the_body_routed_by_model_but_not_one_sent
     received: list[dict[str, object]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length:")))
-                received.append(json.loads(await reader.readexactly(length)))
-                body = json.dumps({"object": "chat.completion", "usage": {"completion_tokens": 1}}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(body), body))
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
+        while True:
+            received.append(json.loads(await read_request_body(reader)))
+            answer_one_token(writer)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     filters = RequestFilters(strip_params=["top_p", "top_k"], set_params={"temperature": 0.6, "min_p": 0.05})
     sent = {**CHAT, "model": "m", "temperature": 1.5, "top_p": 0.2, "seed": 7}
-    try:
+    async with stand_in(serve) as port:
         one = upstream("one", "m", port=port, rewrite_body=rewriter(filters))
         async with serving(GatewayConfig(), StaticDirectory([one])) as gw:
             reader, writer = await connect(gw)
@@ -351,8 +354,5 @@ async def test_request_filters_rewrite_the_body_routed_by_model_but_not_one_sent
                 assert status == 200 and completion_tokens(body) == 1, body
             assert gw.lanes["fast"] == (0 if query else 1)
             writer.close()
-        assert received[0] == {**CHAT, "model": "m", "seed": 7, "temperature": 0.6, "min_p": 0.05}
-        assert received[1] == sent
-    finally:
-        server.close()
-        await server.wait_closed()
+    assert received[0] == {**CHAT, "model": "m", "seed": 7, "temperature": 0.6, "min_p": 0.05}
+    assert received[1] == sent
