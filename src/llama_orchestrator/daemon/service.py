@@ -369,9 +369,11 @@ class Daemon:
             for name in targets:
                 self.supervisors[name].submit(event(f"{action} requested") if event else lc.Restart())
         if wait_s is not None:
+            deadline = time.monotonic() + wait_s
             if gateway_starts:  # the gateway submits them to the supervisors a moment later
                 await asyncio.wait(gateway_starts, timeout=wait_s)
-            await asyncio.gather(*(self.supervisors[n].wait_settled(wait_s) for n in targets))
+            left = max(0.0, deadline - time.monotonic())
+            await asyncio.gather(*(self.supervisors[n].wait_settled(left) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
         return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
 

@@ -238,8 +238,8 @@ class Traffic:
         if room_in is not None:  # only a minimum residency keeps the room: say when it ends
             retry = max(1, math.ceil(room_in))
             return Unavailable(
-                f"cannot start {name!r}{after}: max_loaded={self.config.max_loaded} instances are up and none "
-                f"may be evicted yet; one can go in {retry} s, when its min_residency_s is over",
+                f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and none could be "
+                f"evicted{after}; one can go in {retry} s, when its min_residency_s is over",
                 code="capacity_exhausted", retry_after_s=retry,
             )
         return Unavailable(
