@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ollama
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -235,6 +236,22 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
     with pytest.raises(urllib.error.HTTPError) as unknown:
         fleet.call("/models/load", {"model": "nope"})
     assert unknown.value.code == 404 and "Available models: lazy, pair" in unknown.value.read().decode()
+
+
+def test_an_ollama_client_starts_an_on_demand_model_and_unloads_it(fleet: Fleet) -> None:
+    """Ollama's own client against the daemon's gateway: its chat starts `lazy` (held while it
+    loads, through the gateway's own route), `ps` lists it, and `keep_alive=0` stops it."""
+    client = ollama.Client(host=fleet.gateway, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert fleet.state("lazy") == "stopped"
+    answer = client.chat("lazy", messages=[{"role": "user", "content": "hello"}], options={"num_predict": 4})
+    assert answer.done and answer.eval_count == 4 and fleet.state("lazy") == "ready"
+    assert "lazy" in {m.model for m in client.ps().models}
+    assert client.generate("lazy", keep_alive=0).done_reason == "unload"
+    wait_until(lambda: fleet.state("lazy") == "stopped", 30, 0.1, "lazy unloaded")
+    assert "lazy" not in {m.model for m in client.ps().models}
+    with pytest.raises(ollama.ResponseError) as denied:
+        ollama.Client(host=fleet.gateway).list()
+    assert denied.value.status_code == 401
 
 
 def test_two_on_demand_models_with_room_for_one_take_turns(
