@@ -51,6 +51,9 @@ def create(
         None, "--chat-template", help="llama.cpp template name (e.g. gemma, chatml) for models without one."
     ),
     on_demand: bool = typer.Option(False, "--on-demand", help="Start on the first gateway request, not at `up`."),
+    preload: bool = typer.Option(
+        False, "--preload", help="With --on-demand: also start it with `up` and the daemon, if max_loaded has room."
+    ),
     no_check: bool = typer.Option(False, "--no-check", help="Do not require the model file to exist yet."),
 ) -> None:
     """Create an instance config (refuses to overwrite one).
@@ -77,6 +80,8 @@ def create(
         if port is None:
             raise ConfigError([ConfigProblem("<command line>", "--port", "no free port in 8001-8999; pass --port")])
     raw = _raw_config(name, model, port, host, backend, ctx_size, gpu_layers, alias, parallel, on_demand, extra or [])
+    if preload:
+        raw["preload"] = True
     if chat_template is not None:
         raw["model"]["chat_template"] = chat_template
     if threads is not None:

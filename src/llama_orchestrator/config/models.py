@@ -252,8 +252,9 @@ class InstanceConfig(Strict):
 
     @property
     def starts_with_up(self) -> bool:
-        """Started by `llama-orch up` (without names) and when the daemon starts."""
-        return self.autostart and (self.preload or not self.on_demand)
+        """Started by `llama-orch up` (without names) and when the daemon starts: an on-demand
+        instance when it is preloaded (whatever autostart says), any other when autostart."""
+        return self.preload if self.on_demand else self.autostart
 
     @property
     def served_name(self) -> str:

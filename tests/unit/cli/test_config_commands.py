@@ -136,3 +136,13 @@ def test_version_and_help_list_every_command(home: Path) -> None:
     for command in ("create", "ls", "rm", "up", "down", "start", "stop", "restart", "ps", "logs", "inspect",
                     "events", "config", "daemon", "service", "schema"):
         assert command in help_text
+
+
+def test_create_preload_needs_on_demand_and_ls_says_how_each_starts(home: Path, model: Path) -> None:
+    refused = cli(home, "create", "eager", "--model", str(model), "--preload")
+    assert refused.exit_code == 2 and "preload is for on_demand instances" in refused.output
+    assert not (home / "instances/eager").exists()
+    assert cli(home, "create", "warm", "--model", str(model), "--on-demand", "--preload").exit_code == 0
+    assert cli(home, "create", "lazy", "--model", str(model), "--on-demand").exit_code == 0
+    rows = json.loads(cli(home, "ls", "--json").output)
+    assert {r["name"]: r["start"] for r in rows} == {"warm": "on-demand, preload", "lazy": "on-demand"}

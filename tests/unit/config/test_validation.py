@@ -211,5 +211,6 @@ def test_preload_is_for_on_demand_instances(home: HomePaths, model_file: Path) -
     [problem] = fleet.errors
     assert Path(problem.file).parent.name == "a" and "preload is for on_demand instances" in problem.message
     assert "set on_demand: true" in problem.message
-    assert fleet.instances["b"].starts_with_up and not fleet.instances["b"].model_copy(
-        update={"autostart": False}).starts_with_up
+    b = fleet.instances["b"]
+    assert b.starts_with_up and b.model_copy(update={"autostart": False}).starts_with_up  # as `create` writes it
+    assert not b.model_copy(update={"preload": False}).starts_with_up
