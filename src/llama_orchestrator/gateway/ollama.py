@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.states import InstanceState as S
 
 # Ollama's sampling options that llama-server reads under the same name (load-time options such
 # as num_ctx or num_gpu belong to the instance's config, and are left out)
@@ -220,6 +224,20 @@ def model_entry(name: str) -> dict[str, Any]:
     return {"name": name, "model": name, "modified_at": now_iso(), "size": 0, "digest": "",
             "details": {"parent_model": "", "format": "gguf", "family": "", "families": None,
                         "parameter_size": "", "quantization_level": ""}}
+
+
+NEVER = "9999-12-31T23:59:59Z"  # a model no idle TTL unloads (Ollama's keep_alive -1)
+
+
+def expires_at(replicas: Sequence[Upstream], now: float) -> str:
+    """When `/api/ps` says a model unloads: the soonest idle TTL of its loaded replicas to run out
+    if no request comes (`now`: the clock of `Upstream.last_used`); NEVER without a TTL."""
+    left = [u.idle_ttl_s - max(0.0, now - u.last_used) for u in replicas
+            if u.idle_ttl_s is not None and u.state in (S.READY, S.UNHEALTHY)]
+    if not left:
+        return NEVER
+    when = datetime.now(UTC) + timedelta(seconds=max(0.0, min(left)))
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def show(name: str, props: dict[str, Any] | None) -> dict[str, Any]:

@@ -67,10 +67,12 @@ class OllamaRoutes:
         return _json({"models": [ollama.model_entry(str(m["id"])) for m in entries]})
 
     async def ps(self, request: web.BaseRequest) -> web.Response:
-        entries = model_list(self.directory.upstreams(), self.authorize(request))
-        loaded = [m for m in entries if m["status"] == {"value": "loaded"}]
-        return _json({"models": [{**ollama.model_entry(str(m["id"])), "expires_at": ollama.now_iso(), "size_vram": 0}
-                                 for m in loaded]})
+        ups = self.directory.upstreams()
+        loaded = [m for m in model_list(ups, self.authorize(request)) if m["status"] == {"value": "loaded"}]
+        now = self.traffic.clock()
+        return _json({"models": [
+            {**ollama.model_entry(str(m["id"])), "size_vram": 0,
+             "expires_at": ollama.expires_at(routing.candidates(ups, str(m["id"])), now)} for m in loaded]})
 
     async def show(self, request: web.BaseRequest) -> web.Response:
         key = self.authorize(request)

@@ -91,3 +91,18 @@ def test_show_reports_what_the_running_llama_server_says() -> None:
     assert shown["capabilities"] == ["completion", "tools", "vision"]
     assert shown["model_info"]["llama.cpp.context_length"] == 4096 and shown["template"] == "{{ messages }}"
     assert ollama.show("m", None)["capabilities"] == ["completion"]  # not up: only what the gateway knows
+
+
+def test_ps_says_when_the_idle_ttl_would_unload_a_model() -> None:
+    from datetime import UTC, datetime
+
+    from tests.unit.gateway.gateway_fakes import upstream
+
+    from llama_orchestrator.core.states import InstanceState as S
+
+    assert ollama.expires_at([upstream("pinned-up", idle_ttl_s=None)], 100.0) == ollama.NEVER
+    soon = ollama.expires_at([upstream("a", idle_ttl_s=600, last_used=90.0),  # 590 s left
+                              upstream("b", idle_ttl_s=60, last_used=95.0),  # 55 s left: the soonest
+                              upstream("c", idle_ttl_s=1, last_used=0.0, state=S.STOPPED)], 100.0)
+    left = (datetime.fromisoformat(soon.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    assert 50 < left <= 55
