@@ -30,7 +30,6 @@ from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClos
 
 VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
 NDJSON = "application/x-ndjson"
-_UP = frozenset({S.READY, S.UNHEALTHY})
 _RUNNING = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.RECONCILING, S.BACKOFF})
 _PROPS_TIMEOUT = Timeouts(connect=5.0, total=10.0)
 
