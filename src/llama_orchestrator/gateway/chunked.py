@@ -116,6 +116,16 @@ class WireChunks(_ChunkReader):
     piece ends on a chunk boundary and a proxy can still append a chunk of its own (an error
     event) after any of them. The terminating chunk (and trailers) is pushed too, and ends it."""
 
+    def one_chunk(self, data: bytes) -> bool:
+        """Whether `data` is exactly one whole chunk, not the last, with nothing pending from an
+        earlier read: then `feed` would push it as it is and keep no state, so a relay may pass it
+        on without feeding it (one SSE event per read, as a rule)."""
+        if self._buf:
+            return False
+        end = data.find(b"\r\n", 0, 8)
+        size = _CHUNK_SIZES.get(data[:end], 0) if end > 0 else 0
+        return size > 0 and len(data) == end + size + 4 and data.endswith(b"\r\n")
+
     def feed(self, data: bytes, push: Push) -> None:
         data = self._joined(data)
         pos, n, find, known = 0, len(data), data.find, _CHUNK_SIZES.get
