@@ -107,6 +107,8 @@ class Response(asyncio.Protocol):
         self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self.status = 0
         self.headers: dict[str, str] = {}
+        self._type_of: str | None = None  # the Content-Type `_type` was worked out from
+        self._type = ""
         self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
         self.sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
         self._sink_high = 0
@@ -341,7 +343,11 @@ class Response(asyncio.Protocol):
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        """The media type of the response (read three times a stream: worked out once per head)."""
+        raw = self.headers.get("content-type", "")
+        if raw is not self._type_of:
+            self._type_of, self._type = raw, raw.split(";", 1)[0].strip().lower()
+        return self._type
 
     def has_body(self) -> bool:
         """Whether body bytes (or the body's end) are already in hand: `readany` will not wait."""

@@ -67,3 +67,10 @@ def test_response_head_has_status_line_headers_and_date() -> None:
     assert lines[0] == "HTTP/1.1 404 Not Found" and lines[1] == "Content-Length: 0"
     assert lines[2].startswith("Date: ") and lines[2].endswith(" GMT") and head.endswith(b"\r\n\r\n")
     assert response_head(599, []).startswith(b"HTTP/1.1 599 Unknown\r\n")
+
+
+def test_a_header_name_seen_before_still_needs_its_colon_and_an_odd_one_is_still_refused() -> None:
+    assert plain_request(request("Authorization: Bearer k"), PATHS) is not None  # its name is remembered
+    for line in ("Authorization", "Bad Name: x", "Bad Name: x"):  # twice: a refusal is not remembered
+        with pytest.raises(NotPlain):
+            plain_request(request(line), PATHS)
