@@ -85,3 +85,23 @@ async def test_what_ollamas_api_refuses_is_refused_in_its_shape(http: aiohttp.Cl
                 assert message in (await resp.json())["error"], path
         async with http.get(gw.address + "/api/version") as resp:
             assert (await resp.json())["version"].count(".") == 2
+
+
+async def test_a_held_stream_whose_start_fails_ends_with_the_reason() -> None:
+    """With `hold_keepalive_s`, a streamed request held for a start gets its answer begun (with
+    keep-alive comments, which are no Ollama lines); a start that fails ends it with the reason."""
+    directory = StaticDirectory([upstream("lazy", "lazy", on_demand=True, state=S.STOPPED)])
+    async with serving(GatewayConfig(hold_keepalive_s=0.05, start_wait_timeout_s=30), directory) as gw:
+        client = ollama.AsyncClient(host=gw.address)
+        parts: list[object] = []
+
+        async def chat() -> None:
+            async for part in await client.chat("lazy", messages=MESSAGES, stream=True):
+                parts.append(part)
+
+        streaming = asyncio.ensure_future(chat())
+        await async_wait_until(lambda: directory.starts, 10, message="a start was asked for")
+        directory.set("lazy", state=S.FAILED)
+        with pytest.raises(ollama.ResponseError) as failed:
+            await streaming
+        assert parts == [] and "lazy" in failed.value.error

@@ -106,3 +106,13 @@ def test_ps_says_when_the_idle_ttl_would_unload_a_model() -> None:
                               upstream("c", idle_ttl_s=1, last_used=0.0, state=S.STOPPED)], 100.0)
     left = (datetime.fromisoformat(soon.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
     assert 50 < left <= 55
+
+
+def test_keepalive_comments_and_done_are_no_lines_and_an_error_event_is_ollamas_error() -> None:
+    from llama_orchestrator.gateway.ollama_routes import _translate
+
+    stream = ollama.ChatStream("m", "message")
+    assert _translate(b": loading model 'm' (3 s)", stream) == []
+    assert _translate(b"data: [DONE]", stream) == []
+    cut = b'event: error\ndata: {"error": {"message": "model m failed to start"}, "source": "gateway"}'
+    assert _translate(cut, stream) == [{"error": "model m failed to start"}]
