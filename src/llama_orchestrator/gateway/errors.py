@@ -133,6 +133,15 @@ def to_response(exc: BaseException) -> web.Response:
     )
 
 
+def message_of(body: bytes, limit: int = 500) -> str:
+    """The message of an error answer in the OpenAI shape (llama-server's, the gateway's), else
+    the start of the body as text."""
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")[:limit]
+
+
 def sse_error_event(message: str, kind: str = "upstream_error", code: str | None = "stream_interrupted") -> bytes:
     """The last event of a stream the gateway had to cut (upstream died, gateway stopping)."""
     payload: Mapping[str, object] = {

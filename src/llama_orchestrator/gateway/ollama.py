@@ -124,10 +124,10 @@ class ChatStream:
     """OpenAI chunks in, Ollama stream objects out. `key` is "message" (`/api/chat`) or
     "response" (`/api/generate`); tool calls, streamed in pieces, leave whole in one object."""
 
-    def __init__(self, model: str, key: str) -> None:
+    def __init__(self, model: str, key: str, started: float = 0.0) -> None:
         self.model = model
         self.key = key
-        self.started = time.perf_counter()
+        self.started = started or time.perf_counter()  # perf_counter of the request's arrival
         self.done_reason = "stop"
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
@@ -178,14 +178,11 @@ def answer(model: str, key: str, completion: dict[str, Any], started: float) -> 
     """A whole OpenAI answer (chat or text completion) as Ollama's one object."""
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    stream = ChatStream(model, key)
-    stream.started = started
     text = message.get("content") if "message" in choice else choice.get("text")
-    stream.done_reason = DONE_REASONS.get(choice.get("finish_reason") or "stop", "stop")
-    out = stream.part(text or "", message.get("reasoning_content") or "")
+    out = ChatStream(model, key).part(text or "", message.get("reasoning_content") or "")
     if message.get("tool_calls") and key == "message":
         out["message"]["tool_calls"] = [_tool_call(c.get("function") or {}) for c in message["tool_calls"]]
-    out.update(done=True, done_reason=stream.done_reason,
+    out.update(done=True, done_reason=DONE_REASONS.get(choice.get("finish_reason") or "stop", "stop"),
                **counts(completion.get("usage") or {}, completion.get("timings") or {}, started))
     return out
 

@@ -23,15 +23,16 @@ from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import ollama
 from llama_orchestrator.gateway.auth import Key, presented_key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
-from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound, message_of
 from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.scrape import instance_get
 from llama_orchestrator.gateway.traffic import Traffic
-from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClosed, address
+from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClosed
 
 VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
 NDJSON = "application/x-ndjson"
 _RUNNING = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.RECONCILING, S.BACKOFF})
-_PROPS_TIMEOUT = Timeouts(connect=5.0, total=10.0)
+PROPS_TIMEOUT_S = 10.0
 
 
 class OllamaRoutes:
@@ -82,21 +83,21 @@ class OllamaRoutes:
         return _json(ollama.show(str(model), await self._props(up) if up is not None else None))
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await self._inference_body(request)
+        caller, body = await self._inference_body(request)
         if not body.get("messages"):
-            return await self._load_or_unload(request, body, "message")
+            return await self._load_or_unload(caller, body, "message")
         return await self._relay(request, "/v1/chat/completions", ollama.chat_request(body), "message")
 
     async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await self._inference_body(request)
+        caller, body = await self._inference_body(request)
         if not body.get("prompt") and not body.get("images"):
-            return await self._load_or_unload(request, body, "response")
+            return await self._load_or_unload(caller, body, "response")
         path, translated = ollama.generate_request(body)
         return await self._relay(request, path, translated, "response")
 
     async def embed(self, request: web.BaseRequest) -> web.StreamResponse:
         legacy = request.path == "/api/embeddings"
-        body = await self._inference_body(request)
+        _, body = await self._inference_body(request)
         started = time.perf_counter()
         up = await self._send(request, "/v1/embeddings", ollama.embed_request(body, legacy))
         try:
@@ -106,12 +107,13 @@ class OllamaRoutes:
         return _json(ollama.embed_answer(body["model"], result, legacy, started))
 
     # --- plumbing ------------------------------------------------------------------------------
-    async def _inference_body(self, request: web.BaseRequest) -> dict[str, Any]:
-        self.authorize(request)  # before the body is read: a wrong key learns nothing
+    async def _inference_body(self, request: web.BaseRequest) -> tuple[Key | None, dict[str, Any]]:
+        """The caller's key (checked before the body is read: a wrong key learns nothing) and the body."""
+        key = self.authorize(request)
         body = await _body(request)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("model is required", code="model_required")
-        return body
+        return key, body
 
     def _replicas(self, model: object, key: Key | None) -> list[Upstream]:
         ups = self.directory.upstreams()
@@ -120,10 +122,10 @@ class OllamaRoutes:
             raise NotFound(f"model '{model}' not found", code="model_not_found")
         return replicas
 
-    async def _load_or_unload(self, request: web.BaseRequest, body: dict[str, Any], key: str) -> web.Response:
+    async def _load_or_unload(self, caller: Key | None, body: dict[str, Any], key: str) -> web.Response:
         """Ollama's spelling of load (no messages or prompt) and unload (`keep_alive: 0` as well)."""
         model = body["model"]
-        replicas = self._replicas(model, self.authorize(request))
+        replicas = self._replicas(model, caller)
         unload = str(body.get("keep_alive", "")).strip() in ("0", "0s", "0m", "0.0")
         if unload:
             for u in replicas:
@@ -148,13 +150,11 @@ class OllamaRoutes:
             raise HTTPFailure(f"the gateway could not relay the request ({exc})", status=502) from exc
         if up.status >= 400:
             try:
-                error = await _whole(up)
+                message = message_of(await up.read(), 300)
             finally:
                 up.close()
-            message = error.get("error", {}).get("message") if isinstance(error.get("error"), dict) else None
             retry = up.headers.get("retry-after", "")
-            raise HTTPFailure(str(message or error), status=up.status,
-                              retry_after_s=int(retry) if retry.isdigit() else None)
+            raise HTTPFailure(message, status=up.status, retry_after_s=int(retry) if retry.isdigit() else None)
         return up
 
     async def _relay(self, request: web.BaseRequest, path: str, body: dict[str, Any], key: str) -> web.StreamResponse:
@@ -163,8 +163,7 @@ class OllamaRoutes:
         try:
             if not body["stream"]:
                 return _json(ollama.answer(body["model"], key, await _whole(up), started))
-            stream = ollama.ChatStream(body["model"], key)
-            stream.started = started
+            stream = ollama.ChatStream(body["model"], key, started)
             response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway"})
             await response.prepare(request)
             pending = b""
@@ -185,17 +184,12 @@ class OllamaRoutes:
 
     async def _props(self, up: Upstream) -> dict[str, Any] | None:
         """The instance's llama-server /props, or None when it does not answer."""
+        body = await instance_get(self.pool(), up, "/props", PROPS_TIMEOUT_S)
         try:
-            host, port, prefix = address(up.base_url)
-            headers = {"Authorization": f"Bearer {up.api_key}"} if up.api_key else {}
-            resp = await self.pool().request("GET", host, port, prefix + "/props", headers, None, _PROPS_TIMEOUT)
-            try:
-                props = await _whole(resp) if resp.status == 200 else None
-            finally:
-                resp.close()
-        except (UpstreamClosed, TimeoutError, OSError):
+            props = json.loads(body) if body is not None else None
+        except ValueError:
             return None
-        return props
+        return props if isinstance(props, dict) else None
 
 
 def _translate(event: bytes, stream: ollama.ChatStream) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from llama_orchestrator.gateway.errors import (
     SOURCE_HEADER,
     HTTPFailure,
     Unavailable,
+    message_of,
     sse_error_event,
 )
 from llama_orchestrator.gateway.pool import UpstreamPool
@@ -216,10 +216,7 @@ async def _answer_as_event(started: web.StreamResponse, status: int, data: bytes
     becomes an `error` event with llama-server's message; anything else a `data` event."""
     with contextlib.suppress(ConnectionError):
         if status >= 400:
-            try:
-                message = str(json.loads(data)["error"]["message"])
-            except (ValueError, KeyError, TypeError):
-                message = data.decode("utf-8", "replace")[:500]
+            message = message_of(data)
             await started.write(sse_error_event(f"HTTP {status} from the instance: {message}", "upstream_error",
                                                 "upstream_error"))
         else:

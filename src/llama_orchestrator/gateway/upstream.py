@@ -107,8 +107,7 @@ class Response(asyncio.Protocol):
         self.wire = False  # the body comes as chunked wire bytes (gateway.chunked.WireChunks)
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._type_of: str | None = None  # the Content-Type `_type` was worked out from
-        self._type = ""
+        self.content_type = ""  # the media type of Content-Type, lowercased (set with the head)
         self._sink: asyncio.WriteTransport | None = None  # relay target (see `relay_to`)
         self.sink_state = ""  # "" relaying, "drain" paused for the sink, "gone" the sink closed
         self._sink_high = 0
@@ -207,6 +206,7 @@ class Response(asyncio.Protocol):
             if sep:
                 headers[name.strip().lower()] = value.strip()
         self.head_done = True
+        self.content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         conn = headers.get("connection", "").lower()
         if parts[0] == "HTTP/1.0" or "close" in conn:
             self._keep = False
@@ -340,14 +340,6 @@ class Response(asyncio.Protocol):
             await self._wait()
         if self.failure is not None:
             raise self.failure
-
-    @property
-    def content_type(self) -> str:
-        """The media type of the response (read three times a stream: worked out once per head)."""
-        raw = self.headers.get("content-type", "")
-        if raw is not self._type_of:
-            self._type_of, self._type = raw, raw.split(";", 1)[0].strip().lower()
-        return self._type
 
     def has_body(self) -> bool:
         """Whether body bytes (or the body's end) are already in hand: `readany` will not wait."""
