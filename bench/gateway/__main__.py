@@ -62,16 +62,34 @@ def wait_http(url: str, timeout_s: float = 60, proc: subprocess.Popen[bytes] | N
     raise RuntimeError(f"{url} did not answer 200 within {timeout_s}s")
 
 
+# How the servers are started (--sched). "own": each in its own session, as the daemon starts each
+# llama-server and as a client app runs apart from the daemon; Linux's autogroup scheduler then
+# shares the cores between them session by session. "shared": each leads its own process group
+# (which stop_group ends) but stays in the benchmark's session, so the scheduler sees every
+# process, the load generator's too, as one group. The gateway/nginx ratio at c=32 moves by
+# 20-30 % between the two (see the README).
+SCHED = {"own": True}
+
+
 @contextlib.contextmanager
 def process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
             cwd: Path = REPO) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=cwd)
+                                env=env, cwd=cwd, start_new_session=SCHED["own"],
+                                process_group=None if SCHED["own"] else 0)
     try:
         yield proc
     finally:
         stop_group(proc, signal.SIGTERM)
+
+
+def autogroup() -> str:
+    """Whether Linux schedules by session here ("1", "0"; "" elsewhere)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return ""
 
 
 def stop_group(proc: subprocess.Popen[bytes], first: signal.Signals) -> None:
@@ -303,7 +321,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
 
 @contextlib.contextmanager
 def _nginx(prefix: Path, port: int, up_port: int) -> Iterator[int]:
-    proc = nginx.start(prefix, port, f"127.0.0.1:{up_port}")
+    proc = nginx.start(prefix, port, f"127.0.0.1:{up_port}", own_session=SCHED["own"])
     try:
         yield proc.pid
     finally:
@@ -390,9 +408,13 @@ def main() -> None:
                         "instead of each suite's own ladder")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds per concurrency (default 3; more narrow a ratio of a few percent)")
+    parser.add_argument("--sched", choices=("own", "shared"), default="own",
+                        help="own (default): every server in its own session, as in use; shared: all in this "
+                        "one, which Linux's autogroup scheduler treats as one group (see bench/README.md)")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. `git worktree add /tmp/b HEAD~1`) "
                         "whose gateway runs as an extra target, gw-baseline")
     args = parser.parse_args()
+    SCHED["own"] = args.sched == "own"
     if args.install_litellm:
         print(f"LiteLLM {litellm_proxy.install()} installed in {litellm_proxy.VENV}")
         return
@@ -407,7 +429,8 @@ def main() -> None:
     print(ll_status, flush=True)
     results: dict[str, object] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "load_before": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                    "load_before": os.getloadavg(),
+                    "sched": args.sched, "autogroup": autogroup(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
         "litellm": {"version": ll_version, "measured": use_litellm, "note": ll_status},
         "suites": [],
     }

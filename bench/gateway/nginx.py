@@ -39,11 +39,13 @@ def available() -> str | None:
     return shutil.which("nginx") or (path if Path(path := "/usr/sbin/nginx").exists() else None)
 
 
-def start(prefix: Path, port: int, upstream_hostport: str) -> subprocess.Popen[bytes]:
+def start(prefix: Path, port: int, upstream_hostport: str, own_session: bool = True) -> subprocess.Popen[bytes]:
+    """nginx leading its own process group, in its own session or (`own_session=False`) in ours."""
     binary = available()
     assert binary is not None
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(CONF.format(prefix=prefix, port=port, upstream=upstream_hostport))
     return subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=own_session, process_group=None if own_session else 0)
