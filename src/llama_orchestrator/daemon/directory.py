@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +51,46 @@ def _up_for_s(sup: InstanceSupervisor) -> float | None:
     return None if ready_at is None else max(0.0, sup.deps.monotonic() - ready_at)
 
 
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """The parts of an `Upstream` that only a new config changes."""
+
+    config: InstanceConfig
+    names: frozenset[str]  # the instance name, its alias and further aliases: what routes here
+    alias: str
+    aliases: tuple[str, ...]
+    base_url: str
+    on_demand: bool
+    pinned: bool
+    idle_ttl_s: float | None
+    slots: int | None
+    metrics: bool
+    min_residency_s: float | None
+    eviction_priority: int
+    rewrite_body: Rewrite | None
+    listed: bool
+
+    @classmethod
+    def of(cls, name: str, config: InstanceConfig) -> _Fixed:
+        parallel = config.model.parallel
+        return cls(
+            config=config,
+            names=frozenset((name, config.served_name, *config.extra_aliases)),
+            alias=config.served_name,
+            aliases=config.extra_aliases,
+            base_url=connect_base_url(config),
+            on_demand=config.on_demand,
+            pinned=config.pinned,
+            idle_ttl_s=config.idle_ttl_s,
+            slots=parallel if parallel is not None and parallel > 0 else None,
+            metrics=config.server.metrics,
+            min_residency_s=config.min_residency_s,
+            eviction_priority=config.eviction_priority,
+            rewrite_body=rewriter(config.request_filters),
+            listed=not config.unlisted,
+        )
+
+
 class SupervisorDirectory:
     def __init__(
         self,
@@ -66,54 +107,52 @@ class SupervisorDirectory:
         self.environ = environ
         self._last_used: dict[str, float] = {}
         self._key_files: dict[str, tuple[float, str | None]] = {}  # path -> (read at, key)
-        self._rewriters: dict[str, tuple[InstanceConfig, Rewrite | None]] = {}
+        self._configs: dict[str, _Fixed] = {}
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
         out = []
         for name, sup in self.supervisors.items():
-            if model is not None and model != name and model != sup.config.served_name \
-                    and model not in sup.config.extra_aliases:
+            fixed = self._fixed(name, sup.config)
+            if model is not None and model not in fixed.names:
                 continue
-            state = sup.rt.state
-            if state in _UP:
+            rt = sup.rt
+            state = rt.state
+            up = state in _UP
+            if up:
                 self._last_used.setdefault(name, now)
             elif sup.in_flight == 0:
                 self._last_used.pop(name, None)
-            config = sup.config
-            parallel = config.model.parallel
             out.append(Upstream(
-                name=name,
-                alias=config.served_name,
-                aliases=config.extra_aliases,
-                base_url=connect_base_url(config),
-                state=state,
-                routable=state is S.READY and sup.rt.probe_failures == 0,
-                on_demand=config.on_demand,
-                pinned=config.pinned,
-                idle_ttl_s=config.idle_ttl_s,
+                name, fixed.alias, fixed.base_url, state,
+                routable=state is S.READY and rt.probe_failures == 0,
+                on_demand=fixed.on_demand,
+                pinned=fixed.pinned,
+                idle_ttl_s=fixed.idle_ttl_s,
                 in_flight=sup.in_flight,
                 last_used=self._last_used.get(name, 0.0),
-                api_key=self._api_key(config),
-                slots=parallel if parallel is not None and parallel > 0 else None,
-                metrics=config.server.metrics,
-                restarts=sup.rt.restarts,
-                ready_in_s=None if state in _UP else sup.ready_in_s(),
-                restarting=state is S.STOPPING and sup.rt.after_stop == "restart",
-                up_for_s=_up_for_s(sup) if state in _UP else None,
-                min_residency_s=config.min_residency_s,
-                eviction_priority=config.eviction_priority,
-                rewrite_body=self._rewriter(name, config),
-                listed=not config.unlisted,
+                api_key=self._api_key(sup.config),
+                slots=fixed.slots,
+                metrics=fixed.metrics,
+                restarts=rt.restarts,
+                ready_in_s=None if up else sup.ready_in_s(),
+                aliases=fixed.aliases,
+                restarting=state is S.STOPPING and rt.after_stop == "restart",
+                up_for_s=_up_for_s(sup) if up else None,
+                min_residency_s=fixed.min_residency_s,
+                eviction_priority=fixed.eviction_priority,
+                rewrite_body=fixed.rewrite_body,
+                listed=fixed.listed,
             ))
         return out
 
-    def _rewriter(self, name: str, config: InstanceConfig) -> Rewrite | None:
-        """The instance's body rewrite, made once per config (a reload brings a new one)."""
-        cached = self._rewriters.get(name)
-        if cached is None or cached[0] is not config:
-            cached = self._rewriters[name] = (config, rewriter(config.request_filters))
-        return cached[1]
+    def _fixed(self, name: str, config: InstanceConfig) -> _Fixed:
+        """What an instance's snapshots take from its config, made once per config (a reload
+        brings a new config object): `upstreams()` runs on every request."""
+        fixed = self._configs.get(name)
+        if fixed is None or fixed.config is not config:
+            fixed = self._configs[name] = _Fixed.of(name, config)
+        return fixed
 
     def _api_key(self, config: InstanceConfig) -> str | None:
         server = config.server

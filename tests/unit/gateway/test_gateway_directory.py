@@ -190,7 +190,7 @@ def test_residency_and_eviction_priority_reach_the_gateway() -> None:
     assert directory.upstreams()[0].up_for_s == 30.0  # still loaded, still counting
 
 
-def test_request_filters_become_one_rewrite_per_config() -> None:
+def test_what_the_config_sets_is_made_once_per_config() -> None:
     sup = StubSupervisor(config("a", request_filters={"set_params": {"temperature": 0.6}}))
     directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
     rewrite = directory.upstreams()[0].rewrite_body
@@ -198,3 +198,7 @@ def test_request_filters_become_one_rewrite_per_config() -> None:
     assert directory.upstreams()[0].rewrite_body is rewrite  # made once, not per request
     sup.config = config("a")  # a reload without filters
     assert directory.upstreams()[0].rewrite_body is None
+    sup.config = config("a", model={"path": "/m.gguf", "alias": "coder", "aliases": ["c2"], "parallel": 4})
+    assert [u.alias for u in directory.upstreams("coder")] == ["coder"]  # a reload's names route at once
+    assert [u.slots for u in directory.upstreams("c2")] == [4] and directory.upstreams("chat") == []
+    assert [u.name for u in directory.upstreams("a")] == ["a"]
