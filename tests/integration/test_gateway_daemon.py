@@ -98,10 +98,11 @@ def fleet(tmp_path: Path, llama_server_bin: Path, tiny_model: Path, monkeypatch:
         home.close()
 
 
-def test_models_chat_on_demand_start_and_idle_stop_keys_and_unknown_model(fleet: Fleet) -> None:
+def test_models_chat_on_demand_start_and_idle_stop_keys_and_unknown_model(fleet: Fleet, tiny_model: Path) -> None:
     with fleet.client() as c:
         models = {m.id: m.to_dict() for m in c.models.list().data}
         assert set(models) == {"tiny", "lazy", "rep-a", "rep-b", "pair"}
+        assert {m["created"] for m in models.values()} == {int(tiny_model.stat().st_mtime)}  # the file's time
         assert {k: m["state"] for k, m in models.items()} == {
             "tiny": "ready", "lazy": "stopped", "rep-a": "ready", "rep-b": "ready", "pair": "ready"}
         assert models["pair"]["instances"] == ["rep-a", "rep-b"]
@@ -238,10 +239,17 @@ def test_llama_server_router_clients_load_and_unload_models_through_the_gateway(
     assert unknown.value.code == 404 and "Available models: lazy, pair" in unknown.value.read().decode()
 
 
-def test_an_ollama_client_starts_an_on_demand_model_and_unloads_it(fleet: Fleet) -> None:
-    """Ollama's own client against the daemon's gateway: its chat starts `lazy` (held while it
-    loads, through the gateway's own route), `ps` lists it, and `keep_alive=0` stops it."""
+def test_an_ollama_client_starts_an_on_demand_model_and_unloads_it(fleet: Fleet, tiny_model: Path) -> None:
+    """Ollama's own client against the daemon's gateway: the list gives each model's file size and
+    time; its chat starts `lazy` (held while it loads, through the gateway's own route), `ps` lists
+    it, and `keep_alive=0` stops it."""
     client = ollama.Client(host=fleet.gateway, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    listed = {m.model: m for m in client.list().models}
+    stat = tiny_model.stat()
+    assert {name: m.size for name, m in listed.items()} == dict.fromkeys(
+        ("lazy", "pair", "rep-a", "rep-b", "tiny"), stat.st_size)
+    assert listed["pair"].modified_at is not None and listed["pair"].modified_at.timestamp() == pytest.approx(
+        stat.st_mtime, abs=1e-3)
     assert fleet.state("lazy") == "stopped"
     answer = client.chat("lazy", messages=[{"role": "user", "content": "hello"}], options={"num_predict": 4})
     assert answer.done and answer.eval_count == 4 and fleet.state("lazy") == "ready"

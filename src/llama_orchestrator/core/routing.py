@@ -41,6 +41,8 @@ class Upstream:
     eviction_priority: int = 0  # under max_loaded, lower values are evicted first
     rewrite_body: Callable[[bytes], bytes] | None = None  # its request_filters (gateway.request_filters)
     listed: bool = True  # in the gateway's model lists (`unlisted` instances are served, not offered)
+    model_bytes: int = 0  # its model file's size (a split model's parts together); 0 when unknown
+    model_mtime: float = 0.0  # that file's last change, epoch seconds; 0 when unknown
 
     @property
     def residency_left_s(self) -> float:

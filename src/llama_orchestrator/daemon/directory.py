@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,28 @@ def connect_base_url(config: InstanceConfig) -> str:
     return config.server.base_url
 
 
+_SPLIT = re.compile(r"(?P<stem>.+)-\d{5}-of-(?P<parts>\d{5})\.gguf")  # llama.cpp's split models
+
+
+def model_file(path: str) -> tuple[int, float]:
+    """The model's size in bytes and its last change (epoch seconds), (0, 0.0) when it cannot be
+    read; a split model (`x-00001-of-00003.gguf`) counts all its parts, as llama-server loads them."""
+    file = Path(path)
+    files = [file]
+    if split := _SPLIT.fullmatch(file.name):
+        parts = split["parts"]
+        files = [file.with_name(f"{split['stem']}-{k:05d}-of-{parts}.gguf") for k in range(1, int(parts) + 1)]
+    size, mtime = 0, 0.0
+    for part in files:
+        try:
+            stat = part.stat()
+        except OSError:
+            continue
+        size += stat.st_size
+        mtime = max(mtime, stat.st_mtime)
+    return size, mtime
+
+
 def _up_for_s(sup: InstanceSupervisor) -> float | None:
     """Seconds since the instance last became ready, on the supervisor's own clock."""
     ready_at = sup.rt.ready_at
@@ -69,10 +92,13 @@ class _Fixed:
     eviction_priority: int
     rewrite_body: Rewrite | None
     listed: bool
+    model_bytes: int
+    model_mtime: float
 
     @classmethod
     def of(cls, name: str, config: InstanceConfig) -> _Fixed:
         parallel = config.model.parallel
+        model_bytes, model_mtime = model_file(config.model.path)
         return cls(
             config=config,
             names=frozenset((name, config.served_name, *config.extra_aliases)),
@@ -88,6 +114,8 @@ class _Fixed:
             eviction_priority=config.eviction_priority,
             rewrite_body=rewriter(config.request_filters),
             listed=not config.unlisted,
+            model_bytes=model_bytes,
+            model_mtime=model_mtime,
         )
 
 
@@ -143,6 +171,8 @@ class SupervisorDirectory:
                 eviction_priority=fixed.eviction_priority,
                 rewrite_body=fixed.rewrite_body,
                 listed=fixed.listed,
+                model_bytes=fixed.model_bytes,
+                model_mtime=fixed.model_mtime,
             ))
         return out
 

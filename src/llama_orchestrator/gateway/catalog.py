@@ -34,7 +34,8 @@ def served_names(ups: list[Upstream], model: str) -> set[str]:
 
 def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = False) -> list[dict[str, object]]:
     """`/v1/models` entries: each instance by name, then each alias (and further alias) that is not
-    an instance name; `unlisted` instances only when asked for (one entry retrieved by its id)."""
+    an instance name; `unlisted` instances only when asked for (one entry retrieved by its id).
+    `created` is the model file's last change (0 when unknown)."""
     if not unlisted:
         ups = [u for u in ups if u.listed]
     data: list[dict[str, object]] = []
@@ -43,7 +44,7 @@ def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = Fal
         if key is not None and not key.allows(set(u.names)):
             continue
         data.append({
-            "id": u.name, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
+            "id": u.name, "object": "model", "created": int(u.model_mtime), "owned_by": "llama-orchestrator",
             "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
             "status": load_status([u]),
             **({"aliases": list(u.aliases)} if u.aliases else {}),
@@ -59,7 +60,8 @@ def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = Fal
         routable = any(u.routable for u in group)
         state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value
         data.append({
-            "id": alias, "object": "model", "created": 0, "owned_by": "llama-orchestrator",
+            "id": alias, "object": "model", "created": int(max(u.model_mtime for u in group)),
+            "owned_by": "llama-orchestrator",
             "state": state, "routable": routable, "status": load_status(group),
             "instances": sorted(u.name for u in group),
         })

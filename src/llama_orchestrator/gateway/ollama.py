@@ -216,9 +216,13 @@ def embed_answer(model: str, result: dict[str, Any], legacy: bool, started: floa
             "load_duration": 0, "prompt_eval_count": int((result.get("usage") or {}).get("prompt_tokens") or 0)}
 
 
-def model_entry(name: str) -> dict[str, Any]:
-    """One model of `/api/tags` or `/api/ps`: Ollama's fields, with what the gateway knows."""
-    return {"name": name, "model": name, "modified_at": now_iso(), "size": 0, "digest": "",
+def model_entry(name: str, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:
+    """One model of `/api/tags` or `/api/ps`: Ollama's fields, with what the gateway knows (the
+    model file's size and time, the largest and latest of the instances serving `name`)."""
+    size = max((u.model_bytes for u in replicas), default=0)
+    mtime = max((u.model_mtime for u in replicas), default=0.0)
+    modified = datetime.fromtimestamp(mtime, UTC).isoformat().replace("+00:00", "Z") if mtime else now_iso()
+    return {"name": name, "model": name, "modified_at": modified, "size": size, "digest": "",
             "details": {"parent_model": "", "format": "gguf", "family": "", "families": None,
                         "parameter_size": "", "quantization_level": ""}}
 
@@ -237,7 +241,7 @@ def expires_at(replicas: Sequence[Upstream], now: float) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-def show(name: str, props: dict[str, Any] | None) -> dict[str, Any]:
+def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:
     """`/api/show` for a model; `props` is its llama-server's /props when it is up (context size,
     vision, tool support), else None (only what the gateway knows)."""
     capabilities = ["completion"]
@@ -251,7 +255,7 @@ def show(name: str, props: dict[str, Any] | None) -> dict[str, Any]:
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
         if n_ctx:
             info["llama.cpp.context_length"] = n_ctx
-    entry = model_entry(name)
+    entry = model_entry(name, replicas)
     return {"modified_at": entry["modified_at"], "details": entry["details"], "model_info": info,
             "capabilities": capabilities, "parameters": "", "template": (props or {}).get("chat_template", ""),
             "license": "", "modelfile": ""}

@@ -63,16 +63,18 @@ class OllamaRoutes:
         return _json({"version": VERSION})
 
     async def tags(self, request: web.BaseRequest) -> web.Response:
-        entries = model_list(self.directory.upstreams(), self.authorize(request))
-        return _json({"models": [ollama.model_entry(str(m["id"])) for m in entries]})
+        ups = self.directory.upstreams()
+        entries = model_list(ups, self.authorize(request))
+        return _json({"models": [ollama.model_entry(str(m["id"]), routing.candidates(ups, str(m["id"])))
+                                 for m in entries]})
 
     async def ps(self, request: web.BaseRequest) -> web.Response:
         ups = self.directory.upstreams()
         loaded = [m for m in model_list(ups, self.authorize(request)) if m["status"] == {"value": "loaded"}]
         now = self.traffic.clock()
         return _json({"models": [
-            {**ollama.model_entry(str(m["id"])), "size_vram": 0,
-             "expires_at": ollama.expires_at(routing.candidates(ups, str(m["id"])), now)} for m in loaded]})
+            {**ollama.model_entry(str(m["id"]), serving), "size_vram": 0, "expires_at": ollama.expires_at(serving, now)}
+            for m in loaded for serving in [routing.candidates(ups, str(m["id"]))]]})
 
     async def show(self, request: web.BaseRequest) -> web.Response:
         key = self.authorize(request)
@@ -80,7 +82,7 @@ class OllamaRoutes:
         model = body.get("model") or body.get("name")
         replicas = self._replicas(model, key)
         up = routing.pick_replica(replicas)
-        return _json(ollama.show(str(model), await self._props(up) if up is not None else None))
+        return _json(ollama.show(str(model), await self._props(up) if up is not None else None, replicas))
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         caller, body = await self._inference_body(request)

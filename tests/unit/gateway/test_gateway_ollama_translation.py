@@ -108,6 +108,17 @@ def test_ps_says_when_the_idle_ttl_would_unload_a_model() -> None:
     assert 50 < left <= 55
 
 
+def test_a_listed_model_has_its_files_size_and_time_the_largest_and_latest_of_its_replicas() -> None:
+    from tests.unit.gateway.gateway_fakes import upstream
+
+    entry = ollama.model_entry("pair", [upstream("a", model_bytes=100, model_mtime=1_700_000_000.5),
+                                        upstream("b", model_bytes=300, model_mtime=1_600_000_000.0)])
+    assert (entry["size"], entry["modified_at"]) == (300, "2023-11-14T22:13:20.500000Z")
+    assert ollama.model_entry("x")["size"] == 0 and ollama.model_entry("x")["modified_at"].endswith("Z")  # unknown
+    shown = ollama.show("pair", None, [upstream("a", model_bytes=100, model_mtime=1_700_000_000.5)])
+    assert shown["modified_at"] == "2023-11-14T22:13:20.500000Z"
+
+
 def test_keepalive_comments_and_done_are_no_lines_and_an_error_event_is_ollamas_error() -> None:
     from llama_orchestrator.gateway.ollama_routes import _translate
 
