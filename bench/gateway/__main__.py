@@ -415,6 +415,8 @@ def main() -> None:
                         "whose gateway runs as an extra target, gw-baseline")
     args = parser.parse_args()
     SCHED["own"] = args.sched == "own"
+    # SIGTERM ends the run as Ctrl-C does, through every `with`: each server it started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.install_litellm:
         print(f"LiteLLM {litellm_proxy.install()} installed in {litellm_proxy.VENV}")
         return
