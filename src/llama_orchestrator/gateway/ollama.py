@@ -32,8 +32,13 @@ class BadOllamaRequest(ValueError):
     """A request Ollama's API would refuse (400), with the reason."""
 
 
+def iso(moment: datetime) -> str:
+    """A UTC time as Ollama writes it (`...Z`)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +226,7 @@ def model_entry(name: str, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:
     model file's size and time, the largest and latest of the instances serving `name`)."""
     size = max((u.model_bytes for u in replicas), default=0)
     mtime = max((u.model_mtime for u in replicas), default=0.0)
-    modified = datetime.fromtimestamp(mtime, UTC).isoformat().replace("+00:00", "Z") if mtime else now_iso()
+    modified = iso(datetime.fromtimestamp(mtime, UTC)) if mtime else now_iso()
     return {"name": name, "model": name, "modified_at": modified, "size": size, "digest": "",
             "details": {"parent_model": "", "format": "gguf", "family": "", "families": None,
                         "parameter_size": "", "quantization_level": ""}}
@@ -238,7 +243,7 @@ def expires_at(replicas: Sequence[Upstream], now: float) -> str:
     if not left:
         return NEVER
     when = datetime.now(UTC) + timedelta(seconds=max(0.0, min(left)))
-    return when.isoformat().replace("+00:00", "Z")
+    return iso(when)
 
 
 def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:

@@ -72,9 +72,12 @@ class OllamaRoutes:
         ups = self.directory.upstreams()
         loaded = [m for m in model_list(ups, self.authorize(request)) if m["status"] == {"value": "loaded"}]
         now = self.traffic.clock()
-        return _json({"models": [
-            {**ollama.model_entry(str(m["id"]), serving), "size_vram": 0, "expires_at": ollama.expires_at(serving, now)}
-            for m in loaded for serving in [routing.candidates(ups, str(m["id"]))]]})
+        models = []
+        for m in loaded:
+            serving = routing.candidates(ups, str(m["id"]))
+            models.append({**ollama.model_entry(str(m["id"]), serving), "size_vram": 0,
+                           "expires_at": ollama.expires_at(serving, now)})
+        return _json({"models": models})
 
     async def show(self, request: web.BaseRequest) -> web.Response:
         key = self.authorize(request)
