@@ -26,6 +26,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from tests.support.orch import FAST_HEALTH, FAST_RESTART, Home, wait_gone
 from tests.support.ports import free_port
+from tests.support.tiny_model import N_CTX
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_server]
@@ -250,6 +251,13 @@ def test_an_ollama_client_starts_an_on_demand_model_and_unloads_it(fleet: Fleet,
         ("lazy", "pair", "rep-a", "rep-b", "tiny"), stat.st_size)
     assert listed["pair"].modified_at is not None and listed["pair"].modified_at.timestamp() == pytest.approx(
         stat.st_mtime, abs=1e-3)
+    details = listed["tiny"].details
+    assert details is not None and (details.family, details.families, details.quantization_level) == (
+        "llama", ["llama"], "F32")  # from the model file's GGUF metadata
+    asleep, awake = client.show("lazy").modelinfo, client.show("tiny").modelinfo
+    assert asleep is not None and asleep["general.architecture"] == "llama"
+    assert asleep["llama.context_length"] == N_CTX  # down: what the model was trained for
+    assert awake is not None and awake["llama.context_length"] == 8192 // 2  # up: a slot's share of context_size
     assert fleet.state("lazy") == "stopped"
     answer = client.chat("lazy", messages=[{"role": "user", "content": "hello"}], options={"num_predict": 4})
     assert answer.done and answer.eval_count == 4 and fleet.state("lazy") == "ready"

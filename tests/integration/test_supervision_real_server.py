@@ -53,7 +53,7 @@ def test_corrupt_model_fails_after_one_attempt_and_starts_once_fixed(
     home: Home, tmp_path: Path, llama_server_bin: Path, tiny_model: Path
 ) -> None:
     model = tmp_path / "corrupt.gguf"
-    model.write_bytes(os.urandom(256 * 1024))
+    model.write_bytes(b"GGUF" + os.urandom(256 * 1024))  # GGUF by its first bytes: only loading it tells
     home.write_instance("corrupt", model=model, port=free_port(), binary=llama_server_bin)
     home.start_daemon()
 
@@ -76,19 +76,27 @@ def test_corrupt_model_fails_after_one_attempt_and_starts_once_fixed(
     assert home.status("corrupt").state == "ready"
 
 
-def test_missing_model_fails_at_once_naming_the_path(home: Home, tmp_path: Path, llama_server_bin: Path) -> None:
-    missing = tmp_path / "nowhere" / "model.gguf"
-    home.write_instance("missing", model=missing, port=free_port(), binary=llama_server_bin)
+@pytest.mark.parametrize("kind", ["missing", "lfs-pointer"])
+def test_a_missing_or_non_gguf_model_fails_at_once_naming_the_path(
+    home: Home, tmp_path: Path, llama_server_bin: Path, kind: str
+) -> None:
+    model = tmp_path / "nowhere" / "model.gguf"
+    reason = f"model file not found: {model}"
+    if kind == "lfs-pointer":
+        model = tmp_path / "model.gguf"
+        model.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+        reason = f"{model} is a Git LFS pointer, not the model: run `git lfs pull` where it was cloned"
+    home.write_instance("bad", model=model, port=free_port(), binary=llama_server_bin)
     home.start_daemon()
-    result = home.cli("start", "missing")
+    result = home.cli("start", "bad")
     assert result.code == 6, str(result)
-    assert str(missing) in result.err and "not found" in result.err, str(result)
-    status = home.status("missing")
-    assert status.state == "failed" and str(missing) in (status.last_error or ""), status
+    assert reason in result.err, str(result)
+    status = home.status("bad")
+    assert status.state == "failed" and reason in (status.last_error or ""), status
     # nothing was spawned: the log holds only the daemon's note of why
-    (line,) = home.log_text("missing").splitlines()
-    assert line.startswith("[llama-orch ") and line.endswith(f"not started: model file not found: {missing}"), line
-    assert instance_pids("missing") == set()
+    (line,) = home.log_text("bad").splitlines()
+    assert line.startswith("[llama-orch ") and line.endswith(f"not started: {reason}"), line
+    assert instance_pids("bad") == set()
 
 
 def test_sigstopped_server_is_marked_unhealthy_and_replaced(

@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
 def validate(
     ctx: typer.Context,
     names: list[str] = typer.Argument(None, help="Instances to check (default: all)."),
-    offline: bool = typer.Option(False, "--offline", help="Missing model files and binaries are warnings."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Missing or unloadable model files and missing binaries are warnings."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
     """Check every config file and list every problem with its file, field and rule.

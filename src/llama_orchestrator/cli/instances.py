@@ -137,6 +137,7 @@ def _raw_config(
 def _check_new(raw: dict[str, Any], target: Path, taken: set[int], port: int, no_check: bool) -> list[ConfigProblem]:
     from pydantic import ValidationError
 
+    from llama_orchestrator import gguf_file
     from llama_orchestrator.config.loader import problems_from_validation
     from llama_orchestrator.config.models import InstanceConfig
 
@@ -148,8 +149,8 @@ def _check_new(raw: dict[str, Any], target: Path, taken: set[int], port: int, no
     problems = []
     if port in taken:
         problems.append(ConfigProblem(file, "server.port", f"port {port} is already used by another config"))
-    if not no_check and not Path(raw["model"]["path"]).is_file():
-        problems.append(ConfigProblem(file, "model.path", f"model file not found: {raw['model']['path']} (--no-check)"))
+    if not no_check and (unloadable := gguf_file.problem(raw["model"]["path"])) is not None:
+        problems.append(ConfigProblem(file, "model.path", f"{unloadable} (--no-check)"))
     return problems
 
 

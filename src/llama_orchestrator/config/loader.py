@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.config.merge import deep_merge
 from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.names import check_instance_name
@@ -284,12 +285,8 @@ def _cross_checks(
                     f"port {config.server.port} is the control API's port (orchestrator.json control.port)",
                 )
             )
-        if not Path(config.model.path).is_file():
-            problems.append(
-                ConfigProblem(
-                    file, "model.path", f"model file not found: {config.model.path}", severity=missing_severity
-                )
-            )
+        if (unloadable := gguf_file.problem(config.model.path)) is not None:
+            problems.append(ConfigProblem(file, "model.path", unloadable, severity=missing_severity))
         if config.gpu.devices and config.gpu.backend == "cpu":
             problems.append(
                 ConfigProblem(

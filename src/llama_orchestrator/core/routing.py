@@ -43,6 +43,7 @@ class Upstream:
     listed: bool = True  # in the gateway's model lists (`unlisted` instances are served, not offered)
     model_bytes: int = 0  # its model file's size (a split model's parts together); 0 when unknown
     model_mtime: float = 0.0  # that file's last change, epoch seconds; 0 when unknown
+    model_path: str = ""  # the model file (the first part of a split model); "" when unknown
 
     @property
     def residency_left_s(self) -> float:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.config.models import GatewayConfig, InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
@@ -44,28 +44,6 @@ _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every
 def connect_base_url(config: InstanceConfig) -> str:
     """Where the gateway reaches an instance (a wildcard bind is reached over loopback)."""
     return config.server.base_url
-
-
-_SPLIT = re.compile(r"(?P<stem>.+)-\d{5}-of-(?P<parts>\d{5})\.gguf")  # llama.cpp's split models
-
-
-def model_file(path: str) -> tuple[int, float]:
-    """The model's size in bytes and its last change (epoch seconds), (0, 0.0) when it cannot be
-    read; a split model (`x-00001-of-00003.gguf`) counts all its parts, as llama-server loads them."""
-    file = Path(path)
-    files = [file]
-    if split := _SPLIT.fullmatch(file.name):
-        parts = split["parts"]
-        files = [file.with_name(f"{split['stem']}-{k:05d}-of-{parts}.gguf") for k in range(1, int(parts) + 1)]
-    size, mtime = 0, 0.0
-    for part in files:
-        try:
-            stat = part.stat()
-        except OSError:
-            continue
-        size += stat.st_size
-        mtime = max(mtime, stat.st_mtime)
-    return size, mtime
 
 
 def _up_for_s(sup: InstanceSupervisor) -> float | None:
@@ -98,7 +76,7 @@ class _Fixed:
     @classmethod
     def of(cls, name: str, config: InstanceConfig) -> _Fixed:
         parallel = config.model.parallel
-        model_bytes, model_mtime = model_file(config.model.path)
+        model_bytes, model_mtime = gguf_file.size_and_mtime(config.model.path)
         return cls(
             config=config,
             names=frozenset((name, config.served_name, *config.extra_aliases)),
@@ -173,6 +151,7 @@ class SupervisorDirectory:
                 listed=fixed.listed,
                 model_bytes=fixed.model_bytes,
                 model_mtime=fixed.model_mtime,
+                model_path=fixed.config.model.path,
             ))
         return out
 

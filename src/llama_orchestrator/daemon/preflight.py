@@ -6,14 +6,15 @@ import contextlib
 import time
 from pathlib import Path
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.engine import port_holder
 
 
 def preflight(config: InstanceConfig) -> str | None:
-    """The reason a start of `config` cannot work (missing model, port held), or None."""
-    if not Path(config.model.path).is_file():
-        return f"model file not found: {config.model.path}"
+    """The reason a start of `config` cannot work (a missing or non-GGUF model, port held), or None."""
+    if (unloadable := gguf_file.problem(config.model.path)) is not None:
+        return unloadable
     holder = port_holder(config.server.host, config.server.port)
     if holder is not None:
         who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"

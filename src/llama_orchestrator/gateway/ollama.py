@@ -20,11 +20,13 @@ from typing import Any
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gguf_file import GgufFacts
 
 # Ollama's sampling options that llama-server reads under the same name (load-time options such
 # as num_ctx or num_gpu belong to the instance's config, and are left out)
 SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "seed", "stop", "repeat_penalty",
             "repeat_last_n", "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta")
+NO_FACTS = GgufFacts()
 DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
 
 
@@ -221,15 +223,18 @@ def embed_answer(model: str, result: dict[str, Any], legacy: bool, started: floa
             "load_duration": 0, "prompt_eval_count": int((result.get("usage") or {}).get("prompt_tokens") or 0)}
 
 
-def model_entry(name: str, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:
+def model_entry(name: str, replicas: Sequence[Upstream] = (), facts: GgufFacts = NO_FACTS) -> dict[str, Any]:
     """One model of `/api/tags` or `/api/ps`: Ollama's fields, with what the gateway knows (the
-    model file's size and time, the largest and latest of the instances serving `name`)."""
+    model file's size and time, the largest and latest of the instances serving `name`, and what
+    its GGUF metadata says)."""
     size = max((u.model_bytes for u in replicas), default=0)
     mtime = max((u.model_mtime for u in replicas), default=0.0)
     modified = iso(datetime.fromtimestamp(mtime, UTC)) if mtime else now_iso()
+    family = facts.architecture
     return {"name": name, "model": name, "modified_at": modified, "size": size, "digest": "",
-            "details": {"parent_model": "", "format": "gguf", "family": "", "families": None,
-                        "parameter_size": "", "quantization_level": ""}}
+            "details": {"parent_model": "", "format": "gguf", "family": family,
+                        "families": [family] if family else None, "parameter_size": facts.size_label,
+                        "quantization_level": facts.quantization}}
 
 
 NEVER = "9999-12-31T23:59:59Z"  # a model no idle TTL unloads (Ollama's keep_alive -1)
@@ -246,11 +251,24 @@ def expires_at(replicas: Sequence[Upstream], now: float) -> str:
     return iso(when)
 
 
-def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] = ()) -> dict[str, Any]:
+def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] = (),
+         facts: GgufFacts = NO_FACTS) -> dict[str, Any]:
     """`/api/show` for a model; `props` is its llama-server's /props when it is up (context size,
-    vision, tool support), else None (only what the gateway knows)."""
+    vision, tool support), else None (only what the gateway and the model file say).
+
+    `<architecture>.context_length` is the context a request gets (llama-server's per-slot
+    `n_ctx`) when the model is up, else the one it was trained for: clients size prompts by it."""
     capabilities = ["completion"]
-    info: dict[str, Any] = {"general.architecture": "llama.cpp"}
+    architecture = facts.architecture or "llama.cpp"
+    info: dict[str, Any] = {"general.architecture": architecture}
+    if facts.name:
+        info["general.name"] = facts.name
+    if facts.size_label:
+        info["general.size_label"] = facts.size_label
+    if facts.file_type is not None:
+        info["general.file_type"] = facts.file_type
+    if facts.context_length:
+        info[f"{architecture}.context_length"] = facts.context_length
     if props:
         caps = props.get("chat_template_caps") or {}
         if caps.get("supports_tools"):
@@ -259,8 +277,8 @@ def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] =
             capabilities.append("vision")
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
         if n_ctx:
-            info["llama.cpp.context_length"] = n_ctx
-    entry = model_entry(name, replicas)
+            info[f"{architecture}.context_length"] = n_ctx
+    entry = model_entry(name, replicas, facts)
     return {"modified_at": entry["modified_at"], "details": entry["details"], "model_info": info,
             "capabilities": capabilities, "parameters": "", "template": (props or {}).get("chat_template", ""),
             "license": "", "modelfile": ""}

@@ -10,13 +10,15 @@ Errors have Ollama's shape, `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import InstanceState as S
@@ -28,11 +30,13 @@ from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.scrape import instance_get
 from llama_orchestrator.gateway.traffic import Traffic
 from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClosed
+from llama_orchestrator.gguf_file import GgufFacts
 
 VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
 NDJSON = "application/x-ndjson"
 _RUNNING = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.RECONCILING, S.BACKOFF})
 PROPS_TIMEOUT_S = 10.0
+FACTS_KEPT = 256  # model file versions whose facts are kept (forgotten all at once past this)
 
 
 class OllamaRoutes:
@@ -51,6 +55,7 @@ class OllamaRoutes:
         self.pool = pool
         self.own_address = own_address  # where the gateway itself is reached over loopback
         self.timeouts = timeouts
+        self._known_facts: dict[tuple[str, int, float], GgufFacts] = {}  # by model file version
 
     def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(GET routes, POST routes)."""
@@ -64,9 +69,11 @@ class OllamaRoutes:
 
     async def tags(self, request: web.BaseRequest) -> web.Response:
         ups = self.directory.upstreams()
-        entries = model_list(ups, self.authorize(request))
-        return _json({"models": [ollama.model_entry(str(m["id"]), routing.candidates(ups, str(m["id"])))
-                                 for m in entries]})
+        models = []
+        for m in model_list(ups, self.authorize(request)):
+            serving = routing.candidates(ups, str(m["id"]))
+            models.append(ollama.model_entry(str(m["id"]), serving, await self._facts(serving)))
+        return _json({"models": models})
 
     async def ps(self, request: web.BaseRequest) -> web.Response:
         ups = self.directory.upstreams()
@@ -75,7 +82,7 @@ class OllamaRoutes:
         models = []
         for m in loaded:
             serving = routing.candidates(ups, str(m["id"]))
-            models.append({**ollama.model_entry(str(m["id"]), serving), "size_vram": 0,
+            models.append({**ollama.model_entry(str(m["id"]), serving, await self._facts(serving)), "size_vram": 0,
                            "expires_at": ollama.expires_at(serving, now)})
         return _json({"models": models})
 
@@ -85,7 +92,8 @@ class OllamaRoutes:
         model = body.get("model") or body.get("name")
         replicas = self._replicas(model, key)
         up = routing.pick_replica(replicas)
-        return _json(ollama.show(str(model), await self._props(up) if up is not None else None, replicas))
+        props = await self._props(up) if up is not None else None
+        return _json(ollama.show(str(model), props, replicas, await self._facts(replicas)))
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         caller, body = await self._inference_body(request)
@@ -112,6 +120,21 @@ class OllamaRoutes:
         return _json(ollama.embed_answer(body["model"], result, legacy, started))
 
     # --- plumbing ------------------------------------------------------------------------------
+    async def _facts(self, replicas: Sequence[Upstream]) -> GgufFacts:
+        """What the model file of the first of `replicas` says (replicas serve one model), read in
+        a thread once per file version: a file's metadata can sit megabytes in."""
+        up = next((u for u in replicas if u.model_path), None)
+        if up is None:
+            return ollama.NO_FACTS
+        version = (up.model_path, up.model_bytes, up.model_mtime)
+        known = self._known_facts.get(version)
+        if known is None:
+            known = await asyncio.to_thread(gguf_file.facts, up.model_path)
+            if len(self._known_facts) >= FACTS_KEPT:
+                self._known_facts.clear()
+            self._known_facts[version] = known
+        return known
+
     async def _inference_body(self, request: web.BaseRequest) -> tuple[Key | None, dict[str, Any]]:
         """The caller's key (checked before the body is read: a wrong key learns nothing) and the body."""
         key = self.authorize(request)

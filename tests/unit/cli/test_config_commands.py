@@ -65,6 +65,16 @@ def test_create_with_a_missing_model_names_the_file(home: Path, tmp_path: Path) 
     assert not (home / "instances/a").exists()
 
 
+def test_create_with_a_non_gguf_file_says_what_it_is_unless_told_not_to_check(home: Path, tmp_path: Path) -> None:
+    pointer = tmp_path / "qwen.gguf"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    result = cli(home, "create", "a", "--model", str(pointer))
+    assert result.exit_code == 2
+    assert "Git LFS pointer" in result.output and "--no-check" in result.output, result.output
+    assert not (home / "instances/a").exists()
+    assert cli(home, "create", "a", "--model", str(pointer), "--no-check").exit_code == 0
+
+
 def test_create_with_a_port_clash(home: Path, model: Path) -> None:
     assert cli(home, "create", "a", "--model", str(model), "--port", "8020").exit_code == 0
     result = cli(home, "create", "b", "--model", str(model), "--port", "8020")

@@ -87,6 +87,15 @@ def test_offline_makes_missing_model_a_warning(home: HomePaths, tmp_path: Path) 
     assert ("a", "model.path") in fields(fleet, "warning")
 
 
+def test_a_model_file_that_is_not_gguf_is_an_error_naming_what_it_is(home: HomePaths, tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes((2).to_bytes(8, "little") + b'{"__metadata__": {}}')
+    write_instance(home.home, "a", minimal("a", 8001, weights))
+    [problem] = [p for p in load_fleet(home, which=lambda _: "x").errors if p.field == "model.path"]
+    assert str(weights) in problem.message and "is a safetensors file: convert it to GGUF" in problem.message
+    assert ("a", "model.path") in fields(load_fleet(home, offline=True, which=lambda _: "x"), "warning")
+
+
 def test_zero_is_a_value_and_null_is_unset(home: HomePaths, model_file: Path) -> None:
     data = minimal("a", 8001, model_file)
     data["gpu"] = {"layers": 0}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +9,7 @@ from types import SimpleNamespace
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState as S
-from llama_orchestrator.daemon.directory import SupervisorDirectory, model_file
+from llama_orchestrator.daemon.directory import SupervisorDirectory
 
 
 @dataclass
@@ -206,17 +205,10 @@ def test_what_the_config_sets_is_made_once_per_config() -> None:
     assert [u.name for u in directory.upstreams("a")] == ["a"]
 
 
-def test_a_snapshot_gives_the_model_files_size_and_time_a_split_model_all_its_parts(tmp_path: Path) -> None:
-    parts = [tmp_path / f"big-{k:05d}-of-00003.gguf" for k in (1, 2, 3)]
-    for k, part in enumerate(parts, 1):
-        part.write_bytes(b"x" * 100 * k)
-        os.utime(part, (1_700_000_000 + k, 1_700_000_000 + k))
-    assert model_file(str(parts[0])) == (600, 1_700_000_003.0)
-    parts[2].unlink()  # a part missing: what is there is counted
-    assert model_file(str(parts[0])) == (300, 1_700_000_002.0)
-    assert model_file(str(tmp_path / "none.gguf")) == (0, 0.0)
+def test_a_snapshot_gives_the_model_files_path_size_and_time(tmp_path: Path) -> None:
+    """(A split model's parts: tests/unit/test_gguf_file.py.)"""
     single = tmp_path / "one.gguf"
     single.write_bytes(b"y" * 42)
     sup = StubSupervisor(config("a", model={"path": str(single), "alias": "chat"}))
     [u] = SupervisorDirectory({"a": sup}, clock=Clock(), environ={}).upstreams()  # type: ignore[dict-item]
-    assert (u.model_bytes, u.model_mtime) == (42, single.stat().st_mtime)
+    assert (u.model_path, u.model_bytes, u.model_mtime) == (str(single), 42, single.stat().st_mtime)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from llama_orchestrator.gateway import ollama
+from llama_orchestrator.gguf_file import GgufFacts
 
 
 def test_a_chat_request_becomes_openais_with_options_format_tools_and_images() -> None:
@@ -117,6 +118,20 @@ def test_a_listed_model_has_its_files_size_and_time_the_largest_and_latest_of_it
     assert ollama.model_entry("x")["size"] == 0 and ollama.model_entry("x")["modified_at"].endswith("Z")  # unknown
     shown = ollama.show("pair", None, [upstream("a", model_bytes=100, model_mtime=1_700_000_000.5)])
     assert shown["modified_at"] == "2023-11-14T22:13:20.500000Z"
+
+
+def test_a_models_details_come_from_its_gguf_metadata_and_its_context_from_the_server_when_up() -> None:
+    facts = GgufFacts(architecture="qwen2", name="Qwen2.5 7B", size_label="7.6B", file_type=15, context_length=32768)
+    details = ollama.model_entry("q", (), facts)["details"]
+    assert details == {"parent_model": "", "format": "gguf", "family": "qwen2", "families": ["qwen2"],
+                       "parameter_size": "7.6B", "quantization_level": "Q4_K_M"}
+    down = ollama.show("q", None, (), facts)["model_info"]
+    assert down == {"general.architecture": "qwen2", "general.name": "Qwen2.5 7B", "general.size_label": "7.6B",
+                    "general.file_type": 15, "qwen2.context_length": 32768}  # trained for, while it is down
+    up = ollama.show("q", {"default_generation_settings": {"n_ctx": 4096}}, (), facts)["model_info"]
+    assert up["qwen2.context_length"] == 4096  # up: what a request gets
+    unknown = ollama.model_entry("x")["details"]
+    assert (unknown["family"], unknown["families"], unknown["quantization_level"]) == ("", None, "")
 
 
 def test_keepalive_comments_and_done_are_no_lines_and_an_error_event_is_ollamas_error() -> None:
