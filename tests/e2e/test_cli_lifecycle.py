@@ -18,7 +18,10 @@ import pytest
 from tests.support.orch import Home, instance_pids, wait_gone
 from tests.support.ports import free_port
 from tests.support.procs import running
+from tests.support.tiny_model import N_CTX
 from tests.support.waiting import wait_until
+
+from llama_orchestrator import units
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_server]
 
@@ -69,8 +72,13 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     assert detail["argv"] == rendered["argv"], (detail["argv"], rendered["argv"])
     assert detail["status"]["pid"] == pid and detail["status"]["state"] == "ready"
     assert detail["log_path"] == str(home.paths.instance_log("tiny"))
+    assert detail["model_file"] == {"bytes": tiny_model.stat().st_size, "architecture": "llama",
+                                    "name": "llama-orchestrator tiny test model", "size_label": "",
+                                    "quantization": "F32", "trained_context": N_CTX, "problem": None}
     human = home.ok("inspect", "tiny").out
     assert f"pid        {pid}" in human and f"http://127.0.0.1:{port}" in human, human
+    size = units.size(tiny_model.stat().st_size)
+    assert f"gguf       llama · F32 · trained for {N_CTX} tokens · {size}" in human, human
 
     restarted = home.ok("restart", "tiny", timeout_s=120)
     assert "tiny: ready" in restarted.out, str(restarted)
@@ -162,6 +170,7 @@ def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_
     shown = [line for line in failed.err.splitlines() if line.startswith("  ")]
     assert shown and f"not started: model file not found: {model}" in shown[-1], str(failed)  # not an old run's tail
     assert f"not started: model file not found: {model}" in home.ok("logs", "gone", "-n", "1").out
+    assert f"gguf       model file not found: {model}" in home.ok("inspect", "gone").out
     assert home.status("gone").state == "failed" and instance_pids("gone") == set()
     # `down` acknowledges the failure: done (exit 0), stopped, the error still on record
     down = home.ok("down")

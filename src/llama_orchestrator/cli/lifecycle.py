@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
+    from llama_orchestrator.gguf_file import GgufFacts
 
 WAIT_FOREVER_S = 7 * 24 * 3600.0
 PROGRESS_DRAIN_S = 2.0  # longest wait for the last transitions to be printed after the result
@@ -237,12 +238,19 @@ def inspect(
     name: str = typer.Argument(..., help="Instance name."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Show everything about one instance: effective config, argv, runtime, last exit, last log lines."""
+    """Show everything about one instance: effective config, model file, argv, runtime, last exit, last log lines."""
+    from llama_orchestrator import gguf_file
+
     detail = _client(context(ctx).paths).inspect(name)
-    if as_json:
-        _console.print_json(detail.model_dump(mode="json"))
-        return
     s = detail.status
+    facts = gguf_file.facts(s.model)
+    size, _ = gguf_file.size_and_mtime(s.model)
+    if as_json:
+        model_file = {"bytes": size, "architecture": facts.architecture, "name": facts.name,
+                      "size_label": facts.size_label, "quantization": facts.quantization,
+                      "trained_context": facts.context_length, "problem": gguf_file.problem(s.model)}
+        _console.print_json({**detail.model_dump(mode="json"), "model_file": model_file})
+        return
     out = _console.out
     out.print(f"[bold]{s.name}[/]  {_format.state(s.state)}  ({_console.escape(s.reason)})")
     for label, value in (
@@ -251,6 +259,7 @@ def inspect(
         ("alias", s.alias),
         ("backend", s.backend),
         ("model", s.model),
+        ("gguf", _model_file_line(facts, size) or gguf_file.problem(s.model) or "-"),
         ("uptime", _format.duration(s.uptime_s)),
         ("restarts", s.restarts),
         ("health", s.health),
@@ -267,6 +276,15 @@ def inspect(
     out.print("[bold]last log lines[/]")
     for line in detail.log_tail:
         out.print("  " + _console.escape(line))
+
+
+def _model_file_line(facts: GgufFacts, size: int) -> str:
+    """`gemma3 · 270M · Q4_K_M · trained for 32768 tokens · 241.4MiB`; "" when the file says nothing."""
+    if not facts.architecture:
+        return ""
+    trained = f"trained for {facts.context_length} tokens" if facts.context_length else ""
+    parts = (facts.architecture, facts.size_label, facts.quantization, trained, _format.size(size))
+    return " · ".join(part for part in parts if part)
 
 
 def events(
