@@ -105,6 +105,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_fim_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with fill-in-the-middle tokens (llama-server's /infill refuses a model without)."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny-fim.gguf", fim=True)
+
+
+@pytest.fixture(scope="session")
 def fake_server_py() -> Path:
     return TESTS_BIN / "fake_llama_server.py"
 

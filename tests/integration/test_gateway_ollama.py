@@ -75,7 +75,7 @@ async def test_load_and_unload_as_ollama_clients_ask_for_them() -> None:
 async def test_what_ollamas_api_refuses_is_refused_in_its_shape(http: aiohttp.ClientSession) -> None:  # noqa: F811
     async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=9)])) as gw:
         for path, body, status, message in (
-            ("/api/generate", {"model": "tiny", "prompt": "def f(", "suffix": ")"}, 400, "suffix"),
+            ("/api/generate", {"model": "tiny", "prompt": "def f(", "suffix": 1}, 400, "suffix must be a string"),
             ("/api/chat", {"messages": MESSAGES}, 400, "model is required"),
             ("/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
             ("/api/embed", {"model": "tiny", "input": 5}, 400, "input must be a string"),

@@ -295,3 +295,35 @@ async def test_ollama_client_lists_shows_chats_generates_and_embeds(gateway: tup
     with pytest.raises(ollama.ResponseError) as refused:
         await ollama.AsyncClient(host=gw.address).chat("tiny", messages=messages)
     assert refused.value.status_code == 401
+
+
+async def test_ollama_code_completion_with_a_suffix_goes_to_infill(
+    llama_server_bin: Path, tiny_model: Path, tiny_fim_model: Path, tmp_path: Path
+) -> None:
+    """Editor plugins complete code with Ollama's `suffix`: through llama.cpp's /infill, whole or
+    streamed; a model without fill-in-the-middle tokens gets llama-server's reason."""
+    with (
+        real_server(llama_server_bin, tiny_fim_model, tmp_path, "coder") as coder_port,
+        real_server(llama_server_bin, tiny_model, tmp_path, "tiny") as plain_port,
+    ):
+        directory = StaticDirectory([upstream("coder", "coder", port=coder_port),
+                                     upstream("plain", "tiny", port=plain_port)])
+        gw = Gateway(GatewayConfig(port=free_port()), directory, Keyring())
+        await gw.start()
+        try:
+            client = ollama.AsyncClient(host=gw.address)
+            greedy = {"temperature": 0, "seed": 1, "num_predict": 5}
+            whole = await client.generate("coder", "def add(a, b):\n    ", suffix="\n", options=greedy)
+            assert whole.done and whole.done_reason == "length" and whole.eval_count == 5
+            assert whole.prompt_eval_count is not None and whole.prompt_eval_count > 5  # prefix and suffix
+            parts = [p async for p in await client.generate("coder", "def add(a, b):\n    ", suffix="\n",
+                                                            options=greedy, stream=True)]
+            assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+            assert "".join(p.response for p in parts) == whole.response  # the same greedy completion
+            assert parts[-1].eval_count == 5 and parts[-1].done_reason == "length"
+            with pytest.raises(ollama.ResponseError) as unsupported:
+                await client.generate("tiny", "def f(", suffix=")")
+            assert unsupported.value.status_code == 501
+            assert "Infill is not supported by this model" in unsupported.value.error
+        finally:
+            await gw.stop()

@@ -33,15 +33,20 @@ N_CTX = 8192
 SEED = 20240601
 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+FIM_PRE_ID = 3  # the FIM variant only: prefix, suffix and middle tokens are 3, 4 and 5
+_FIM_PIECES = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # Every piece must be unique (llama.cpp asserts id_to_token.size() == token_to_id.size()).
 _PIECES = ["▁", "▁the", "▁is", ".", ",", "!", "?", *_LETTERS, *(f"▁{c}" for c in _LETTERS)]
 
 
-def _vocab() -> tuple[list[str], list[float], list[int]]:
+def _vocab(fim: bool = False) -> tuple[list[str], list[float], list[int]]:
     assert len(set(_PIECES)) == len(_PIECES), "duplicate vocabulary piece"
     tokens = ["<unk>", "<s>", "</s>"]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    if fim:  # fill-in-the-middle's three control tokens, at FIM_PRE_ID.. (llama-server's /infill needs them)
+        tokens += _FIM_PIECES
+        types += [gguf.TokenType.CONTROL] * len(_FIM_PIECES)
     for byte in range(256):
         tokens.append(f"<0x{byte:02X}>")
         types.append(gguf.TokenType.BYTE)
@@ -85,8 +90,8 @@ def _tensors(n_vocab: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _write(path: Path) -> None:
-    tokens, scores, types = _vocab()
+def _write(path: Path, fim: bool) -> None:
+    tokens, scores, types = _vocab(fim)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("llama-orchestrator tiny test model")
     writer.add_context_length(N_CTX)
@@ -110,6 +115,9 @@ def _write(path: Path) -> None:
     writer.add_unk_token_id(UNK_ID)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
+    if fim:
+        for offset, part in enumerate(("pre", "suf", "mid")):
+            writer.add_uint32(f"tokenizer.ggml.fim_{part}_token_id", FIM_PRE_ID + offset)
     for name, array in _tensors(len(tokens)):
         writer.add_tensor(name, array)
     writer.write_header_to_file()
@@ -118,15 +126,16 @@ def _write(path: Path) -> None:
     writer.close()
 
 
-def write_tiny_model(path: Path) -> Path:
-    """Write the tiny model to ``path`` (same bytes every time) via a temp file and rename."""
+def write_tiny_model(path: Path, fim: bool = False) -> Path:
+    """Write the tiny model to ``path`` (same bytes every time) via a temp file and rename;
+    `fim` adds fill-in-the-middle tokens (a different model: every other token id moves up 3)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _write(tmp)
+        _write(tmp, fim)
         tmp.chmod(0o644)
         os.replace(tmp, path)
     finally:

@@ -3,7 +3,8 @@
 Many apps speak only Ollama's API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`):
 editor plugins, note apps, home automation. Ollama's own request becomes an OpenAI request for
 the gateway's routes, and their answer (a JSON body, or SSE chunks one by one) becomes Ollama's
-(one JSON object, or NDJSON lines ending with a `done: true` line that carries the counts).
+(one JSON object, or NDJSON lines ending with a `done: true` line that carries the counts). A
+generate with a `suffix` goes to llama.cpp's `/infill`, whose own answers `openai_shape` reads.
 
     openai_body = chat_request(ollama_body)              # -> POST /v1/chat/completions
     stream = ChatStream(model, key="message")            # or key="response" for /api/generate
@@ -53,12 +54,16 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
 
 def generate_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """An `/api/generate` body as (path, body): the chat route (the model's template applies, as in
-    Ollama), or the plain completion route for a `raw` prompt."""
+    Ollama), the plain completion route for a `raw` prompt, or llama.cpp's `/infill` for a prompt
+    with a `suffix` (code completion between the two; the model needs fill-in-the-middle tokens)."""
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise BadOllamaRequest("prompt must be a string")
-    if body.get("suffix"):
-        raise BadOllamaRequest("suffix (fill-in-the-middle) is not translated; use the gateway's /infill")
+    suffix = body.get("suffix")
+    if suffix:
+        if not isinstance(suffix, str):
+            raise BadOllamaRequest("suffix must be a string")
+        return "/infill", _common(body, {"input_prefix": prompt, "input_suffix": suffix})
     if body.get("raw"):
         return "/v1/completions", _common(body, {"prompt": prompt})
     messages: list[dict[str, Any]] = [{"role": "system", "content": body["system"]}] if body.get("system") else []
@@ -141,6 +146,7 @@ class ChatStream:
         self._calls: dict[int, dict[str, str]] = {}
 
     def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        chunk = openai_shape(chunk)
         self.usage = chunk.get("usage") or self.usage
         self.timings = chunk.get("timings") or self.timings
         out = []
@@ -181,8 +187,24 @@ class ChatStream:
         return part
 
 
+def openai_shape(answer: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's own answer or chunk (`/infill`, `/completion`: content, stop, stop_type) in the
+    shape of an OpenAI text completion or chunk; an OpenAI one as it is."""
+    if "choices" in answer or "content" not in answer:
+        return answer
+    finish = ("length" if answer.get("stop_type") == "limit" else "stop") if answer.get("stop") else None
+    text = answer.get("content") or ""
+    shaped: dict[str, Any] = {"choices": [{"text": text, "delta": {"content": text}, "finish_reason": finish}]}
+    if answer.get("stop"):  # the last one carries the counts
+        shaped["usage"] = {"prompt_tokens": answer.get("tokens_evaluated") or 0,
+                           "completion_tokens": answer.get("tokens_predicted") or 0}
+        shaped["timings"] = answer.get("timings") or {}
+    return shaped
+
+
 def answer(model: str, key: str, completion: dict[str, Any], started: float) -> dict[str, Any]:
     """A whole OpenAI answer (chat or text completion) as Ollama's one object."""
+    completion = openai_shape(completion)
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     text = message.get("content") if "message" in choice else choice.get("text")

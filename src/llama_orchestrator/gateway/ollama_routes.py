@@ -1,10 +1,11 @@
 """Ollama's API on the gateway (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`, ...), for
 apps that speak only Ollama's (gateway.ollama translates).
 
-A chat, generate or embed request is translated and sent to the gateway's own OpenAI route over
-loopback, so it gets everything an OpenAI request gets (keys and their scopes, request filters,
-on-demand starts and holds, the queue, replicas, metrics); the answer is translated back: one
-object, or NDJSON lines. A client that leaves closes the inner request, which frees the slot.
+A chat, generate or embed request is translated and sent to the gateway's own OpenAI route (or
+`/infill`, for a generate with a suffix) over loopback, so it gets everything an OpenAI request
+gets (keys and their scopes, request filters, on-demand starts and holds, the queue, replicas,
+metrics); the answer is translated back: one object, or NDJSON lines. A client that leaves
+closes the inner request, which frees the slot.
 Errors have Ollama's shape, `{"error": "..."}`.
 """
 

@@ -45,10 +45,30 @@ def test_generate_uses_the_chat_template_unless_raw_and_refuses_what_it_cannot_t
     assert out["stream"] is False and "stream_options" not in out and out["response_format"] == {"type": "json_object"}
     path, out = ollama.generate_request({"model": "m", "prompt": "hi", "raw": True})
     assert path == "/v1/completions" and out["prompt"] == "hi"
-    with pytest.raises(ollama.BadOllamaRequest, match="suffix"):
-        ollama.generate_request({"model": "m", "prompt": "def f(", "suffix": ")"})
+    path, out = ollama.generate_request({"model": "m", "prompt": "def f(", "suffix": "    return x",
+                                         "options": {"num_predict": 8, "temperature": 0}})
+    assert path == "/infill" and (out["input_prefix"], out["input_suffix"]) == ("def f(", "    return x")
+    assert (out["max_tokens"], out["temperature"], out["stream"]) == (8, 0, True)
+    with pytest.raises(ollama.BadOllamaRequest, match="suffix must be a string"):
+        ollama.generate_request({"model": "m", "prompt": "def f(", "suffix": 5})
     with pytest.raises(ollama.BadOllamaRequest, match="messages must be a list"):
         ollama.chat_request({"model": "m", "messages": "hi"})
+
+
+def test_llama_cpps_own_answers_from_infill_become_ollama_objects_too() -> None:
+    stream = ollama.ChatStream("coder", "response")
+    out = stream.feed({"index": 0, "content": "x, ", "stop": False})
+    out += stream.feed({"index": 0, "content": "y", "stop": False})
+    out += stream.feed({"content": "", "stop": True, "stop_type": "limit", "tokens_predicted": 2,
+                        "tokens_evaluated": 16, "timings": {"prompt_ms": 4.0, "predicted_ms": 1.5}})
+    out += stream.finish()
+    assert [o["response"] for o in out] == ["x, ", "y", ""]
+    assert out[-1]["done"] and out[-1]["done_reason"] == "length"
+    assert (out[-1]["prompt_eval_count"], out[-1]["eval_count"], out[-1]["eval_duration"]) == (16, 2, 1_500_000)
+    whole = ollama.answer("coder", "response", {"content": "x, y", "stop": True, "stop_type": "eos",
+                                                "tokens_predicted": 3, "tokens_evaluated": 9}, 0.0)
+    assert (whole["response"], whole["done_reason"], whole["eval_count"]) == ("x, y", "stop", 3)
+    assert ollama.openai_shape({"error": {"message": "no"}}) == {"error": {"message": "no"}}  # not an answer
 
 
 def test_a_stream_becomes_ollama_lines_with_tool_calls_whole_and_the_counts_last() -> None:
