@@ -243,6 +243,23 @@ def load_fleet(
     return Fleet(orchestrator, instances, files, problems)
 
 
+_ROPE_FLAGS = ("--rope-scaling", "--rope-scale", "--rope-freq-scale", "--yarn-orig-ctx")
+
+
+def _beyond_training(config: InstanceConfig) -> str | None:
+    """A warning when a slot gets more context than the model was trained for (read from the
+    model file, so only when validating with files: `config validate`)."""
+    size, parallel = config.model.context_size, config.model.parallel
+    if not size or any(arg.split("=")[0] in _ROPE_FLAGS for arg in config.args):
+        return None  # unset, the model's own (0), or extended on purpose with RoPE scaling
+    trained = gguf_file.facts(config.model.path).context_length
+    per_slot = size // parallel if parallel and parallel > 0 else size
+    if not trained or per_slot <= trained:
+        return None
+    return (f"{per_slot} tokens per slot is more than the {trained} this model was trained for: answers degrade "
+            f"past {trained} unless RoPE scaling is set (--rope-scaling in args); lower context_size or raise parallel")
+
+
 def _cross_checks(
     orchestrator: OrchestratorConfig,
     instances: Mapping[str, InstanceConfig],
@@ -287,6 +304,8 @@ def _cross_checks(
             )
         if (unloadable := gguf_file.problem(config.model.path)) is not None:
             problems.append(ConfigProblem(file, "model.path", unloadable, severity=missing_severity))
+        elif not offline and (beyond := _beyond_training(config)) is not None:
+            problems.append(ConfigProblem(file, "model.context_size", beyond, severity="warning"))
         if config.gpu.devices and config.gpu.backend == "cpu":
             problems.append(
                 ConfigProblem(

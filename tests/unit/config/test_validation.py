@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tests.support.tiny_model import N_CTX
 
 from llama_orchestrator.config.loader import load_fleet, require_valid
 from llama_orchestrator.config.names import check_instance_name
@@ -85,6 +86,22 @@ def test_offline_makes_missing_model_a_warning(home: HomePaths, tmp_path: Path) 
     fleet = load_fleet(home, offline=True, which=lambda _: None)
     assert fleet.errors == []
     assert ("a", "model.path") in fields(fleet, "warning")
+
+
+def test_more_context_per_slot_than_the_model_was_trained_for_is_a_warning(home: HomePaths, tiny_model: Path) -> None:
+    def warned(model: dict[str, object], args: list[str] | None = None, offline: bool = False) -> list[str]:
+        write_instance(home.home, "a", minimal("a", 8001, tiny_model) | {"model": {"path": str(tiny_model), **model},
+                                                                          "args": args or []})
+        fleet = load_fleet(home, offline=offline, which=lambda _: "x")
+        assert fleet.errors == []
+        return [p.message for p in fleet.warnings if p.field == "model.context_size"]
+
+    [message] = warned({"context_size": 2 * N_CTX})
+    assert message.startswith(f"{2 * N_CTX} tokens per slot is more than the {N_CTX} this model was trained for")
+    assert warned({"context_size": 2 * N_CTX, "parallel": 2}) == []  # a slot gets the trained length
+    assert warned({"context_size": N_CTX}) == [] and warned({"context_size": 0}) == []
+    assert warned({"context_size": 4 * N_CTX}, ["--rope-scaling", "yarn"]) == []  # extended on purpose
+    assert warned({"context_size": 2 * N_CTX}, offline=True) == []  # the model file is read only by validate
 
 
 def test_a_model_file_that_is_not_gguf_is_an_error_naming_what_it_is(home: HomePaths, tmp_path: Path) -> None:
