@@ -33,8 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.gateway import litellm_proxy, nginx
-from bench.gateway import load as load_mod
+from bench.gateway import litellm_proxy, load as load_mod, nginx
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable

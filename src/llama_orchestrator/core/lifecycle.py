@@ -3,7 +3,7 @@
 The supervisor owns one `Runtime` per instance, feeds every command, probe result, process exit
 and timer tick through `decide`, stores the new runtime and carries out the actions. Time
 (`now`, monotonic seconds) and the jitter draw come in as arguments, so every path is tested
-with a fake clock.
+with a fake clock. The events and actions are defined in `core.lifecycle_events` and re-exported here.
 
     state        event                         → state         actions
     stopped      Start                         → starting      Spawn
@@ -40,124 +40,30 @@ from typing import Literal
 
 from llama_orchestrator.config.models import HealthPolicy, RestartPolicy
 from llama_orchestrator.core.backoff import restart_delay
-from llama_orchestrator.core.classify import Failure
+from llama_orchestrator.core.lifecycle_events import (
+    Action as Action,
+    Adopted as Adopted,
+    Event as Event,
+    Exited as Exited,
+    Impostor as Impostor,
+    NotAdopted as NotAdopted,
+    Probe as Probe,
+    Progress as Progress,
+    RecordLoadTime as RecordLoadTime,
+    Restart as Restart,
+    Spawn as Spawn,
+    Spawned as Spawned,
+    SpawnFailed as SpawnFailed,
+    Start as Start,
+    Stop as Stop,
+    Stopped as Stopped,
+    StopProcess as StopProcess,
+    Tick as Tick,
+)
 from llama_orchestrator.core.states import PROCESS_STATES, InstanceState
 
 S = InstanceState
 AfterStop = Literal["stop", "restart", "start-failed", "crash", "failed"]
-
-
-# ---- events ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Start:
-    reason: str = "start requested"
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    reason: str = "stop requested"
-    #: The daemon is shutting down: stop, but remember the user still wants it up (resumed later).
-    shutdown: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Restart:
-    reason: str = "restart requested"
-
-
-@dataclass(frozen=True, slots=True)
-class Spawned:
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpawnFailed:
-    reason: str
-    permanent: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    ok: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Exited:
-    description: str
-    code: int | None
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class Impostor:
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Adopted:
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class NotAdopted:
-    reason: str
-    should_run: bool
-
-
-Event = (
-    Start
-    | Stop
-    | Restart
-    | Spawned
-    | SpawnFailed
-    | Probe
-    | Progress
-    | Exited
-    | Stopped
-    | Impostor
-    | Tick
-    | Adopted
-    | NotAdopted
-)
-
-
-# ---- actions --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class StopProcess:
-    kill: bool
-    # let the gateway's requests in flight finish first (bounded by the stop grace): a user's stop
-    # or restart of a ready instance, whose answers would otherwise be cut (llama-server does not
-    # even exit on SIGTERM while a stream is open: it waits for the kill)
-    drain: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RecordLoadTime:
-    seconds: float
-
-
-Action = Spawn | StopProcess | RecordLoadTime
 
 
 # ---- state ----------------------------------------------------------------------------------

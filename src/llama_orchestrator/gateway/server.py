@@ -33,8 +33,7 @@ from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
-from llama_orchestrator.gateway import proxy, scrape
-from llama_orchestrator.gateway import upstream as upclient
+from llama_orchestrator.gateway import proxy, scrape, upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, keyring_for, presented_key
 from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
@@ -54,8 +53,7 @@ from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.model_control import ModelControl
-from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX
-from llama_orchestrator.gateway.native import NativeRoutes
+from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX, NativeRoutes
 from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import (

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from llama_orchestrator.config.models import HealthPolicy
 from llama_orchestrator.core.probing import probe_period, probe_timeout

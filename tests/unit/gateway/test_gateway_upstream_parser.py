@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from llama_orchestrator.gateway.upstream import Response, UpstreamClosed
 

@@ -6,8 +6,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.store import EventRecord, InstanceRecord, Store
