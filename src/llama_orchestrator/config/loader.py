@@ -253,11 +253,14 @@ def _beyond_training(config: InstanceConfig) -> str | None:
     if not size or any(arg.split("=")[0] in _ROPE_FLAGS for arg in config.args):
         return None  # unset, the model's own (0), or extended on purpose with RoPE scaling
     trained = gguf_file.facts(config.model.path).context_length
-    per_slot = size // parallel if parallel and parallel > 0 else size
+    # a unified KV cache (llama-server's default with automatic slots) lets one request use all of it
+    unified = any(arg in ("--kv-unified", "-kvu") for arg in config.args)
+    per_slot = size // parallel if parallel and parallel > 0 and not unified else size
     if not trained or per_slot <= trained:
         return None
-    return (f"{per_slot} tokens per slot is more than the {trained} this model was trained for: answers degrade "
-            f"past {trained} unless RoPE scaling is set (--rope-scaling in args); lower context_size or raise parallel")
+    return (f"{per_slot} tokens per slot is more than the {trained} this model was trained for: llama-server "
+            f"caps a request at {trained} (older builds let answers degrade past it) and the memory for the rest "
+            "goes unused; lower context_size, raise parallel, or set RoPE scaling (--rope-scaling in args)")
 
 
 def _cross_checks(

@@ -97,8 +97,10 @@ def test_more_context_per_slot_than_the_model_was_trained_for_is_a_warning(home:
         return [p.message for p in fleet.warnings if p.field == "model.context_size"]
 
     [message] = warned({"context_size": 2 * N_CTX})
-    assert message.startswith(f"{2 * N_CTX} tokens per slot is more than the {N_CTX} this model was trained for")
+    assert message.startswith(f"{2 * N_CTX} tokens per slot is more than the {N_CTX} this model was trained for: "
+                              f"llama-server caps a request at {N_CTX}")
     assert warned({"context_size": 2 * N_CTX, "parallel": 2}) == []  # a slot gets the trained length
+    assert len(warned({"context_size": 2 * N_CTX, "parallel": 2}, ["--kv-unified"])) == 1  # one request gets all
     assert warned({"context_size": N_CTX}) == [] and warned({"context_size": 0}) == []
     assert warned({"context_size": 4 * N_CTX}, ["--rope-scaling", "yarn"]) == []  # extended on purpose
     assert warned({"context_size": 2 * N_CTX}, offline=True) == []  # the model file is read only by validate
