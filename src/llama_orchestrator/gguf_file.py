@@ -50,6 +50,14 @@ class GgufFacts:
     def quantization(self) -> str:
         return "" if self.file_type is None else QUANTIZATIONS.get(self.file_type, f"type {self.file_type}")
 
+    def describe(self) -> str:
+        """`gemma3 · 270M · Q4_K_M · trained for 32768 tokens` (`inspect`, the dashboard); "" when
+        the file says nothing."""
+        if not self.architecture:
+            return ""
+        trained = f"trained for {self.context_length} tokens" if self.context_length else ""
+        return " · ".join(part for part in (self.architecture, self.size_label, self.quantization, trained) if part)
+
 
 def parts(path: str | Path) -> list[Path]:
     """The files llama-server loads for `path`: every part of a split model (`x-00001-of-00003.gguf`)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from llama_orchestrator.daemon.protocol import EventOut
 from llama_orchestrator.errors import DaemonNotRunningError
@@ -125,3 +126,18 @@ async def test_layout_snapshot(size: tuple[int, int]) -> None:
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text + "\n", encoding="utf-8")
     assert text + "\n" == golden.read_text(encoding="utf-8")
+
+
+async def test_the_summary_says_what_the_selected_model_file_holds(tiny_model: Path) -> None:
+    fake = FakeDaemonClient([make_status(1, model=str(tiny_model)), make_status(2)])
+    app = DashboardApp(lambda: fake)
+
+    def summary() -> str:
+        return str(app.query_one("#detail-summary", Static).content)
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        await async_wait_until(lambda: "llama · F32 · trained for 8192 tokens" in summary(), 5.0,
+                               message="the model file's description in the summary")
+        await pilot.press("down")  # /models/m002.gguf does not exist: nothing is made up
+        await async_wait_until(lambda: "model-002" in summary(), 5.0, message="the second instance's summary")
+        assert "trained for" not in summary()

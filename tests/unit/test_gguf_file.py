@@ -18,6 +18,7 @@ def test_the_tiny_model_says_what_it_is(tiny_model: Path) -> None:
     assert facts == gguf_file.GgufFacts(architecture="llama", name="llama-orchestrator tiny test model",
                                         file_type=0, context_length=N_CTX)
     assert facts.quantization == "F32"
+    assert facts.describe() == f"llama · F32 · trained for {N_CTX} tokens"
     assert gguf_file.problem(tiny_model) is None
 
 
@@ -39,6 +40,7 @@ def test_metadata_written_after_a_large_tokenizer_is_found(tmp_path: Path) -> No
     facts = gguf_file.facts(path)
     assert (facts.architecture, facts.size_label, facts.context_length) == ("qwen2", "7.6B", 32768)
     assert (facts.file_type, facts.quantization) == (15, "Q4_K_M")
+    assert facts.describe() == "qwen2 · 7.6B · Q4_K_M · trained for 32768 tokens"
 
 
 def test_quantization_names_are_llama_cpps() -> None:
@@ -63,7 +65,7 @@ def test_a_file_llama_server_cannot_load_is_named_with_what_to_do(tmp_path: Path
     path.write_bytes(content)
     problem = gguf_file.problem(path)
     assert problem is not None and str(path) in problem and says in problem, problem
-    assert gguf_file.facts(path) == gguf_file.GgufFacts()
+    assert gguf_file.facts(path) == gguf_file.GgufFacts() and gguf_file.facts(path).describe() == ""
 
 
 def test_a_missing_or_unreadable_file() -> None:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
-    from llama_orchestrator.gguf_file import GgufFacts
 
 WAIT_FOREVER_S = 7 * 24 * 3600.0
 PROGRESS_DRAIN_S = 2.0  # longest wait for the last transitions to be printed after the result
@@ -259,7 +258,8 @@ def inspect(
         ("alias", s.alias),
         ("backend", s.backend),
         ("model", s.model),
-        ("gguf", _model_file_line(facts, size) or gguf_file.problem(s.model) or "-"),
+        ("gguf", f"{facts.describe()} · {_format.size(size)}" if facts.architecture else
+                 gguf_file.problem(s.model) or "-"),
         ("uptime", _format.duration(s.uptime_s)),
         ("restarts", s.restarts),
         ("health", s.health),
@@ -276,15 +276,6 @@ def inspect(
     out.print("[bold]last log lines[/]")
     for line in detail.log_tail:
         out.print("  " + _console.escape(line))
-
-
-def _model_file_line(facts: GgufFacts, size: int) -> str:
-    """`gemma3 · 270M · Q4_K_M · trained for 32768 tokens · 241.4MiB`; "" when the file says nothing."""
-    if not facts.architecture:
-        return ""
-    trained = f"trained for {facts.context_length} tokens" if facts.context_length else ""
-    parts = (facts.architecture, facts.size_label, facts.quantization, trained, _format.size(size))
-    return " · ".join(part for part in parts if part)
 
 
 def events(

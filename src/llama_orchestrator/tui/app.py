@@ -24,6 +24,7 @@ from textual.events import Resize
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Static
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceStatus
 from llama_orchestrator.tui import fleet
 from llama_orchestrator.tui.feeds import STREAM_ERRORS, Feed, Poller
@@ -89,6 +90,7 @@ class DashboardApp(App[None]):
         self._settle: Timer | None = None
         self._summary_key: tuple[object, ...] | None = None
         self._starting_daemon = False
+        self._models: dict[str, str] = {}  # model path -> what the file says it is
 
     # ---- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -307,7 +309,7 @@ class DashboardApp(App[None]):
                 stream.close()
         except STREAM_ERRORS:
             return  # the instance went away, or the daemon did: the next refresh says which
-        self.post_message(DetailArrived(name, detail, history))
+        self.post_message(DetailArrived(name, detail, history, gguf_file.facts(detail.status.model).describe()))
 
     @on(DetailArrived)
     def _detail_arrived(self, message: DetailArrived) -> None:
@@ -317,6 +319,7 @@ class DashboardApp(App[None]):
         known.update({e.id: e for e in self._events.get(message.name, ())})
         events = deque(sorted(known.values(), key=lambda e: e.id), maxlen=EVENTS_SHOWN)
         self._events[message.name] = events
+        self._models[message.detail.status.model] = message.model
         pane = self.query_one(DetailPane)
         pane.show_detail(message.detail)
         pane.show_events(events)
@@ -330,10 +333,11 @@ class DashboardApp(App[None]):
             self.query_one(DetailPane).add_log_lines(message.lines)
 
     def _show_summary(self, s: InstanceStatus) -> None:
-        key = (s.name, s.state, s.reason, s.pid, s.port, s.last_exit, s.model, s.backend)
+        model = self._models.get(s.model, "")
+        key = (s.name, s.state, s.reason, s.pid, s.port, s.last_exit, s.model, s.backend, model)
         if key != self._summary_key:
             self._summary_key = key
-            self.query_one(DetailPane).show_summary(s)
+            self.query_one(DetailPane).show_summary(s, model)
 
     # ---- actions -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -48,11 +48,12 @@ class LogLines(Message):
 
 
 class DetailArrived(Message):
-    def __init__(self, name: str, detail: InstanceDetail, history: list[EventOut]) -> None:
+    def __init__(self, name: str, detail: InstanceDetail, history: list[EventOut], model: str = "") -> None:
         super().__init__()
         self.name = name
         self.detail = detail
         self.history = history
+        self.model = model  # what the model file says it is (gguf_file.GgufFacts.describe), read off the UI thread
 
 
 class Notice(Message):

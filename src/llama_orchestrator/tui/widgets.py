@@ -82,13 +82,15 @@ class DetailPane(Vertical):
         self.query_one("#detail-events", Static).update("")
         self.query_one("#detail-log", Log).clear()
 
-    def show_summary(self, s: InstanceStatus) -> None:
+    def show_summary(self, s: InstanceStatus, model: str = "") -> None:
         parts: list[str | tuple[str, str]] = [(s.name, "bold"), " ", (s.state, STATE_STYLE.get(s.state, ""))]
         if s.reason:
             parts.append(f" ({s.reason})")
         if s.last_exit:  # before the long parts, so a narrow pane does not crop it
             parts.append(f"  last exit: {s.last_exit}")
         parts.append(f"  pid {s.pid or '-'}  http://{s.host}:{s.port}  {s.backend}  {s.model}")
+        if model:
+            parts.append((f"  {model}", "dim"))
         self.query_one("#detail-summary", Static).update(Text.assemble(*parts))
 
     def show_detail(self, detail: InstanceDetail) -> None:
