@@ -86,6 +86,8 @@ def problem(path: str | Path) -> str | None:
     """Why llama-server could not load `path` as a model, in words that say what to do; None
     when it is a file that starts as GGUF does."""
     file = Path(path)
+    if file.is_dir():
+        return f"{path} is a directory: model.path names the .gguf file (the first part of a split model)"
     if not file.is_file():
         return f"model file not found: {path}"
     try:
@@ -94,6 +96,11 @@ def problem(path: str | Path) -> str | None:
     except OSError as exc:
         return f"cannot read the model file {path}: {exc.strerror or exc}"
     if start.startswith(MAGIC):
+        missing = [part.name for part in parts(file) if not part.is_file()]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            return (f"{path} is one part of a split model, and {', '.join(missing)} {verb} missing"
+                    " (an unfinished download?)")
         return None
     if not start:
         return f"the model file {path} is empty (an interrupted download?)"

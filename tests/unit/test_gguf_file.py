@@ -68,8 +68,18 @@ def test_a_file_llama_server_cannot_load_is_named_with_what_to_do(tmp_path: Path
     assert gguf_file.facts(path) == gguf_file.GgufFacts() and gguf_file.facts(path).describe() == ""
 
 
-def test_a_missing_or_unreadable_file() -> None:
+def test_a_missing_file_a_directory_or_a_missing_part_of_a_split_model(tmp_path: Path) -> None:
     assert gguf_file.problem("/nowhere/model.gguf") == "model file not found: /nowhere/model.gguf"
+    assert gguf_file.problem(tmp_path) == f"{tmp_path} is a directory: model.path names the .gguf file (the first " \
+                                          "part of a split model)"
+    parts = [tmp_path / f"big-{k:05d}-of-00003.gguf" for k in (1, 2, 3)]
+    parts[0].write_bytes(b"GGUF" + b"\0" * 16)
+    assert gguf_file.problem(parts[0]) == (f"{parts[0]} is one part of a split model, and big-00002-of-00003.gguf, "
+                                           "big-00003-of-00003.gguf are missing (an unfinished download?)")
+    parts[1].write_bytes(b"GGUF" + b"\0" * 16)
+    assert gguf_file.problem(parts[0]).endswith("and big-00003-of-00003.gguf is missing (an unfinished download?)")
+    parts[2].write_bytes(b"GGUF" + b"\0" * 16)
+    assert gguf_file.problem(parts[0]) is None
     assert gguf_file.facts("/nowhere/model.gguf") == gguf_file.GgufFacts()
     assert gguf_file.size_and_mtime("/nowhere/model.gguf") == (0, 0.0)
 
