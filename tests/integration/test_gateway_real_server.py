@@ -325,5 +325,15 @@ async def test_ollama_code_completion_with_a_suffix_goes_to_infill(
                 await client.generate("tiny", "def f(", suffix=")")
             assert unsupported.value.status_code == 501
             assert "Infill is not supported by this model" in unsupported.value.error
+            async with aiohttp.ClientSession() as http:  # who answered, as on the OpenAI routes
+                body = {"model": "tiny", "prompt": "def f(", "suffix": ")", "stream": False}
+                async with http.post(gw.address + "/api/generate", json=body) as refused:
+                    assert refused.status == 501
+                    assert (refused.headers["X-Llama-Orch-Source"], refused.headers["X-Llama-Orch-Instance"]) == (
+                        "upstream", "plain")
+                async with http.post(gw.address + "/api/generate", json={**body, "model": "coder"}) as done:
+                    assert done.status == 200
+                    assert (done.headers["X-Llama-Orch-Source"], done.headers["X-Llama-Orch-Instance"]) == (
+                        "gateway", "coder")  # the gateway's translation of coder's answer
         finally:
             await gw.stop()

@@ -26,7 +26,14 @@ from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import ollama
 from llama_orchestrator.gateway.auth import Key, presented_key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
-from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound, message_of
+from llama_orchestrator.gateway.errors import (
+    INSTANCE_HEADER,
+    SOURCE_HEADER,
+    BadRequest,
+    HTTPFailure,
+    NotFound,
+    message_of,
+)
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.scrape import instance_get
 from llama_orchestrator.gateway.traffic import Traffic
@@ -183,7 +190,8 @@ class OllamaRoutes:
             finally:
                 up.close()
             retry = up.headers.get("retry-after", "")
-            raise HTTPFailure(message, status=up.status, retry_after_s=int(retry) if retry.isdigit() else None)
+            raise RelayedFailure(message, status=up.status, retry_after_s=int(retry) if retry.isdigit() else None,
+                                 origin=_origin(up))
         return up
 
     async def _relay(self, request: web.BaseRequest, path: str, body: dict[str, Any], key: str) -> web.StreamResponse:
@@ -191,9 +199,10 @@ class OllamaRoutes:
         up = await self._send(request, path, body)
         try:
             if not body["stream"]:
-                return _json(ollama.answer(body["model"], key, await _whole(up), started))
+                return _json(ollama.answer(body["model"], key, await _whole(up), started), headers=_origin(up, ok=True))
             stream = ollama.ChatStream(body["model"], key, started)
-            response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway"})
+            response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway",
+                                                   **_origin(up, ok=True)})
             await response.prepare(request)
             pending = b""
             while data := await up.readany():
@@ -266,6 +275,24 @@ def _ollama_errors(handler: Callable[[web.BaseRequest], Any]) -> Callable[[web.B
         except ollama.BadOllamaRequest as exc:
             return _json({"error": str(exc)}, 400)
         except HTTPFailure as exc:
-            retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
-            return _json({"error": exc.message}, exc.status, retry)
+            headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+            if isinstance(exc, RelayedFailure):
+                headers.update(exc.origin)
+            return _json({"error": exc.message}, exc.status, headers)
     return wrapped
+
+
+class RelayedFailure(HTTPFailure):
+    """The translated request's own error answer, passed on with who produced it (the gateway, or
+    the llama-server named by its instance header)."""
+
+    def __init__(self, message: str, *, status: int, retry_after_s: int | None, origin: dict[str, str]) -> None:
+        super().__init__(message, status=status, retry_after_s=retry_after_s)
+        self.origin = origin
+
+
+def _origin(up: Response, ok: bool = False) -> dict[str, str]:
+    """The inner answer's source and instance headers; for a success, only the instance (the
+    answer the client gets is the gateway's translation)."""
+    names = (INSTANCE_HEADER,) if ok else (SOURCE_HEADER, INSTANCE_HEADER)
+    return {name: up.headers[name.lower()] for name in names if name.lower() in up.headers}
