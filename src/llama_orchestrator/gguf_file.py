@@ -2,15 +2,17 @@
 (L0: stdlib only).
 
 Config validation, the start preflight and `create` refuse a file llama-server cannot load with
-a reason a person can act on (a Git LFS pointer, a safetensors file), before any process runs.
-The gateway's model lists give the size, the time and, for Ollama clients, the architecture,
-size label and quantization.
+a reason a person can act on (a Git LFS pointer, a safetensors file, a split model with a part
+missing), before any process runs. The gateway's model lists give the size, the time and, for
+Ollama clients, the architecture, size label and quantization; `inspect` and the dashboard say
+what the file holds.
 
 The metadata is found by looking up each wanted key's exact bytes (its length, name and type
 tag) in the file's first `HEAD_BYTES`, not by walking the key-value section: writers put
 `general.file_type` after the tokenizer's arrays (6.5 MB and 262,144 strings into Gemma 3), and
-walking those costs 65 ms in Python where the lookup costs 3 ms. The `gguf` package reads
-everything (12 s on the same file) and needs numpy.
+walking those costs 65 ms in Python where the lookup costs 3 ms. A tokenizer string would have
+to hold a key's 8-byte length, its name and its type tag to be taken for it. The `gguf` package
+reads everything (12 s on the same file) and needs numpy.
 """
 
 from __future__ import annotations
