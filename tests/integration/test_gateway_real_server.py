@@ -297,11 +297,12 @@ async def test_ollama_client_lists_shows_chats_generates_and_embeds(gateway: tup
     assert refused.value.status_code == 401
 
 
-async def test_ollama_code_completion_with_a_suffix_goes_to_infill(
+async def test_code_completion_with_a_suffix_goes_to_infill_for_ollama_and_openai_clients(
     llama_server_bin: Path, tiny_model: Path, tiny_fim_model: Path, tmp_path: Path
 ) -> None:
-    """Editor plugins complete code with Ollama's `suffix`: through llama.cpp's /infill, whole or
-    streamed; a model without fill-in-the-middle tokens gets llama-server's reason."""
+    """Editor plugins complete code with a `suffix`, in Ollama's API or OpenAI's completions:
+    through llama.cpp's /infill, whole or streamed (llama-server's own /v1/completions would
+    ignore the suffix); a model without fill-in-the-middle tokens gets llama-server's reason."""
     with (
         real_server(llama_server_bin, tiny_fim_model, tmp_path, "coder") as coder_port,
         real_server(llama_server_bin, tiny_model, tmp_path, "tiny") as plain_port,
@@ -335,5 +336,27 @@ async def test_ollama_code_completion_with_a_suffix_goes_to_infill(
                     assert done.status == 200
                     assert (done.headers["X-Llama-Orch-Source"], done.headers["X-Llama-Orch-Instance"]) == (
                         "gateway", "coder")  # the gateway's translation of coder's answer
+
+            prefix, suffix = "def add(a, b):\n    ", "\n"
+            direct = json.loads(urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{coder_port}/infill", json.dumps(
+                    {"input_prefix": prefix, "input_suffix": suffix, "max_tokens": 5, "temperature": 0, "seed": 1}
+                ).encode()), timeout=30).read())
+            sdk = openai.AsyncOpenAI(base_url=gw.address + "/v1", api_key="none", max_retries=0)
+            answer = await sdk.completions.create(model="coder", prompt=prefix, suffix=suffix, max_tokens=5,
+                                                  temperature=0, seed=1)
+            assert answer.choices[0].text == direct["content"]  # /infill's completion, not the prompt's alone
+            assert answer.choices[0].finish_reason == "length" and answer.usage is not None
+            assert (answer.usage.completion_tokens, answer.usage.prompt_tokens) == (5, direct["tokens_evaluated"])
+            chunks = [c async for c in await sdk.completions.create(
+                model="coder", prompt=prefix, suffix=suffix, max_tokens=5, temperature=0, seed=1, stream=True)]
+            assert "".join(c.choices[0].text for c in chunks) == direct["content"]
+            assert chunks[-1].choices[0].finish_reason == "length"
+            with pytest.raises(openai.APIStatusError) as refused_by_server:
+                await sdk.completions.create(model="tiny", prompt=prefix, suffix=suffix, max_tokens=5)
+            assert refused_by_server.value.status_code == 501
+            assert refused_by_server.value.response.headers["X-Llama-Orch-Source"] == "upstream"
+            plain = await sdk.completions.create(model="coder", prompt='say "suffix"', max_tokens=2)
+            assert plain.usage is not None and plain.usage.completion_tokens == 2  # no suffix: a plain completion
         finally:
             await gw.stop()

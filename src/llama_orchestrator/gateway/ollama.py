@@ -4,7 +4,7 @@ Many apps speak only Ollama's API (`/api/chat`, `/api/generate`, `/api/embed`, `
 editor plugins, note apps, home automation. Ollama's own request becomes an OpenAI request for
 the gateway's routes, and their answer (a JSON body, or SSE chunks one by one) becomes Ollama's
 (one JSON object, or NDJSON lines ending with a `done: true` line that carries the counts). A
-generate with a `suffix` goes to llama.cpp's `/infill`, whose own answers `openai_shape` reads.
+generate with a `suffix` goes to llama.cpp's `/infill`, whose own answers `fim.openai_shape` reads.
 
     openai_body = chat_request(ollama_body)              # -> POST /v1/chat/completions
     stream = ChatStream(model, key="message")            # or key="response" for /api/generate
@@ -21,6 +21,7 @@ from typing import Any
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway.fim import openai_shape
 from llama_orchestrator.gguf_file import GgufFacts
 
 # Ollama's sampling options that llama-server reads under the same name (load-time options such
@@ -185,21 +186,6 @@ class ChatStream:
         if thinking:
             part["thinking"] = thinking
         return part
-
-
-def openai_shape(answer: dict[str, Any]) -> dict[str, Any]:
-    """llama.cpp's own answer or chunk (`/infill`, `/completion`: content, stop, stop_type) in the
-    shape of an OpenAI text completion or chunk; an OpenAI one as it is."""
-    if "choices" in answer or "content" not in answer:
-        return answer
-    finish = ("length" if answer.get("stop_type") == "limit" else "stop") if answer.get("stop") else None
-    text = answer.get("content") or ""
-    shaped: dict[str, Any] = {"choices": [{"text": text, "delta": {"content": text}, "finish_reason": finish}]}
-    if answer.get("stop"):  # the last one carries the counts
-        shaped["usage"] = {"prompt_tokens": answer.get("tokens_evaluated") or 0,
-                           "completion_tokens": answer.get("tokens_predicted") or 0}
-        shaped["timings"] = answer.get("timings") or {}
-    return shaped
 
 
 def answer(model: str, key: str, completion: dict[str, Any], started: float) -> dict[str, Any]:

@@ -24,20 +24,18 @@ from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import ollama
-from llama_orchestrator.gateway.auth import Key, presented_key
+from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
 from llama_orchestrator.gateway.errors import (
-    INSTANCE_HEADER,
     SOURCE_HEADER,
     BadRequest,
     HTTPFailure,
     NotFound,
-    message_of,
 )
-from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.loopback import Loopback, RelayedFailure, origin, raise_for_status, sse_objects
 from llama_orchestrator.gateway.scrape import instance_get
 from llama_orchestrator.gateway.traffic import Traffic
-from llama_orchestrator.gateway.upstream import Response, Timeouts, UpstreamClosed
+from llama_orchestrator.gateway.upstream import Response, UpstreamClosed
 from llama_orchestrator.gguf_file import GgufFacts
 
 VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
@@ -53,16 +51,12 @@ class OllamaRoutes:
         directory: InstanceDirectory,
         traffic: Traffic,
         authorize: Callable[[web.BaseRequest], Key | None],
-        pool: Callable[[], UpstreamPool],
-        own_address: Callable[[], tuple[str, int]],
-        timeouts: Callable[[], Timeouts],
+        loopback: Loopback,
     ) -> None:
         self.directory = directory
         self.traffic = traffic
         self.authorize = authorize
-        self.pool = pool
-        self.own_address = own_address  # where the gateway itself is reached over loopback
-        self.timeouts = timeouts
+        self.loopback = loopback
         self._known_facts: dict[tuple[str, int, float], GgufFacts] = {}  # by model file version
 
     def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,6 +122,12 @@ class OllamaRoutes:
         return _json(ollama.embed_answer(body["model"], result, legacy, started))
 
     # --- plumbing ------------------------------------------------------------------------------
+    async def _send(self, request: web.BaseRequest, path: str, body: dict[str, Any]) -> Response:
+        """POST `body` to the gateway's own `path`; its error answer raised for Ollama's shape."""
+        up = await self.loopback.send(request, path, body)
+        await raise_for_status(up)
+        return up
+
     async def _facts(self, replicas: Sequence[Upstream]) -> GgufFacts:
         """What the model file of the first of `replicas` says (replicas serve one model), read in
         a thread once per file version: a file's metadata can sit megabytes in."""
@@ -173,44 +173,19 @@ class OllamaRoutes:
         part.update(done=True, done_reason="unload" if unload else "load")
         return _json(part)
 
-    async def _send(self, request: web.BaseRequest, path: str, body: dict[str, Any]) -> Response:
-        """POST `body` to the gateway's own `path` with the client's key; raise its error as Ollama's."""
-        host, port = self.own_address()
-        headers = {"Content-Type": "application/json"}
-        if key := presented_key(request.headers):
-            headers["Authorization"] = f"Bearer {key}"
-        try:
-            up = await self.pool().request("POST", host, port, path, headers, json.dumps(body).encode(),
-                                           self.timeouts())
-        except (UpstreamClosed, TimeoutError, OSError) as exc:
-            raise HTTPFailure(f"the gateway could not relay the request ({exc})", status=502) from exc
-        if up.status >= 400:
-            try:
-                message = message_of(await up.read(), 300)
-            finally:
-                up.close()
-            retry = up.headers.get("retry-after", "")
-            raise RelayedFailure(message, status=up.status, retry_after_s=int(retry) if retry.isdigit() else None,
-                                 origin=_origin(up))
-        return up
-
     async def _relay(self, request: web.BaseRequest, path: str, body: dict[str, Any], key: str) -> web.StreamResponse:
         started = time.perf_counter()
         up = await self._send(request, path, body)
         try:
             if not body["stream"]:
-                return _json(ollama.answer(body["model"], key, await _whole(up), started), headers=_origin(up, ok=True))
+                return _json(ollama.answer(body["model"], key, await _whole(up), started), headers=origin(up, ok=True))
             stream = ollama.ChatStream(body["model"], key, started)
             response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway",
-                                                   **_origin(up, ok=True)})
+                                                   **origin(up, ok=True)})
             await response.prepare(request)
-            pending = b""
-            while data := await up.readany():
-                pending += data
-                *events, pending = pending.split(b"\n\n")
-                for event in events:
-                    for obj in _translate(event, stream):
-                        await response.write(json.dumps(obj).encode() + b"\n")
+            async for chunk in sse_objects(up):
+                for obj in _translate(chunk, stream):
+                    await response.write(json.dumps(obj).encode() + b"\n")
             for obj in stream.finish():
                 await response.write(json.dumps(obj).encode() + b"\n")
             await response.write_eof()
@@ -222,7 +197,7 @@ class OllamaRoutes:
 
     async def _props(self, up: Upstream) -> dict[str, Any] | None:
         """The instance's llama-server /props, or None when it does not answer."""
-        body = await instance_get(self.pool(), up, "/props", PROPS_TIMEOUT_S)
+        body = await instance_get(self.loopback.pool(), up, "/props", PROPS_TIMEOUT_S)
         try:
             props = json.loads(body) if body is not None else None
         except ValueError:
@@ -230,17 +205,8 @@ class OllamaRoutes:
         return props if isinstance(props, dict) else None
 
 
-def _translate(event: bytes, stream: ollama.ChatStream) -> list[dict[str, Any]]:
-    """One SSE event of the inner answer as Ollama objects (comments and [DONE] as none)."""
-    data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
-    if not data or data == b"[DONE]":
-        return []
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return []  # not an OpenAI chunk: nothing Ollama's clients could read either
-    if not isinstance(chunk, dict):
-        return []
+def _translate(chunk: dict[str, Any], stream: ollama.ChatStream) -> list[dict[str, Any]]:
+    """One SSE event of the inner answer as Ollama objects."""
     if "error" in chunk:  # the stream was cut, or a held start failed
         error = chunk["error"]
         return [{"error": error.get("message", str(error)) if isinstance(error, dict) else str(error)}]
@@ -281,18 +247,3 @@ def _ollama_errors(handler: Callable[[web.BaseRequest], Any]) -> Callable[[web.B
             return _json({"error": exc.message}, exc.status, headers)
     return wrapped
 
-
-class RelayedFailure(HTTPFailure):
-    """The translated request's own error answer, passed on with who produced it (the gateway, or
-    the llama-server named by its instance header)."""
-
-    def __init__(self, message: str, *, status: int, retry_after_s: int | None, origin: dict[str, str]) -> None:
-        super().__init__(message, status=status, retry_after_s=retry_after_s)
-        self.origin = origin
-
-
-def _origin(up: Response, ok: bool = False) -> dict[str, str]:
-    """The inner answer's source and instance headers; for a success, only the instance (the
-    answer the client gets is the gateway's translation)."""
-    names = (INSTANCE_HEADER,) if ok else (SOURCE_HEADER, INSTANCE_HEADER)
-    return {name: up.headers[name.lower()] for name in names if name.lower() in up.headers}

@@ -33,7 +33,7 @@ from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
-from llama_orchestrator.gateway import proxy, scrape, upstream as upclient
+from llama_orchestrator.gateway import fim, proxy, scrape, upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, keyring_for, presented_key
 from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
@@ -48,9 +48,11 @@ from llama_orchestrator.gateway.errors import (
     Unavailable,
     to_response,
 )
+from llama_orchestrator.gateway.fim import FimCompletions
 from llama_orchestrator.gateway.frontdoor import FrontDoor, Lane
 from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
+from llama_orchestrator.gateway.loopback import Loopback
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX, NativeRoutes
@@ -103,9 +105,10 @@ class Gateway:
         self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, self._native_timeout)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
                                      self._native.forward)  # llama-server router mode's API
-        self._loopback = ("127.0.0.1", 0)  # where the gateway reaches itself (Ollama's API goes through it)
-        self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, lambda: self.pool,
-                                    lambda: self._loopback, lambda: self._stream_timeout)
+        self._self_address = ("127.0.0.1", 0)  # where the gateway reaches itself (translated APIs go through it)
+        loopback = Loopback(lambda: self.pool, lambda: self._self_address, lambda: self._stream_timeout)
+        self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, loopback)
+        self._fim = FimCompletions(loopback, self._inference)
         self._get, self._post = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -128,7 +131,8 @@ class Gateway:
         }
         post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
         ollama_get, ollama_post = self._ollama.routes()
-        return {**get, **ollama_get}, {**dict.fromkeys(INFERENCE_PATHS, self._inference), **post, **ollama_post}
+        inference = {**dict.fromkeys(INFERENCE_PATHS, self._inference), **dict.fromkeys(fim.PATHS, self._fim.complete)}
+        return {**get, **ollama_get}, {**inference, **post, **ollama_post}
 
     def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
         request = request_class(self.cors)
@@ -169,7 +173,7 @@ class Gateway:
         self._lane = lane
         host, port = self._listener.sockets[0].getsockname()[:2]
         self._address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
-        self._loopback = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
+        self._self_address = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
 
     def reconfigure(self, config: GatewayConfig) -> list[str]:
         """Apply `config` (orchestrator.json read again) to the running gateway: keys (the file is
@@ -353,6 +357,8 @@ class Gateway:
                 return None
         elif self._check_host and not local_host(req.headers.get("host", "")):
             return None
+        if req.path in fim.PATHS and fim.wants_infill(req.body):
+            return None  # a fill-in-the-middle completion, translated to /infill (gateway.fim)
         try:
             model, stream = requested_model(req.body, self.directory.upstreams)
         except HTTPFailure:

@@ -155,10 +155,11 @@ def test_a_models_details_come_from_its_gguf_metadata_and_its_context_from_the_s
 
 
 def test_keepalive_comments_and_done_are_no_lines_and_an_error_event_is_ollamas_error() -> None:
+    from llama_orchestrator.gateway.loopback import event_object
     from llama_orchestrator.gateway.ollama_routes import _translate
 
     stream = ollama.ChatStream("m", "message")
-    assert _translate(b": loading model 'm' (3 s)", stream) == []
-    assert _translate(b"data: [DONE]", stream) == []
-    cut = b'event: error\ndata: {"error": {"message": "model m failed to start"}, "source": "gateway"}'
-    assert _translate(cut, stream) == [{"error": "model m failed to start"}]
+    assert event_object(b": loading model 'm' (3 s)") is None and event_object(b"data: [DONE]") is None
+    assert event_object(b"data: not json") is None and event_object(b"data: [1, 2]") is None
+    cut = event_object(b'event: error\ndata: {"error": {"message": "model m failed to start"}, "source": "gateway"}')
+    assert cut is not None and _translate(cut, stream) == [{"error": "model m failed to start"}]
