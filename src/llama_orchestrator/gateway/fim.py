@@ -20,7 +20,7 @@ from aiohttp import web
 
 from llama_orchestrator.gateway.catalog import parse_json
 from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, sse_error_event
-from llama_orchestrator.gateway.loopback import Loopback, origin, sse_objects
+from llama_orchestrator.gateway.loopback import Loopback, origin, sse_objects, whole_object
 from llama_orchestrator.gateway.upstream import UpstreamClosed
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -99,12 +99,9 @@ class FimCompletions:
             ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
             headers = {SOURCE_HEADER: "gateway", **origin(up, ok=True)}
             if not body.get("stream"):
-                try:
-                    answer = json.loads(await up.read())
-                except ValueError:
-                    answer = None
-                if not isinstance(answer, dict):
-                    raise HTTPFailure("llama-server's /infill answer is not a JSON object", status=502)
+                answer = await whole_object(up)
+                if "content" not in answer:
+                    raise HTTPFailure(f"llama-server's /infill answer has no content: {str(answer)[:200]}", status=502)
                 return web.json_response(completion(answer, model, ident, created), headers=headers)
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                    **headers})

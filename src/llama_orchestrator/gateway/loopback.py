@@ -5,7 +5,8 @@ replicas, metrics), and the translation only reshapes what goes in and what come
 
     up = await loopback.send(request, "/infill", body)   # the client's key goes along
     raise_for_status(up)                                  # RelayedFailure, with who produced it
-    async for chunk in sse_objects(up): ...               # the answer's SSE events, parsed
+    answer = await whole_object(up)                       # or the whole answer, parsed
+    async for chunk in sse_objects(up): ...               # or its SSE events, parsed
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ async def raise_for_status(up: Response) -> None:
     retry = up.headers.get("retry-after", "")
     raise RelayedFailure(message, status=up.status, retry_after_s=int(retry) if retry.isdigit() else None,
                          origin=origin(up))
+
+
+async def whole_object(up: Response) -> dict[str, Any]:
+    """The whole answer as a JSON object; an OpenAI-shaped error holding its text when it is not JSON."""
+    data = await up.read()
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return {"error": {"message": data.decode(errors="replace")[:300]}}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def event_object(event: bytes) -> dict[str, Any] | None:

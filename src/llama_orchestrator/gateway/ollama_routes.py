@@ -26,13 +26,15 @@ from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import ollama
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
-from llama_orchestrator.gateway.errors import (
-    SOURCE_HEADER,
-    BadRequest,
-    HTTPFailure,
-    NotFound,
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound
+from llama_orchestrator.gateway.loopback import (
+    Loopback,
+    RelayedFailure,
+    origin,
+    raise_for_status,
+    sse_objects,
+    whole_object,
 )
-from llama_orchestrator.gateway.loopback import Loopback, RelayedFailure, origin, raise_for_status, sse_objects
 from llama_orchestrator.gateway.scrape import instance_get
 from llama_orchestrator.gateway.traffic import Traffic
 from llama_orchestrator.gateway.upstream import Response, UpstreamClosed
@@ -116,7 +118,7 @@ class OllamaRoutes:
         started = time.perf_counter()
         up = await self._send(request, "/v1/embeddings", ollama.embed_request(body, legacy))
         try:
-            result = await _whole(up)
+            result = await whole_object(up)
         finally:
             up.close()
         return _json(ollama.embed_answer(body["model"], result, legacy, started))
@@ -178,7 +180,8 @@ class OllamaRoutes:
         up = await self._send(request, path, body)
         try:
             if not body["stream"]:
-                return _json(ollama.answer(body["model"], key, await _whole(up), started), headers=origin(up, ok=True))
+                answer = ollama.answer(body["model"], key, await whole_object(up), started)
+                return _json(answer, headers=origin(up, ok=True))
             stream = ollama.ChatStream(body["model"], key, started)
             response = web.StreamResponse(headers={"Content-Type": NDJSON, SOURCE_HEADER: "gateway",
                                                    **origin(up, ok=True)})
@@ -211,15 +214,6 @@ def _translate(chunk: dict[str, Any], stream: ollama.ChatStream) -> list[dict[st
         error = chunk["error"]
         return [{"error": error.get("message", str(error)) if isinstance(error, dict) else str(error)}]
     return stream.feed(chunk)
-
-
-async def _whole(up: Response) -> dict[str, Any]:
-    data = await up.read()
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return {"error": {"message": data.decode(errors="replace")[:300]}}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 async def _body(request: web.BaseRequest) -> dict[str, Any]:
