@@ -26,6 +26,9 @@ from tests.support.ports import free_port
 from tests.support.procs import kill_group, marked_env, running
 from tests.support.waiting import wait_until
 
+from llama_orchestrator.config.argv import build_command
+from llama_orchestrator.config.models import InstanceConfig
+
 pytestmark = pytest.mark.integration
 
 ALIAS = "tiny"
@@ -318,6 +321,27 @@ def test_stream_disconnect_frees_the_slot(backend: Backend, tmp_path: Path, tiny
             client.close()
         wait_until(lambda: not any(slots_busy(server)), 10, message="slot freed after the client went away")
         server.wait_log("cancel task")
+
+
+@pytest.mark.real_server
+def test_a_built_in_chat_template_name_applies_only_as_rendered_with_no_jinja(
+    llama_server_bin: Path, tmp_path: Path, tiny_model: Path
+) -> None:
+    """llama-server takes `--chat-template gemma` as Jinja text, so every prompt becomes "gemma";
+    the command rendered from `model.chat_template: "gemma"` applies Gemma's template."""
+    real = Backend("real", (str(llama_server_bin),))
+    config = InstanceConfig.model_validate(
+        {"name": "t", "model": {"path": str(tiny_model), "chat_template": "gemma"}, "server": {"port": 8001}}
+    )
+    argv = build_command(config, str(llama_server_bin), {}).argv
+    chat = {"messages": [{"role": "user", "content": "Say hi"}]}
+    with ready_server(real, tmp_path, tiny_model, *argv[argv.index("--chat-template"):]) as server:
+        status, raw = server.request("POST", "/apply-template", chat)
+        assert status == 200, raw
+        assert json.loads(raw)["prompt"] == "<start_of_turn>user\nSay hi<end_of_turn>\n<start_of_turn>model\n"
+    with ready_server(real, tmp_path, tiny_model, "--chat-template", "gemma") as server:
+        status, raw = server.request("POST", "/apply-template", chat)
+        assert (status, json.loads(raw)["prompt"]) == (200, "gemma")
 
 
 # --- fake-only: the fault switches -----------------------------------------------------------

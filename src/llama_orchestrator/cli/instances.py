@@ -48,7 +48,8 @@ def create(
         "the machine should split its cores)."
     ),
     chat_template: str | None = typer.Option(
-        None, "--chat-template", help="llama.cpp template name (e.g. gemma, chatml) for models without one."
+        None, "--chat-template", help="For a model without its own template: a llama.cpp built-in name (gemma, "
+        "llama3, chatml, ...; runs with --no-jinja, the only way llama-server applies a name) or Jinja text."
     ),
     on_demand: bool = typer.Option(False, "--on-demand", help="Start on the first gateway request, not at `up`."),
     preload: bool = typer.Option(

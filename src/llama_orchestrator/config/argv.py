@@ -3,7 +3,8 @@
 Rules that matter: `--host` and `--port` are always explicit (llama-server's own default port is
 moving from 8080 to 9931); `None` is omitted and `0` is rendered; an API key never appears in
 argv (other users can read `/proc/<pid>/cmdline`): a key file goes through `--api-key-file`, a key
-from the environment goes through `LLAMA_API_KEY`; extra `args` come last, in order.
+from the environment goes through `LLAMA_API_KEY`; a built-in chat template name brings
+`--no-jinja` (config.chat_templates); extra `args` come last, in order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llama_orchestrator._platform import PLATFORM, PlatformName
+from llama_orchestrator.config.chat_templates import needs_legacy_path
 from llama_orchestrator.config.models import InstanceConfig
 
 _DEVICE_PREFIX = {"vulkan": "Vulkan", "cuda": "CUDA", "rocm": "ROCm", "metal": "MTL"}
@@ -50,8 +52,8 @@ def build_command(config: InstanceConfig, binary: str, environ: Mapping[str, str
     if model.embeddings:
         argv.append("--embeddings")
     _flag(argv, "--chat-template", model.chat_template)
-    if model.jinja is not None:
-        argv.append("--jinja" if model.jinja else "--no-jinja")
+    if model.jinja is not None or needs_legacy_path(model.chat_template):
+        argv.append("--jinja" if model.jinja else "--no-jinja")  # a built-in name works only without Jinja
     _flag(argv, "-ngl", gpu.layers)
     if gpu.devices is not None and gpu.backend in _DEVICE_PREFIX:
         prefix = _DEVICE_PREFIX[gpu.backend]

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from llama_orchestrator.config.chat_templates import template_problem
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.origins import DEFAULT_ORIGINS, origin_problem
 
@@ -56,7 +57,10 @@ class ModelSection(Strict):
     threads: int | None = Field(None, ge=-1, description="-t/--threads; -1 means automatic.")
     parallel: int | None = Field(None, ge=-1, description="-np/--parallel slots; -1 means automatic.")
     embeddings: bool = Field(False, description="--embeddings: serve /v1/embeddings.")
-    chat_template: str | None = Field(None, description="--chat-template")
+    chat_template: str | None = Field(
+        None, description="--chat-template: a Jinja template, or one of llama.cpp's built-in names (gemma, "
+        "llama3, ...), which is rendered with --no-jinja, the only way llama-server applies a name.",
+    )
     jinja: bool | None = Field(None, description="--jinja / --no-jinja")
 
     @field_validator("aliases")
@@ -248,6 +252,13 @@ class InstanceConfig(Strict):
         if self.preload and not self.on_demand:
             raise ValueError("preload is for on_demand instances; without on_demand, autostart already "
                              "starts it with `llama-orch up` (remove preload, or set on_demand: true)")
+        return self
+
+    @model_validator(mode="after")
+    def _template_applies(self) -> InstanceConfig:
+        problem = template_problem(self.model.chat_template, self.model.jinja, self.args)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property

@@ -61,3 +61,16 @@ def test_base_url_reaches_wildcard_binds_over_loopback() -> None:
     assert url("0.0.0.0") == "http://127.0.0.1:8001"
     assert url("::") == "http://[::1]:8001"
     assert url("::1") == "http://[::1]:8001"
+
+
+def test_a_built_in_chat_template_name_runs_without_jinja_and_jinja_text_as_given() -> None:
+    def tail(model: dict[str, object]) -> list[str]:
+        return build_command(config(model={"path": "/m/x.gguf", **model}), "llama-server", {}).argv[9:]
+
+    assert tail({"chat_template": "gemma"}) == ["--chat-template", "gemma", "--no-jinja"]
+    assert tail({"chat_template": "llama3", "jinja": False}) == ["--chat-template", "llama3", "--no-jinja"]
+    assert tail({"chat_template": "chatml"}) == ["--chat-template", "chatml"]  # works under Jinja too
+    text = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    assert tail({"chat_template": text}) == ["--chat-template", text]
+    assert tail({"chat_template": text, "jinja": True}) == ["--chat-template", text, "--jinja"]
+    assert tail({"jinja": False}) == ["--no-jinja"]

@@ -242,3 +242,28 @@ def test_preload_is_for_on_demand_instances(home: HomePaths, model_file: Path) -
     b = fleet.instances["b"]
     assert b.starts_with_up and b.model_copy(update={"autostart": False}).starts_with_up  # as `create` writes it
     assert not b.model_copy(update={"preload": False}).starts_with_up
+
+
+def test_a_built_in_template_name_that_would_meet_jinja_is_an_error_saying_how_to_fix_it(
+    home: HomePaths, model_file: Path
+) -> None:
+    def instance(name: str, port: int, model: dict[str, object], args: list[str] | None = None) -> None:
+        data = minimal(name, port, model_file)
+        data["model"] = {"path": str(model_file), **model}
+        write_instance(home.home, name, data | {"args": args or []})
+
+    instance("named", 8001, {"chat_template": "gemma"})  # fine: rendered with --no-jinja
+    instance("text", 8002, {"chat_template": "{{ messages[0].content }}", "jinja": True})
+    instance("forced", 8003, {"chat_template": "gemma", "jinja": True})
+    instance("raw", 8004, {}, ["--chat-template", "llama3"])
+    instance("raw-ok", 8005, {}, ["--chat-template=llama3", "--no-jinja"])
+    instance("raw-chatml", 8006, {}, ["--chat-template", "chatml"])
+    instance("raw-forced", 8007, {"chat_template": "phi3"}, ["--jinja"])
+    fleet = load_fleet(home, which=lambda _: "x")
+    problems = {Path(p.file).parent.name: p.message for p in fleet.errors}
+    assert sorted(problems) == ["forced", "raw", "raw-forced"]
+    assert 'chat_template "gemma" is one of llama.cpp\'s built-in template names' in problems["forced"]
+    assert "the name itself would become every chat prompt" in problems["forced"]
+    assert "args pass --jinja" in problems["raw-forced"]
+    assert 'every chat prompt would read "llama3"' in problems["raw"]
+    assert 'Set model.chat_template to "llama3" instead (rendered with --no-jinja)' in problems["raw"]

@@ -1,0 +1,59 @@
+"""llama.cpp's built-in chat template names, and the one flag that makes them work.
+
+llama-server resolves a `--chat-template` name such as `gemma` or `llama3` only on its legacy
+template path. Since Jinja became its default (`--jinja`), the value is taken as the Jinja
+template's own text instead: `--chat-template gemma` renders every chat prompt as the word
+"gemma", and llama-server says nothing (checked on this project's build with `/apply-template`;
+`chatml` alone is special-cased and works either way). So a name in `model.chat_template` is
+rendered with `--no-jinja`, and a name that would still meet Jinja is refused with the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: llama.cpp's `LLM_CHAT_TEMPLATES` (src/llama-chat.cpp), as listed by `llama-server --help`.
+BUILTIN_NAMES = frozenset({
+    "chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "mistral-v1", "mistral-v3",
+    "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "phi3", "phi4", "falcon3", "zephyr", "monarch",
+    "gemma", "orion", "openchat", "vicuna", "vicuna-orca", "deepseek", "deepseek2", "deepseek3",
+    "deepseek-ocr", "command-r", "llama3", "chatglm3", "chatglm4", "glmedge", "minicpm", "exaone3",
+    "exaone4", "exaone-moe", "rwkv-world", "granite", "granite-4.0", "granite-4.1", "gigachat", "megrez",
+    "yandex", "bailing", "bailing-think", "bailing2", "llama4", "smolvlm", "hunyuan-moe", "gpt-oss",
+    "hunyuan-dense", "hunyuan-vl", "kimi-k2", "seed_oss", "grok-2", "pangu-embedded", "solar-open",
+})
+JINJA_SAFE = frozenset({"chatml"})  # llama.cpp maps this name to its ChatML source under Jinja too
+
+
+def needs_legacy_path(template: str | None) -> bool:
+    """Whether `template` is a built-in name that llama-server applies only without Jinja."""
+    return template in BUILTIN_NAMES and template not in JINJA_SAFE
+
+
+def flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value `args` give `flag` (`--flag value` or `--flag=value`; the last one wins)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1:]
+    return value
+
+
+def template_problem(template: str | None, jinja: bool | None, args: Sequence[str]) -> str | None:
+    """Why this combination would give every chat prompt the template's name as its text, or None."""
+    jinja_in_args = "--jinja" in args
+    no_jinja_in_args = "--no-jinja" in args
+    if needs_legacy_path(template) and (jinja or jinja_in_args):
+        where = "jinja is true" if jinja else "args pass --jinja"
+        return (f'chat_template "{template}" is one of llama.cpp\'s built-in template names, which llama-server '
+                f"applies only without Jinja, but {where}: the name itself would become every chat prompt. "
+                "Remove jinja: true (or --jinja), or give the template's Jinja text instead of its name")
+    in_args = flag_value(args, "--chat-template")
+    if needs_legacy_path(in_args) and jinja is not False and not no_jinja_in_args:
+        return (f'args pass --chat-template {in_args}, one of llama.cpp\'s built-in template names; llama-server '
+                f'uses Jinja by default and then takes the name as the template\'s text, so every chat prompt would '
+                f'read "{in_args}". Set model.chat_template to "{in_args}" instead (rendered with --no-jinja), '
+                "or add --no-jinja to args")
+    return None
