@@ -15,6 +15,7 @@ import anthropic
 import ollama
 import openai
 import pytest
+from tests.support.js_clients import run_js_clients
 from tests.support.ports import free_port
 from tests.support.procs import running
 from tests.support.waiting import async_wait_until, wait_until
@@ -295,6 +296,40 @@ async def test_ollama_client_lists_shows_chats_generates_and_embeds(gateway: tup
     with pytest.raises(ollama.ResponseError) as refused:
         await ollama.AsyncClient(host=gw.address).chat("tiny", messages=messages)
     assert refused.value.status_code == 401
+
+
+async def test_openai_and_ollama_javascript_sdks_through_the_gateway(
+    gateway: tuple[Gateway, int], tmp_path: Path
+) -> None:
+    """The SDKs web apps and editor plugins use (Node's fetch, not Python's HTTP stacks): models,
+    chats whole and streamed, completions, embeddings, the errors, and an aborted stream."""
+    gw, chat_port = gateway
+    slots_url = f"http://127.0.0.1:{chat_port}/slots"
+    out = await run_js_clients(tmp_path, gw.address, KEY, slots_url)
+    assert {"chat", "embed", "tiny", "tiny-embed", CLAUDE} <= set(out["models"])
+    assert out["chat"] == ["length", 5]
+    assert out["stream"][0] >= 1 and out["stream"][1] == 5  # include_usage: the usage chunk came through
+    assert out["completion"] == "length"
+    assert out["embeddings"] == [32, 32]
+    status, kind, code, message = out["unknown"]
+    assert (status, kind, code) == (404, "NotFoundError", "model_not_found") and "Available models" in message
+    assert out["wrong_key"][:2] == [401, "AuthenticationError"]
+    seen, busy = out["aborted"]  # chunks read (the SDK hands over what it had buffered, then ends) ...
+    assert seen >= 3 and busy is True  # ... and the slot was busy when the client aborted
+    await async_wait_until(  # ... and frees once the gateway closes the upstream request
+        lambda: not any(s["is_processing"] for s in get_json(slots_url)),  # type: ignore[attr-defined, union-attr]
+        10, message="llama-server slot idle after the JavaScript client aborted")
+
+    assert out["ollama_list"] == ["chat", "embed", CLAUDE, "tiny", "tiny-embed"]
+    assert out["ollama_show"][0] == "gguf" and "completion" in out["ollama_show"][1]
+    assert out["ollama_chat"] == ["length", 6, True, True, 6]  # streamed: the same greedy text, then done
+    assert out["ollama_generate"] == [True, 6]
+    assert out["ollama_embed"] == [32]
+    assert out["ollama_unknown"][0] == 404 and "'nope'" in out["ollama_unknown"][3]
+    assert out["ollama_aborted"][0] >= 3 and out["ollama_aborted"][1] == "AbortError"
+    await async_wait_until(
+        lambda: not any(s["is_processing"] for s in get_json(slots_url)),  # type: ignore[attr-defined, union-attr]
+        10, message="llama-server slot idle after the Ollama client aborted")
 
 
 async def test_code_completion_with_a_suffix_goes_to_infill_for_ollama_and_openai_clients(
