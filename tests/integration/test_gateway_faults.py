@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -161,6 +162,40 @@ async def test_routes_by_name_and_alias_streams_and_lists(
             assert 'llamacpp:tokens_predicted_total{instance="one",model="tiny"}' in text
             assert 'llama_orch_instance_state{instance="one",state="ready"} 1' in text
             assert directory.entries["one"].in_flight == 0
+
+
+async def test_a_request_without_a_model_goes_to_the_default_model_else_400_saying_how_to_set_one(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """llama.cpp's web UI and clients of its native API (TabbyML's /completion) send no `model`."""
+    with (
+        fake_server(fake_server_cmd, tmp_path, "chat") as (chat_port, _),
+        fake_server(fake_server_cmd, tmp_path, "code") as (code_port, _),
+    ):
+        directory = StaticDirectory([upstream("chat", port=chat_port), upstream("coder", "code", port=code_port)])
+
+        async def instance(base: str, path: str, body: dict[str, object]) -> tuple[int, str, Any]:
+            async with http.post(base + path, json=body) as resp:
+                return resp.status, resp.headers.get("X-Llama-Orch-Instance", ""), await resp.json()
+
+        async with serving(GatewayConfig(), directory) as gw:
+            status, _, body = await instance(gw.address, "/completion", {"prompt": "x", "n_predict": 2})
+            assert (status, body["error"]["code"]) == (400, "model_required")
+            assert body["error"]["message"].endswith(
+                "choose one of: chat, code, coder (or set gateway.default_model in orchestrator.json)")
+        async with serving(GatewayConfig(default_model="code"), directory) as gw:  # an alias
+            for path, request in (("/completion", {"prompt": "x", "n_predict": 2}),  # the fast lane ...
+                                  ("/v1/chat/completions", {**CHAT, "model": ""}),
+                                  ("/v1/chat/completions?x=1", CHAT)):  # ... and aiohttp's path
+                status, served_by, _ = await instance(gw.address, path, request)
+                assert (path, status, served_by) == (path, 200, "coder")
+            status, served_by, _ = await instance(gw.address, "/v1/chat/completions", {**CHAT, "model": "chat"})
+            assert (status, served_by) == (200, "chat")  # a named model still goes where it says
+            async with http.get(gw.address + "/props") as resp:
+                assert (await resp.json())["model_alias"] == "code"  # the default's own, while it is up
+        async with serving(GatewayConfig(default_model="gone"), directory) as gw:
+            status, _, body = await instance(gw.address, "/completion", {"prompt": "x"})
+            assert status == 404 and "'gone' does not exist" in body["error"]["message"]
 
 
 async def test_an_unlisted_instance_is_served_but_not_offered(

@@ -361,6 +361,14 @@ def _cross_checks(
                     severity="warning",
                 )
             )
+    default = orchestrator.gateway.default_model
+    if default and default not in by_alias and default not in instances:
+        problems.append(ConfigProblem(
+            str(paths.orchestrator_file), "gateway.default_model",
+            f"{default!r} is no instance name or alias, so requests without a `model` get 404 naming it; "
+            f"choose one of {', '.join(sorted({*instances, *by_alias})) or 'the instances you create'}",
+            severity="warning",
+        ))
     return problems
 
 

@@ -287,6 +287,12 @@ class GatewayConfig(Strict):
     api_keys_file: str | None = Field(
         None, description="File of inference keys: one per line, `key` or `key model1,model2`."
     )
+    default_model: str | None = Field(
+        None, min_length=1,
+        description="Where a request without a `model` goes (an instance name or alias): llama.cpp's own web UI "
+        "and clients of its native API (/completion, /infill) send none. Unset: to the only model served, "
+        "else 400.",
+    )
     request_timeout_s: float = Field(600.0, gt=0, description="Longest a proxied request may take.")
     start_wait: Literal["hold", "reject"] = Field(
         "hold", description="While a model loads, or waits for room under max_loaded: hold the request, or answer 503."

@@ -114,8 +114,11 @@ def pick_replica(replicas: Sequence[Upstream]) -> Upstream | None:
 # --- choices the gateway makes per request ------------------------------------------------------
 
 
-def default_model(upstreams: Sequence[Upstream]) -> str | None:
-    """The model a request without a `model` field gets: the only served name, else None."""
+def default_model(upstreams: Sequence[Upstream], configured: str | None = None) -> str | None:
+    """The model a request without a `model` field gets: the configured one (gateway.default_model),
+    else the only served name, else None."""
+    if configured:
+        return configured
     served = {u.alias or u.name for u in upstreams}
     return served.pop() if len(served) == 1 else None
 

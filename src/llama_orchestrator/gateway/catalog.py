@@ -86,9 +86,12 @@ def load_status(group: list[Upstream]) -> dict[str, object]:
     return {"value": "unloaded"}
 
 
-def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tuple[str, bool]:
-    """The model a request body names (or the only one served) and whether it asks to stream;
-    BadRequest for a body that is not a JSON object or a missing model when several are served."""
+def requested_model(
+    body: bytes, upstreams: Callable[[], list[Upstream]], default: str | None = None
+) -> tuple[str, bool]:
+    """The model a request body names (else `default`, else the only one served) and whether it
+    asks to stream; BadRequest for a body that is not a JSON object or a missing model when
+    several are served and no default is set."""
     parsed = parse_json(body) if body else {}
     if not isinstance(parsed, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
@@ -99,11 +102,11 @@ def requested_model(body: bytes, upstreams: Callable[[], list[Upstream]]) -> tup
     if model is not None and not isinstance(model, str):
         raise BadRequest("`model` must be a string", code="invalid_model", param="model")
     ups = upstreams()
-    chosen = routing.default_model(ups)
+    chosen = routing.default_model(ups, default)
     if chosen is None:
         raise BadRequest(
             "the request has no `model` and more than one model is served; choose one of: "
-            + ", ".join(available_models(ups)),
+            + ", ".join(available_models(ups)) + " (or set gateway.default_model in orchestrator.json)",
             code="model_required", param="model",
         )
     return chosen, stream

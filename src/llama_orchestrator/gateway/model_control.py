@@ -80,7 +80,7 @@ class ModelControl:
         by which router-mode clients (llama.cpp's web UI among them) know they face a router. A
         probe without `model` never starts anything."""
         ups = self.directory.upstreams()
-        only = routing.default_model(ups)
+        only = routing.default_model(ups, self.traffic.config.default_model)
         if "model" in request.query or (only is not None and routing.pick_replica(routing.candidates(ups, only))):
             return await self.per_model(request, "props")
         self.authorize(request)
@@ -103,7 +103,7 @@ class ModelControl:
         key = self.authorize(request)
         ups = self.directory.upstreams()
         named = request.query.get("model")
-        model = named or routing.default_model(ups)
+        model = named or routing.default_model(ups, self.traffic.config.default_model)
         if not model:
             raise BadRequest(f"name the model: /{route}?model=<name or alias>", code="model_required", param="model")
         replicas = routing.candidates(ups, model)

@@ -279,7 +279,7 @@ class Gateway:
         started = time.perf_counter()
         key = self._authorize(request)
         body = await request.read()
-        model, stream = requested_model(body, self.directory.upstreams)
+        model, stream = requested_model(body, self.directory.upstreams, self.config.default_model)
         ups: list[Upstream] | None = None
         if key is not None:
             ups = self.directory.upstreams(model)
@@ -360,7 +360,7 @@ class Gateway:
         if req.path in fim.PATHS and fim.wants_infill(req.body):
             return None  # a fill-in-the-middle completion, translated to /infill (gateway.fim)
         try:
-            model, stream = requested_model(req.body, self.directory.upstreams)
+            model, stream = requested_model(req.body, self.directory.upstreams, self.config.default_model)
         except HTTPFailure:
             return None
         ups = self.directory.upstreams(model)

@@ -267,3 +267,17 @@ def test_a_built_in_template_name_that_would_meet_jinja_is_an_error_saying_how_t
     assert "args pass --jinja" in problems["raw-forced"]
     assert 'every chat prompt would read "llama3"' in problems["raw"]
     assert 'Set model.chat_template to "llama3" instead (rendered with --no-jinja)' in problems["raw"]
+
+
+def test_a_default_model_that_names_no_instance_or_alias_is_a_warning(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, model_file) | {"model": {"path": str(model_file), "alias": "m"}})
+    home.orchestrator_file.write_text(json.dumps({"gateway": {"default_model": "nope"}}), encoding="utf-8")
+    fleet = load_fleet(home, which=lambda _: "x")
+    [warning] = [p for p in fleet.problems if p.field.startswith("gateway")]
+    assert (warning.field, warning.severity, Path(warning.file).name) == (
+        "gateway.default_model", "warning", "orchestrator.json")
+    assert "'nope' is no instance name or alias" in warning.message and "choose one of a, m" in warning.message
+    for named in ("a", "m"):
+        home.orchestrator_file.write_text(json.dumps({"gateway": {"default_model": named}}), encoding="utf-8")
+        fleet = load_fleet(home, which=lambda _: "x")
+        assert not [p for p in fleet.problems if p.field.startswith("gateway")] and not fleet.errors

@@ -24,6 +24,12 @@ def test_default_model_only_when_one_model_is_served() -> None:
     assert r.default_model([]) is None
 
 
+def test_a_configured_default_model_wins_even_over_the_only_one_served() -> None:
+    assert r.default_model([upstream("a"), upstream("b")], "b") == "b"
+    assert r.default_model([upstream("a")], "elsewhere") == "elsewhere"  # then 404 names it
+    assert r.default_model([upstream("a")], None) == "a"
+
+
 def test_admit_dispatches_to_a_free_replica() -> None:
     a = upstream("a", "m", slots=1, in_flight=1)
     b = upstream("b", "m", slots=2, in_flight=1)
