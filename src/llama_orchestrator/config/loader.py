@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from llama_orchestrator import gguf_file
+from llama_orchestrator.config.fit import beyond_training, cpu_oversubscribed
 from llama_orchestrator.config.merge import deep_merge
 from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.names import check_instance_name
@@ -239,28 +240,8 @@ def load_fleet(
         if config is not None:
             instances[name] = config
     problems.extend(_cross_checks(orchestrator, instances, files, paths, offline, environ, which))
-    problems.extend(_cpu_oversubscribed(instances, files, cores or os.cpu_count() or 1))
+    problems.extend(cpu_oversubscribed(instances, files, cores or os.cpu_count() or 1))
     return Fleet(orchestrator, instances, files, problems)
-
-
-_ROPE_FLAGS = ("--rope-scaling", "--rope-scale", "--rope-freq-scale", "--yarn-orig-ctx")
-
-
-def _beyond_training(config: InstanceConfig) -> str | None:
-    """A warning when a slot gets more context than the model was trained for (read from the
-    model file, so only when validating with files: `config validate`)."""
-    size, parallel = config.model.context_size, config.model.parallel
-    if not size or any(arg.split("=")[0] in _ROPE_FLAGS for arg in config.args):
-        return None  # unset, the model's own (0), or extended on purpose with RoPE scaling
-    trained = gguf_file.facts(config.model.path).context_length
-    # a unified KV cache (llama-server's default with automatic slots) lets one request use all of it
-    unified = any(arg in ("--kv-unified", "-kvu") for arg in config.args)
-    per_slot = size // parallel if parallel and parallel > 0 and not unified else size
-    if not trained or per_slot <= trained:
-        return None
-    return (f"{per_slot} tokens per slot is more than the {trained} this model was trained for: llama-server "
-            f"caps a request at {trained} (older builds let answers degrade past it) and the memory for the rest "
-            "goes unused; lower context_size, raise parallel, or set RoPE scaling (--rope-scaling in args)")
 
 
 def _cross_checks(
@@ -307,7 +288,7 @@ def _cross_checks(
             )
         if (unloadable := gguf_file.problem(config.model.path)) is not None:
             problems.append(ConfigProblem(file, "model.path", unloadable, severity=missing_severity))
-        elif not offline and (beyond := _beyond_training(config)) is not None:
+        elif not offline and (beyond := beyond_training(config)) is not None:
             problems.append(ConfigProblem(file, "model.context_size", beyond, severity="warning"))
         if config.gpu.devices and config.gpu.backend == "cpu":
             problems.append(
@@ -370,34 +351,6 @@ def _cross_checks(
             severity="warning",
         ))
     return problems
-
-
-def _cpu_oversubscribed(
-    instances: Mapping[str, InstanceConfig], files: Mapping[str, Path], cores: int
-) -> list[ConfigProblem]:
-    """Warn when CPU instances that may generate at once have more compute threads than `cores`.
-
-    llama-server's threads spin while they wait for each other, so two CPU servers sharing cores
-    slow each other down many times over (Gemma 3 270M on 2 cores: 60 tokens/s alone, 2 tokens/s
-    with two instances of 2 threads each generating at once, 18 with 1 thread each). An unset
-    `model.threads` (or -1) means llama-server's default: about one per core."""
-    cpu = sorted(name for name, c in instances.items() if c.gpu.backend == "cpu")
-    if len(cpu) < 2:
-        return []
-    threads = {name: t if (t := instances[name].model.threads) and t > 0 else cores for name in cpu}
-    total = sum(threads.values())
-    if total <= cores:
-        return []
-    share = max(1, cores // len(cpu))
-    each = ", ".join(f"{name} {n}" for name, n in threads.items())
-    return [ConfigProblem(
-        str(files[cpu[0]]),
-        "model.threads",
-        f"CPU instances {', '.join(cpu)} use {total} threads together ({each}, unset = one per core) on {cores} "
-        f"cores: generating at the same time they slow each other down many times over; set model.threads "
-        f"so they add up to at most {cores} (e.g. {share} each)",
-        severity="warning",
-    )]
 
 
 def require_valid(fleet: Fleet, names: Sequence[str] | None = None) -> Fleet:
