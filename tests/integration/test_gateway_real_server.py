@@ -237,25 +237,32 @@ async def test_llama_cpp_native_routes_are_routed_by_model_like_the_openai_ones(
 
 
 async def test_request_filters_impose_sampling_on_the_real_server(gateway: tuple[Gateway, int]) -> None:
-    """A model's recommended sampling holds whatever the client sends: llama-server's own report
-    of the settings it generated with shows the set temperature and its default top_k."""
+    """A model's recommended sampling holds whatever the client sends, and a variant's name gets its
+    own on the same loaded model: llama-server's own report of the settings it generated with shows
+    the set temperature and its default top_k."""
     _, chat_port = gateway
     filters = RequestFilters(strip_params=["top_k"], set_params={"temperature": 0.25})
-    directory = StaticDirectory([upstream("strict", "strict", port=chat_port, rewrite_body=rewriter(filters)),
-                                 upstream("loose", "loose", port=chat_port)])
+    cold = {"strict-cold": RequestFilters(set_params={"temperature": 0.125, "top_k": 7})}  # a variant
+    directory = StaticDirectory([
+        upstream("strict", "strict", port=chat_port, aliases=tuple(cold), rewrite_body=rewriter(filters, cold)),
+        upstream("loose", "loose", port=chat_port),
+    ])
     gw = Gateway(GatewayConfig(port=free_port()), directory, Keyring())
     await gw.start()
     try:
         async with aiohttp.ClientSession() as http:
-            async def settings(model: str) -> Any:
+            async def settings(model: str, query: str = "") -> Any:
                 body = {"model": model, "prompt": "the", "n_predict": 2, "temperature": 1.5, "top_k": 3}
-                async with http.post(f"{gw.address}/completion", json=body) as resp:
+                async with http.post(f"{gw.address}/completion{query}", json=body) as resp:
                     assert resp.status == 200, await resp.text()
                     return (await resp.json())["generation_settings"]
 
-            loose, strict = await settings("loose"), await settings("strict")
-        assert (loose["temperature"], loose["top_k"]) == (1.5, 3)  # as the client sent them
-        assert (strict["temperature"], strict["top_k"]) == (0.25, 40)  # set, and llama-server's default
+            for query in ("", "?lane=aiohttp"):  # the fast lane, and aiohttp's path (a query)
+                loose, strict, colder = await settings("loose", query), await settings("strict", query), \
+                    await settings("strict-cold", query)
+                assert (loose["temperature"], loose["top_k"]) == (1.5, 3)  # as the client sent them
+                assert (strict["temperature"], strict["top_k"]) == (0.25, 40)  # set, and llama-server's default
+                assert (colder["temperature"], colder["top_k"]) == (0.125, 7)  # the variant's, after the instance's
     finally:
         await gw.stop()
 

@@ -265,9 +265,10 @@ def _cross_checks(
             by_alias.setdefault(served, []).append(name)
         for extra in config.extra_aliases:
             if extra in instances:
+                what, where = ("variant", "variants") if extra in config.variants else ("alias", "model.aliases")
                 problems.append(ConfigProblem(
-                    file, "model.aliases",
-                    f"alias {extra!r} is the name of instance {extra!r}: requests for it would go to both; "
+                    file, where,
+                    f"{what} {extra!r} is the name of instance {extra!r}: requests for it would go to both; "
                     "remove it or rename one of them",
                 ))
         if config.server.port == gateway_port:
@@ -337,7 +338,8 @@ def _cross_checks(
             problems.append(
                 ConfigProblem(
                     str(files[names[0]]),
-                    "model.alias" if instances[names[0]].served_name == alias else "model.aliases",
+                    "model.alias" if instances[names[0]].served_name == alias
+                    else "variants" if alias in instances[names[0]].variants else "model.aliases",
                     f"alias {alias!r} is shared by {', '.join(names)}: requests are balanced across them",
                     severity="warning",
                 )

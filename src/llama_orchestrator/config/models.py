@@ -229,6 +229,13 @@ class InstanceConfig(Strict):
     request_filters: RequestFilters = Field(
         RequestFilters(), description="Rewrites of request bodies the gateway routes here by `model`."
     )
+    variants: dict[str, RequestFilters] = Field(
+        default_factory=dict,
+        description="More names for this instance, each with request filters of its own, applied after "
+        "request_filters: one loaded model offered as several presets (say `qwen-think` and `qwen-fast`, "
+        "with their own sampling and chat_template_kwargs), chosen per request by `model`, with no reload. "
+        "Routed, listed and shared between instances as model.aliases are.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -254,6 +261,23 @@ class InstanceConfig(Strict):
                              "starts it with `llama-orch up` (remove preload, or set on_demand: true)")
         return self
 
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, value: dict[str, RequestFilters]) -> dict[str, RequestFilters]:
+        for name in value:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"variant name {name!r} is empty or has spaces around it")
+        return value
+
+    @model_validator(mode="after")
+    def _variants_have_names_of_their_own(self) -> InstanceConfig:
+        taken = sorted(set(self.variants) & {self.name, self.served_name, *self.model.aliases})
+        if taken:
+            raise ValueError(f"variant {', '.join(map(repr, taken))} is already a name of this instance (its name, "
+                             "model.alias or model.aliases), which routes here without the variant's filters: "
+                             "give the variant a name of its own")
+        return self
+
     @model_validator(mode="after")
     def _template_applies(self) -> InstanceConfig:
         problem = template_problem(self.model.chat_template, self.model.jinja, self.args)
@@ -274,9 +298,9 @@ class InstanceConfig(Strict):
 
     @functools.cached_property
     def extra_aliases(self) -> tuple[str, ...]:
-        """`model.aliases` less the instance's own names: further names the gateway routes here
-        (cached: the gateway asks on every request, and the config is frozen)."""
-        return tuple(a for a in self.model.aliases if a not in (self.served_name, self.name))
+        """`model.aliases` and the variants' names, less the instance's own names: further names
+        the gateway routes here (cached: the gateway asks on every request, and the config is frozen)."""
+        return tuple(a for a in (*self.model.aliases, *self.variants) if a not in (self.served_name, self.name))
 
 
 class GatewayConfig(Strict):

@@ -39,7 +39,8 @@ class Upstream:
     up_for_s: float | None = None  # seconds since it last became ready; None when not up (or not known)
     min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready
     eviction_priority: int = 0  # under max_loaded, lower values are evicted first
-    rewrite_body: Callable[[bytes], bytes] | None = None  # its request_filters (gateway.request_filters)
+    # its request_filters and variants (gateway.request_filters): (body, model named) -> body to send
+    rewrite_body: Callable[[bytes, str], bytes] | None = None
     listed: bool = True  # in the gateway's model lists (`unlisted` instances are served, not offered)
     model_bytes: int = 0  # its model file's size (a split model's parts together); 0 when unknown
     model_mtime: float = 0.0  # that file's last change, epoch seconds; 0 when unknown

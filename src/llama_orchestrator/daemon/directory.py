@@ -90,7 +90,7 @@ class _Fixed:
             metrics=config.server.metrics,
             min_residency_s=config.min_residency_s,
             eviction_priority=config.eviction_priority,
-            rewrite_body=rewriter(config.request_filters),
+            rewrite_body=rewriter(config.request_filters, config.variants),
             listed=not config.unlisted,
             model_bytes=model_bytes,
             model_mtime=model_mtime,

@@ -82,7 +82,7 @@ class Exchange:
         try:
             host, port, prefix = address(upstream.base_url)
             headers = upstream_headers(self.req.headers, upstream)
-            body = self.req.body if upstream.rewrite_body is None else upstream.rewrite_body(self.req.body)
+            body = self.req.body if upstream.rewrite_body is None else upstream.rewrite_body(self.req.body, self.model)
             self.raw = request_bytes("POST", host, port, prefix + self.req.path, headers, body)
         except (ConnectFailed, ValueError):
             pool = None

@@ -294,7 +294,7 @@ class Gateway:
             try:
                 acquiring = self.traffic.acquire(model, ups, refused)
                 upstream = await (held.wait(acquiring) if held else acquiring)
-                resp = await self._forward(request, upstream, body, outcome, held.response if held else None)
+                resp = await self._forward(request, upstream, model, body, outcome, held.response if held else None)
                 break
             except HTTPFailure as exc:
                 begun = held.response if held else None  # a held stream already answered 200
@@ -323,13 +323,13 @@ class Gateway:
         return resp
 
     async def _forward(
-        self, request: web.BaseRequest, upstream: Upstream, body: bytes, outcome: proxy.Outcome,
+        self, request: web.BaseRequest, upstream: Upstream, model: str, body: bytes, outcome: proxy.Outcome,
         started: web.StreamResponse | None,
     ) -> web.StreamResponse:
-        """Relay one inference request to `upstream`, which `traffic.acquire` counted in flight."""
+        """Relay one inference request for `model` to `upstream`, which `traffic.acquire` counted in flight."""
         self._begin_forward()
         if upstream.rewrite_body is not None:
-            body = upstream.rewrite_body(body)
+            body = upstream.rewrite_body(body, model)
         try:
             return await proxy.forward(
                 self.pool, request, upstream, request.path_qs, body, self._stream_timeout, outcome,

@@ -281,3 +281,27 @@ def test_a_default_model_that_names_no_instance_or_alias_is_a_warning(home: Home
         home.orchestrator_file.write_text(json.dumps({"gateway": {"default_model": named}}), encoding="utf-8")
         fleet = load_fleet(home, which=lambda _: "x")
         assert not [p for p in fleet.problems if p.field.startswith("gateway")] and not fleet.errors
+
+
+def test_variants_need_names_of_their_own_and_shared_ones_make_replicas(home: HomePaths, model_file: Path) -> None:
+    def instance(name: str, port: int, variants: dict[str, object], **model: object) -> None:
+        write_instance(home.home, name, minimal(name, port, model_file)
+                       | {"model": {"path": str(model_file), **model}, "variants": variants})
+
+    instance("qwen", 8001, {"qwen-think": {"set_params": {"temperature": 0.6}}, "fast": {}}, alias="q")
+    instance("twin", 8002, {"qwen-think": {"set_params": {"temperature": 0.6}}})
+    instance("own", 8003, {"own-alias": {}}, alias="own-alias")
+    instance("clash", 8004, {"qwen": {}})
+    instance("routing", 8005, {"x": {"strip_params": ["model"]}})
+    instance("blank", 8006, {" x": {}})
+    fleet = load_fleet(home, which=lambda _: "x")
+    errors = {Path(p.file).parent.name: p for p in fleet.errors}
+    assert sorted(errors) == ["blank", "clash", "own", "routing"]
+    assert "variant 'own-alias' is already a name of this instance" in errors["own"].message
+    assert errors["clash"].field == "variants"
+    assert "variant 'qwen' is the name of instance 'qwen'" in errors["clash"].message
+    assert "the gateway routes requests by it" in errors["routing"].message
+    assert "variant name ' x' is empty or has spaces around it" in errors["blank"].message
+    [shared] = [p for p in fleet.warnings if "shared by" in p.message]
+    assert shared.field == "variants" and "alias 'qwen-think' is shared by qwen, twin" in shared.message
+    assert fleet.instances["qwen"].extra_aliases == ("qwen-think", "fast")

@@ -195,7 +195,7 @@ def test_what_the_config_sets_is_made_once_per_config() -> None:
     sup = StubSupervisor(config("a", request_filters={"set_params": {"temperature": 0.6}}))
     directory = SupervisorDirectory({"a": sup}, clock=Clock(), environ={})  # type: ignore[dict-item]
     rewrite = directory.upstreams()[0].rewrite_body
-    assert rewrite is not None and rewrite(b'{"model": "chat"}') == b'{"model":"chat","temperature":0.6}'
+    assert rewrite is not None and rewrite(b'{"model": "chat"}', "chat") == b'{"model":"chat","temperature":0.6}'
     assert directory.upstreams()[0].rewrite_body is rewrite  # made once, not per request
     sup.config = config("a")  # a reload without filters
     assert directory.upstreams()[0].rewrite_body is None
@@ -203,6 +203,11 @@ def test_what_the_config_sets_is_made_once_per_config() -> None:
     assert [u.alias for u in directory.upstreams("coder")] == ["coder"]  # a reload's names route at once
     assert [u.slots for u in directory.upstreams("c2")] == [4] and directory.upstreams("chat") == []
     assert [u.name for u in directory.upstreams("a")] == ["a"]
+    sup.config = config("a", variants={"a-cold": {"set_params": {"temperature": 0.1}}})
+    [u] = directory.upstreams("a-cold")  # a variant routes here like an alias, with its own filters
+    assert u.aliases == ("a-cold",) and u.rewrite_body is not None
+    assert u.rewrite_body(b'{"model":"a-cold"}', "a-cold") == b'{"model":"a-cold","temperature":0.1}'
+    assert u.rewrite_body(b'{"model":"a"}', "a") == b'{"model":"a"}'  # the instance's own name: untouched
 
 
 def test_a_snapshot_gives_the_model_files_path_size_and_time(tmp_path: Path) -> None:
