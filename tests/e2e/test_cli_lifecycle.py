@@ -48,6 +48,11 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     port = free_port()
     created = home.ok("create", "tiny", "--model", str(tiny_model), "--port", str(port), "--", "-c", "512")
     assert f"created tiny: port {port}" in created.out, str(created)
+    config_file = home.paths.instance_config("tiny")  # further names, edited in as a user would
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["model"]["aliases"] = ["gpt-4o-mini"]
+    config["variants"] = {"tiny-cold": {"set_params": {"temperature": 0.1}}}
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
     home.ok("config", "validate")
     rendered = json.loads(home.ok("config", "render", "tiny", "--json").out)
     assert rendered["argv"][0] == str(llama_server_bin)
@@ -79,6 +84,7 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     assert f"pid        {pid}" in human and f"http://127.0.0.1:{port}" in human, human
     size = units.size(tiny_model.stat().st_size)
     assert f"gguf       llama · F32 · trained for {N_CTX} tokens · {size}" in human, human
+    assert "also       gpt-4o-mini, tiny-cold (variant)" in human, human
 
     restarted = home.ok("restart", "tiny", timeout_s=120)
     assert "tiny: ready" in restarted.out, str(restarted)

@@ -256,6 +256,7 @@ def inspect(
         ("pid", s.pid or "-"),
         ("address", f"http://{s.host}:{s.port}"),
         ("alias", s.alias),
+        ("also", _further_names(detail.config) or "-"),
         ("backend", s.backend),
         ("model", s.model),
         ("gguf", f"{facts.describe()} · {_format.size(size)}" if facts.architecture else
@@ -276,6 +277,15 @@ def inspect(
     out.print("[bold]last log lines[/]")
     for line in detail.log_tail:
         out.print("  " + _console.escape(line))
+
+
+def _further_names(config: dict[str, object]) -> str:
+    """The other names the gateway routes to an instance: model.aliases, then its variants."""
+    model, variants = config.get("model"), config.get("variants")
+    names = [str(alias) for alias in (model.get("aliases") or [] if isinstance(model, dict) else [])]
+    if isinstance(variants, dict):
+        names += [f"{name} (variant)" for name in variants]
+    return ", ".join(names)
 
 
 def events(
