@@ -230,6 +230,13 @@ async def test_llama_cpp_native_routes_are_routed_by_model_like_the_openai_ones(
         messages = {"messages": [{"role": "user", "content": "hi"}]}
         assert await post(f"{gw.address}/apply-template", {**messages, "model": "chat"}) == await post(
             f"{direct}/apply-template", messages)
+        for route, request in (("chat/completions", {**messages, "model": "tiny"}),
+                               ("responses", {"input": "hi", "model": "tiny"})):  # token counting
+            counted = await post(f"{gw.address}/v1/{route}/input_tokens", request)
+            assert counted == await post(f"{direct}/v1/{route}/input_tokens", request) and counted["input_tokens"] > 0
+        control = {"model": "chat", "id": "chatcmpl-none", "action": "reasoning_end"}
+        assert await post(f"{gw.address}/v1/chat/completions/control", control) == {
+            "success": False, "message": "no active completion for this id"}  # llama-server's own answer
         done = await post(f"{gw.address}/completion", {"model": "tiny", "prompt": "the", "n_predict": 4})
         assert done["tokens_predicted"] == 4 and isinstance(done["content"], str)
         embedding = await post(f"{gw.address}/embedding", {"model": "tiny-embed", "content": "a cat"})

@@ -4,9 +4,11 @@
     GET  /v1/models, /models                   every instance and alias, with its state
     GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
     POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
-         /v1/messages (Anthropic), /v1/messages/count_tokens, /infill, /completion, /embedding,
-         /tokenize, /detokenize, /apply-template (and the unversioned and `reranking` spellings
-         llama-server accepts)   routed by `model` (or to the only model, without one)
+         /v1/messages (Anthropic), /v1/messages/count_tokens, /v1/chat/completions/input_tokens,
+         /v1/responses/input_tokens, /v1/chat/completions/control, /infill, /completion,
+         /embedding, /tokenize, /detokenize, /apply-template (and the unversioned and `reranking`
+         spellings llama-server accepts)   routed by `model` (without one: to gateway.default_model,
+                                           else to the only model)
     any  /instances/<name>/<route>             any route of one instance's llama-server (health,
                                                slots, props, lora-adapters, its web UI…: gateway.native)
     GET  /metrics                              Prometheus text (gateway + relabelled children)
@@ -30,6 +32,9 @@ INFERENCE_PATHS = (
     "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking",
     "/v1/responses", "/responses",  # OpenAI's Responses API, as llama-server serves it
     "/v1/messages", "/v1/messages/count_tokens",  # Anthropic's Messages API, likewise
+    # counting a request's prompt tokens, and ending a running completion's reasoning early
+    "/v1/chat/completions/input_tokens", "/chat/completions/input_tokens",
+    "/v1/responses/input_tokens", "/responses/input_tokens", "/v1/chat/completions/control",
     "/infill",  # llama.cpp's code infill
     # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
     "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",
