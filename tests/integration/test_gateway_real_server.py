@@ -3,8 +3,10 @@ tiny model."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
+import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -163,6 +165,28 @@ async def test_openai_responses_api_and_anthropic_messages_api(gateway: tuple[Ga
     async with bad:
         with pytest.raises(anthropic.AuthenticationError):
             await bad.messages.create(model="tiny", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+
+
+async def test_a_transcription_is_routed_by_its_forms_model_field(gateway: tuple[Gateway, int]) -> None:
+    """OpenAI's `audio.transcriptions` sends a multipart form: its `model` field routes it, and the
+    form goes upstream as it came (the tiny model hears nothing: llama-server's own 501 says so)."""
+    gw, _ = gateway
+    audio = io.BytesIO()
+    with wave.open(audio, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 1600)
+    async with client(gw) as c:
+        with pytest.raises(openai.APIStatusError) as unsupported:
+            await c.audio.transcriptions.create(model=CLAUDE, file=("a.wav", audio.getvalue(), "audio/wav"))
+        answer = unsupported.value.response
+        assert (answer.status_code, answer.headers["X-Llama-Orch-Source"], answer.headers["X-Llama-Orch-Instance"]) \
+            == (501, "upstream", "chat")
+        assert "does not support audio input" in unsupported.value.message
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await c.audio.transcriptions.create(model="nope", file=("a.wav", audio.getvalue(), "audio/wav"))
+        assert "Available models" in unknown.value.message
 
 
 async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int]) -> None:

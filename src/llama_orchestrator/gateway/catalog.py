@@ -12,6 +12,7 @@ import orjson
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway import multipart
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.errors import BadRequest
 
@@ -87,12 +88,17 @@ def load_status(group: list[Upstream]) -> dict[str, object]:
 
 
 def requested_model(
-    body: bytes, upstreams: Callable[[], list[Upstream]], default: str | None = None
+    body: bytes, upstreams: Callable[[], list[Upstream]], default: str | None = None, content_type: str = ""
 ) -> tuple[str, bool]:
     """The model a request body names (else `default`, else the only one served) and whether it
-    asks to stream; BadRequest for a body that is not a JSON object or a missing model when
-    several are served and no default is set."""
-    parsed = parse_json(body) if body else {}
+    asks to stream; BadRequest for a body that is not a JSON object (or a form: a transcription's
+    fields) or a missing model when several are served and no default is set."""
+    parsed: object
+    if multipart.is_form(content_type):
+        fields = multipart.form_fields(body, content_type)
+        parsed = {**fields, "stream": fields.get("stream", "").strip().lower() == "true"}
+    else:
+        parsed = parse_json(body) if body else {}
     if not isinstance(parsed, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
     model = parsed.get("model")

@@ -5,7 +5,8 @@
     GET  /v1/models/<id>                       one of them (404 in the OpenAI shape lists the others)
     POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses,
          /v1/messages (Anthropic), /v1/messages/count_tokens, /v1/chat/completions/input_tokens,
-         /v1/responses/input_tokens, /v1/chat/completions/control, /infill, /completion,
+         /v1/responses/input_tokens, /v1/chat/completions/control, /v1/audio/transcriptions (a
+         form, by its `model` field), /infill, /completion,
          /embedding, /tokenize, /detokenize, /apply-template (and the unversioned and `reranking`
          spellings llama-server accepts)   routed by `model` (without one: to gateway.default_model,
                                            else to the only model)
@@ -35,6 +36,7 @@ INFERENCE_PATHS = (
     # counting a request's prompt tokens, and ending a running completion's reasoning early
     "/v1/chat/completions/input_tokens", "/chat/completions/input_tokens",
     "/v1/responses/input_tokens", "/responses/input_tokens", "/v1/chat/completions/control",
+    "/v1/audio/transcriptions", "/audio/transcriptions",  # a form: its `model` field routes it
     "/infill",  # llama.cpp's code infill
     # llama.cpp's native spellings, which its own clients use (SillyTavern's llama.cpp mode, its old web UI)
     "/completion", "/embedding", "/tokenize", "/detokenize", "/apply-template",

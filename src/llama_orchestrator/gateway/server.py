@@ -279,7 +279,8 @@ class Gateway:
         started = time.perf_counter()
         key = self._authorize(request)
         body = await request.read()
-        model, stream = requested_model(body, self.directory.upstreams, self.config.default_model)
+        model, stream = requested_model(body, self.directory.upstreams, self.config.default_model,
+                                        request.headers.get("Content-Type", ""))
         ups: list[Upstream] | None = None
         if key is not None:
             ups = self.directory.upstreams(model)
@@ -360,7 +361,8 @@ class Gateway:
         if req.path in fim.PATHS and fim.wants_infill(req.body):
             return None  # a fill-in-the-middle completion, translated to /infill (gateway.fim)
         try:
-            model, stream = requested_model(req.body, self.directory.upstreams, self.config.default_model)
+            model, stream = requested_model(req.body, self.directory.upstreams, self.config.default_model,
+                                            req.headers.get("content-type", ""))
         except HTTPFailure:
             return None
         ups = self.directory.upstreams(model)
