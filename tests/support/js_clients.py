@@ -3,13 +3,15 @@
     out = await run_js_clients(tmp_path, gateway_url, key, slots_url)  # what each call gave, as JSON
 
 scripts/setup installs the versions pinned in tests/js/package.json into the cache with npm and
-exports LLAMA_ORCH_JS_CLIENTS; a machine without Node or npm skips these tests. The script is
+exports LLAMA_ORCH_JS_CLIENTS (a plain `pytest` finds them in the cache too); a machine without
+Node or npm skips these tests. The script is
 copied beside those node_modules so that its imports resolve, and runs in its own session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -21,11 +23,20 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "js" / "clients.mjs"
 
 
+def installed_clients() -> Path:
+    """Where scripts/setup put them: LLAMA_ORCH_JS_CLIENTS, else the cache directory it uses."""
+    if exported := os.environ.get("LLAMA_ORCH_JS_CLIENTS"):
+        return Path(exported)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = Path(os.environ.get("LLAMA_ORCH_CACHE") or Path(xdg) / "llama-orchestrator")
+    key = hashlib.sha256((SCRIPT.parent / "package.json").read_bytes()).hexdigest()[:12]
+    return cache / "js-clients" / key
+
+
 async def run_js_clients(tmp_path: Path, *args: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    installed = os.environ.get("LLAMA_ORCH_JS_CLIENTS", "")
     node = shutil.which("node")
-    modules = Path(installed) / "node_modules"
-    if not installed or not modules.is_dir() or node is None:
+    modules = installed_clients() / "node_modules"
+    if not modules.is_dir() or node is None:
         pytest.skip("no Node.js or no JavaScript clients installed (scripts/setup installs them with npm)")
     work = tmp_path / "js-clients"
     work.mkdir()
