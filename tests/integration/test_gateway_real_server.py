@@ -209,6 +209,34 @@ async def test_client_disconnect_frees_the_real_slot(gateway: tuple[Gateway, int
                 10, message="llama-server slot idle after the client went away")
 
 
+async def test_a_named_conversations_stream_outlives_its_client_and_resumes_through_the_gateway(
+    gateway: tuple[Gateway, int],
+) -> None:
+    """llama.cpp's web UI names its conversation (X-Conversation-Id) so that after a page reload it
+    can resume a running answer from llama-server's buffer: the header reaches the server on the
+    routed and the instance's own routes, and the lookup and resume routes answer through
+    /instances/<name>/."""
+    gw, _ = gateway
+    base = f"{gw.address}/instances/chat"
+    chat = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 40, "stream": True, "ignore_eos": True}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as http:
+        for url, conversation in ((f"{base}/v1/chat/completions", "conv-native"),
+                                  (f"{gw.address}/v1/chat/completions", "conv-routed")):
+            body = chat if "instances" in url else {**chat, "model": "tiny"}
+            async with http.post(url, json=body, headers={"X-Conversation-Id": conversation}) as resp:
+                assert resp.status == 200
+                assert (await resp.content.readline()).startswith(b"data: ")  # then the client leaves
+
+        async with http.post(f"{base}/v1/streams/lookup",
+                             json={"conversation_ids": ["conv-native", "conv-routed", "unknown"]}) as resp:
+            assert sorted(entry["conversation_id"] for entry in await resp.json()) == ["conv-native", "conv-routed"]
+        for conversation in ("conv-native", "conv-routed"):
+            async with http.get(f"{base}/v1/stream", params={"conv_id": conversation, "from": "0"}) as resp:
+                events = [e for e in (await resp.text()).split("\n\n") if e.startswith("data: ")]
+            assert events[-1] == "data: [DONE]"  # the whole answer, generated while no client listened
+            assert '"finish_reason":"length"' in events[-2] and '"predicted_n":40' in events[-2]
+
+
 async def test_the_pool_learns_that_llama_server_closes_after_a_stream(gateway: tuple[Gateway, int]) -> None:
     """llama-server answers a stream with `Keep-Alive` and then closes the socket: the pool
     notices once and stops keeping those sockets, so no request is written into a dying one."""

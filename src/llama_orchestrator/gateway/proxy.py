@@ -48,7 +48,9 @@ from llama_orchestrator.gateway.errors import (
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.upstream import Timeouts
 
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
+# X-Conversation-Id: llama-server keeps a stream that carries it for the client to resume after a
+# disconnect (GET /v1/stream?conv_id=...), as llama.cpp's web UI does after a page reload
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "X-Conversation-Id")
 # On an instance's own routes (`/instances/<name>/...`) only: what its web UI's files need to load
 # through the gateway as from llama-server itself (gzipped, cached, redirected). No conditional
 # request headers: a 304 would come without a body length.
