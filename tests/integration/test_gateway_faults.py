@@ -438,6 +438,27 @@ async def test_wedged_upstream_times_out_with_504(
             assert_lane(gw, query, 1)
 
 
+async def test_an_instances_own_routes_stream_while_bytes_come_and_time_out_in_silence(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Its web UI streams chats through /instances/<name>/: the read timeout (request_timeout_s)
+    applies, as on the routed paths, not a cap on the whole answer (which cut them at 30 s)."""
+    body = {**CHAT, "stream": True, "max_tokens": 8}
+    config = GatewayConfig(request_timeout_s=1.0)
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.3"}) as (port, _):
+        async with serving(config, StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            async with http.post(gw.address + "/instances/one/v1/chat/completions", json=body) as resp:
+                events = await sse_events(resp)
+            assert events[-1] == b"data: [DONE]" and len(events) == 8 + 3  # 2.4 s in all, past the 1 s
+            assert not any(e.startswith(b"event: error") for e in events)
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_WEDGE": "1"}) as (port, _):
+        async with (
+            serving(config, StaticDirectory([upstream("one", "tiny", port=port)])) as gw,
+            http.post(gw.address + "/instances/one/completion", json={"prompt": "x"}) as resp,
+        ):
+            assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
+
+
 @LANES
 async def test_slow_stream_arrives_whole_and_gateway_stop_ends_it_cleanly(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str

@@ -214,8 +214,8 @@ async def test_a_named_conversations_stream_outlives_its_client_and_resumes_thro
 ) -> None:
     """llama.cpp's web UI names its conversation (X-Conversation-Id) so that after a page reload it
     can resume a running answer from llama-server's buffer: the header reaches the server on the
-    routed and the instance's own routes, and the lookup and resume routes answer through
-    /instances/<name>/."""
+    routed and the instance's own routes, and the lookup, resume and stop routes answer through
+    /instances/<name>/ and, for what the gateway routed, at its root."""
     gw, _ = gateway
     base = f"{gw.address}/instances/chat"
     chat = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 40, "stream": True, "ignore_eos": True}
@@ -235,6 +235,22 @@ async def test_a_named_conversations_stream_outlives_its_client_and_resumes_thro
                 events = [e for e in (await resp.text()).split("\n\n") if e.startswith("data: ")]
             assert events[-1] == "data: [DONE]"  # the whole answer, generated while no client listened
             assert '"finish_reason":"length"' in events[-2] and '"predicted_n":40' in events[-2]
+
+        # at the root, as llama.cpp's router serves them: the gateway knows the instance of each
+        # conversation it routed (the one begun at /instances/chat/ is that route's to resume)
+        asked = {"conversation_ids": ["conv-native", "conv-routed", "unknown"]}
+        async with http.post(f"{gw.address}/v1/streams/lookup", json=asked) as resp:
+            assert [entry["conversation_id"] for entry in await resp.json()] == ["conv-routed"]
+        async with http.get(f"{gw.address}/v1/stream", params={"conv_id": "conv-routed", "from": "0"}) as resp:
+            assert resp.headers["X-Llama-Orch-Instance"] == "chat"
+            assert (await resp.text()).rstrip().endswith("data: [DONE]")
+        for params, status in (({"conv_id": "unknown"}, 404), ({}, 400)):
+            async with http.get(f"{gw.address}/v1/stream", params=params) as resp:
+                assert resp.status == status and resp.headers["X-Llama-Orch-Source"] == "gateway"
+        async with http.delete(f"{gw.address}/v1/stream", params={"conv_id": "conv-routed"}) as resp:
+            assert resp.status == 204 and resp.headers["X-Llama-Orch-Source"] == "upstream"
+        async with http.post(f"{gw.address}/v1/streams/lookup", json=asked) as resp:
+            assert await resp.json() == []  # stopped, and forgotten
 
 
 async def test_the_pool_learns_that_llama_server_closes_after_a_stream(gateway: tuple[Gateway, int]) -> None:

@@ -24,6 +24,7 @@ from llama_orchestrator.gateway.exchange import Exchange
 from llama_orchestrator.gateway.http1 import MAX_BODY, MAX_HEAD, NotPlain, PlainRequest, plain_request
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.resumable import ConversationOwners
 from llama_orchestrator.gateway.upstream import Response, Timeouts
 
 IDLE_CLOSE_S = 75.0  # a connection silent this long between requests is closed (aiohttp's keep-alive timeout)
@@ -46,6 +47,7 @@ class Lane:
     live: set[Response]  # upstream responses being relayed (the gateway cuts them when it stops)
     timeouts: Timeouts
     slow: Callable[[], asyncio.Protocol]  # aiohttp's protocol for one connection (web.Server())
+    conversations: ConversationOwners = field(default_factory=ConversationOwners)  # named ones' instances
     doors: set[FrontDoor] = field(default_factory=set)
     answered: int = 0  # requests the fast lane answered
     handed_off: int = 0  # connections it gave to aiohttp

@@ -27,12 +27,12 @@ PREFIX = "/instances/"
 class NativeRoutes:
     def __init__(
         self, directory: InstanceDirectory, authorize: Callable[[web.BaseRequest], Key | None],
-        pool: Callable[[], UpstreamPool], timeout: Timeouts,
+        pool: Callable[[], UpstreamPool], timeout: Callable[[], Timeouts],
     ) -> None:
         self.directory = directory
         self.authorize = authorize
         self.pool = pool  # the gateway's (raises 503 while it shuts down)
-        self.timeout = timeout
+        self.timeout = timeout  # the inference routes' (its web UI streams its chats through here)
 
     async def route(self, request: web.BaseRequest) -> web.StreamResponse:
         """A request whose path starts with PREFIX."""
@@ -60,5 +60,5 @@ class NativeRoutes:
     async def forward(self, request: web.BaseRequest, upstream: Upstream, path: str) -> web.StreamResponse:
         """Relay `request` to `path` (with its query) on `upstream`, as it answers."""
         body = await request.read() if request.can_read_body else None
-        return await proxy.forward(self.pool(), request, upstream, path, body, self.timeout, proxy.Outcome(),
+        return await proxy.forward(self.pool(), request, upstream, path, body, self.timeout(), proxy.Outcome(),
                                    native=True)

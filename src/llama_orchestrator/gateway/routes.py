@@ -10,6 +10,8 @@
          /embedding, /tokenize, /detokenize, /apply-template (and the unversioned and `reranking`
          spellings llama-server accepts)   routed by `model` (without one: to gateway.default_model,
                                            else to the only model)
+    POST /v1/streams/lookup, GET|DELETE /v1/stream?conv_id=   a named conversation's stream, resumed
+                                               or stopped at the instance it was routed to (gateway.resumable)
     any  /instances/<name>/<route>             any route of one instance's llama-server (health,
                                                slots, props, lora-adapters, its web UI…: gateway.native)
     GET  /metrics                              Prometheus text (gateway + relabelled children)
@@ -45,7 +47,8 @@ PUBLIC_NATIVE = frozenset({"health", ""})  # as in llama-server: health, and the
 MODEL_PREFIXES = ("/v1/models/", "/models/")  # + an id: one entry of the model list
 SERVED = ("/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/responses, "
           "/v1/messages, /infill, /completion, /tokenize, /models/load, /models/unload, /models/sse, "
-          "/props, /slots, /instances/<name>/<route>, Ollama's /api/chat, /api/generate, /api/embed, /api/tags, "
+          "/props, /slots, /v1/stream, /v1/streams/lookup, /instances/<name>/<route>, "
+          "Ollama's /api/chat, /api/generate, /api/embed, /api/tags, "
           "/metrics and /health")
 
 

@@ -58,15 +58,11 @@ from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX, NativeRoutes
 from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
-from llama_orchestrator.gateway.routes import (
-    INFERENCE_PATHS,
-    MODEL_PREFIXES,
-    SERVED,
-)
+from llama_orchestrator.gateway.resumable import HEADER as CONVERSATION, ConversationOwners, ResumableStreams
+from llama_orchestrator.gateway.routes import INFERENCE_PATHS, MODEL_PREFIXES, SERVED
 from llama_orchestrator.gateway.traffic import Traffic
 
 CONNECT_TIMEOUT_S = 5.0
-NATIVE_TIMEOUT_S = 30.0
 STOP_DRAIN_S = 5.0
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -100,9 +96,12 @@ class Gateway:
         self._live: set[upclient.Response] = set()  # upstream responses being relayed
         self._drained = asyncio.Event()
         self._address = ""
-        self._stream_timeout = _stream_timeouts(config)
-        self._native_timeout = upclient.Timeouts(connect=CONNECT_TIMEOUT_S, total=NATIVE_TIMEOUT_S)
-        self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, self._native_timeout)
+        self._stream_timeout = _stream_timeouts(config)  # (an instance's own routes stream too: its web UI's chats)
+        self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, lambda: self._stream_timeout)
+        self._conversations = ConversationOwners()  # which instance holds each named conversation's stream
+        streams = ResumableStreams(self._conversations, self.directory, self._authorize, lambda: self.pool,
+                                   self._native.forward, lambda: self._stream_timeout)
+        self._delete: dict[str, Handler] = {"/v1/stream": streams.stream}
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
                                      self._native.forward)  # llama-server router mode's API
         self._self_address = ("127.0.0.1", 0)  # where the gateway reaches itself (translated APIs go through it)
@@ -110,6 +109,7 @@ class Gateway:
         self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, loopback)
         self._fim = FimCompletions(loopback, self._inference)
         self._get, self._post = self._routes()
+        self._get["/v1/stream"], self._post["/v1/streams/lookup"] = streams.stream, streams.lookup
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -157,6 +157,7 @@ class Gateway:
             finish=self._end_forward,
             pool=lambda: None if self._closing else self._pool, closing=lambda: self._closing,
             metrics=self.metrics, live=self._live, timeouts=self._stream_timeout, slow=self._web,
+            conversations=self._conversations,
         )
         try:
             self._listener = await loop.create_server(lambda: FrontDoor(lane), self.config.host, self.config.port,
@@ -233,7 +234,7 @@ class Gateway:
             early = self.cors.screen(request)  # a preflight's answer, or 403 for a foreign origin
             if early is not None:
                 return early
-            routes = self._post if method == "POST" else self._get if method in ("GET", "HEAD") else None
+            routes = {"POST": self._post, "GET": self._get, "HEAD": self._get, "DELETE": self._delete}.get(method)
             handler = routes.get(path) if routes is not None else None
             if handler is not None:
                 return await handler(request)
@@ -329,6 +330,8 @@ class Gateway:
     ) -> web.StreamResponse:
         """Relay one inference request for `model` to `upstream`, which `traffic.acquire` counted in flight."""
         self._begin_forward()
+        if conversation := request.headers.get(CONVERSATION):
+            self._conversations.remember(conversation, upstream.name)
         if upstream.rewrite_body is not None:
             body = upstream.rewrite_body(body, model)
         try:

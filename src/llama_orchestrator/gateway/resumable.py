@@ -1,0 +1,125 @@
+"""llama.cpp's resumable streams at the gateway's root, as its router mode serves them.
+
+A client that names its conversation (`X-Conversation-Id`, as llama.cpp's web UI does) gets an
+answer that llama-server finishes into a buffer even after the client has gone; after a reload
+it asks where its conversations stand and reads on from any offset:
+
+    POST   /v1/streams/lookup   {"conversation_ids": [...]}   each live one's progress
+    GET    /v1/stream?conv_id=<id>&from=<offset>              the answer from that byte on
+    DELETE /v1/stream?conv_id=<id>                            stop it and drop the buffer
+
+The buffer lives in the llama-server that answered, so the gateway remembers which instance took
+each named conversation (`ConversationOwners`, bounded) and sends these there; a key sees only
+the conversations of instances it may use. Through `/instances/<name>/` they reach that instance
+directly, as any of its routes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.gateway.auth import Key
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, NotFound
+from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.proxy import upstream_headers
+from llama_orchestrator.gateway.upstream import ConnectFailed, Timeouts, UpstreamClosed, address
+
+HEADER = "X-Conversation-Id"
+REMEMBERED = 4096  # conversations whose instance is remembered (the oldest are forgotten first)
+
+Forward = Callable[[web.BaseRequest, Upstream, str], Awaitable[web.StreamResponse]]
+
+
+class ConversationOwners:
+    """Which instance took each named conversation, most recent last."""
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, conversation: str, instance: str) -> None:
+        self._owners[conversation] = instance
+        self._owners.move_to_end(conversation)
+        if len(self._owners) > self._limit:
+            self._owners.popitem(last=False)
+
+    def owner(self, conversation: str) -> str | None:
+        return self._owners.get(conversation)
+
+    def forget(self, conversation: str) -> None:
+        self._owners.pop(conversation, None)
+
+
+class ResumableStreams:
+    def __init__(
+        self, owners: ConversationOwners, directory: InstanceDirectory,
+        authorize: Callable[[web.BaseRequest], Key | None], pool: Callable[[], UpstreamPool],
+        forward: Forward, timeout: Callable[[], Timeouts],
+    ) -> None:
+        self.owners = owners
+        self.directory = directory
+        self.authorize = authorize
+        self.pool = pool
+        self.forward = forward  # gateway.native's: the request to a path of one instance, as it answers
+        self.timeout = timeout
+
+    def holder(self, conversation: str, key: Key | None) -> Upstream | None:
+        """The instance holding `conversation`'s stream, while it runs and `key` may use it."""
+        name = self.owners.owner(conversation)
+        upstream = next((u for u in self.directory.upstreams() if u.name == name), None) if name else None
+        if upstream is None or not upstream.routable or (key is not None and not key.allows(set(upstream.names))):
+            return None
+        return upstream
+
+    async def stream(self, request: web.BaseRequest) -> web.StreamResponse:
+        """GET (read on) or DELETE (stop) /v1/stream?conv_id=<id>, at the instance that holds it."""
+        key = self.authorize(request)
+        conversation = request.query.get("conv_id", "")
+        if not conversation:
+            raise BadRequest("name the conversation: /v1/stream?conv_id=<id>", code="invalid_request_error",
+                             param="conv_id")
+        upstream = self.holder(conversation, key)
+        if request.method == "DELETE":
+            self.owners.forget(conversation)
+            if upstream is None:  # nothing to stop, as llama.cpp's router answers it
+                return web.Response(status=204, headers={SOURCE_HEADER: "gateway"})
+        elif upstream is None:
+            raise NotFound("Stream not found or expired", code="stream_not_found")
+        return await self.forward(request, upstream, f"/v1/stream?{request.query_string}")
+
+    async def lookup(self, request: web.BaseRequest) -> web.StreamResponse:
+        """POST /v1/streams/lookup: each instance asked only about the conversations it took."""
+        key = self.authorize(request)
+        try:
+            asked = orjson.loads(await request.read()).get("conversation_ids")
+        except (orjson.JSONDecodeError, AttributeError):
+            asked = None
+        by_owner: dict[str, tuple[Upstream, list[str]]] = {}
+        for conversation in asked if isinstance(asked, list) else []:
+            if isinstance(conversation, str) and (upstream := self.holder(conversation, key)) is not None:
+                by_owner.setdefault(upstream.name, (upstream, []))[1].append(conversation)
+        found: list[object] = []
+        for upstream, conversations in by_owner.values():
+            found += await self._ask(upstream, conversations)
+        return web.json_response(found, headers={SOURCE_HEADER: "gateway"})
+
+    async def _ask(self, upstream: Upstream, conversations: list[str]) -> list[object]:
+        """What `upstream` says of `conversations` ([] if it cannot say)."""
+        headers = {**upstream_headers({}, upstream), "Content-Type": "application/json"}
+        body = orjson.dumps({"conversation_ids": conversations})
+        try:
+            host, port, prefix = address(upstream.base_url)
+            resp = await self.pool().request("POST", host, port, prefix + "/v1/streams/lookup", headers, body,
+                                             self.timeout())
+            try:
+                answer = orjson.loads(await resp.read()) if resp.status == 200 else []
+            finally:
+                resp.close()
+        except (ConnectFailed, UpstreamClosed, TimeoutError, orjson.JSONDecodeError):
+            return []
+        return [entry for entry in answer if isinstance(entry, dict)] if isinstance(answer, list) else []

@@ -1,0 +1,39 @@
+"""Which instance holds a named conversation's stream, and who may ask (gateway.resumable)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
+
+from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
+from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
+from llama_orchestrator.gateway.upstream import Timeouts
+
+
+def test_owners_are_remembered_most_recent_last_and_bounded() -> None:
+    owners = ConversationOwners(limit=2)
+    for conversation, instance in (("a", "x"), ("b", "y"), ("a", "z"), ("c", "y")):
+        owners.remember(conversation, instance)
+    assert (owners.owner("a"), owners.owner("b"), owners.owner("c")) == ("z", None, "y")  # b was the oldest
+    owners.forget("a")
+    assert owners.owner("a") is None
+
+
+def test_a_key_finds_the_conversations_of_instances_it_may_use_while_they_run() -> None:
+    directory = StaticDirectory([upstream("chat"), upstream("embed"), upstream("down", state=S.STOPPED)])
+    owners = ConversationOwners()
+    for conversation, instance in (("c1", "chat"), ("c2", "embed"), ("c3", "down"), ("c4", "gone")):
+        owners.remember(conversation, instance)
+
+    async def never(_request: web.BaseRequest, *_args: object) -> web.StreamResponse:
+        raise AssertionError("nothing is forwarded here")
+
+    streams = ResumableStreams(owners, directory, lambda _request: None, lambda: UpstreamPool(keepalive_s=1.0),
+                               never, lambda: Timeouts(connect=1.0))
+    scoped = Keyring(tuple(parse_keys_file("k chat\n"))).match("k")
+    assert scoped is not None
+    assert [getattr(streams.holder(c, scoped), "name", None) for c in ("c1", "c2")] == ["chat", None]
+    assert [getattr(streams.holder(c, None), "name", None) for c in ("c1", "c2", "c3", "c4")] == [
+        "chat", "embed", None, None]  # a stopped instance's buffer is gone with it; so is a removed one's
