@@ -7,10 +7,9 @@
 
 Routes: gateway.routes.
 
-Each connection starts at the front door (gateway.frontdoor): a plain inference request with a
-valid key and body is forwarded there without aiohttp (gateway.exchange), after a wait in the
-queue or for a start if need be; the first request that is anything else hands the connection
-to aiohttp's server, which calls `_dispatch`.
+Each connection starts at the front door (gateway.frontdoor): a plain inference request with a valid
+key and body is forwarded there without aiohttp (gateway.exchange), after a wait in the queue or for a
+start if need be; the first request that is anything else hands the connection to aiohttp's server.
 One `UpstreamPool` (gateway.pool over gateway.upstream, a lean HTTP/1.1 client) carries every
 upstream request; its idle connections expire after `upstream_keepalive_s` (< llama-server's 5 s).
 aiohttp runs with handler cancellation on, so a client that disconnects cancels its handler and
@@ -99,17 +98,15 @@ class Gateway:
         self._stream_timeout = _stream_timeouts(config)  # (an instance's own routes stream too: its web UI's chats)
         self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, lambda: self._stream_timeout)
         self._conversations = ConversationOwners()  # which instance holds each named conversation's stream
-        streams = ResumableStreams(self._conversations, self.directory, self._authorize, lambda: self.pool,
-                                   self._native.forward, lambda: self._stream_timeout)
-        self._delete: dict[str, Handler] = {"/v1/stream": streams.stream}
+        self._streams = ResumableStreams(self._conversations, self.directory, self._authorize, lambda: self.pool,
+                                         self._native.forward, lambda: self._stream_timeout)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
                                      self._native.forward)  # llama-server router mode's API
         self._self_address = ("127.0.0.1", 0)  # where the gateway reaches itself (translated APIs go through it)
         loopback = Loopback(lambda: self.pool, lambda: self._self_address, lambda: self._stream_timeout)
         self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, loopback)
         self._fim = FimCompletions(loopback, self._inference)
-        self._get, self._post = self._routes()
-        self._get["/v1/stream"], self._post["/v1/streams/lookup"] = streams.stream, streams.lookup
+        self._get, self._post, self._delete = self._routes()
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -122,17 +119,19 @@ class Gateway:
         """Requests the fast lane answered, and connections it handed to aiohttp (gateway.frontdoor)."""
         return {"fast": self._lane.answered, "handed_off": self._lane.handed_off} if self._lane else {}
 
-    def _routes(self) -> tuple[dict[str, Handler], dict[str, Handler]]:
-        """(GET routes, POST routes) by exact path; `/instances/<name>/<native>` is matched apart."""
-        control = self._control
+    def _routes(self) -> tuple[dict[str, Handler], dict[str, Handler], dict[str, Handler]]:
+        """(GET, POST, DELETE routes) by exact path; `/instances/<name>/<native>` is matched apart."""
+        control, streams = self._control, self._streams
         get: dict[str, Handler] = {
             "/health": self._health, "/metrics": self._metrics, "/v1/models": control.models, "/models": control.models,
             "/models/sse": control.watch, "/props": control.props, "/slots": control.slots,
+            "/v1/stream": streams.stream,
         }
         post: dict[str, Handler] = {"/models/load": control.load, "/models/unload": control.unload}
+        post["/v1/streams/lookup"] = streams.lookup
         ollama_get, ollama_post = self._ollama.routes()
         inference = {**dict.fromkeys(INFERENCE_PATHS, self._inference), **dict.fromkeys(fim.PATHS, self._fim.complete)}
-        return {**get, **ollama_get}, {**inference, **post, **ollama_post}
+        return {**get, **ollama_get}, {**inference, **post, **ollama_post}, {"/v1/stream": streams.stream}
 
     def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[..., web.BaseRequest]:
         request = request_class(self.cors)
