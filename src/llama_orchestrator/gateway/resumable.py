@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, NotFound
 from llama_orchestrator.gateway.pool import UpstreamPool
@@ -31,6 +32,7 @@ from llama_orchestrator.gateway.upstream import ConnectFailed, Timeouts, Upstrea
 
 HEADER = "X-Conversation-Id"
 REMEMBERED = 4096  # conversations whose instance is remembered (the oldest are forgotten first)
+LOOKUP_TIMEOUT = Timeouts(connect=2.0, total=5.0)  # an instance that cannot say in time says nothing
 
 Forward = Callable[[web.BaseRequest, Upstream, str], Awaitable[web.StreamResponse]]
 
@@ -59,20 +61,20 @@ class ResumableStreams:
     def __init__(
         self, owners: ConversationOwners, directory: InstanceDirectory,
         authorize: Callable[[web.BaseRequest], Key | None], pool: Callable[[], UpstreamPool],
-        forward: Forward, timeout: Callable[[], Timeouts],
+        forward: Forward,
     ) -> None:
         self.owners = owners
         self.directory = directory
         self.authorize = authorize
         self.pool = pool
         self.forward = forward  # gateway.native's: the request to a path of one instance, as it answers
-        self.timeout = timeout
 
     def holder(self, conversation: str, key: Key | None) -> Upstream | None:
-        """The instance holding `conversation`'s stream, while it runs and `key` may use it."""
+        """The instance holding `conversation`'s stream, while its process runs and `key` may use it."""
         name = self.owners.owner(conversation)
         upstream = next((u for u in self.directory.upstreams() if u.name == name), None) if name else None
-        if upstream is None or not upstream.routable or (key is not None and not key.allows(set(upstream.names))):
+        if upstream is None or upstream.state not in PROCESS_STATES or (
+                key is not None and not key.allows(set(upstream.names))):
             return None
         return upstream
 
@@ -81,7 +83,7 @@ class ResumableStreams:
         key = self.authorize(request)
         conversation = request.query.get("conv_id", "")
         if not conversation:
-            raise BadRequest("name the conversation: /v1/stream?conv_id=<id>", code="invalid_request_error",
+            raise BadRequest("name the conversation: /v1/stream?conv_id=<id>", code="conv_id_required",
                              param="conv_id")
         upstream = self.holder(conversation, key)
         if request.method == "DELETE":
@@ -115,7 +117,7 @@ class ResumableStreams:
         try:
             host, port, prefix = address(upstream.base_url)
             resp = await self.pool().request("POST", host, port, prefix + "/v1/streams/lookup", headers, body,
-                                             self.timeout())
+                                             LOOKUP_TIMEOUT)
             try:
                 answer = orjson.loads(await resp.read()) if resp.status == 200 else []
             finally:

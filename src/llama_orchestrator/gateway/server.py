@@ -99,7 +99,7 @@ class Gateway:
         self._native = NativeRoutes(self.directory, self._authorize, lambda: self.pool, lambda: self._stream_timeout)
         self._conversations = ConversationOwners()  # which instance holds each named conversation's stream
         self._streams = ResumableStreams(self._conversations, self.directory, self._authorize, lambda: self.pool,
-                                         self._native.forward, lambda: self._stream_timeout)
+                                         self._native.forward)
         self._control = ModelControl(self.directory, self.traffic, self._authorize, lambda: self._closing,
                                      self._native.forward)  # llama-server router mode's API
         self._self_address = ("127.0.0.1", 0)  # where the gateway reaches itself (translated APIs go through it)

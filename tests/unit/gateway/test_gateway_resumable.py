@@ -9,7 +9,6 @@ from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
-from llama_orchestrator.gateway.upstream import Timeouts
 
 
 def test_owners_are_remembered_most_recent_last_and_bounded() -> None:
@@ -30,10 +29,11 @@ def test_a_key_finds_the_conversations_of_instances_it_may_use_while_they_run() 
     async def never(_request: web.BaseRequest, *_args: object) -> web.StreamResponse:
         raise AssertionError("nothing is forwarded here")
 
-    streams = ResumableStreams(owners, directory, lambda _request: None, lambda: UpstreamPool(keepalive_s=1.0),
-                               never, lambda: Timeouts(connect=1.0))
+    streams = ResumableStreams(owners, directory, lambda _request: None, lambda: UpstreamPool(keepalive_s=1.0), never)
     scoped = Keyring(tuple(parse_keys_file("k chat\n"))).match("k")
     assert scoped is not None
     assert [getattr(streams.holder(c, scoped), "name", None) for c in ("c1", "c2")] == ["chat", None]
     assert [getattr(streams.holder(c, None), "name", None) for c in ("c1", "c2", "c3", "c4")] == [
         "chat", "embed", None, None]  # a stopped instance's buffer is gone with it; so is a removed one's
+    directory.set("chat", state=S.UNHEALTHY)  # a failing probe: its process, and the buffer, are still there
+    assert getattr(streams.holder("c1", None), "name", None) == "chat"
