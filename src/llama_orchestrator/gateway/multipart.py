@@ -21,12 +21,12 @@ def is_form(content_type: str) -> bool:
 
 
 def form_fields(body: bytes, content_type: str) -> dict[str, str]:
-    """The fields of the form that are not files, by name (the first of a repeated name wins);
-    {} for a body that is not a well-formed form of that boundary."""
+    """The fields of the form that are not files, by name (the first of a repeated name wins), as
+    far as the body is a well-formed form of that boundary ({} when it is not one at all)."""
     match = _BOUNDARY.search(content_type)
     if match is None:
         return {}
-    delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1")
+    delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1", "replace")
     fields: dict[str, str] = {}
     start = body.find(delimiter)
     while start >= 0:

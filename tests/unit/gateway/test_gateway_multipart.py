@@ -27,6 +27,7 @@ def test_what_is_not_a_well_formed_form_gives_no_fields() -> None:
     whole = form(b"b", (b'Content-Disposition: form-data; name="model"', b"m"))
     assert form_fields(whole, "multipart/form-data") == {}  # no boundary given
     assert form_fields(whole, "multipart/form-data; boundary=other") == {}
+    assert form_fields(whole, "multipart/form-data; boundary=b\u2603") == {}  # not even latin-1
     assert form_fields(whole[: whole.index(b"m\r\n--b--")], "multipart/form-data; boundary=b") == {}  # cut short
     long_value = form(b"b", (b'Content-Disposition: form-data; name="model"', b"m" * 5000))
     assert form_fields(long_value, "multipart/form-data; boundary=b") == {}  # no model name is that long
