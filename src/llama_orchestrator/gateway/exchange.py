@@ -79,8 +79,7 @@ class Exchange:
             task.add_done_callback(self._acquired)
             return
         pool = self.lane.pool()
-        if conversation := self.req.headers.get("x-conversation-id"):
-            self.lane.conversations.remember(conversation, upstream.name)
+        self.lane.conversations.note(self.req.headers, upstream.name)
         try:
             host, port, prefix = address(upstream.base_url)
             headers = upstream_headers(self.req.headers, upstream)

@@ -17,7 +17,7 @@ directly, as any of its routes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -43,6 +43,12 @@ class ConversationOwners:
     def __init__(self, limit: int = REMEMBERED) -> None:
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._limit = limit
+
+    def note(self, headers: Mapping[str, str], instance: str) -> None:
+        """Remember `instance` for the conversation `headers` name, if they name one (aiohttp's
+        headers, or names lowercased as gateway.http1 gives them)."""
+        if conversation := headers.get(HEADER.lower()):
+            self.remember(conversation, instance)
 
     def remember(self, conversation: str, instance: str) -> None:
         self._owners[conversation] = instance

@@ -57,7 +57,7 @@ from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX, NativeRoutes
 from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
-from llama_orchestrator.gateway.resumable import HEADER as CONVERSATION, ConversationOwners, ResumableStreams
+from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
 from llama_orchestrator.gateway.routes import INFERENCE_PATHS, MODEL_PREFIXES, SERVED
 from llama_orchestrator.gateway.traffic import Traffic
 
@@ -107,6 +107,7 @@ class Gateway:
         self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, loopback)
         self._fim = FimCompletions(loopback, self._inference)
         self._get, self._post, self._delete = self._routes()
+        self._by_method = {"POST": self._post, "GET": self._get, "HEAD": self._get, "DELETE": self._delete}
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -233,7 +234,7 @@ class Gateway:
             early = self.cors.screen(request)  # a preflight's answer, or 403 for a foreign origin
             if early is not None:
                 return early
-            routes = {"POST": self._post, "GET": self._get, "HEAD": self._get, "DELETE": self._delete}.get(method)
+            routes = self._by_method.get(method)
             handler = routes.get(path) if routes is not None else None
             if handler is not None:
                 return await handler(request)
@@ -329,8 +330,7 @@ class Gateway:
     ) -> web.StreamResponse:
         """Relay one inference request for `model` to `upstream`, which `traffic.acquire` counted in flight."""
         self._begin_forward()
-        if conversation := request.headers.get(CONVERSATION):
-            self._conversations.remember(conversation, upstream.name)
+        self._conversations.note(request.headers, upstream.name)
         if upstream.rewrite_body is not None:
             body = upstream.rewrite_body(body, model)
         try:

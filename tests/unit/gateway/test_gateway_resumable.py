@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.core.states import InstanceState as S
@@ -18,6 +19,10 @@ def test_owners_are_remembered_most_recent_last_and_bounded() -> None:
     assert (owners.owner("a"), owners.owner("b"), owners.owner("c")) == ("z", None, "y")  # b was the oldest
     owners.forget("a")
     assert owners.owner("a") is None
+    owners.note(CIMultiDict({"X-Conversation-ID": "d"}), "x")  # aiohttp's headers, any case
+    owners.note({"x-conversation-id": "e"}, "y")  # the fast lane's, lowercased
+    owners.note({"content-type": "application/json"}, "z")  # no name: nothing to remember
+    assert (owners.owner("d"), owners.owner("e")) == ("x", "y")
 
 
 def test_a_key_finds_the_conversations_of_instances_it_may_use_while_they_run() -> None:
