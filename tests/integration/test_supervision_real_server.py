@@ -99,6 +99,25 @@ def test_a_missing_or_non_gguf_model_fails_at_once_naming_the_path(
     assert instance_pids("bad") == set()
 
 
+def test_a_misspelt_flag_is_refused_before_any_spawn_naming_the_flag_it_meant(
+    home: Home, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    home.write_instance("typo", model=tiny_model, port=free_port(), binary=llama_server_bin,
+                        args=["--ctx-sise", "512"])
+    meant = f"--ctx-sise is not a flag of {llama_server_bin}; did you mean --ctx-size?"
+    validate = home.cli("config", "validate")
+    assert validate.code == 2 and meant in validate.out + validate.err, str(validate)
+    assert home.cli("config", "validate", "--offline").code == 0
+    home.start_daemon()
+    result = home.cli("start", "typo")
+    assert result.code == 6, str(result)
+    assert f"bad-argument: args: {meant}" in result.err, str(result)
+    assert home.status("typo").state == "failed"
+    (line,) = home.log_text("typo").splitlines()
+    assert line.endswith(f"not started: bad-argument: args: {meant}"), line
+    assert instance_pids("typo") == set()
+
+
 def test_sigstopped_server_is_marked_unhealthy_and_replaced(
     home: Home, llama_server_bin: Path, tiny_model: Path
 ) -> None:

@@ -30,7 +30,8 @@ def validate(
     ctx: typer.Context,
     names: list[str] = typer.Argument(None, help="Instances to check (default: all)."),
     offline: bool = typer.Option(
-        False, "--offline", help="Missing or unloadable model files and missing binaries are warnings."
+        False, "--offline", help="Missing or unloadable model files and missing binaries are warnings, "
+        "and command lines are not checked against the binary's --help."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
@@ -39,8 +40,9 @@ def validate(
     Example: llama-orch config validate --offline
     """
     from llama_orchestrator.config.loader import load_fleet
+    from llama_orchestrator.engine.server_help import server_flags
 
-    fleet = load_fleet(context(ctx).paths, offline=offline)
+    fleet = load_fleet(context(ctx).paths, offline=offline, flags_of=server_flags)
     unknown = [n for n in names or [] if n not in fleet.config_files]
     if unknown:
         raise InstanceNotFoundError(unknown[0], known=sorted(fleet.config_files))

@@ -26,9 +26,11 @@ from llama_orchestrator.config.merge import deep_merge
 from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import ENV_LLAMA_SERVER, HomePaths
+from llama_orchestrator.config.server_flags import ServerFlags, config_problems
 from llama_orchestrator.errors import ConfigError, ConfigProblem
 
 Which = Callable[[str], str | None]
+FlagsOf = Callable[[str], ServerFlags | None]
 
 
 @dataclass(frozen=True)
@@ -226,9 +228,11 @@ def load_fleet(
     environ: Mapping[str, str] = os.environ,
     which: Which = shutil.which,
     cores: int | None = None,
+    flags_of: FlagsOf | None = None,
 ) -> Fleet:
     """Load and check every config of the home; never raises for problems in the files.
-    `cores`: this machine's logical CPUs (os.cpu_count() when None), for the CPU-sharing warning."""
+    `cores`: this machine's logical CPUs (os.cpu_count() when None), for the CPU-sharing warning.
+    `flags_of`: the flags a binary knows (engine.server_help), to check command lines; not offline."""
     orchestrator, problems = load_orchestrator(paths)
     instances: dict[str, InstanceConfig] = {}
     files: dict[str, Path] = {}
@@ -240,8 +244,29 @@ def load_fleet(
         if config is not None:
             instances[name] = config
     problems.extend(_cross_checks(orchestrator, instances, files, paths, offline, environ, which))
+    if flags_of is not None and not offline:
+        problems.extend(_argument_checks(orchestrator, instances, files, environ, which, flags_of))
     problems.extend(cpu_oversubscribed(instances, files, cores or os.cpu_count() or 1))
     return Fleet(orchestrator, instances, files, problems)
+
+
+def _argument_checks(
+    orchestrator: OrchestratorConfig,
+    instances: Mapping[str, InstanceConfig],
+    files: Mapping[str, Path],
+    environ: Mapping[str, str],
+    which: Which,
+    flags_of: FlagsOf,
+) -> list[ConfigProblem]:
+    """What each instance's llama-server would refuse on its command line."""
+    problems: list[ConfigProblem] = []
+    for name, config in instances.items():
+        binary = resolve_binary(config, orchestrator, environ, which)
+        flags = flags_of(binary) if binary else None
+        if binary and flags:
+            problems += [ConfigProblem(str(files[name]), field, message)
+                         for field, message in config_problems(config, binary, flags)]
+    return problems
 
 
 def _cross_checks(

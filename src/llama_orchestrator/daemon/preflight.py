@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llama_orchestrator import gguf_file
 from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.server_flags import ServerFlags, config_problems
 from llama_orchestrator.engine import port_holder
 
 
@@ -20,6 +21,16 @@ def preflight(config: InstanceConfig) -> str | None:
         who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
         return f"port-in-use: {config.server.host}:{config.server.port} is held by {who}"
     return None
+
+
+def argument_problem(config: InstanceConfig, binary: str, flags: ServerFlags | None) -> str | None:
+    """Why `binary` would refuse `config`'s command line (its flags as its --help lists them), or None;
+    llama-server itself would name only the first bad argument, and suggest nothing."""
+    found = config_problems(config, binary, flags) if flags is not None else []
+    if not found:
+        return None
+    more = f" (and {len(found) - 1} more: `llama-orch config validate {config.name}`)" if len(found) > 1 else ""
+    return f"bad-argument: {found[0][0]}: {found[0][1]}{more}"
 
 
 def note_in_log(log_path: Path, message: str, wall: float) -> None:

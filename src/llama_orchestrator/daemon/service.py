@@ -46,6 +46,7 @@ from llama_orchestrator.daemon.resources import ResourceSampler
 from llama_orchestrator.daemon.signals import capture_signals
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorDeps
 from llama_orchestrator.engine import rotate_all, tail_lines
+from llama_orchestrator.engine.server_help import server_flags
 from llama_orchestrator.errors import (
     ConfigError,
     ConfigProblem,
@@ -247,6 +248,7 @@ class Daemon:
             resolve_binary=self._resolve_binary,
             on_event=self._publish,
             environ=self.environ,
+            server_flags=server_flags,
         )
         sup = InstanceSupervisor(config, deps, self.store.get_instance(config.name))
         self.supervisors[config.name] = sup

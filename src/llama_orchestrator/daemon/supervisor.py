@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from llama_orchestrator.config.argv import build_command
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.config.server_flags import ServerFlags
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import classify_exit
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
-from llama_orchestrator.daemon.preflight import note_in_log, preflight
+from llama_orchestrator.daemon.preflight import argument_problem, note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
 from llama_orchestrator.daemon.watchers import probe_child, server_api_key, watch_progress
 from llama_orchestrator.engine import (
@@ -57,6 +58,7 @@ class SupervisorDeps:
     prober: HealthProber
     resolve_binary: Callable[[InstanceConfig], str | None]
     on_event: Callable[[EventRecord], None]
+    server_flags: Callable[[str], ServerFlags | None] | None = None  # a binary's flags (engine.server_help)
     environ: dict[str, str] = field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
@@ -214,7 +216,7 @@ class InstanceSupervisor:
 
     async def _perform(self, action: lc.Action) -> None:
         if isinstance(action, lc.Spawn):
-            self._spawn()
+            await self._spawn()
         elif isinstance(action, lc.StopProcess):
             await self._stop(kill=action.kill, drain=action.drain)
         elif isinstance(action, lc.RecordLoadTime):
@@ -236,14 +238,15 @@ class InstanceSupervisor:
         started = self.rt.started_at if self.rt.state is S.STARTING else None
         return expected if started is None else max(0.0, expected - (self.deps.monotonic() - started))
 
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
         config = self.config
-        failure = preflight(config)
+        binary = self.deps.resolve_binary(config) or "llama-server"
+        flags = await asyncio.to_thread(self.deps.server_flags, binary) if self.deps.server_flags else None
+        failure = preflight(config) or argument_problem(config, binary, flags)
         if failure:
             note_in_log(self.log_path, f"not started: {failure}", self.deps.wall())
             self.submit(lc.SpawnFailed(failure, permanent=True))
             return
-        binary = self.deps.resolve_binary(config) or "llama-server"
         command = build_command(config, binary, self.deps.environ)
         try:
             child = spawn(SpawnSpec(self.name, command.argv, command.env, self.log_path))
