@@ -26,6 +26,7 @@ from llama_orchestrator.core.classify import classify_exit
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
 from llama_orchestrator.daemon.preflight import argument_problem, note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
+from llama_orchestrator.daemon.snapshots import instance_record, instance_status
 from llama_orchestrator.daemon.watchers import probe_child, server_api_key, watch_progress
 from llama_orchestrator.engine import (
     ChildProcess,
@@ -356,58 +357,9 @@ class InstanceSupervisor:
 
     # ---- snapshots ------------------------------------------------------------------------
     def _save(self) -> None:
-        child = self._child
-        exit_status = self._last_exit
-        record = InstanceRecord(
-            name=self.name,
-            state=self.rt.state,
-            pid=child.pid if child else None,
-            pid_create_time=child.create_time if child else None,
-            boot_id=child.boot_id if child else None,
-            token=child.token if child else None,
-            port=self.config.server.port,
-            host=self.config.server.host,
-            started_at=self._started_wall if child else None,
-            ready_at=self._ready_wall,
-            restarts=self.rt.restarts,
-            consecutive_failures=self.rt.start_failures,
-            last_exit_code=exit_status.code if exit_status else None,
-            last_exit_signal=exit_status.signal if exit_status else None,
-            last_error=self.rt.last_error,
-            desired="up" if self.rt.desired_up else "down",
-            updated_at=self.deps.wall(),
-        )
-        self.deps.store.save_instance(record)
+        self.deps.store.save_instance(instance_record(
+            self.config, self.rt, self._child, self._started_wall, self._ready_wall, self._last_exit, self.deps.wall()))
 
     def status(self) -> InstanceStatus:
-        config, rt, child = self.config, self.rt, self._child
-        now = self.deps.wall()
-        since = self._ready_wall if rt.state in (S.READY, S.UNHEALTHY) else None
-        health = "-"
-        if rt.state in (S.READY, S.UNHEALTHY):
-            threshold = config.health.failure_threshold
-            health = "ok" if rt.probe_failures == 0 else f"failing {rt.probe_failures}/{threshold}"
-        return InstanceStatus(
-            name=self.name,
-            state=rt.state.value,
-            desired="up" if rt.desired_up else "down",
-            reason=rt.reason,
-            pid=child.pid if child else None,
-            host=config.server.host,
-            port=config.server.port,
-            alias=config.served_name,
-            backend=config.gpu.backend,
-            model=config.model.path,
-            on_demand=config.on_demand,
-            autostart=config.autostart,
-            started_at=self._started_wall if child else None,
-            ready_at=since,
-            uptime_s=(now - since) if since else None,
-            restarts=rt.restarts,
-            probe_failures=rt.probe_failures,
-            health=health,
-            last_error=rt.last_error,
-            last_exit=self._last_exit.describe() if self._last_exit else None,
-            routable=rt.state is S.READY and rt.probe_failures == 0,
-            in_flight=self.in_flight,
-        )
+        return instance_status(self.config, self.rt, self._child, self._started_wall, self._ready_wall,
+                               self._last_exit, self.in_flight, self.deps.wall())

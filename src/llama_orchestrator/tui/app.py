@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections import deque
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.events import Resize
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Footer, Input
 
 from llama_orchestrator import gguf_file
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceStatus
@@ -41,7 +40,7 @@ from llama_orchestrator.tui.messages import (
 )
 from llama_orchestrator.tui.screens import ConfirmScreen, HelpScreen, LogScreen
 from llama_orchestrator.tui.source import ClientFactory, DaemonStarter, DashboardClient
-from llama_orchestrator.tui.widgets import DetailPane, HeaderBar
+from llama_orchestrator.tui.widgets import DetailPane, HeaderBar, NoDaemonPanel
 
 REFRESH_S = 1.0  # resource figures and uptime
 RECONNECT_S = 2.0  # while no daemon answers
@@ -95,9 +94,7 @@ class DashboardApp(App[None]):
     # ---- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
-        with Vertical(id="nodaemon"):
-            yield Static(id="nodaemon-text")
-            yield Button("Start the daemon (d)", id="start-daemon", variant="primary")
+        yield NoDaemonPanel(id="nodaemon")
         with Vertical(id="main"):
             yield FleetTable(id="fleet")
             yield Input(placeholder="filter: name, alias, state, backend or model (Esc clears)", id="filter")
@@ -180,16 +177,9 @@ class DashboardApp(App[None]):
             return
         self.query_one(HeaderBar).show_message("no daemon is running")
         self.query_one("#main").display = False
-        self.query_one("#nodaemon").display = True
-        offer = (
-            "Press d (or click the button) to start it; instances start only when you ask."
-            if self._starter is not None
-            else "Start it with `llama-orch daemon start`."
-        )
-        text = Text.assemble(("No daemon is running.\n\n", "bold"), reason, "\n\n", offer,
-                             ("\n\nThis screen reconnects by itself once a daemon answers.", "dim"))
-        self.query_one("#nodaemon-text", Static).update(text)
-        self.query_one("#start-daemon").display = self._starter is not None
+        panel = self.query_one(NoDaemonPanel)
+        panel.display = True
+        panel.show_reason(reason, can_start=self._starter is not None)
         if self._reconnect is None:
             self._reconnect = self.set_interval(RECONNECT_S, self._connect)
         self.refresh_bindings()
@@ -210,7 +200,7 @@ class DashboardApp(App[None]):
         if self.client is not None or self._starter is None or self._starting_daemon:
             return
         self._starting_daemon = True
-        self.query_one("#nodaemon-text", Static).update(Text("Starting the daemon…", style="bold"))
+        self.query_one(NoDaemonPanel).show_starting()
         self._start_daemon(self._starter)
 
     @on(Button.Pressed, "#start-daemon")

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Log, Static
+from textual.widgets import Button, Log, Static
 
 from llama_orchestrator import units
 from llama_orchestrator.config.argv import quote_command
@@ -27,6 +27,25 @@ class HeaderBar(Static):
 
     def show_message(self, message: str, style: str = "bold yellow") -> None:
         self.update(Text.assemble(("llama-orch ", "bold"), (message, style)))
+
+
+class NoDaemonPanel(Vertical):
+    """Shown instead of the fleet while no daemon answers: why, and how to start one."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="nodaemon-text")
+        yield Button("Start the daemon (d)", id="start-daemon", variant="primary")
+
+    def show_reason(self, reason: str, can_start: bool) -> None:
+        offer = ("Press d (or click the button) to start it; instances start only when you ask." if can_start
+                 else "Start it with `llama-orch daemon start`.")
+        self.query_one("#nodaemon-text", Static).update(Text.assemble(
+            ("No daemon is running.\n\n", "bold"), reason, "\n\n", offer,
+            ("\n\nThis screen reconnects by itself once a daemon answers.", "dim")))
+        self.query_one("#start-daemon").display = can_start
+
+    def show_starting(self) -> None:
+        self.query_one("#nodaemon-text", Static).update(Text("Starting the daemon…", style="bold"))
 
 
 def header_text(status: DaemonStatus, width: int) -> Text:
