@@ -22,7 +22,7 @@ from llama_orchestrator.errors import (
 )
 
 if TYPE_CHECKING:
-    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +55,10 @@ def create(
     preload: bool = typer.Option(
         False, "--preload", help="With --on-demand: also start it with `up` and the daemon, if max_loaded has room."
     ),
-    no_check: bool = typer.Option(False, "--no-check", help="Do not require the model file to exist yet."),
+    no_check: bool = typer.Option(
+        False, "--no-check", help="Do not require the model file to exist yet, nor check the arguments against "
+        "llama-server's --help."
+    ),
 ) -> None:
     """Create an instance config (refuses to overwrite one).
 
@@ -87,7 +90,7 @@ def create(
         raw["model"]["chat_template"] = chat_template
     if threads is not None:
         raw["model"]["threads"] = threads
-    problems = _check_new(raw, target, taken, port, no_check)
+    problems = _check_new(raw, target, taken, port, None if no_check else fleet.orchestrator)
     if problems:
         raise ConfigError(problems)
     paths.ensure()
@@ -135,23 +138,36 @@ def _raw_config(
     return raw
 
 
-def _check_new(raw: dict[str, Any], target: Path, taken: set[int], port: int, no_check: bool) -> list[ConfigProblem]:
+def _check_new(
+    raw: dict[str, Any], target: Path, taken: set[int], port: int, check: OrchestratorConfig | None
+) -> list[ConfigProblem]:
+    """What is wrong with a new config; with `check`, also a missing model and arguments its
+    llama-server (resolved as `check`, orchestrator.json, says) would refuse."""
     from pydantic import ValidationError
 
     from llama_orchestrator import gguf_file
-    from llama_orchestrator.config.loader import problems_from_validation
+    from llama_orchestrator.config.loader import problems_from_validation, resolve_binary
     from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.config.server_flags import config_problems
+    from llama_orchestrator.engine.server_help import server_flags
 
     file = str(target)
     try:
-        InstanceConfig.model_validate(raw)
+        config = InstanceConfig.model_validate(raw)
     except ValidationError as exc:
         return problems_from_validation(exc, file, InstanceConfig)
     problems = []
     if port in taken:
         problems.append(ConfigProblem(file, "server.port", f"port {port} is already used by another config"))
-    if not no_check and (unloadable := gguf_file.problem(raw["model"]["path"])) is not None:
+    if check is None:
+        return problems
+    if (unloadable := gguf_file.problem(raw["model"]["path"])) is not None:
         problems.append(ConfigProblem(file, "model.path", f"{unloadable} (--no-check)"))
+    binary = resolve_binary(config, check)
+    flags = server_flags(binary) if binary else None
+    if binary and flags:
+        problems += [ConfigProblem(file, field, f"{message} (--no-check)")
+                     for field, message in config_problems(config, binary, flags)]
     return problems
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.server_help import help_only_binary
 from typer.testing import CliRunner
 
 from llama_orchestrator.cli import build_app
@@ -73,6 +74,20 @@ def test_create_with_a_non_gguf_file_says_what_it_is_unless_told_not_to_check(ho
     assert "Git LFS pointer" in result.output and "--no-check" in result.output, result.output
     assert not (home / "instances/a").exists()
     assert cli(home, "create", "a", "--model", str(pointer), "--no-check").exit_code == 0
+
+
+def test_create_refuses_arguments_its_llama_server_does_not_know_unless_told_not_to_check(
+    home: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = help_only_binary(tmp_path)
+    monkeypatch.setenv("LLAMA_ORCH_LLAMA_SERVER", str(binary))
+    result = cli(home, "create", "a", "--model", str(model), "--", "--flsh-attn", "on", "-c=4")
+    assert result.exit_code == 2, result.output
+    assert f"--flsh-attn is not a flag of {binary}; did you mean --flash-attn? (--no-check)" in result.output
+    assert "-c=4: llama-server takes no --flag=value" in result.output
+    assert not (home / "instances/a").exists()
+    assert cli(home, "create", "a", "--model", str(model), "--", "--flash-attn", "on").exit_code == 0
+    assert cli(home, "create", "b", "--model", str(model), "--no-check", "--", "--flsh-attn", "on").exit_code == 0
 
 
 def test_create_with_a_port_clash(home: Path, model: Path) -> None:

@@ -5,39 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.support.server_help import HELP
+
 from llama_orchestrator.config.loader import load_fleet
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.config.server_flags import ServerFlags, argument_problems, config_problems, parse_help
-
-# Lines in the shape this project's llama-server prints them (b-series builds of 2026), with the
-# cases that matter: aliases, no value, a bracketed value, two values, a placeholder with spaces,
-# a flag line too long for its column, section rules and continuation lines.
-HELP = """\
------ common params -----
-
--h,    --help, --usage                  print usage and exit
--t,    --threads N                      number of CPU threads to use during generation (default: -1)
-                                        (env: LLAMA_ARG_THREADS)
--c,    --ctx-size N                     size of the prompt context (default: 0, 0 = loaded from model)
--fa,   --flash-attn [on|off|auto]       set Flash Attention use ('on', 'off', or 'auto', default: 'auto')
--ngl,  --gpu-layers, --n-gpu-layers N   max. number of layers to store in VRAM
--ot,   --override-tensor <tensor name pattern>=<buffer type>,...
-                                        override tensor buffer type
---control-vector-layer-range START END
-                                        layer range to apply the control vector(s) to, start and end inclusive
--m,    --model FNAME                    model path to load
--a,    --alias STRING                   set model name aliases, comma-separated
---embedding, --embeddings               restrict to only support embedding use case
---jinja, --no-jinja                     whether to use jinja template engine for chat (default: enabled)
---chat-template JINJA_TEMPLATE          set custom jinja chat template
--np,   --parallel N                     number of server slots (default: -1)
-
------ example-specific params -----
-
---host HOST                             ip address to listen, or bind to an UNIX socket (default: 127.0.0.1)
---port PORT                             port to listen (default: 8080)
-"""
 
 
 def flags() -> ServerFlags:
