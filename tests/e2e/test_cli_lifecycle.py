@@ -182,3 +182,43 @@ def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_
     down = home.ok("down")
     assert "gone: stopped" in down.out, str(down)
     assert home.status("gone").state == "stopped" and "model file not found" in (home.status("gone").last_error or "")
+
+
+def test_up_restarts_what_a_config_change_concerns_and_nothing_else(home: Home, tiny_model: Path) -> None:
+    home.ok("create", "edited", "--model", str(tiny_model), "--port", str(free_port()), "--", "-c", "512")
+    home.ok("create", "kept", "--model", str(tiny_model), "--port", str(free_port()))
+    home.ok("up", timeout_s=120)
+    home.remember_daemon()
+    (edited,), (kept,) = instance_pids("edited"), instance_pids("kept")
+    assert "*" not in home.ok("ps").out
+
+    config_file = home.paths.instance_config("edited")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["args"] = ["--no-warmup", "-c", "1024"]
+    config["restart"] = {"stop_grace_s": 7}  # the supervisor's own setting: no new command line
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    ps = home.ok("ps").out
+    rows = {line.split()[0]: line.split() for line in ps.splitlines()[2:] if line.strip()}
+    assert rows["edited"][1] == "ready*" and rows["kept"][1] == "ready", ps
+    assert "config changed since it started: `llama-orch up` restarts it" in ps, ps
+    change = "added --no-warmup; -c 512 → -c 1024"
+    assert home.status("edited").changed == change
+    assert f"changed    {change} (`llama-orch up edited` applies it)" in home.ok("inspect", "edited").out
+
+    up = home.ok("up", timeout_s=120)
+    assert f"edited: ready → stopping  config changed: {change}" in up.err, str(up)
+    (renewed,) = instance_pids("edited")
+    assert renewed != edited and instance_pids("kept") == {kept}
+    wait_gone(edited, 5)
+    assert home.status("edited").changed is None and "*" not in home.ok("ps").out
+
+    # an adopted process is compared by the command line it runs with
+    daemon = home.daemon_pid()
+    os.kill(daemon, 9)
+    wait_gone(daemon)
+    home.ok("ps")
+    home.remember_daemon()
+    assert home.wait_state("edited", "ready", timeout_s=20).changed is None
+    config["args"] = ["-c", "1024"]
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    assert home.status("edited").changed == "removed --no-warmup"

@@ -29,7 +29,8 @@ def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: in
     text = Text(no_wrap=True, overflow="ignore")
     for index, cells in enumerate([headers, *rows]):
         for column, cell in enumerate(cells[:-1]):
-            style = STATE_STYLE.get(cell, "") if index and column == styled else ("bold" if not index else "")
+            state = cell.rstrip("*")  # `ready*`: its config changed since it started
+            style = STATE_STYLE.get(state, "") if index and column == styled else ("bold" if not index else "")
             text.append(cell.ljust(widths[column]), style=style)
             text.append("  ")
         last = cells[-1]

@@ -198,6 +198,9 @@ def ps(
     gateway = info.gateway.address or (f"not running ({info.gateway.error})" if info.gateway.error else "disabled")
     _console.out.print(f"gateway: {gateway}   daemon: pid {info.pid}")
     _console.out.print(instance_table(rows))
+    if any(s.changed for s in rows):
+        _console.out.print("[dim]* its config changed since it started: `llama-orch up` restarts it with "
+                           "the new one[/]")
     hidden = len(info.instances) - len(rows)
     if hidden:
         _console.out.print(f"[dim]{hidden} stopped instance(s) hidden; -a shows them[/]")
@@ -207,7 +210,8 @@ def instance_table(rows: list[InstanceStatus]) -> Text:
     """The `ps` table: one line per instance; short columns never shrink, only LAST ERROR is cut."""
     headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR"]
     cells = [
-        [s.name, s.state, str(s.pid or "-"), str(s.port), s.alias, _format.duration(s.uptime_s), str(s.restarts),
+        [s.name, s.state + ("*" if s.changed else ""), str(s.pid or "-"), str(s.port), s.alias,
+         _format.duration(s.uptime_s), str(s.restarts),
          s.health, " ".join((s.last_error or "").split())]
         for s in rows
     ]
@@ -266,6 +270,7 @@ def inspect(
         ("health", s.health),
         ("last exit", s.last_exit or "-"),
         ("last error", s.last_error or "-"),
+        ("changed", f"{s.changed} (`llama-orch up {s.name}` applies it)" if s.changed else "-"),
         ("log", detail.log_path),
     ):
         out.print(f"  {label:<11}{_console.escape(str(value))}")

@@ -9,9 +9,10 @@ from the environment goes through `LLAMA_API_KEY`; a built-in chat template name
 
 from __future__ import annotations
 
+import difflib
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llama_orchestrator._platform import PLATFORM, PlatformName
@@ -78,3 +79,35 @@ def quote_command(argv: list[str], platform: PlatformName = PLATFORM) -> str:
     if platform == "windows":
         return subprocess.list2cmdline(argv)
     return shlex.join(argv)
+
+
+def command_change(running: Sequence[str], running_env: Mapping[str, str] | None, wanted: LaunchCommand) -> str | None:
+    """What differs between the command a process runs with and the one its config renders now,
+    in a few words (`-c 4096 → -c 8192; added --flash-attn on`), or None. `running_env` None: not
+    known (an adopted process); only names of changed variables are said, never their values."""
+    parts = []
+    if running[:1] != wanted.argv[:1]:
+        parts.append(f"binary {_short(running[:1])} → {_short(wanted.argv[:1])}")
+    old_args, new_args = list(running[1:]), wanted.argv[1:]
+    matcher = difflib.SequenceMatcher(a=old_args, b=new_args, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        flag: list[str] = []  # a changed value is shown with its flag: `-c 4096 → -c 8192`, not `4096 → 8192`
+        if tag == "replace" and i1 and old_args[i1 - 1].startswith("-") and not old_args[i1].startswith("-"):
+            flag = [old_args[i1 - 1]]
+        old, new = _short(flag + old_args[i1:i2]), _short(flag + new_args[j1:j2])
+        if tag == "replace":
+            parts.append(f"{old} → {new}")
+        elif tag == "delete":
+            parts.append(f"removed {old}")
+        elif tag == "insert":
+            parts.append(f"added {new}")
+    if running_env is not None:
+        names = sorted(k for k in {*running_env, *wanted.env} if running_env.get(k) != wanted.env.get(k))
+        if names:
+            parts.append("environment " + ", ".join(names))
+    return "; ".join(parts) or None
+
+
+def _short(args: Sequence[str], limit: int = 60) -> str:
+    text = " ".join(args)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -89,6 +89,7 @@ class InstanceStatus(Message):
     rss_bytes: int | None = None
     tokens_per_s: float | None = None  # generated tokens/s from llama-server's /metrics (server.metrics on)
     busy_slots: int | None = None  # llamacpp:requests_processing (server.metrics on)
+    changed: str | None = None  # how its config now differs from the running process's command (`up` applies it)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.daemon.actions import ACTIONS, action_targets, restart_changed
 from llama_orchestrator.daemon.client import recorded_address
+from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import build_app
 from llama_orchestrator.daemon.directory import reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
@@ -48,7 +50,6 @@ from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorD
 from llama_orchestrator.engine import rotate_all, tail_lines
 from llama_orchestrator.engine.server_help import server_flags
 from llama_orchestrator.errors import (
-    ConfigError,
     ConfigProblem,
     DaemonAlreadyRunningError,
     DaemonError,
@@ -62,7 +63,6 @@ from llama_orchestrator.store import EventRecord, Store
 logger = logging.getLogger(__name__)
 #: A log may outgrow max_bytes by what its child writes in one interval (scenario 21's bound).
 ROTATE_EVERY_S = 1.0
-ACTIONS = ("start", "stop", "restart", "up", "down")
 
 
 class Daemon:
@@ -81,6 +81,7 @@ class Daemon:
         self._started_at = time.time()
         self._control_address = ""
         self._fleet: Fleet | None = None
+        self._on_disk = ConfigsOnDisk(paths, self.environ)
         self._resources = ResourceSampler()
         self._metrics = MetricsSampler(lambda: targets_from(list(self.supervisors.values())))
         self._gpu = GpuMemory(self.environ)
@@ -302,7 +303,8 @@ class Daemon:
         return sup
 
     def statuses(self) -> list[InstanceStatus]:
-        return [self._status(self.supervisors[name]) for name in sorted(self.supervisors)]
+        on_disk = self._on_disk.current()
+        return [self._status(self.supervisors[name], on_disk) for name in sorted(self.supervisors)]
 
     def status(self) -> DaemonStatus:
         health = self.store.health
@@ -324,9 +326,10 @@ class Daemon:
             gpu_memory=self._gpu.current(),
         )
 
-    def _status(self, sup: InstanceSupervisor) -> InstanceStatus:
-        """The supervisor's snapshot plus what is sampled from outside it (resources, llama.cpp metrics)."""
-        status = sup.status()
+    def _status(self, sup: InstanceSupervisor, on_disk: Mapping[str, InstanceConfig]) -> InstanceStatus:
+        """The supervisor's snapshot (compared with its config on disk) plus what is sampled from
+        outside it (resources, llama.cpp metrics)."""
+        status = sup.status(on_disk.get(sup.name))
         cpu, rss = self._resources.sample(status.pid)
         speed = self._metrics.reading(sup.name, status.pid)
         return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
@@ -337,7 +340,7 @@ class Daemon:
         config = sup.config
         command = build_command(config, self._resolve_binary(config) or "llama-server", self.environ)
         return InstanceDetail(
-            status=self._status(sup),
+            status=self._status(sup, self._on_disk.current()),
             config=config.model_dump(mode="json", by_alias=True, exclude={"schema_"}),
             argv=command.argv,
             env=command.redacted_env(),
@@ -359,16 +362,20 @@ class Daemon:
         self.reload()
         fleet = self._fleet
         assert fleet is not None  # reload() just loaded it
-        targets = self._targets(action, names, fleet)
+        targets = action_targets(action, names, fleet, self.supervisors)
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
         since_id = self.store.last_event_id()
+        renewed = []  # `up` applies changed configs, as `docker compose up` recreates changed containers
+        if action == "up":
+            renewed = restart_changed(self.supervisors, targets if names else sorted(self.supervisors))
+        targets = list(dict.fromkeys([*targets, *renewed]))
         gateway_starts: list[asyncio.Task[bool]] = []
         if action == "up" and not names:  # the fleet: preloads go through the gateway
-            gateway_starts = self._start_all([self.supervisors[n] for n in targets], "up requested")
+            gateway_starts = self._start_all([self.supervisors[n] for n in targets if n not in renewed], "up requested")
         else:
             event = {"start": lc.Start, "up": lc.Start, "stop": lc.Stop, "down": lc.Stop}.get(action)
-            for name in targets:
+            for name in (n for n in targets if n not in renewed):
                 self.supervisors[name].submit(event(f"{action} requested") if event else lc.Restart())
         if wait_s is not None:
             deadline = time.monotonic() + wait_s
@@ -378,22 +385,6 @@ class Daemon:
             await asyncio.gather(*(self.supervisors[n].wait_settled(left) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
         return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
-
-    def _targets(self, action: str, names: list[str], fleet: Fleet) -> list[str]:
-        for name in names:
-            if name not in fleet.config_files:
-                raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
-        if names:
-            missing = [n for n in names if n not in self.supervisors]
-            if missing:
-                require_valid(fleet, missing)
-            return list(dict.fromkeys(names))
-        if action == "up":
-            return sorted(n for n, s in self.supervisors.items() if s.config.starts_with_up)
-        if action == "down":
-            return sorted(self.supervisors)
-        problem = ConfigProblem("<request>", "names", f"name at least one instance: llama-orch {action} NAME")
-        raise ConfigError([problem])
 
     async def remove(self, name: str) -> None:
         self._supervisor(name)

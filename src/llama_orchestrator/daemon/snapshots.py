@@ -56,6 +56,7 @@ def instance_status(
     last_exit: ExitStatus | None,
     in_flight: int,
     now: float,
+    changed: str | None = None,
 ) -> InstanceStatus:
     """What `ps`, the dashboard and the gateway's directory read."""
     serving = rt.state in (S.READY, S.UNHEALTHY)
@@ -86,4 +87,5 @@ def instance_status(
         last_exit=last_exit.describe() if last_exit else None,
         routable=rt.state is S.READY and rt.probe_failures == 0,
         in_flight=in_flight,
+        changed=changed,
     )

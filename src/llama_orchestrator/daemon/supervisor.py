@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from llama_orchestrator.config.argv import build_command
+from llama_orchestrator.config.argv import LaunchCommand, build_command, command_change
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.config.server_flags import ServerFlags
@@ -35,6 +35,7 @@ from llama_orchestrator.engine import (
     SpawnSpec,
     adopt,
     check_ours,
+    command_line,
     kill_tree,
     spawn,
     stop_tree,
@@ -90,6 +91,8 @@ class InstanceSupervisor:
         self._in_flight = 0
         self._no_requests = asyncio.Event()  # set while no gateway request is in flight
         self._no_requests.set()
+        self._running: tuple[list[str], dict[str, str] | None] | None = None  # the child's argv and extra env
+        self._wanted: tuple[InstanceConfig, LaunchCommand] | None = None  # what `config` renders (cached)
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
     @property
@@ -124,6 +127,17 @@ class InstanceSupervisor:
     def update_config(self, config: InstanceConfig) -> None:
         """Use `config` from the next start on (a running process keeps its arguments)."""
         self.config = config
+
+    def config_change(self, config: InstanceConfig | None = None) -> str | None:
+        """How the command `config` (default: the one in use) renders differs from the one the
+        running process was started with (its config changed since: `up` restarts it), or None."""
+        config = config or self.config
+        if self._child is None or self._running is None:
+            return None
+        if self._wanted is None or self._wanted[0] is not config:
+            binary = self.deps.resolve_binary(config) or "llama-server"
+            self._wanted = (config, build_command(config, binary, self.deps.environ))
+        return command_change(*self._running, self._wanted[1])
 
     async def wait_settled(self, timeout_s: float) -> InstanceState:
         """Wait until the instance is ready, failed or stopped with nothing queued (or the timeout passes)."""
@@ -255,6 +269,7 @@ class InstanceSupervisor:
             note_in_log(self.log_path, f"not started: {exc}", self.deps.wall())
             self.submit(lc.SpawnFailed(str(exc), permanent=True))
             return
+        self._running = (command.argv, command.env)
         self._watch(child)
         self._started_wall = self.deps.wall()
         self.post(self._generation, lc.Spawned(child.pid))
@@ -337,6 +352,8 @@ class InstanceSupervisor:
             verdict = check_ours(identity)
             if verdict.adoptable:
                 child = adopt(identity, instance=self.name)
+                argv = command_line(child.pid)
+                self._running = (argv, None) if argv else None  # its environment is not ours to read
                 self._watch(child)
                 self._started_wall = record.started_at
                 self._adopted_ready_wall = record.ready_at if record.state == S.READY.value else None
@@ -360,6 +377,7 @@ class InstanceSupervisor:
         self.deps.store.save_instance(instance_record(
             self.config, self.rt, self._child, self._started_wall, self._ready_wall, self._last_exit, self.deps.wall()))
 
-    def status(self) -> InstanceStatus:
+    def status(self, on_disk: InstanceConfig | None = None) -> InstanceStatus:
+        """`on_disk`: the config as it is now in its file, if not yet applied (for `changed`)."""
         return instance_status(self.config, self.rt, self._child, self._started_wall, self._ready_wall,
-                               self._last_exit, self.in_flight, self.deps.wall())
+                               self._last_exit, self.in_flight, self.deps.wall(), self.config_change(on_disk))

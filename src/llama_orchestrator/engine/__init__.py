@@ -17,7 +17,7 @@ from llama_orchestrator.engine.child import (
     StopOutcome,
 )
 from llama_orchestrator.engine.exitwatch import exit_status_now, wait_exit
-from llama_orchestrator.engine.identity import AdoptVerdict, adopt, boot_id, check_ours
+from llama_orchestrator.engine.identity import AdoptVerdict, adopt, boot_id, check_ours, command_line
 from llama_orchestrator.engine.logfile import follow, rotate_all, rotate_if_needed, tail_lines
 from llama_orchestrator.engine.ports import PortHolder, is_port_free, port_holder
 from llama_orchestrator.engine.spawn import SpawnSpec, spawn
@@ -36,6 +36,7 @@ __all__ = [
     "adopt",
     "boot_id",
     "check_ours",
+    "command_line",
     "exit_status_now",
     "follow",
     "is_port_free",

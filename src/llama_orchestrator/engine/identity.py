@@ -76,6 +76,15 @@ def read_token(proc: psutil.Process) -> str | None:
         return None
 
 
+def command_line(pid: int) -> list[str] | None:
+    """The argv `pid` runs with (an adopted child's, to tell whether its config changed since), or None."""
+    try:
+        argv: list[str] = psutil.Process(pid).cmdline()
+    except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess, OSError):
+        return None
+    return argv or None
+
+
 @dataclass(frozen=True, slots=True)
 class AdoptVerdict:
     """Whether a recorded child may be adopted, and why (a short kebab-case reason)."""

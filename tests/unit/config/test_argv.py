@@ -74,3 +74,20 @@ def test_a_built_in_chat_template_name_runs_without_jinja_and_jinja_text_as_give
     assert tail({"chat_template": text}) == ["--chat-template", text]
     assert tail({"chat_template": text, "jinja": True}) == ["--chat-template", text, "--jinja"]
     assert tail({"jinja": False}) == ["--no-jinja"]
+
+
+def test_command_change_says_what_differs_in_a_few_words_and_never_a_variable_value() -> None:
+    from llama_orchestrator.config.argv import LaunchCommand, command_change
+
+    running = ["/b/llama-server", "-m", "/m/x.gguf", "-c", "4096", "--metrics"]
+    same = LaunchCommand(list(running), {"LLAMA_API_KEY": "k1"})
+    assert command_change(running, {"LLAMA_API_KEY": "k1"}, same) is None
+    assert command_change(running, None, same) is None  # an adopted process: its env is not compared
+    wanted = LaunchCommand(["/b2/llama-server", "-m", "/m/x.gguf", "-c", "8192", "--flash-attn", "on"],
+                           {"LLAMA_API_KEY": "k2", "CUDA_VISIBLE_DEVICES": "1"})
+    assert command_change(running, {"LLAMA_API_KEY": "k1"}, wanted) == (
+        "binary /b/llama-server → /b2/llama-server; -c 4096 --metrics → -c 8192 --flash-attn on; "
+        "environment CUDA_VISIBLE_DEVICES, LLAMA_API_KEY")
+    assert command_change([*running, "--no-warmup"], None, same) == "removed --no-warmup"
+    long_template = LaunchCommand([*running, "--chat-template", "x" * 200])
+    assert command_change(running, None, long_template) == f"added --chat-template {'x' * 43}…"
