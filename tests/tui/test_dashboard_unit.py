@@ -141,3 +141,15 @@ async def test_the_summary_says_what_the_selected_model_file_holds(tiny_model: P
         await pilot.press("down")  # /models/m002.gguf does not exist: nothing is made up
         await async_wait_until(lambda: "model-002" in summary(), 5.0, message="the second instance's summary")
         assert "trained for" not in summary()
+
+
+async def test_a_changed_config_is_marked_in_the_row_and_said_in_the_summary() -> None:
+    fake = FakeDaemonClient([make_status(1, changed="-c 512 → -c 1024"), make_status(2)])
+    app = DashboardApp(lambda: fake)
+    async with app.run_test(size=(160, 40)):
+        await async_wait_until(lambda: "config changed" in str(app.query_one("#detail-summary", Static).content),
+                               5.0, message="the summary says the config changed")
+        summary = str(app.query_one("#detail-summary", Static).content)
+        assert "config changed: -c 512 → -c 1024 (`up` applies it)" in summary
+        states = {row[0]: row[1] for row in app.table_text()}
+        assert states == {"model-001": "ready*", "model-002": "ready"}, app.table_text()

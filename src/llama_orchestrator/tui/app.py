@@ -324,7 +324,7 @@ class DashboardApp(App[None]):
 
     def _show_summary(self, s: InstanceStatus) -> None:
         model = self._models.get(s.model, "")
-        key = (s.name, s.state, s.reason, s.pid, s.port, s.last_exit, s.model, s.backend, model)
+        key = (s.name, s.state, s.reason, s.pid, s.port, s.last_exit, s.changed, s.model, s.backend, model)
         if key != self._summary_key:
             self._summary_key = key
             self.query_one(DetailPane).show_summary(s, model)

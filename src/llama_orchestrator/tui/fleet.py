@@ -56,8 +56,9 @@ def _needed(columns: list[Column]) -> int:
     return sum(c.width + CELL_GAP for c in columns)
 
 
-def state_text(state: str) -> Text:
-    return Text(state, style=STATE_STYLE.get(state, ""))
+def state_text(state: str, changed: bool = False) -> Text:
+    """The state in its colour; `ready*` when the config changed since the process started."""
+    return Text(state + ("*" if changed else ""), style=STATE_STYLE.get(state, ""))
 
 
 def percent(value: float | None) -> str:
@@ -78,7 +79,7 @@ def cell(column: str, s: InstanceStatus) -> str | Text:
     if column == "name":
         return s.name
     if column == "state":
-        return state_text(s.state)
+        return state_text(s.state, bool(s.changed))
     if column == "port":
         return str(s.port)
     if column == "uptime":

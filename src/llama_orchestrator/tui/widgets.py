@@ -107,6 +107,8 @@ class DetailPane(Vertical):
             parts.append(f" ({s.reason})")
         if s.last_exit:  # before the long parts, so a narrow pane does not crop it
             parts.append(f"  last exit: {s.last_exit}")
+        if s.changed:
+            parts.append((f"  config changed: {s.changed} (`up` applies it)", "yellow"))
         parts.append(f"  pid {s.pid or '-'}  http://{s.host}:{s.port}  {s.backend}  {s.model}")
         if model:
             parts.append((f"  {model}", "dim"))
