@@ -146,8 +146,9 @@ def _check_new(
     from pydantic import ValidationError
 
     from llama_orchestrator import gguf_file
-    from llama_orchestrator.config.loader import problems_from_validation, resolve_binary
+    from llama_orchestrator.config.loader import resolve_binary
     from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.config.problems import problems_from_validation
     from llama_orchestrator.config.server_flags import config_problems
     from llama_orchestrator.engine.server_help import server_flags
 

@@ -8,24 +8,24 @@ match their directory) run over everything that parsed. `require_valid` turns th
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from llama_orchestrator import gguf_file
+from llama_orchestrator.config.env_refs import expand_env_refs
 from llama_orchestrator.config.fit import beyond_training, cpu_oversubscribed
 from llama_orchestrator.config.merge import deep_merge
 from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import ENV_LLAMA_SERVER, HomePaths
+from llama_orchestrator.config.problems import problems_from_validation
 from llama_orchestrator.config.server_flags import ServerFlags, config_problems
 from llama_orchestrator.errors import ConfigError, ConfigProblem
 
@@ -65,77 +65,16 @@ def read_json(path: Path) -> tuple[Any, list[ConfigProblem]]:
         return None, [ConfigProblem(str(path), "", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)]
 
 
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """Walk nested model fields along `loc` to find which model owns the last key."""
-    current: type[BaseModel] = model
-    for part in loc:
-        fields = {(f.alias or n): f for n, f in current.model_fields.items()}
-        info = fields.get(str(part))
-        annotation = info.annotation if info else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            current = annotation
-        else:
-            return None
-    return current
-
-
-_TYPE_TAG = re.compile(r"^(int|str|float|bool|none|literal\[.*\]|list\[.*\]|dict\[.*\]|function-.*)$")
-
-
-def problems_from_validation(
-    exc: ValidationError, file: str, model: type[BaseModel], prefix: str = ""
-) -> list[ConfigProblem]:
-    """Turn pydantic's errors into problems: field path, rule, and a suggestion for typos.
-
-    A field with a union type yields one error per alternative, tagged with the type in the
-    location; those are merged into one problem ("must be an integer, or 'auto' or 'all'").
-    """
-    merged: dict[str, list[str]] = {}
-    for error in exc.errors():
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))]
-        path = prefix + ".".join(str(p) for p in loc)
-        if error["type"] == "extra_forbidden":
-            owner = _model_at(model, loc[:-1])
-            valid = _field_names(owner) if owner else []
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-            hint = f"; valid keys: {', '.join(valid)}" if valid else ""
-            if close:
-                hint = f"; did you mean {close[0]!r}?"
-            message = f"unknown key {str(loc[-1])!r}{hint}"
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        messages = merged.setdefault(path, [])
-        if message not in messages:
-            messages.append(message)
-        if "input" in error and error["type"] not in ("missing", "extra_forbidden", "value_error"):
-            got = f"got {json.dumps(error['input'], default=str)[:60]}"
-            if got not in messages:
-                messages.append(got)
-    problems = []
-    for path, messages in merged.items():
-        inputs = [m for m in messages if m.startswith("got ")]
-        rules = [m for m in messages if not m.startswith("got ")]
-        text = " or ".join(rules) + (f" ({inputs[0]})" if inputs else "")
-        problems.append(ConfigProblem(file, path, text))
-    return problems
-
-
-def load_orchestrator(paths: HomePaths) -> tuple[OrchestratorConfig, list[ConfigProblem]]:
+def load_orchestrator(
+    paths: HomePaths, environ: Mapping[str, str] = os.environ
+) -> tuple[OrchestratorConfig, list[ConfigProblem]]:
     """Read `orchestrator.json` (optional: a missing file means all defaults)."""
     path = paths.orchestrator_file
     if not path.exists():
         return OrchestratorConfig(), []
-    raw, problems = read_json(path)
+    raw, problems = _read_expanded(path, environ)
     if problems:
         return OrchestratorConfig(), problems
-    if not isinstance(raw, dict):
-        return OrchestratorConfig(), [ConfigProblem(str(path), "", "top level must be a JSON object")]
     try:
         config = OrchestratorConfig.model_validate(raw)
     except ValidationError as exc:
@@ -163,18 +102,29 @@ def instance_names(paths: HomePaths) -> list[str]:
     return sorted(p.parent.name for p in paths.instances_dir.glob("*/config.json"))
 
 
-def load_instance(path: Path, orchestrator: OrchestratorConfig) -> tuple[InstanceConfig | None, list[ConfigProblem]]:
+def _read_expanded(path: Path, environ: Mapping[str, str]) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """A config file's JSON object with its `${env:NAME}` references filled in (config.env_refs)."""
+    raw, problems = read_json(path)
+    if problems:
+        return {}, problems
+    if not isinstance(raw, dict):
+        return {}, [ConfigProblem(str(path), "", "top level must be a JSON object")]
+    expanded, unset = expand_env_refs(raw, environ)
+    return cast(dict[str, Any], expanded), [ConfigProblem(str(path), field, message) for field, message in unset]
+
+
+def load_instance(
+    path: Path, orchestrator: OrchestratorConfig, environ: Mapping[str, str] = os.environ
+) -> tuple[InstanceConfig | None, list[ConfigProblem]]:
     """Read one instance config, merge the defaults under it, resolve relative paths."""
     file = str(path)
     directory_name = path.parent.name
     name_problem = check_instance_name(directory_name)
     if name_problem:
         return None, [ConfigProblem(file, "", f"instance directory {name_problem}")]
-    raw, problems = read_json(path)
+    raw, problems = _read_expanded(path, environ)
     if problems:
         return None, problems
-    if not isinstance(raw, dict):
-        return None, [ConfigProblem(file, "", "top level must be a JSON object")]
     merged = deep_merge(dict(orchestrator.defaults), raw)
     merged.setdefault("name", directory_name)
     try:
@@ -233,13 +183,13 @@ def load_fleet(
     """Load and check every config of the home; never raises for problems in the files.
     `cores`: this machine's logical CPUs (os.cpu_count() when None), for the CPU-sharing warning.
     `flags_of`: the flags a binary knows (engine.server_help), to check command lines; not offline."""
-    orchestrator, problems = load_orchestrator(paths)
+    orchestrator, problems = load_orchestrator(paths, environ)
     instances: dict[str, InstanceConfig] = {}
     files: dict[str, Path] = {}
     for name in instance_names(paths):
         path = paths.instances_dir / name / "config.json"
         files[name] = path
-        config, found = load_instance(path, orchestrator)
+        config, found = load_instance(path, orchestrator, environ)
         problems.extend(found)
         if config is not None:
             instances[name] = config
