@@ -317,6 +317,10 @@ class GatewayConfig(Strict):
         "and clients of its native API (/completion, /infill) send none. Unset: to the only model served, "
         "else 400.",
     )
+    tls_cert_file: str | None = Field(
+        None, description="PEM certificate (chain) for HTTPS; with tls_key_file the gateway speaks TLS only."
+    )
+    tls_key_file: str | None = Field(None, description="PEM private key of tls_cert_file, without a passphrase.")
     request_timeout_s: float = Field(600.0, gt=0, description="Longest a proxied request may take.")
     start_wait: Literal["hold", "reject"] = Field(
         "hold", description="While a model loads, or waits for room under max_loaded: hold the request, or answer 503."
@@ -356,6 +360,12 @@ class GatewayConfig(Strict):
         if problem:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewayConfig:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("HTTPS needs both tls_cert_file and tls_key_file (or neither, for plain HTTP)")
+        return self
 
 
 class ControlConfig(Strict):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +50,7 @@ from llama_orchestrator.gateway.fim import FimCompletions
 from llama_orchestrator.gateway.frontdoor import FrontDoor, Lane
 from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
+from llama_orchestrator.gateway.listener import Listeners, open_listeners
 from llama_orchestrator.gateway.loopback import Loopback
 from llama_orchestrator.gateway.metrics import GatewayMetrics
 from llama_orchestrator.gateway.model_control import ModelControl
@@ -85,7 +85,7 @@ class Gateway:
         self.cors = Cors(config.cors_origins)
         self.idle_check_interval_s = idle_check_interval_s
         self._pool: UpstreamPool | None = None
-        self._listener: asyncio.Server | None = None
+        self._listeners: Listeners | None = None
         self._web: web.Server | None = None  # aiohttp's protocol, for every request the fast lane leaves
         self._lane: Lane | None = None
         self._idle_task: asyncio.Task[None] | None = None
@@ -112,7 +112,7 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------------
     @property
     def address(self) -> str:
-        """`http://host:port` the gateway listens on (after `start`)."""
+        """`http(s)://host:port` the gateway listens on (after `start`)."""
         return self._address
 
     @property
@@ -160,30 +160,26 @@ class Gateway:
             conversations=self._conversations,
         )
         try:
-            self._listener = await loop.create_server(lambda: FrontDoor(lane), self.config.host, self.config.port,
-                                                      backlog=1024)
-        except OSError as exc:
+            self._listeners = await open_listeners(lambda: FrontDoor(lane), self.config)
+        except GatewayStartError:
             await self._shutdown_upstreams()
-            where = f"{self.config.host}:{self.config.port}"
-            if exc.errno == errno.EADDRINUSE:
-                raise GatewayStartError(
-                    f"cannot listen on {where}: the port is already in use",
-                    hint="choose another gateway.port in orchestrator.json, or stop what holds it",
-                ) from exc
-            raise GatewayStartError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+            raise
         self._lane = lane
-        host, port = self._listener.sockets[0].getsockname()[:2]
-        self._address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
-        self._self_address = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
+        self._address = self._listeners.address
+        self._self_address = self._listeners.self_address
 
     def reconfigure(self, config: GatewayConfig) -> list[str]:
-        """Apply `config` (orchestrator.json read again) to the running gateway: keys (the file is
-        read again), limits, timeouts, origins. Return the settings only a restart applies (enabled,
-        host, port), which keep their running values. Keys it cannot use raise GatewayStartError,
-        and then nothing changes."""
+        """Apply `config` (orchestrator.json read again) to the running gateway: keys and the TLS
+        certificate (their files are read again), limits, timeouts, origins. Return the settings only
+        a restart applies (enabled, host, port, HTTPS on or off), which keep their running values.
+        Keys or a certificate it cannot use raise GatewayStartError, and then nothing changes."""
         restart = [f for f in ("enabled", "host", "port") if getattr(config, f) != getattr(self.config, f)]
+        if bool(config.tls_cert_file) != bool(self.config.tls_cert_file):
+            restart += ["tls_cert_file", "tls_key_file"]  # HTTPS on or off: another listener
         config = config.model_copy(update={f: getattr(self.config, f) for f in restart})
         keys = keyring_for(config)
+        if self._listeners is not None and "tls_cert_file" not in restart:
+            self._listeners.reload_certificate(config)
         self.config = self.traffic.config = config
         self.keys, self._check_host = keys, not keys.enabled
         self.cors.allow(config.cors_origins)
@@ -197,9 +193,9 @@ class Gateway:
     async def stop(self) -> None:
         """Stop listening, end in-flight streams (with an SSE error event), close upstream sockets."""
         await self._shutdown_upstreams()
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            listener.close()
+        if self._listeners is not None:
+            listeners, self._listeners = self._listeners, None
+            listeners.close()
         if self._lane is not None:
             self._lane.close()
         if self._web is not None:

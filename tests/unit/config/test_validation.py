@@ -133,6 +133,14 @@ def test_port_clash_with_gateway(home: HomePaths, model_file: Path) -> None:
     assert any("gateway" in p.message for p in fleet.errors)
 
 
+def test_https_needs_both_the_certificate_and_its_key(home: HomePaths) -> None:
+    home.home.mkdir(parents=True)
+    home.orchestrator_file.write_text(json.dumps({"gateway": {"tls_cert_file": "/etc/gw/cert.pem"}}))
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert [(p.field, p.message) for p in fleet.errors] == [
+        ("gateway", "HTTPS needs both tls_cert_file and tls_key_file (or neither, for plain HTTP)")]
+
+
 def test_name_must_match_directory(home: HomePaths, model_file: Path) -> None:
     write_instance(home.home, "a", minimal("b", 8001, model_file))
     assert ("a", "name") in fields(load_fleet(home, which=lambda _: "x"))
