@@ -305,3 +305,29 @@ def test_two_on_demand_models_with_room_for_one_take_turns(
         assert second_start.id > first_gone.id
     finally:
         home.close()
+
+
+def test_a_group_limit_evicts_the_groups_own_member_and_leaves_the_rest_loaded(
+    tmp_path: Path, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    """group_limits {"big": 1}: two on-demand `big` models take turns while an on-demand model
+    outside the group stays loaded, though it was used longer ago."""
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "group_limits": {"big": 1}}}))
+    for name, group in (("big-a", "big"), ("big-b", "big"), ("embed", None)):
+        write_instance(home, name, llama_server_bin, tiny_model, on_demand=True, group=group)
+    try:
+        home.start_daemon(autostart=True)
+        fleet = Fleet(home, f"http://127.0.0.1:{port}")
+        with fleet.client() as c:
+            for model in ("embed", "big-a", "big-b"):
+                answer = c.chat.completions.create(model=model, messages=HELLO, max_tokens=2)
+                assert answer.choices[0].message.content is not None
+        assert {n: fleet.state(n) for n in ("big-a", "big-b", "embed")} == {
+            "big-a": "stopped", "big-b": "ready", "embed": "ready"}
+        stopping = next(e for e in home.events("big-a") if e.to_state == "stopping")
+        assert stopping.reason == "evicted to start big-b (group_limits.big=1)", stopping
+        assert not any(e.to_state == "stopping" for e in home.events("embed"))
+    finally:
+        home.close()

@@ -287,6 +287,14 @@ def _cross_checks(
                     severity=missing_severity,
                 )
             )
+        if config.group and config.group not in orchestrator.gateway.group_limits:
+            problems.append(ConfigProblem(
+                file, "group", f"group {config.group!r} has no limit in orchestrator.json gateway.group_limits, "
+                "so it limits nothing; add one, or remove group", severity="warning"))
+        elif config.group and not config.on_demand:
+            problems.append(ConfigProblem(
+                file, "group", "group limits count on_demand instances only (the gateway starts and evicts "
+                "those); this one runs whenever it is up", severity="warning"))
         if config.server.api_key_env and config.server.api_key_env not in environ:
             problems.append(
                 ConfigProblem(

@@ -8,7 +8,7 @@ Units are in the field names (`timeout_s`). Defaults follow DESIGN section 4.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
@@ -222,6 +222,11 @@ class InstanceConfig(Strict):
         0, description="Under the gateway's max_loaded: idle instances with lower values are evicted first, "
         "then the least recently used.",
     )
+    group: str | None = Field(
+        None, min_length=1,
+        description="An on_demand instance's group: gateway.group_limits caps how many of its members run at "
+        "once (say one large chat model at a time beside an always-loaded embedding model).",
+    )
     unlisted: bool = Field(
         False, description="Left out of the gateway's model lists (/v1/models, /models) and of the names its "
         "errors offer; still served to requests that name it (an embedding or title model a chat UI need not offer).",
@@ -339,6 +344,11 @@ class GatewayConfig(Strict):
         description="Keep at most this many on-demand instances running: a start evicts the least recently used "
         "idle one (never a pinned, busy or awaited one) and begins once it has exited; with none idle, a held "
         "request waits for one. No limit when null.",
+    )
+    group_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="Group name -> most on-demand instances of that group (their `group`) running at once: "
+        "starting another evicts the group's least recently used idle member, as max_loaded does for all of them.",
     )
     queue_size: int = Field(64, ge=0, description="Requests queued per instance before 429.")
     upstream_keepalive_s: float = Field(

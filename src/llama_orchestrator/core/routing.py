@@ -8,7 +8,7 @@ eviction victim are pure functions here, tested without sockets.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,7 @@ class Upstream:
     up_for_s: float | None = None  # seconds since it last became ready; None when not up (or not known)
     min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready
     eviction_priority: int = 0  # under max_loaded, lower values are evicted first
+    group: str | None = None  # counted against gateway.group_limits[group] as well as max_loaded
     # its request_filters and variants (gateway.request_filters): (body, model named) -> body to send
     rewrite_body: Callable[[bytes, str], bytes] | None = None
     listed: bool = True  # in the gateway's model lists (`unlisted` instances are served, not offered)
@@ -215,27 +216,54 @@ def loaded_on_demand(upstreams: Sequence[Upstream], starting: Collection[str] = 
 
 def choose_evictions(
     upstreams: Sequence[Upstream], max_loaded: int | None, starting: Collection[str],
-    awaited: Collection[str] = (),
+    awaited: Collection[str] = (), group_limits: Mapping[str, int] | None = None,
 ) -> list[str] | None:
-    """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones up.
+    """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones
+    up, and at most `group_limits[g]` of each group g.
 
+    Each full group gives up its own members first; what max_loaded still needs comes from any.
     Victims are the on-demand instances `evictable` allows, the lowest `eviction_priority` first,
     then the least recently used. Returns [] when nothing has to go, and None when room cannot be
     made (every other loaded instance is pinned, busy, awaited or within its minimum residency).
     """
-    if max_loaded is None:
-        return []
     loaded = loaded_on_demand(upstreams, starting)
-    excess = len(loaded) - max_loaded
+    victims: list[Upstream] = []
+    for group, limit in sorted((group_limits or {}).items()):
+        members = [u for u in loaded if u.group == group]
+        chosen = _victims(members, len(members) - limit, starting, awaited)
+        if chosen is None:
+            return None
+        victims += chosen
+    if max_loaded is not None:
+        left = [u for u in loaded if u not in victims]
+        chosen = _victims(left, len(left) - max_loaded, starting, awaited)
+        if chosen is None:
+            return None
+        victims += chosen
+    return [u.name for u in victims]
+
+
+def _victims(
+    loaded: Sequence[Upstream], excess: int, starting: Collection[str], awaited: Collection[str]
+) -> list[Upstream] | None:
     if excess <= 0:
         return []
     victims = sorted(
         (u for u in loaded if evictable(u, starting, awaited)),
         key=lambda u: (u.eviction_priority, u.last_used, u.name),
     )
-    if len(victims) < excess:
+    return victims[:excess] if len(victims) >= excess else None
+
+
+def full_group(
+    upstreams: Sequence[Upstream], name: str, group_limits: Mapping[str, int], starting: Collection[str]
+) -> str | None:
+    """The group of `name` when it is the one that has no room (for the words of a refusal), or None."""
+    group = next((u.group for u in upstreams if u.name == name), None)
+    if group is None or group not in group_limits:
         return None
-    return [u.name for u in victims[:excess]]
+    members = [u for u in loaded_on_demand(upstreams, starting) if u.group == group]
+    return group if len(members) > group_limits[group] else None
 
 
 def evictable(u: Upstream, starting: Collection[str], awaited: Collection[str]) -> bool:

@@ -68,6 +68,7 @@ class _Fixed:
     metrics: bool
     min_residency_s: float | None
     eviction_priority: int
+    group: str | None
     rewrite_body: Rewrite | None
     listed: bool
     model_bytes: int
@@ -90,6 +91,7 @@ class _Fixed:
             metrics=config.server.metrics,
             min_residency_s=config.min_residency_s,
             eviction_priority=config.eviction_priority,
+            group=config.group,
             rewrite_body=rewriter(config.request_filters, config.variants),
             listed=not config.unlisted,
             model_bytes=model_bytes,
@@ -147,6 +149,7 @@ class SupervisorDirectory:
                 up_for_s=_up_for_s(sup) if up else None,
                 min_residency_s=fixed.min_residency_s,
                 eviction_priority=fixed.eviction_priority,
+                group=fixed.group,
                 rewrite_body=fixed.rewrite_body,
                 listed=fixed.listed,
                 model_bytes=fixed.model_bytes,

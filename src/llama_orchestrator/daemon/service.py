@@ -180,8 +180,8 @@ class Daemon:
                 if task := self._gateway.traffic.preload(sup.name, f"preload ({reason})"):
                     gateway_starts.append(task)
                 else:
-                    logger.warning("%s not preloaded: gateway.max_loaded=%s leaves no free room (a preload "
-                                   "evicts nothing)", sup.name, self._gateway.config.max_loaded)
+                    logger.warning("%s not preloaded: gateway.max_loaded=%s or its group's limit leaves no free "
+                                   "room (a preload evicts nothing)", sup.name, self._gateway.config.max_loaded)
             else:
                 sup.submit(lc.Start(reason))
         return gateway_starts

@@ -59,10 +59,12 @@ class Traffic:
         if any(u.routable for u in replicas):
             return f"waiting for a free slot of {model!r}"
         room_in = self._room_in_s(set())
+        group = routing.full_group(self.directory.upstreams(), replicas[0].name, self.config.group_limits,
+                                   {replicas[0].name, *self._start_waits}) if replicas else None
         if room_in is not None:
-            return (f"waiting for room to load {model!r} (max_loaded={self.config.max_loaded}: "
+            return (f"waiting for room to load {model!r} ({self._limit(group)}: "
                     f"a loaded model can go in {math.ceil(room_in)} s, after its min_residency_s)")
-        return f"waiting for room to load {model!r} (max_loaded={self.config.max_loaded}: every loaded model is busy)"
+        return f"waiting for room to load {model!r} ({self._limit(group)}: every loaded model is busy)"
 
     @property
     def waiting(self) -> int:
@@ -205,13 +207,14 @@ class Traffic:
         when making it would evict an instance)."""
         if name in self._start_waits:
             return True
-        victims = routing.choose_evictions(
-            self.directory.upstreams(), self.config.max_loaded, {name, *self._start_waits}, self._awaited
-        )
+        ups, starting = self.directory.upstreams(), {name, *self._start_waits}
+        victims = routing.choose_evictions(ups, self.config.max_loaded, starting, self._awaited,
+                                           self.config.group_limits)
         if victims is None or (victims and not evict):
             return False
+        group = routing.full_group(ups, name, self.config.group_limits, starting)
         for victim in victims:
-            self.directory.request_stop(victim, f"evicted to start {name} (max_loaded)")
+            self.directory.request_stop(victim, f"evicted to start {name} ({self._limit(group)})")
             self.evictions[victim] = self.evictions.get(victim, 0) + 1
         task = asyncio.ensure_future(self._start_after(name, reason, victims))
         self._start_waits[name] = task
@@ -234,19 +237,27 @@ class Traffic:
 
     def _no_room(self, name: str, waited_s: float | None = None) -> Unavailable:
         after = "" if waited_s is None else f" for {waited_s:g} s"
+        limit = self._limit(routing.full_group(self.directory.upstreams(), name, self.config.group_limits,
+                                               {name, *self._start_waits}))
         room_in = self._room_in_s({name})
         if room_in is not None:  # only a minimum residency keeps the room: say when it ends
             retry = max(1, math.ceil(room_in))
             return Unavailable(
-                f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and none could be "
+                f"cannot start {name!r}: {limit} instances are up and none could be "
                 f"evicted{after}; one can go in {retry} s, when its min_residency_s is over",
                 code="capacity_exhausted", retry_after_s=retry,
             )
         return Unavailable(
-            f"cannot start {name!r}: max_loaded={self.config.max_loaded} instances are up and every "
+            f"cannot start {name!r}: {limit} instances are up and every "
             f"one of them is serving requests, pinned or awaited{after}",
             code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
         )
+
+    def _limit(self, group: str | None) -> str:
+        """The limit that decides, in the config's words: `max_loaded=2` or `group_limits.chat=1`."""
+        if group is not None:
+            return f"group_limits.{group}={self.config.group_limits[group]}"
+        return f"max_loaded={self.config.max_loaded}"
 
     def _room_in_s(self, starting: set[str]) -> float | None:
         return routing.room_in_s(self.directory.upstreams(), starting | self._start_waits.keys(), self._awaited)

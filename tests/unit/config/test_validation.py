@@ -141,6 +141,20 @@ def test_https_needs_both_the_certificate_and_its_key(home: HomePaths) -> None:
         ("gateway", "HTTPS needs both tls_cert_file and tls_key_file (or neither, for plain HTTP)")]
 
 
+def test_a_group_without_a_limit_or_on_an_always_on_instance_is_a_warning(home: HomePaths, model_file: Path) -> None:
+    home.home.mkdir(parents=True)
+    home.orchestrator_file.write_text(json.dumps({"gateway": {"group_limits": {"big": 1}}}))
+    write_instance(home.home, "a", {**minimal("a", 8001, model_file), "group": "bigg", "on_demand": True})
+    write_instance(home.home, "b", {**minimal("b", 8002, model_file), "group": "big"})
+    write_instance(home.home, "c", {**minimal("c", 8003, model_file), "group": "big", "on_demand": True})
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fleet.errors == []
+    warned = {Path(p.file).parent.name: p.message for p in fleet.problems if p.field == "group"}
+    assert warned.keys() == {"a", "b"}
+    assert "group 'bigg' has no limit in orchestrator.json gateway.group_limits" in warned["a"]
+    assert "on_demand instances only" in warned["b"]
+
+
 def test_name_must_match_directory(home: HomePaths, model_file: Path) -> None:
     write_instance(home.home, "a", minimal("b", 8001, model_file))
     assert ("a", "name") in fields(load_fleet(home, which=lambda _: "x"))

@@ -130,6 +130,23 @@ def test_lower_eviction_priority_goes_first_then_least_recently_used() -> None:
     assert r.choose_evictions(ups, max_loaded=1, starting={"target"}) == ["rerank", "embed", "chat"]
 
 
+def test_a_full_group_gives_up_its_own_member_and_max_loaded_then_takes_from_any() -> None:
+    ups = [upstream("big-a", on_demand=True, last_used=5.0, group="big"),
+           upstream("big-b", on_demand=True, state=S.STOPPED, group="big"),
+           upstream("embed", on_demand=True, last_used=1.0),  # older, but outside the group
+           upstream("small", on_demand=True, last_used=2.0, group="small")]
+    limits = {"big": 1, "small": 1}
+    assert r.choose_evictions(ups, None, {"big-b"}, group_limits=limits) == ["big-a"]
+    assert r.choose_evictions(ups, 3, {"big-b"}, group_limits=limits) == ["big-a"]
+    assert r.choose_evictions(ups, 2, {"big-b"}, group_limits=limits) == ["big-a", "embed"]
+    assert r.choose_evictions(ups, None, {"big-b"}, group_limits={"big": 2}) == []
+    busy = [replace(u, in_flight=1) if u.name == "big-a" else u for u in ups]
+    assert r.choose_evictions(busy, None, {"big-b"}, group_limits=limits) is None  # though embed is idle
+    assert r.full_group(ups, "big-b", limits, {"big-b"}) == "big"
+    assert r.full_group(ups, "big-b", {"big": 2}, {"big-b"}) is None
+    assert r.full_group(ups, "embed", limits, {"big-b"}) is None
+
+
 def test_idle_expired_respects_ttl_in_flight_and_state() -> None:
     ups = [
         upstream("idle", idle_ttl_s=10, last_used=100.0),
