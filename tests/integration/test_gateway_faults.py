@@ -617,7 +617,7 @@ async def test_idle_ttl_stops_and_max_loaded_evicts_least_recently_used(
                 assert resp.status == 200
         async with http.post(url, json={**CHAT, "model": "c"}) as resp:
             assert resp.status == 200
-        assert ("a", "evicted to start c (max_loaded)") in directory.stops
+        assert ("a", "evicted to start c (max_loaded=2)") in directory.stops
         assert directory.entries["b"].state is S.READY
         await async_wait_until(lambda: ("c", "idle TTL expired") in directory.stops, 10, message="c idle-stopped")
         assert directory.entries["c"].state is S.STOPPED
@@ -646,7 +646,7 @@ async def test_a_full_max_loaded_holds_the_request_until_a_loaded_model_goes_idl
         assert b'"completion_tokens":40' in first + rest and rest.endswith(b"data: [DONE]\n\n")  # whole
         events = [e for e in (await b.read()).split(b"\n\n") if e.startswith(b"data: ")]
         assert events[-1] == b"data: [DONE]" and len(events) > 2
-        assert directory.stops == [("a", "evicted to start b (max_loaded)")]
+        assert directory.stops == [("a", "evicted to start b (max_loaded=1)")]
         assert [name for name, _ in directory.starts] == ["a", "b"]
         async with http.get(gw.address + "/metrics") as resp:
             text = await resp.text()

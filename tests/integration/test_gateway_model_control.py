@@ -39,7 +39,7 @@ async def test_load_starts_evicting_for_max_loaded_and_unload_stops() -> None:
     directory = fleet()
     async with serving(GatewayConfig(max_loaded=1), directory, KEYS) as gw, aiohttp.ClientSession() as http:
         assert await call(http, f"{gw.address}/models/load", {"model": "coder"}) == (200, {"success": True})
-        assert directory.stops == [("chat", "evicted to start coder (max_loaded)")]  # the idle one made room
+        assert directory.stops == [("chat", "evicted to start coder (max_loaded=1)")]  # the idle one made room
         assert directory.starts == []  # coder starts only once chat's process is gone
         directory.set("chat", state=S.STOPPED, routable=False)
         await async_wait_until(lambda: directory.starts == [("coder", "load requested (POST /models/load)")], 10,

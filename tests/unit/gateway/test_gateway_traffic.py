@@ -48,7 +48,7 @@ async def test_an_instance_a_request_waits_for_is_not_evicted_for_another_start(
         traffic.start("c", "load c")  # b now serves the request
     traffic.release("b")
     traffic.start("c", "load c")  # idle and no longer awaited: it makes room
-    assert directory.stops == [("b", "evicted to start c (max_loaded)")]
+    assert directory.stops == [("b", "evicted to start c (max_loaded=1)")]
     assert directory.starts == []  # not while b still holds its memory
     directory.set("b", state=S.STOPPED, routable=False)  # b's process has exited
     await directory.started.wait()
@@ -87,6 +87,6 @@ async def test_min_residency_refuses_with_the_seconds_left_and_a_held_request_ev
     assert directory.stops == [] and not waiting.done()
     directory.set("a", up_for_s=30.0)  # its residency is over: the next look evicts it
     await directory.stopped.wait()
-    assert directory.stops == [("a", "evicted to start b (max_loaded)")]
+    assert directory.stops == [("a", "evicted to start b (max_loaded=1)")]
     waiting.cancel()
     await holding.close()
