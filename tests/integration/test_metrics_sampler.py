@@ -102,6 +102,30 @@ def test_gpu_memory_from_a_fake_nvidia_smi_on_the_daemons_path(
     assert "gpu 1.2/8.0 GiB" in header_text(status, 200).plain
 
 
+def test_the_gateways_metrics_export_gpu_memory_per_gpu(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "gpu-bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nprintf "1229, 8192\\n512, 24576\\n"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port}}))
+    home.start_daemon()
+    text = wait_until(lambda: "llama_orch_gpu_memory_used_bytes" in (t := _metrics(port)) and t, 10, 0.1,
+                      message="GPU memory in the gateway's /metrics")
+    gpu_lines = [line for line in text.splitlines() if line.startswith("llama_orch_gpu_memory")]
+    assert gpu_lines == [
+        f'llama_orch_gpu_memory_used_bytes{{gpu="0"}} {1229 * 2**20}',
+        f'llama_orch_gpu_memory_used_bytes{{gpu="1"}} {512 * 2**20}',
+        f'llama_orch_gpu_memory_total_bytes{{gpu="0"}} {8192 * 2**20}',
+        f'llama_orch_gpu_memory_total_bytes{{gpu="1"}} {24576 * 2**20}',
+    ]
+    assert "# TYPE llama_orch_gpu_memory_used_bytes gauge" in text
+
+
 def test_no_gpu_memory_without_nvidia_smi(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dirs = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nvidia-smi").exists()]
     monkeypatch.setenv("PATH", os.pathsep.join(dirs))

@@ -10,6 +10,7 @@ from llama_orchestrator.daemon.metrics_sampler import (
     MetricsSampler,
     Target,
     Throughput,
+    nvidia_smi_figures,
     parse_metrics,
     parse_nvidia_smi,
     rate,
@@ -65,6 +66,7 @@ def test_nvidia_smi_output() -> None:
     assert parse_nvidia_smi("") is None
     assert parse_nvidia_smi("[N/A], [N/A]\n") is None
     assert parse_nvidia_smi("garbage\n") is None
+    assert nvidia_smi_figures("1024, 8192\n512, 24576\n") == [(1024.0, 8192.0), (512.0, 24576.0)]
 
 
 class ScriptedSampler(MetricsSampler):

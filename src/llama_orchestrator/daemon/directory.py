@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -246,9 +246,13 @@ class HasSupervisors(Protocol):
     def retiring(self) -> dict[str, InstanceSupervisor]: ...
 
 
-async def start_gateway(service: HasSupervisors, config: GatewayConfig) -> Gateway:
+async def start_gateway(
+    service: HasSupervisors, config: GatewayConfig,
+    gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
+) -> Gateway:
     """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`)."""
-    gateway = Gateway(config, SupervisorDirectory(service.supervisors, retiring=service.retiring))
+    gateway = Gateway(config, SupervisorDirectory(service.supervisors, retiring=service.retiring),
+                      gpu_memory=gpu_memory)
     await gateway.start()
     return gateway
 

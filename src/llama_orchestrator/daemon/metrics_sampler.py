@@ -20,7 +20,7 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -87,10 +87,10 @@ def rate(previous: float, previous_at: float, current: float, current_at: float)
     return (current - previous) / elapsed
 
 
-def parse_nvidia_smi(output: str) -> str | None:
-    """`nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader,nounits` (MiB, one line
-    per GPU) as "1.2/8.0 GiB", or "1.2/8.0, 0.3/24.0 GiB" for several GPUs; None when unreadable."""
-    pairs = []
+def nvidia_smi_figures(output: str) -> list[tuple[float, float]] | None:
+    """`nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader,nounits` as (used, total)
+    MiB per GPU, in its order; None when unreadable."""
+    figures = []
     for line in output.splitlines():
         if not line.strip():
             continue
@@ -98,11 +98,22 @@ def parse_nvidia_smi(output: str) -> str | None:
         if len(fields) != 2:
             return None
         try:
-            used, total = float(fields[0]), float(fields[1])
+            figures.append((float(fields[0]), float(fields[1])))
         except ValueError:
             return None
-        pairs.append(f"{used / 1024:.1f}/{total / 1024:.1f}")
-    return f"{', '.join(pairs)} GiB" if pairs else None
+    return figures or None
+
+
+def describe_gpu_memory(figures: Sequence[tuple[float, float]] | None) -> str | None:
+    """(used, total) MiB per GPU as "1.2/8.0 GiB", or "1.2/8.0, 0.3/24.0 GiB" for several."""
+    if not figures:
+        return None
+    return ", ".join(f"{used / 1024:.1f}/{total / 1024:.1f}" for used, total in figures) + " GiB"
+
+
+def parse_nvidia_smi(output: str) -> str | None:
+    """nvidia-smi's answer (see `nvidia_smi_figures`) in words (see `describe_gpu_memory`)."""
+    return describe_gpu_memory(nvidia_smi_figures(output))
 
 
 # ---- sampling ------------------------------------------------------------------------------
@@ -223,15 +234,21 @@ class GpuMemory:
         self._environ = dict(environ)
         self._monotonic = monotonic
         self._binary = shutil.which("nvidia-smi", path=self._environ.get("PATH"))
-        self._value: str | None = None
+        self._value: list[tuple[float, float]] | None = None
         self._at: float | None = None
-        self._task: asyncio.Future[str | None] | None = None
+        self._task: asyncio.Future[list[tuple[float, float]] | None] | None = None
 
     def current(self) -> str | None:
-        """The last reading; starts a refresh in a thread when it is older than `GPU_EVERY_S`.
+        """The last reading in words ("1.2/8.0 GiB"); see `figures`."""
+        return describe_gpu_memory(self.figures())
 
-        Called from `Daemon.status()`: nvidia-smi only runs while someone is looking (the
-        dashboard asks about once a second), and the answer never waits for it."""
+    def figures(self) -> list[tuple[float, float]] | None:
+        """The last reading, (used, total) MiB per GPU; starts a refresh in a thread when it is
+        older than `GPU_EVERY_S`.
+
+        Called from `Daemon.status()` and the gateway's `/metrics`: nvidia-smi only runs while
+        someone is looking (the dashboard asks about once a second), and the answer never waits
+        for it."""
         if self._binary is None:
             return None
         now = self._monotonic()
@@ -241,7 +258,7 @@ class GpuMemory:
             self._task.add_done_callback(self._store)
         return self._value
 
-    def _store(self, task: asyncio.Future[str | None]) -> None:
+    def _store(self, task: asyncio.Future[list[tuple[float, float]] | None]) -> None:
         self._task = None
         if not task.cancelled():
             self._value = task.result()
@@ -251,7 +268,7 @@ class GpuMemory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _query(self, binary: str) -> str | None:
+    def _query(self, binary: str) -> list[tuple[float, float]] | None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             proc = subprocess.run(
                 [binary, *NVIDIA_SMI_ARGS],
@@ -263,5 +280,5 @@ class GpuMemory:
                 check=False,
             )
             if proc.returncode == 0:
-                return parse_nvidia_smi(proc.stdout)
+                return nvidia_smi_figures(proc.stdout)
         return None

@@ -92,8 +92,10 @@ class GatewayMetrics:
     def render(
         self, upstreams: Sequence[Upstream], children: Sequence[tuple[Upstream, str]] = (),
         evictions: Mapping[str, int] | None = None, waiting: int = 0,
+        gpu_memory: Sequence[tuple[float, float]] | None = None,
     ) -> str:
-        """The whole exposition; `evictions` and `waiting` are the traffic's (gateway.traffic)."""
+        """The whole exposition; `evictions` and `waiting` are the traffic's (gateway.traffic);
+        `gpu_memory` is (used, total) MiB per GPU as nvidia-smi last said, when it is known."""
         out: list[str] = []
         out += _family("llama_orch_gateway_requests_total", "counter", "Requests answered, by model, route, status.")
         for (model, route, status), n in sorted(self.requests.items()):
@@ -124,6 +126,12 @@ class GatewayMetrics:
         for instance, n in sorted((evictions or {}).items()):
             out.append(f"llama_orch_gateway_evictions_total{_labels([('instance', instance)])} {n}")
         out += _instance_lines(upstreams)
+        if gpu_memory:
+            for name, index, what in (("used", 0, "in use"), ("total", 1, "in all")):
+                out += _family(f"llama_orch_gpu_memory_{name}_bytes", "gauge",
+                               f"GPU memory {what}, per GPU as nvidia-smi numbers them (NVIDIA only).")
+                out += [f"llama_orch_gpu_memory_{name}_bytes{_labels([('gpu', str(gpu))])} {mib[index] * 2**20:.0f}"
+                        for gpu, mib in enumerate(gpu_memory)]
         out += relabel_children(children)
         return "\n".join(out) + "\n"
 

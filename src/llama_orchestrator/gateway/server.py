@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -76,8 +76,10 @@ class Gateway:
         keys: Keyring | None = None,
         *,
         idle_check_interval_s: float = 1.0,
+        gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
     ) -> None:
         self.config = config
+        self.gpu_memory = gpu_memory  # (used, total) MiB per GPU for /metrics (the daemon's nvidia-smi reading)
         self.directory = directory
         self.keys = keys
         self.metrics = GatewayMetrics()
@@ -388,7 +390,7 @@ class Gateway:
         ups = self.directory.upstreams()
         scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
         children = await scrape.child_metrics(self._pool, scraped) if scraped and self._pool is not None else []
-        text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting)
+        text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting, self.gpu_memory())
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={SOURCE_HEADER: "gateway"})
 
