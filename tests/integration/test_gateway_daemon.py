@@ -298,7 +298,10 @@ def test_two_on_demand_models_with_room_for_one_take_turns(
                 first_chunks.extend(stream)  # the rest of the stream, whole
                 rest = second.read().decode()
         assert first_chunks[-1].choices[0].finish_reason == "length" and len(first_chunks) > 1000  # whole
-        assert rest.rstrip().endswith("data: [DONE]") and '"content"' in rest and "error" not in rest, rest[-300:]
+        # an answer to its end (its few tokens of the random tiny model may all be held-back UTF-8 bytes,
+        # so no "content" need appear), and no error event
+        assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason":"' in rest, rest[-300:]
+        assert "error" not in rest, rest[-300:]
         first_gone = next(e for e in home.events("first") if (e.from_state, e.to_state) == ("stopping", "stopped"))
         second_start = next(e for e in home.events("second") if e.to_state == "starting")
         assert "evicted to start second" in next(e.reason for e in home.events("first") if e.to_state == "stopping")

@@ -83,19 +83,26 @@ def test_real_server_tokens_per_second_rise_after_a_completion_and_fall_back_to_
     _rises_then_idles(home, "real", port, 32)
 
 
-def test_gpu_memory_from_a_fake_nvidia_smi_on_the_daemons_path(
-    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *gpus: str) -> None:
+    """An `nvidia-smi` first on the PATH the daemon inherits, answering the query the daemon makes
+    with one `used, total` line (MiB) per GPU, and failing any other."""
     bin_dir = tmp_path / "gpu-bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
+    lines = "".join(f"{gpu}\\n" for gpu in gpus)
     smi.write_text(
         "#!/bin/sh\n"
         '[ "$1" = "--query-gpu=memory.used,memory.total" ] && [ "$2" = "--format=csv,noheader,nounits" ] || exit 3\n'
-        'printf "1229, 8192\\n"\n'
+        f'printf "{lines}"\n'
     )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_gpu_memory_from_a_fake_nvidia_smi_on_the_daemons_path(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvidia_smi(tmp_path, monkeypatch, "1229, 8192")
     home.start_daemon()
     status = wait_until(lambda: (s := home.client().status()).gpu_memory and s, 10, 0.1, message="gpu memory known")
     assert status.gpu_memory == "1.2/8.0 GiB"
@@ -105,12 +112,7 @@ def test_gpu_memory_from_a_fake_nvidia_smi_on_the_daemons_path(
 def test_the_gateways_metrics_export_gpu_memory_per_gpu(
     home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bin_dir = tmp_path / "gpu-bin"
-    bin_dir.mkdir()
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text('#!/bin/sh\nprintf "1229, 8192\\n512, 24576\\n"\n')
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_nvidia_smi(tmp_path, monkeypatch, "1229, 8192", "512, 24576")
     port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port}}))
     home.start_daemon()
