@@ -408,7 +408,10 @@ async def test_openai_and_ollama_javascript_sdks_through_the_gateway(
     assert out["ollama_generate"] == [True, 6]
     assert out["ollama_embed"] == [32]
     assert out["ollama_unknown"][0] == 404 and "'nope'" in out["ollama_unknown"][3]
-    assert out["ollama_aborted"][0] >= 3 and out["ollama_aborted"][1] == "AbortError"
+    # abort() after 3 of 6000 tokens: the client still hands over what it had buffered (up to a few
+    # hundred parts of this fast model seen), then throws AbortError or, now and then, just ends
+    aborted_at, ended = out["ollama_aborted"]
+    assert 3 <= aborted_at < 6000 and ended in ("AbortError", "ended"), out["ollama_aborted"]
     await async_wait_until(
         lambda: not any(s["is_processing"] for s in get_json(slots_url)),  # type: ignore[attr-defined, union-attr]
         10, message="llama-server slot idle after the Ollama client aborted")

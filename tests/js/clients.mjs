@@ -4,6 +4,8 @@
 import OpenAI from "openai";
 import { Ollama } from "ollama";
 
+// The tiny model's weights are random: `ignore_eos` (llama.cpp's) keeps a short answer from ending
+// early on a sampled end-of-text token, so its length and finish reason are what was asked for.
 const [gateway, key, slotsUrl] = process.argv.slice(2);
 const busy = async () => (await (await fetch(slotsUrl)).json()).some(s => s.is_processing);
 const failure = err => [err.status ?? err.status_code ?? null, err.constructor.name, err.code ?? null,
@@ -13,10 +15,10 @@ const out = {};
 const openai = new OpenAI({baseURL: gateway + "/v1", apiKey: key, maxRetries: 0});
 out.models = (await openai.models.list()).data.map(m => m.id).sort();
 const chat = await openai.chat.completions.create(
-  {model: "tiny", messages: [{role: "user", content: "hello"}], max_tokens: 5});
+  {model: "tiny", messages: [{role: "user", content: "hello"}], max_tokens: 5, ignore_eos: true});
 out.chat = [chat.choices[0].finish_reason, chat.usage.completion_tokens];
 const stream = await openai.chat.completions.create({model: "tiny", messages: [{role: "user", content: "hello"}],
-  max_tokens: 5, stream: true, stream_options: {include_usage: true}});
+  max_tokens: 5, ignore_eos: true, stream: true, stream_options: {include_usage: true}});
 const pieces = [];
 let usage = null;
 for await (const chunk of stream) {
@@ -24,7 +26,7 @@ for await (const chunk of stream) {
   if (chunk.usage) usage = chunk.usage.completion_tokens;
 }
 out.stream = [pieces.length, usage];
-const completion = await openai.completions.create({model: "chat", prompt: "the", max_tokens: 3});
+const completion = await openai.completions.create({model: "chat", prompt: "the", max_tokens: 3, ignore_eos: true});
 out.completion = completion.choices[0].finish_reason;
 const vectors = await openai.embeddings.create({model: "tiny-embed", input: ["a cat", "a mat"]});
 out.embeddings = vectors.data.map(d => d.embedding.length);
@@ -60,7 +62,9 @@ try { await ollama.chat({model: "nope", messages: [{role: "user", content: "x"}]
 catch (err) { out.ollama_unknown = failure(err); }
 const generating = await ollama.generate({model: "tiny", prompt: "go", stream: true, options: {num_predict: 6000}});
 let count = 0;
+let ended = "ended";  // after abort() the iteration mostly throws AbortError, and sometimes just ends
 try { for await (const _part of generating) { if (++count === 3) generating.abort(); } }
-catch (err) { out.ollama_aborted = [count, err.name]; }
+catch (err) { ended = err.name; }
+out.ollama_aborted = [count, ended];
 
 console.log(JSON.stringify(out));
