@@ -227,9 +227,10 @@ def test_second_signal_exits_one(backend: Backend, tmp_path: Path, tiny_model: P
         else:
             # The real binary calls exit(1) inside the signal handler while its main thread is
             # cleaning up: usually exit 1, but in about 1 run in 8 here it aborted (-6, a
-            # destructor racing a live thread) or hung. Supervisors must still escalate to
-            # SIGKILL after the second signal; this pins the outcomes we have seen.
-            assert code in (1, -signal.SIGABRT, None)
+            # destructor racing a live thread) or hung, and once (a CI run) the main thread's own
+            # exit 0 won the race. Supervisors must still escalate to SIGKILL after the second
+            # signal; this pins the outcomes we have seen.
+            assert code in (1, 0, -signal.SIGABRT, None)
 
 
 @pytest.mark.parametrize("kind", ["missing", "not-gguf"])
