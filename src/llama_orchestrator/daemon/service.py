@@ -180,12 +180,8 @@ class Daemon:
                 if task := self._gateway.traffic.preload(sup.name, f"preload ({reason})"):
                     gateway_starts.append(task)
                 else:
-                    gateway, group = self._gateway.config, sup.config.group
-                    limits = f"gateway.max_loaded={gateway.max_loaded}" + (
-                        f" or group_limits.{group}={gateway.group_limits[group]}" if group in gateway.group_limits
-                        else "")
-                    logger.warning("%s not preloaded: %s leaves no free room (a preload evicts nothing)",
-                                   sup.name, limits)
+                    logger.warning("%s not preloaded: gateway.%s leaves no free room (a preload evicts nothing)",
+                                   sup.name, self._gateway.traffic.limit_words(sup.name))
             else:
                 sup.submit(lc.Start(reason))
         return gateway_starts

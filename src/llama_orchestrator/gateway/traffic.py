@@ -59,12 +59,11 @@ class Traffic:
         if any(u.routable for u in replicas):
             return f"waiting for a free slot of {model!r}"
         room_in = self._room_in_s(set())
-        group = routing.full_group(self.directory.upstreams(), replicas[0].name, self.config.group_limits,
-                                   {replicas[0].name, *self._start_waits}) if replicas else None
+        limit = self.limit_words(replicas[0].name if replicas else None)
         if room_in is not None:
-            return (f"waiting for room to load {model!r} ({self._limit(group)}: "
+            return (f"waiting for room to load {model!r} ({limit}: "
                     f"a loaded model can go in {math.ceil(room_in)} s, after its min_residency_s)")
-        return f"waiting for room to load {model!r} ({self._limit(group)}: every loaded model is busy)"
+        return f"waiting for room to load {model!r} ({limit}: every loaded model is busy)"
 
     @property
     def waiting(self) -> int:
@@ -207,14 +206,13 @@ class Traffic:
         when making it would evict an instance)."""
         if name in self._start_waits:
             return True
-        ups, starting = self.directory.upstreams(), {name, *self._start_waits}
-        victims = routing.choose_evictions(ups, self.config.max_loaded, starting, self._awaited,
-                                           self.config.group_limits)
+        victims = routing.choose_evictions(self.directory.upstreams(), self.config.max_loaded,
+                                           {name, *self._start_waits}, self._awaited, self.config.group_limits)
         if victims is None or (victims and not evict):
             return False
-        group = routing.full_group(ups, name, self.config.group_limits, starting)
+        limit = self.limit_words(name)
         for victim in victims:
-            self.directory.request_stop(victim, f"evicted to start {name} ({self._limit(group)})")
+            self.directory.request_stop(victim, f"evicted to start {name} ({limit})")
             self.evictions[victim] = self.evictions.get(victim, 0) + 1
         task = asyncio.ensure_future(self._start_after(name, reason, victims))
         self._start_waits[name] = task
@@ -237,8 +235,7 @@ class Traffic:
 
     def _no_room(self, name: str, waited_s: float | None = None) -> Unavailable:
         after = "" if waited_s is None else f" for {waited_s:g} s"
-        limit = self._limit(routing.full_group(self.directory.upstreams(), name, self.config.group_limits,
-                                               {name, *self._start_waits}))
+        limit = self.limit_words(name)
         room_in = self._room_in_s({name})
         if room_in is not None:  # only a minimum residency keeps the room: say when it ends
             retry = max(1, math.ceil(room_in))
@@ -253,8 +250,11 @@ class Traffic:
             code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
         )
 
-    def _limit(self, group: str | None) -> str:
-        """The limit that decides, in the config's words: `max_loaded=2` or `group_limits.chat=1`."""
+    def limit_words(self, name: str | None) -> str:
+        """The limit that keeps `name` from starting, in the config's words: `group_limits.chat=1`
+        when its group is full, else `max_loaded=2`."""
+        group = None if name is None else routing.full_group(
+            self.directory.upstreams(), name, self.config.group_limits, {name, *self._start_waits})
         if group is not None:
             return f"group_limits.{group}={self.config.group_limits[group]}"
         return f"max_loaded={self.config.max_loaded}"
