@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -146,10 +147,9 @@ def _check_new(
     from pydantic import ValidationError
 
     from llama_orchestrator import gguf_file
-    from llama_orchestrator.config.loader import resolve_binary
+    from llama_orchestrator.config.loader import argument_problems
     from llama_orchestrator.config.models import InstanceConfig
     from llama_orchestrator.config.problems import problems_from_validation
-    from llama_orchestrator.config.server_flags import config_problems
     from llama_orchestrator.engine.server_help import server_flags
 
     file = str(target)
@@ -164,11 +164,8 @@ def _check_new(
         return problems
     if (unloadable := gguf_file.problem(raw["model"]["path"])) is not None:
         problems.append(ConfigProblem(file, "model.path", f"{unloadable} (--no-check)"))
-    binary = resolve_binary(config, check)
-    flags = server_flags(binary) if binary else None
-    if binary and flags:
-        problems += [ConfigProblem(file, field, f"{message} (--no-check)")
-                     for field, message in config_problems(config, binary, flags)]
+    problems += [dataclasses.replace(p, message=f"{p.message} (--no-check)")
+                 for p in argument_problems(config, file, check, server_flags)]
     return problems
 
 

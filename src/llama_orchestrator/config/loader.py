@@ -209,14 +209,21 @@ def _argument_checks(
     flags_of: FlagsOf,
 ) -> list[ConfigProblem]:
     """What each instance's llama-server would refuse on its command line."""
-    problems: list[ConfigProblem] = []
-    for name, config in instances.items():
-        binary = resolve_binary(config, orchestrator, environ, which)
-        flags = flags_of(binary) if binary else None
-        if binary and flags:
-            problems += [ConfigProblem(str(files[name]), field, message)
-                         for field, message in config_problems(config, binary, flags)]
-    return problems
+    return [problem for name, config in instances.items()
+            for problem in argument_problems(config, str(files[name]), orchestrator, flags_of, environ, which)]
+
+
+def argument_problems(
+    config: InstanceConfig, file: str, orchestrator: OrchestratorConfig, flags_of: FlagsOf,
+    environ: Mapping[str, str] = os.environ, which: Which = shutil.which,
+) -> list[ConfigProblem]:
+    """What the llama-server that runs `config` would refuse on its command line (nothing when
+    there is no binary, or its flags cannot be read)."""
+    binary = resolve_binary(config, orchestrator, environ, which)
+    flags = flags_of(binary) if binary else None
+    if not (binary and flags):
+        return []
+    return [ConfigProblem(file, field, message) for field, message in config_problems(config, binary, flags)]
 
 
 def _cross_checks(
