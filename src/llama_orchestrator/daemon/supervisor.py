@@ -26,7 +26,7 @@ from llama_orchestrator.core.classify import classify_exit
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
 from llama_orchestrator.daemon.preflight import argument_problem, note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
-from llama_orchestrator.daemon.snapshots import instance_record, instance_status
+from llama_orchestrator.daemon.snapshots import Snapshot
 from llama_orchestrator.daemon.watchers import probe_child, server_api_key, watch_progress
 from llama_orchestrator.engine import (
     ChildProcess,
@@ -373,11 +373,13 @@ class InstanceSupervisor:
         self._save()
 
     # ---- snapshots ------------------------------------------------------------------------
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(self.config, self.rt, self._child, self._started_wall, self._ready_wall, self._last_exit,
+                        self.deps.wall())
+
     def _save(self) -> None:
-        self.deps.store.save_instance(instance_record(
-            self.config, self.rt, self._child, self._started_wall, self._ready_wall, self._last_exit, self.deps.wall()))
+        self.deps.store.save_instance(self._snapshot().record())
 
     def status(self, on_disk: InstanceConfig | None = None) -> InstanceStatus:
         """`on_disk`: the config as it is now in its file, if not yet applied (for `changed`)."""
-        return instance_status(self.config, self.rt, self._child, self._started_wall, self._ready_wall,
-                               self._last_exit, self.in_flight, self.deps.wall(), self.config_change(on_disk))
+        return self._snapshot().status(self.in_flight, self.config_change(on_disk))
