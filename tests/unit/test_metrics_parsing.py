@@ -10,9 +10,9 @@ from llama_orchestrator.daemon.metrics_sampler import (
     MetricsSampler,
     Target,
     Throughput,
+    describe_gpu_memory,
     nvidia_smi_figures,
     parse_metrics,
-    parse_nvidia_smi,
     rate,
 )
 
@@ -58,6 +58,10 @@ def test_rate_between_samples_and_resets() -> None:
     assert rate(100, 10.0, 100, 12.0) == 0.0
     assert rate(100, 10.0, 5, 12.0) is None  # counter went backwards: the server restarted
     assert rate(100, 10.0, 140, 10.0) is None
+
+
+def parse_nvidia_smi(output: str) -> str | None:
+    return describe_gpu_memory(nvidia_smi_figures(output))
 
 
 def test_nvidia_smi_output() -> None:

@@ -111,11 +111,6 @@ def describe_gpu_memory(figures: Sequence[tuple[float, float]] | None) -> str | 
     return ", ".join(f"{used / 1024:.1f}/{total / 1024:.1f}" for used, total in figures) + " GiB"
 
 
-def parse_nvidia_smi(output: str) -> str | None:
-    """nvidia-smi's answer (see `nvidia_smi_figures`) in words (see `describe_gpu_memory`)."""
-    return describe_gpu_memory(nvidia_smi_figures(output))
-
-
 # ---- sampling ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Target:
