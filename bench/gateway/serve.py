@@ -18,6 +18,7 @@ from llama_orchestrator import eventloop
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.auth import Keyring
 from llama_orchestrator.gateway.server import Gateway
 
@@ -52,7 +53,7 @@ class FixedDirectory:
         self.in_flight[name] += 1
         self.last_used[name] = time.monotonic()
 
-    def end_request(self, name: str) -> None:
+    def end_request(self, name: str, evidence: Evidence = None) -> None:
         self.in_flight[name] -= 1
         self.last_used[name] = time.monotonic()
 

@@ -17,6 +17,8 @@ Fault switches (environment):
   FAKE_CRASH_AFTER=S       abort (SIGABRT) S seconds after ready
   FAKE_HANG_HEALTH=1       accept connections but never answer /health or /v1/health
   FAKE_WEDGE=1             /health 200, but completions, embeddings and /slots never answer
+  FAKE_FAIL_COMPLETIONS=T  /health 200, but completions whose request body contains T (any: *)
+                           answer 500 ("CUDA error", as a GPU fault leaves llama-server)
   FAKE_IGNORE_SIGTERM=1    ignore SIGTERM (from the start; logs "fake: ignoring SIGTERM")
   FAKE_STOP_SECONDS=S      graceful shutdown takes S seconds (default 0)
   FAKE_SPAWN_GRANDCHILD=1  fork a sleeping child in our process group; logs "fake: grandchild pid N"
@@ -163,6 +165,7 @@ class State:
         self.token_delay = env_float("FAKE_TOKEN_DELAY", 0.0)
         self.hang_health = os.environ.get("FAKE_HANG_HEALTH") == "1"
         self.wedge = os.environ.get("FAKE_WEDGE") == "1"
+        self.fail_completions = os.environ.get("FAKE_FAIL_COMPLETIONS", "")
 
     def acquire(self) -> tuple[int, int]:
         with self.cond:
@@ -413,6 +416,10 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if state.wedge:
             self.block_forever()
+        failing = state.fail_completions
+        if failing and (failing == "*" or failing in json.dumps(body)):
+            self.send_error_json(500, "server_error", "CUDA error: an illegal memory access was encountered")
+            return
         n_predict = body.get("max_tokens", body.get("max_completion_tokens", body.get("n_predict", 8)))
         n = 8 if not isinstance(n_predict, int) or n_predict < 0 else n_predict
         prompt_tokens = len(json.dumps(body.get("messages", body.get("prompt", "")))) // 4 + 1

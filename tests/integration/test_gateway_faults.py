@@ -330,7 +330,8 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
 ) -> None:
     env = {"FAKE_TOKEN_DELAY": "0.05", "FAKE_CRASH_AFTER": "0.5"}
     with fake_server(fake_server_cmd, tmp_path, "tiny", env) as (port, _):
-        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        async with serving(GatewayConfig(), directory) as gw:
             body = {**CHAT, "model": "tiny", "stream": True, "max_tokens": 1000}
             async with http.post(gw.address + "/v1/chat/completions" + query, json=body) as resp:
                 events = await sse_events(resp)
@@ -340,6 +341,9 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
             assert json.loads(events[-1].split(b"data: ", 1)[1])["error"]["code"] == "stream_interrupted"
             async with http.get(gw.address + "/metrics") as r:
                 assert 'llama_orch_gateway_errors_total{model="tiny",source="stream_error"} 1' in await r.text()
+            # the instance's passive health hears of it (core.traffic_health)
+            await async_wait_until(lambda: len(directory.ended) == 1, 5, message="the request ended")
+            assert directory.ended == [("one", "instance 'one' closed the stream before it ended (UpstreamClosed)")]
 
 
 @LANES
@@ -436,6 +440,30 @@ async def test_wedged_upstream_times_out_with_504(
             assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
             assert resp.headers["X-Llama-Orch-Source"] == "gateway"
             assert_lane(gw, query, 1)
+            await async_wait_until(lambda: len(directory.ended) == 1, 5, message="the request ended")
+            assert directory.ended == [("one", "instance 'one' did not answer within the timeout")]
+
+
+@LANES
+async def test_each_request_tells_the_directory_what_it_says_of_the_instances_health(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
+) -> None:
+    # Passive health (core.traffic_health): an answer is proof of life, llama-server's own 500 is
+    # a failure, a client leaving before the head says nothing, a request for no instance is not counted.
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_FAIL_COMPLETIONS": "poison"}) as (port, _):
+        directory = StaticDirectory([upstream("one", "tiny", port=port)])
+        async with serving(GatewayConfig(), directory) as gw:
+            url = gw.address + "/v1/chat/completions" + query
+            poison = {"model": "tiny", "messages": [{"role": "user", "content": "poison"}]}
+            for body, status in (({**CHAT, "model": "tiny"}, 200), ({**CHAT, "model": "tiny", "stream": True}, 200),
+                                 (poison, 500), ({**poison, "stream": True}, 500), ({**CHAT, "model": "nope"}, 404)):
+                async with http.post(url, json=body) as resp:
+                    assert resp.status == status, await resp.text()
+                    await resp.read()
+            await async_wait_until(lambda: len(directory.ended) == 4, 5, message="four requests ended")
+            assert directory.ended == [("one", ""), ("one", ""), ("one", "it answered HTTP 500"),
+                                       ("one", "it answered HTTP 500")]
+            assert gw.lanes["fast"] == (0 if query else 5)
 
 
 async def test_an_instances_own_routes_stream_while_bytes_come_and_time_out_in_silence(

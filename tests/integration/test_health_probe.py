@@ -15,6 +15,7 @@ from tests.support.ports import free_port
 from tests.support.procs import marked_env, running
 from tests.support.waiting import async_wait_until, wait_until
 
+from llama_orchestrator.core.traffic_health import canary_request
 from llama_orchestrator.health.probe import HealthProber, ProbeConnection
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,31 @@ async def test_real_server_is_ready_and_slots_answer(llama_server_bin: Path, tin
             assert slots.ok and slots.status == 200
             completion = await prober.completion(base, 10.0)
             assert completion.ok
+    finally:
+        await prober.close()
+
+
+async def test_real_embedding_server_passes_the_canary_chosen_for_its_kind(
+    llama_server_bin: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    # The canary after failing gateway requests (core.traffic_health) must be a request the server
+    # serves: an embedding instance gets /embedding; a --reranking one /rerank, which a server started
+    # without that flag refuses (checked here too, so the choice by flags is not guesswork).
+    port = free_port()
+    cmd = [str(llama_server_bin), "-m", str(tiny_model), "--host", "127.0.0.1", "--port", str(port), "-c", "256",
+           "--embeddings"]
+    prober = HealthProber()
+    try:
+        with running(cmd, marked_env(), tmp_path / "server.log"):
+            base = f"http://127.0.0.1:{port}"
+            assert await async_wait_until(lambda: _ok(prober, base), 30.0, message="real server healthy")
+            path, body = canary_request(True, ["--embeddings"])
+            assert path == "/embedding"
+            result = await prober.post(base, path, body, 10.0)
+            assert result.ok, result
+            path, body = canary_request(False, ["--reranking"])
+            refused = await prober.post(base, path, body, 10.0)
+            assert refused.status == 501 and "--reranking" in refused.detail, refused
     finally:
         await prober.close()
 

@@ -411,3 +411,55 @@ def test_gateway_settings_and_a_rotated_keys_file_apply_on_the_next_command_with
     assert "gateway.port changed in orchestrator.json: only a daemon restart applies it" in \
         home.paths.daemon_log.read_text()
     assert home.status("busy").pid == pid  # no instance was restarted for any of it
+
+
+def serve_failing(home: Home, model: Path, failing: str) -> str:
+    """A daemon whose gateway serves `sick`, a fake whose /health passes while completions with
+    `failing` in their body answer 500, already started; the gateway's chat URL."""
+    gateway_port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
+    home.write_instance("sick", model=model, port=free_port(), binary=home.fake_binary(),
+                        env={"FAKE_FAIL_COMPLETIONS": failing})
+    home.start_daemon()
+    home.ok("start", "sick")
+    return f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+
+
+def fail_three_times(url: str, content: str) -> None:
+    for _ in range(3):
+        body = {"model": "sick", "messages": [{"role": "user", "content": content}], "max_tokens": 2}
+        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=30)
+        assert failed.value.code == 500 and b"CUDA error" in failed.value.read()
+
+
+def test_requests_failing_while_health_passes_restart_the_instance_once_a_canary_fails_too(
+    home: Home, model: Path
+) -> None:
+    # hermes-agent#104050 / llama-swap#125: /health answers 200 while every completion fails. The
+    # health probes never see it and the deep probe is off (the default); the gateway's requests do.
+    url = serve_failing(home, model, "*")
+    before = home.status("sick")
+    fail_three_times(url, "hi")
+    unhealthy = home.wait_event("sick", lambda e: e.to_state == "unhealthy", what="marked unhealthy")
+    assert unhealthy.reason.startswith(
+        "3 gateway requests in a row failed (the last: it answered HTTP 500), and a one-token request failed too: "
+        "HTTP 500"), unhealthy
+    after = wait_until(lambda: (s := home.status("sick")).state == "ready" and s.pid != before.pid and s, 30, 0.05,
+                       "sick restarted")
+    assert after.restarts == before.restarts + 1 and "a one-token request failed" in (after.last_error or ""), after
+
+
+def test_requests_failing_on_their_own_prompts_leave_a_working_instance_running(home: Home, model: Path) -> None:
+    # The same three 500s, for a prompt this server chokes on: the canary passes, so nothing restarts.
+    url = serve_failing(home, model, "poison")
+    before = home.status("sick")
+    fail_three_times(url, "poison")
+    kept = home.wait_event("sick", lambda e: "kept running" in e.reason, what="the canary's verdict")
+    assert kept.from_state == kept.to_state == "ready", kept
+    assert kept.reason == ("3 gateway requests in a row failed (the last: it answered HTTP 500), "
+                           "but a one-token request passed: kept running")
+    after = home.status("sick")
+    assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after
+    assert not any(e.to_state == "unhealthy" for e in home.events("sick"))

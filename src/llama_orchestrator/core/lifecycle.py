@@ -18,6 +18,8 @@ with a fake clock. The events and actions are defined in `core.lifecycle_events`
                                                | backoff | starting (first retry at once)
     starting     Impostor                      → stopping      StopProcess(kill)   then failed
     ready        Probe(fail) × threshold       → unhealthy
+    ready        Canary(fail)                  → unhealthy     (gateway requests failed, so did a canary)
+    ready        Canary(ok)                    → ready         (recorded: the failures were the requests')
     unhealthy    Probe(ok)                     → ready
     unhealthy    Tick (restart policy allows)  → stopping      StopProcess         then crash path
     ready|unh.   Exited                        → backoff | starting | stopped | failed  (restart policy)
@@ -43,6 +45,7 @@ from llama_orchestrator.core.backoff import restart_delay
 from llama_orchestrator.core.lifecycle_events import (
     Action as Action,
     Adopted as Adopted,
+    Canary as Canary,
     Event as Event,
     Exited as Exited,
     Impostor as Impostor,
@@ -171,6 +174,10 @@ def decide(rt: Runtime, event: Event, policy: Policy, now: float, jitter_draw: f
         return Decision(replace(rt, last_progress_at=now))
     if isinstance(event, Probe):
         return _on_probe(rt, event, policy, now)
+    if isinstance(event, Canary) and state is S.READY:
+        if event.ok:
+            return Decision(replace(rt, reason=event.detail))
+        return Decision(_to(rt, S.UNHEALTHY, event.detail, last_error=event.detail))
     if isinstance(event, Impostor) and state in PROCESS_STATES and state is not S.STOPPING:
         return Decision(
             _to(rt, S.STOPPING, event.detail, after_stop="failed", pending_error=event.detail),

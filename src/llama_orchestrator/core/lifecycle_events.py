@@ -44,6 +44,14 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class Canary:
+    """The one-token request run after gateway requests kept failing (core.traffic_health)."""
+
+    ok: bool
+    detail: str  # the failures and the canary's result, in words
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     pass
 
@@ -88,6 +96,7 @@ Event = (
     | Spawned
     | SpawnFailed
     | Probe
+    | Canary
     | Progress
     | Exited
     | Stopped

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llama_orchestrator.core.states import WANTED_UP_STATES, InstanceState
+from llama_orchestrator.core.traffic_health import Evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,9 @@ class InstanceDirectory(Protocol):
         """Count a request in flight (also marks the instance used now)."""
         ...
 
-    def end_request(self, name: str) -> None:
-        """Count a request as finished (also marks the instance used now)."""
+    def end_request(self, name: str, evidence: Evidence = None) -> None:
+        """Count a request as finished (also marks the instance used now); `evidence` is what it
+        says of the instance's health (core.traffic_health)."""
         ...
 
 

@@ -26,6 +26,7 @@ from llama_orchestrator.config.models import GatewayConfig, InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
 from llama_orchestrator.errors import OrchestratorError
 from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
@@ -231,10 +232,12 @@ class SupervisorDirectory:
             sup.in_flight += 1
         self._last_used[name] = self.clock()
 
-    def end_request(self, name: str) -> None:
+    def end_request(self, name: str, evidence: Evidence = None) -> None:
         sup = self.supervisors.get(name) or self.retiring.get(name)
-        if sup is not None and sup.in_flight > 0:
-            sup.in_flight -= 1
+        if sup is not None:
+            if sup.in_flight > 0:
+                sup.in_flight -= 1
+            sup.note_traffic(evidence)
         self._last_used[name] = self.clock()
 
 

@@ -24,10 +24,11 @@ from llama_orchestrator.config.server_flags import ServerFlags
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import classify_exit
 from llama_orchestrator.core.states import SETTLED_STATES, InstanceState
+from llama_orchestrator.core.traffic_health import Evidence, TrafficHealth
 from llama_orchestrator.daemon.preflight import argument_problem, note_in_log, preflight
 from llama_orchestrator.daemon.protocol import InstanceStatus
 from llama_orchestrator.daemon.snapshots import Snapshot
-from llama_orchestrator.daemon.watchers import probe_child, server_api_key, watch_progress
+from llama_orchestrator.daemon.watchers import confirm_by_canary, probe_child, server_api_key, watch_progress
 from llama_orchestrator.engine import (
     ChildProcess,
     ExitStatus,
@@ -93,6 +94,7 @@ class InstanceSupervisor:
         self._no_requests.set()
         self._running: tuple[list[str], dict[str, str] | None] | None = None  # the child's argv and extra env
         self._wanted: tuple[InstanceConfig, LaunchCommand] | None = None  # what `config` renders (cached)
+        self.traffic = TrafficHealth(config.health.traffic_failures)  # the current child's gateway requests
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
     @property
@@ -115,6 +117,13 @@ class InstanceSupervisor:
             self._no_requests.clear()
         else:
             self._no_requests.set()
+
+    def note_traffic(self, evidence: Evidence) -> None:
+        """A gateway request to this instance ended (core.traffic_health): a run of failures
+        starts a one-token canary, whose verdict comes back as an `lc.Canary` event."""
+        health = self.config.health
+        if self.traffic.note(evidence, self.deps.monotonic(), health.interval_s, self.rt.state is S.READY):
+            self._track(asyncio.create_task(confirm_by_canary(self, self._generation)))
 
     @property
     def child(self) -> ChildProcess | None:
@@ -204,8 +213,12 @@ class InstanceSupervisor:
         before = self.rt
         decision = lc.decide(before, event, self.policy, self.deps.monotonic(), self.deps.random())
         self.rt = decision.runtime
-        # every spawn is an event, also a start retried at once (starting -> starting)
-        if self.rt.state is not before.state or lc.Spawn() in decision.actions:
+        if isinstance(event, lc.Canary):
+            self.traffic.canary_done()
+        # every spawn is an event, also a start retried at once (starting -> starting), and a canary's verdict
+        if self.rt.state is not before.state or lc.Spawn() in decision.actions or (
+            isinstance(event, lc.Canary) and self.rt is not before
+        ):
             self._transition(before.state, self.rt.state, self.rt.reason)
         elif self.rt != before:
             self._save()
@@ -279,6 +292,7 @@ class InstanceSupervisor:
         self._cancel_watchers()
         self._generation += 1
         self._child = child
+        self.traffic = TrafficHealth(self.config.health.traffic_failures)
         generation = self._generation
         for coro in (self._watch_exit(child, generation), probe_child(self, child, generation)):
             self._track(asyncio.create_task(coro))

@@ -19,8 +19,9 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import is_loading_progress
 from llama_orchestrator.core.probing import probe_period, probe_timeout
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.core.traffic_health import canary_request
 from llama_orchestrator.engine import ChildProcess, follow, port_holder
-from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, ProbeConnection
+from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, ProbeConnection, ProbeResult
 
 if TYPE_CHECKING:
     from llama_orchestrator.daemon.supervisor import InstanceSupervisor
@@ -70,15 +71,36 @@ async def _probe_schedule(
                 return
         if result.ok and health.deep_probe != "off" and sup.in_flight == 0 and sup.rt.state is S.READY:
             now = monotonic()
-            if now - last_deep >= health.deep_interval_s:
+            if sup.traffic.deep_probe_due(last_deep, now, health.deep_interval_s):
                 last_deep = now
-                deep = prober.slots if health.deep_probe == "slots" else prober.completion
-                result = await deep(base_url, max(health.timeout_s, 5.0), sup.api_key())
+                if health.deep_probe == "slots":
+                    result = await prober.slots(base_url, max(health.timeout_s, 5.0), sup.api_key())
+                else:
+                    result = await canary(sup)
                 if not result.ok:
                     result = replace(result, detail=f"deep probe ({health.deep_probe}): {result.detail}")
         if result.ok and sup.rt.state is S.READY and sup.rt.probe_failures == 0:
             continue  # decide() would change nothing: leave the supervisor asleep (CPU at scale)
         sup.post(generation, lc.Probe(result.ok, result.detail))
+
+
+async def confirm_by_canary(sup: InstanceSupervisor, generation: int) -> None:
+    """Gateway requests kept failing while /health passed: try the smallest request of the
+    server's kind, and post the verdict (core.traffic_health)."""
+    failures = sup.traffic.describe()
+    result = await canary(sup)
+    if result.ok:
+        detail = f"{failures}, but a one-token request passed: kept running"
+    else:
+        detail = f"{failures}, and a one-token request failed too: {result.detail}"
+    sup.post(generation, lc.Canary(result.ok, detail))
+
+
+async def canary(sup: InstanceSupervisor) -> ProbeResult:
+    config = sup.config
+    path, body = canary_request(config.model.embeddings, config.args)
+    return await sup.deps.prober.post(config.server.base_url, path, body, max(config.health.timeout_s, 5.0),
+                                      sup.api_key())
 
 
 async def watch_progress(sup: InstanceSupervisor, generation: int) -> None:

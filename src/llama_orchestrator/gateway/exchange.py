@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.traffic_health import Evidence, status_evidence
 from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, sse_error_event, to_response
 from llama_orchestrator.gateway.http1 import PlainRequest, response_head
 from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
@@ -70,6 +71,7 @@ class Exchange:
         self.timer: asyncio.TimerHandle | None = None  # the connect timeout, then the read timeout
         self.dialing: asyncio.Task[tuple[asyncio.BaseTransport, Response]] | None = None
         self.timed_out = False
+        self.evidence: Evidence = None  # what the request says of the replica's health (core.traffic_health)
 
     # --- sending ---------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -104,7 +106,7 @@ class Exchange:
         exc = task.exception()
         if self.phase == "over":  # the client left meanwhile
             if exc is None:
-                self.lane.finish(task.result().name)
+                self.lane.finish(task.result().name, None)
             return
         if exc is not None:
             self._refuse(exc)  # 429, 503, 404 ... as aiohttp's path answers them
@@ -184,6 +186,7 @@ class Exchange:
             self._whole(up)
 
     def _head(self, up: Response) -> None:
+        self.evidence = status_evidence(up.status)
         pool = self.lane.pool()
         if pool is not None:
             pool.answered(up, self.after_stream)
@@ -270,7 +273,7 @@ class Exchange:
         if self.lane.closing():
             reason = "the gateway is shutting down"
         else:
-            reason = describe_cut(self.instance, self.timed_out, "UpstreamClosed")
+            reason = self.evidence = describe_cut(self.instance, self.timed_out, "UpstreamClosed")
         self._write(chunk(sse_error_event(reason)) + LAST_CHUNK)
         self._over("stream_error")
 
@@ -280,7 +283,10 @@ class Exchange:
             self._over("upstream", drop=True)
 
     def _refuse(self, exc: BaseException) -> None:
-        """Answer with the gateway's own error (nothing was written to the client yet)."""
+        """Answer with the gateway's own error (nothing was written to the client yet); with a
+        replica chosen, it is one that failed the request (refused, silent, cut)."""
+        if self.upstream is not None:
+            self.evidence = str(exc)
         answer = to_response(exc)
         body = answer.body if isinstance(answer.body, bytes) else b""
         self._write(response_head(answer.status, [*answer.headers.items(), ("Content-Length", str(len(body)))]) + body)
@@ -313,6 +319,7 @@ class Exchange:
 
     def _hand_off(self) -> None:
         """Before any byte to the client: aiohttp's path takes the request from its bytes."""
+        self.evidence = None  # that path tells what comes of it
         self._drop_upstream()
         self._release()
         self.door.exchange = None
@@ -329,7 +336,7 @@ class Exchange:
         if self.waiting is not None:
             self.waiting.cancel()  # likewise (an upstream it got meanwhile is released there)
         if self.upstream is not None:
-            self.lane.finish(self.instance)
+            self.lane.finish(self.instance, self.evidence)
 
     def _drop_upstream(self) -> None:
         up, self.up = self.up, None

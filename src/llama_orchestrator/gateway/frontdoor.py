@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.exchange import Exchange
 from llama_orchestrator.gateway.http1 import MAX_BODY, MAX_HEAD, NotPlain, PlainRequest, plain_request
 from llama_orchestrator.gateway.metrics import GatewayMetrics
@@ -40,7 +41,7 @@ class Lane:
     # None: aiohttp's turn (Gateway._route_plain)
     route: Callable[[PlainRequest], tuple[Upstream | None, str] | None]
     acquire: Callable[[str], Awaitable[Upstream]]  # a replica of the model, after a queue or a start
-    finish: Callable[[str], None]  # the request sent to that replica is over (Gateway._end_forward)
+    finish: Callable[[str, Evidence], None]  # the request sent to that replica is over, and how (Gateway._end_forward)
     pool: Callable[[], UpstreamPool | None]
     closing: Callable[[], bool]
     metrics: GatewayMetrics

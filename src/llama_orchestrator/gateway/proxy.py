@@ -36,6 +36,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_writer import StreamWriter
 
 from llama_orchestrator.core.routing import Upstream
+from llama_orchestrator.core.traffic_health import Evidence, status_evidence
 from llama_orchestrator.gateway import upstream as up_client
 from llama_orchestrator.gateway.errors import (
     INSTANCE_HEADER,
@@ -126,12 +127,24 @@ class RelayedStream(web.StreamResponse):
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened to one proxied request, for metrics."""
+    """What happened to one proxied request, for metrics and the instance's passive health."""
 
     status: int = 0
     first_byte_s: float | None = None
     stream_error: bool = False
     client_gone: bool = False
+    failure: str | None = None  # how the instance failed the request, if it did
+
+    def failed(self, exc: HTTPFailure) -> HTTPFailure:
+        """`exc`, noted as how the instance failed the request."""
+        self.failure = exc.message
+        return exc
+
+    def evidence(self) -> Evidence:
+        """What the request says of the instance's health (core.traffic_health)."""
+        if self.failure is not None:
+            return self.failure
+        return status_evidence(self.status) if self.status else None
 
 
 def upstream_headers(request_headers: Mapping[str, str], upstream: Upstream) -> dict[str, str]:
@@ -164,6 +177,7 @@ async def forward(
     routes, whose answers keep their encoding and caching headers (NATIVE_ANSWER_HEADERS).
     """
     sent_at = time.perf_counter()
+    outcome.failure = None  # a replica tried before this one (it refused) is not this one's failure
     headers = upstream_headers(request.headers, upstream)
     if native:
         headers.update((n, v) for n in NATIVE_REQUEST_HEADERS if (v := request.headers.get(n)))
@@ -175,11 +189,12 @@ async def forward(
             wire_sse=started is None and request.version >= aiohttp.HttpVersion11,
         )
     except up_client.ConnectFailed as exc:
-        raise UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})") from exc
+        refused = UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})")
+        raise outcome.failed(refused) from exc
     except up_client.UpstreamClosed as exc:
-        raise unreachable(upstream.name, exc) from exc
+        raise outcome.failed(unreachable(upstream.name, exc)) from exc
     except TimeoutError as exc:
-        raise no_answer(upstream.name) from exc
+        raise outcome.failed(no_answer(upstream.name)) from exc
     if live is not None:
         live.add(up)
     try:
@@ -189,7 +204,7 @@ async def forward(
         try:
             data = await up.read()
         except (up_client.UpstreamClosed, TimeoutError) as exc:
-            raise failed_answering(upstream.name, type(exc).__name__) from exc
+            raise outcome.failed(failed_answering(upstream.name, type(exc).__name__)) from exc
         outcome.first_byte_s = time.perf_counter() - sent_at
         answer_headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
         for name in ("Content-Type", "Retry-After", *(NATIVE_ANSWER_HEADERS if native else ())):
@@ -257,8 +272,11 @@ async def _relay_stream(
             return await _copy(resp, up, sent_at, outcome)
         except (up_client.UpstreamClosed, TimeoutError) as exc:
             outcome.stream_error = True
-            reason = "the gateway is shutting down" if closing() else describe_cut(
-                upstream.name, isinstance(exc, TimeoutError), type(exc).__name__)
+            if closing():
+                reason = "the gateway is shutting down"
+            else:
+                timed_out = isinstance(exc, TimeoutError)
+                reason = outcome.failure = describe_cut(upstream.name, timed_out, type(exc).__name__)
             if isinstance(resp, RelayedStream):
                 resp.reframe()  # the client has whole chunks only: the error event follows them
             with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionResetError):

@@ -31,6 +31,7 @@ from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
+from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway import fim, proxy, scrape, upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, keyring_for, presented_key
 from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
@@ -337,10 +338,10 @@ class Gateway:
                 closing=lambda: self._closing, live=self._live, started=started,
             )
         finally:
-            self._end_forward(upstream.name)
+            self._end_forward(upstream.name, outcome.evidence())
 
-    def _end_forward(self, name: str) -> None:
-        self.traffic.release(name)
+    def _end_forward(self, name: str, evidence: Evidence = None) -> None:
+        self.traffic.release(name, evidence)
         self._active -= 1
         if not self._active:
             self._drained.set()
@@ -391,8 +392,7 @@ class Gateway:
         scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
         children = await scrape.child_metrics(self._pool, scraped) if scraped and self._pool is not None else []
         text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting, self.gpu_memory())
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={SOURCE_HEADER: "gateway"})
+        return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={SOURCE_HEADER: "gateway"})
 
 
 def _stream_timeouts(config: GatewayConfig) -> upclient.Timeouts:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from llama_orchestrator.config.models import GatewayConfig
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
+from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.catalog import available_models
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
 
@@ -179,8 +180,8 @@ class Traffic:
         self.directory.begin_request(decision.upstream.name)
         return decision.upstream
 
-    def release(self, name: str) -> None:
-        self.directory.end_request(name)
+    def release(self, name: str, evidence: Evidence = None) -> None:
+        self.directory.end_request(name, evidence)
         if self._slot_waiters:
             waiters, self._slot_waiters = self._slot_waiters, set()
             for waiter in waiters:

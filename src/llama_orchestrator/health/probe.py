@@ -365,7 +365,13 @@ class HealthProber:
 
     async def completion(self, base_url: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
         body = {"prompt": "a", "n_predict": 1, "cache_prompt": False}
-        return await self._request("POST", f"{base_url}/completion", timeout_s, api_key, body)
+        return await self.post(base_url, "/completion", body, timeout_s, api_key)
+
+    async def post(
+        self, base_url: str, path: str, body: object, timeout_s: float, api_key: str | None = None
+    ) -> ProbeResult:
+        """POST `body` as JSON to `path`: ok when the server answers 200."""
+        return await self._request("POST", f"{base_url}{path}", timeout_s, api_key, body)
 
     async def _get(self, url: str, timeout_s: float, api_key: str | None) -> ProbeResult:
         return await self._request("GET", url, timeout_s, api_key, None)

@@ -250,3 +250,19 @@ def test_daemon_shutdown_stops_but_keeps_the_wish_to_run() -> None:
     assert rt.desired_up  # the next daemon resumes it
     user_stop = lc.decide(ready_runtime(), lc.Stop(), POLICY, 5).runtime
     assert not user_stop.desired_up
+
+
+def test_a_failed_canary_makes_a_ready_instance_unhealthy_and_a_passed_one_is_only_noted() -> None:
+    rt = ready_runtime()
+    kept = lc.decide(rt, lc.Canary(True, "3 gateway requests in a row failed ..., but ... passed"), POLICY, 5)
+    assert kept.runtime.state is S.READY and kept.runtime.reason.endswith("passed") and not kept.actions
+    assert kept.runtime.last_error is None
+    rt = run([(6, lc.Canary(False, "3 failed, and a one-token request failed too"), S.UNHEALTHY, ())], rt)
+    assert rt.last_error == "3 failed, and a one-token request failed too"
+    rt = run([(6, lc.Tick(), S.STOPPING, (lc.StopProcess,)), (7, lc.Stopped("stopped"), S.STARTING, (lc.Spawn,))], rt)
+    assert rt.restarts == 1
+
+
+def test_a_canary_verdict_changes_nothing_unless_ready() -> None:
+    starting = lc.decide(lc.Runtime(), lc.Start(), POLICY, 0).runtime
+    assert lc.decide(starting, lc.Canary(False, "late"), POLICY, 1).runtime is starting

@@ -25,6 +25,7 @@ from tests.support.procs import kill_group, spawn_server
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.core.traffic_health import Evidence
 
 S = InstanceState
 
@@ -47,6 +48,7 @@ class StaticDirectory:
         self.starts: list[tuple[str, str]] = []
         self.stops: list[tuple[str, str]] = []
         self.begun: list[str] = []
+        self.ended: list[tuple[str, Evidence]] = []  # (instance, what the request said of its health)
         self._changed = asyncio.Event() if _has_loop() else None
 
     # --- test controls ---
@@ -95,7 +97,8 @@ class StaticDirectory:
         self.begun.append(name)
         self.entries[name] = replace(u, in_flight=u.in_flight + 1, last_used=self.clock())
 
-    def end_request(self, name: str) -> None:
+    def end_request(self, name: str, evidence: Evidence = None) -> None:
+        self.ended.append((name, evidence))
         u = self.entries[name]
         self.entries[name] = replace(u, in_flight=u.in_flight - 1, last_used=self.clock())
 

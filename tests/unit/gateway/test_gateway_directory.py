@@ -18,6 +18,7 @@ class StubSupervisor:
     rt: lc.Runtime = field(default_factory=lambda: lc.Runtime(state=S.STOPPED))
     in_flight: int = 0
     events: list[object] = field(default_factory=list)
+    evidence: list[str | None] = field(default_factory=list)  # what ended requests said of its health
     ready: float | None = None
     deps: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(monotonic=lambda: 50.0))
 
@@ -26,6 +27,9 @@ class StubSupervisor:
 
     def ready_in_s(self) -> float | None:
         return self.ready
+
+    def note_traffic(self, evidence: str | None) -> None:
+        self.evidence.append(evidence)
 
     async def wait_for_state(self, states: frozenset[S], timeout_s: float) -> bool:
         return self.rt.state in states
@@ -65,8 +69,8 @@ async def test_snapshot_wishes_and_in_flight() -> None:
     clock.now = 150.0
     directory.begin_request("a")
     assert sup.in_flight == 1 and directory.upstreams()[0].last_used == 150.0
-    directory.end_request("a")
-    assert sup.in_flight == 0
+    directory.end_request("a", "it answered HTTP 500")
+    assert sup.in_flight == 0 and sup.evidence == ["it answered HTTP 500"]  # to the supervisor's passive health
     directory.request_stop("a", "idle")
     assert isinstance(sup.events[-1], lc.Stop)
     sup.rt = replace(sup.rt, state=S.STOPPED)

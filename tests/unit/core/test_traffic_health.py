@@ -1,0 +1,63 @@
+"""Passive health as pure decisions: which requests count, when a canary runs, when a deep probe is due."""
+
+from __future__ import annotations
+
+import pytest
+
+from llama_orchestrator.core.traffic_health import ANSWERED, TrafficHealth, canary_request, status_evidence
+
+
+@pytest.mark.parametrize(("status", "evidence"), [
+    (200, ANSWERED), (400, ANSWERED), (404, ANSWERED), (501, ANSWERED),  # answered: the server works
+    (503, None),  # "Loading model": the probes see that, it says nothing here
+    (500, "it answered HTTP 500"), (502, "it answered HTTP 502"), (504, "it answered HTTP 504"),
+])
+def test_what_a_status_from_llama_server_says(status: int, evidence: str | None) -> None:
+    assert status_evidence(status) == evidence
+
+
+def test_a_run_of_failures_asks_for_one_canary_and_an_answer_in_between_resets_it() -> None:
+    th = TrafficHealth(threshold=3)
+    assert not th.note("cut", 0.0, 10.0)
+    assert not th.note("cut", 0.1, 10.0)
+    assert not th.note(ANSWERED, 0.2, 10.0)  # the server answered: the run starts again
+    assert not th.note(None, 0.3, 10.0)  # the client left: says nothing, resets nothing
+    assert not th.note("it answered HTTP 500", 0.4, 10.0)
+    assert not th.note("it answered HTTP 500", 0.5, 10.0)
+    assert th.failures == 2
+    assert th.note("it answered HTTP 500", 0.6, 10.0)  # the third in a row
+    assert th.describe() == "3 gateway requests in a row failed (the last: it answered HTTP 500)"
+    assert not th.note("it answered HTTP 500", 0.7, 10.0)  # one canary at a time
+    th.canary_done()
+    assert th.failures == 0 and not th.canary_running
+
+
+def test_canaries_come_at_most_once_per_period_and_only_while_ready() -> None:
+    th = TrafficHealth(threshold=1)
+    assert not th.note("cut", 0.0, 10.0, ready=False)  # starting or unhealthy: the probes decide
+    assert th.note("cut", 1.0, 10.0)
+    th.canary_done()
+    assert not th.note("cut", 5.0, 10.0)  # a client sending prompts the server chokes on
+    assert th.note("cut", 11.0, 10.0)
+
+
+def test_threshold_zero_turns_it_off() -> None:
+    th = TrafficHealth(threshold=0)
+    assert not any(th.note("cut", float(t), 0.0) for t in range(100))
+
+
+def test_an_answered_request_counts_as_a_deep_probe() -> None:
+    th = TrafficHealth(threshold=3)
+    assert th.deep_probe_due(last_deep=0.0, now=60.0, interval_s=60.0)
+    th.note(ANSWERED, 30.0, 10.0)
+    assert not th.deep_probe_due(last_deep=0.0, now=60.0, interval_s=60.0)
+    assert th.deep_probe_due(last_deep=0.0, now=90.0, interval_s=60.0)
+    th.note("cut", 100.0, 10.0)  # a failure is no probe
+    assert th.deep_probe_due(last_deep=0.0, now=150.0, interval_s=60.0)
+
+
+def test_the_canary_is_the_smallest_request_of_the_servers_kind() -> None:
+    assert canary_request(False, ["--no-warmup"])[0] == "/completion"
+    assert canary_request(True, []) == ("/embedding", {"content": "a"})
+    assert canary_request(False, ["--embedding"])[0] == "/embedding"
+    assert canary_request(True, ["--reranking"])[0] == "/rerank"
