@@ -444,8 +444,8 @@ def test_requests_failing_while_health_passes_restart_the_instance_once_a_canary
     fail_three_times(url, "hi")
     unhealthy = home.wait_event("sick", lambda e: e.to_state == "unhealthy", what="marked unhealthy")
     assert unhealthy.reason.startswith(
-        "3 gateway requests in a row failed (the last: it answered HTTP 500), and a one-token request failed too: "
-        "HTTP 500"), unhealthy
+        "3 gateway requests in a row failed (the last: it answered HTTP 500: CUDA error: an illegal memory access "
+        "was encountered), and a one-token request failed too: HTTP 500"), unhealthy
     after = wait_until(lambda: (s := home.status("sick")).state == "ready" and s.pid != before.pid and s, 30, 0.05,
                        "sick restarted")
     assert after.restarts == before.restarts + 1 and "a one-token request failed" in (after.last_error or ""), after
@@ -458,8 +458,8 @@ def test_requests_failing_on_their_own_prompts_leave_a_working_instance_running(
     fail_three_times(url, "poison")
     kept = home.wait_event("sick", lambda e: "kept running" in e.reason, what="the canary's verdict")
     assert kept.from_state == kept.to_state == "ready", kept
-    assert kept.reason == ("3 gateway requests in a row failed (the last: it answered HTTP 500), "
-                           "but a one-token request passed: kept running")
+    assert kept.reason == ("3 gateway requests in a row failed (the last: it answered HTTP 500: CUDA error: an "
+                           "illegal memory access was encountered), but a one-token request passed: kept running")
     after = home.status("sick")
     assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after
     assert not any(e.to_state == "unhealthy" for e in home.events("sick"))

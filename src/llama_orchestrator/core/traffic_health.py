@@ -16,18 +16,33 @@ request over), `ANSWERED` ("") says the server answered, any other text says how
 
 from __future__ import annotations
 
+import json
+
 Evidence = str | None
 ANSWERED = ""
+MESSAGE_CHARS = 200
 
 
-def status_evidence(status: int) -> Evidence:
-    """The evidence of an answer with HTTP `status` from llama-server itself: 503 is its "loading
-    model", which the health probes see; 501 a feature it was not started with (a client's error)."""
+def status_evidence(status: int, body: bytes = b"") -> Evidence:
+    """The evidence of an answer with HTTP `status` (and, when read whole, `body`) from llama-server
+    itself: 503 is its "loading model", which the health probes see; 501 a feature it was not
+    started with (a client's error). A failure names llama-server's own message when it gave one."""
     if status == 503:
         return None
-    if status >= 500 and status != 501:
-        return f"it answered HTTP {status}"
-    return ANSWERED
+    if status < 500 or status == 501:
+        return ANSWERED
+    message = _error_message(body)
+    return f"it answered HTTP {status}: {message}" if message else f"it answered HTTP {status}"
+
+
+def _error_message(body: bytes) -> str:
+    """`error.message` of llama-server's (OpenAI-shaped) error body, shortened; "" without one."""
+    try:
+        error = json.loads(body).get("error") if body else None
+    except (ValueError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, dict) else None
+    return message[:MESSAGE_CHARS] if isinstance(message, str) else ""
 
 
 class TrafficHealth:

@@ -240,6 +240,8 @@ class Exchange:
             self._hand_off()
             return
         body = b"".join(self.parts)
+        if self.evidence:  # a failure: name llama-server's own message
+            self.evidence = status_evidence(up.status, body)
         headers = [(SOURCE_HEADER, "upstream"), (INSTANCE_HEADER, self.instance)]
         for name, header in (("content-type", "Content-Type"), ("retry-after", "Retry-After")):
             if value := up.headers.get(name):

@@ -206,6 +206,8 @@ async def forward(
         except (up_client.UpstreamClosed, TimeoutError) as exc:
             raise outcome.failed(failed_answering(upstream.name, type(exc).__name__)) from exc
         outcome.first_byte_s = time.perf_counter() - sent_at
+        if up.status >= 500:
+            outcome.failure = status_evidence(up.status, data) or None  # with llama-server's message
         answer_headers = {SOURCE_HEADER: "upstream", INSTANCE_HEADER: upstream.name}
         for name in ("Content-Type", "Retry-After", *(NATIVE_ANSWER_HEADERS if native else ())):
             if value := up.headers.get(name.lower()):

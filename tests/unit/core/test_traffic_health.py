@@ -16,6 +16,15 @@ def test_what_a_status_from_llama_server_says(status: int, evidence: str | None)
     assert status_evidence(status) == evidence
 
 
+def test_a_failure_names_llama_servers_own_message_when_it_gave_one() -> None:
+    body = b'{"error":{"code":500,"message":"CUDA error: out of memory","type":"server_error"}}'
+    assert status_evidence(500, body) == "it answered HTTP 500: CUDA error: out of memory"
+    assert status_evidence(500, b'{"error":{"message":"' + b"x" * 500 + b'"}}') == "it answered HTTP 500: " + "x" * 200
+    for odd in (b"<html>bad gateway</html>", b"[1]", b'{"error":"text"}', b""):
+        assert status_evidence(502, odd) == "it answered HTTP 502"
+    assert status_evidence(200, body) == ""  # an answer is an answer, whatever it says
+
+
 def test_a_run_of_failures_asks_for_one_canary_and_an_answer_in_between_resets_it() -> None:
     th = TrafficHealth(threshold=3)
     assert not th.note("cut", 0.0, 10.0)
