@@ -413,13 +413,13 @@ def test_gateway_settings_and_a_rotated_keys_file_apply_on_the_next_command_with
     assert home.status("busy").pid == pid  # no instance was restarted for any of it
 
 
-def serve_failing(home: Home, model: Path, failing: str) -> str:
+def serve_failing(home: Home, model: Path, failing: str, env: dict[str, str] | None = None, **extra: Any) -> str:
     """A daemon whose gateway serves `sick`, a fake whose /health passes while completions with
     `failing` in their body answer 500, already started; the gateway's chat URL."""
     gateway_port = free_port()
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway_port}}))
     home.write_instance("sick", model=model, port=free_port(), binary=home.fake_binary(),
-                        env={"FAKE_FAIL_COMPLETIONS": failing})
+                        env={"FAKE_FAIL_COMPLETIONS": failing, **(env or {})}, **extra)
     home.start_daemon()
     home.ok("start", "sick")
     return f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
@@ -463,3 +463,18 @@ def test_requests_failing_on_their_own_prompts_leave_a_working_instance_running(
     after = home.status("sick")
     assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after
     assert not any(e.to_state == "unhealthy" for e in home.events("sick"))
+
+
+def test_a_canary_waiting_behind_busy_slots_is_no_verdict(home: Home, model: Path) -> None:
+    # One slot, busy with a 20 s stream, while three poison requests fail at once: the canary queues
+    # behind the stream and gets no answer in its 5 s. A busy server is not a broken one (a restart
+    # would cut the healthy stream), so nothing is restarted.
+    url = serve_failing(home, model, "poison", {"FAKE_TOKEN_DELAY": "0.05"}, args=["-np", "1"])
+    before = home.status("sick")
+    with urllib.request.urlopen(chat(url, "sick", max_tokens=400, stream=True), timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")  # the stream holds the only slot
+        fail_three_times(url, "poison")
+        kept = home.wait_event("sick", lambda e: "kept running" in e.reason, what="the canary's verdict")
+    assert "a one-token request got no answer within 5 s while 1 other request(s) held slots" in kept.reason, kept
+    after = home.status("sick")
+    assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after

@@ -88,12 +88,16 @@ async def confirm_by_canary(sup: InstanceSupervisor, generation: int) -> None:
     """Gateway requests kept failing while /health passed: try the smallest request of the
     server's kind, and post the verdict (core.traffic_health)."""
     failures = sup.traffic.describe()
+    busy = sup.in_flight  # requests still running hold slots: the canary may wait behind them
     result = await canary(sup)
     if result.ok:
         detail = f"{failures}, but a one-token request passed: kept running"
+    elif result.timed_out and busy:
+        detail = (f"{failures}; a one-token request got {result.detail} while {busy} other request(s) held "
+                  "slots (busy, not judged): kept running")
     else:
         detail = f"{failures}, and a one-token request failed too: {result.detail}"
-    sup.post(generation, lc.Canary(result.ok, detail))
+    sup.post(generation, lc.Canary(result.ok or (result.timed_out and busy > 0), detail))
 
 
 async def canary(sup: InstanceSupervisor) -> ProbeResult:

@@ -28,6 +28,7 @@ class ProbeResult:
     detail: str
     latency_s: float
     loading: bool = False
+    timed_out: bool = False  # no answer within the timeout (a busy server may just be slow)
 
 
 class _GetProtocol(asyncio.Protocol):
@@ -394,6 +395,7 @@ class HealthProber:
                 detail = "loading model" if loading else f"HTTP {response.status}: {text[:120]}"
                 return ProbeResult(False, response.status, detail, elapsed, loading=loading)
         except TimeoutError:
-            return ProbeResult(False, None, f"no answer within {timeout_s:g} s", time.monotonic() - started)
+            return ProbeResult(False, None, f"no answer within {timeout_s:g} s", time.monotonic() - started,
+                               timed_out=True)
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
             return ProbeResult(False, None, f"connection failed: {exc.__class__.__name__}", time.monotonic() - started)
