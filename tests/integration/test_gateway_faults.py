@@ -115,6 +115,12 @@ def assert_lane(gw: Gateway, query: str, requests: int) -> None:
     assert gw.lanes == ({"fast": 0, "handed_off": requests} if query else {"fast": requests, "handed_off": 0})
 
 
+async def evidence(directory: StaticDirectory, count: int) -> list[tuple[str, str | None]]:
+    """What the gateway told the directory of the `count` requests it ended (passive health)."""
+    await async_wait_until(lambda: len(directory.ended) == count, 5, message=f"{count} request(s) ended")
+    return directory.ended
+
+
 async def sse_events(resp: aiohttp.ClientResponse) -> list[bytes]:
     raw = await resp.read()
     return [e for e in raw.split(b"\n\n") if e.strip()]
@@ -342,8 +348,8 @@ async def test_upstream_dying_mid_stream_ends_the_client_stream_with_an_error_ev
             async with http.get(gw.address + "/metrics") as r:
                 assert 'llama_orch_gateway_errors_total{model="tiny",source="stream_error"} 1' in await r.text()
             # the instance's passive health hears of it (core.traffic_health)
-            await async_wait_until(lambda: len(directory.ended) == 1, 5, message="the request ended")
-            assert directory.ended == [("one", "instance 'one' closed the stream before it ended (UpstreamClosed)")]
+            assert await evidence(directory, 1) == [
+                ("one", "instance 'one' closed the stream before it ended (UpstreamClosed)")]
 
 
 @LANES
@@ -440,16 +446,15 @@ async def test_wedged_upstream_times_out_with_504(
             assert resp.status == 504 and (await resp.json())["error"]["code"] == "upstream_timeout"
             assert resp.headers["X-Llama-Orch-Source"] == "gateway"
             assert_lane(gw, query, 1)
-            await async_wait_until(lambda: len(directory.ended) == 1, 5, message="the request ended")
-            assert directory.ended == [("one", "instance 'one' did not answer within the timeout")]
+            assert await evidence(directory, 1) == [("one", "instance 'one' did not answer within the timeout")]
 
 
 @LANES
 async def test_each_request_tells_the_directory_what_it_says_of_the_instances_health(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
 ) -> None:
-    # Passive health (core.traffic_health): an answer is proof of life, llama-server's own 500 is
-    # a failure, a client leaving before the head says nothing, a request for no instance is not counted.
+    # Passive health (core.traffic_health): an answer, streamed or whole, is proof of life;
+    # llama-server's own 500 is a failure, named in its words; a request for no instance is not counted.
     with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_FAIL_COMPLETIONS": "poison"}) as (port, _):
         directory = StaticDirectory([upstream("one", "tiny", port=port)])
         async with serving(GatewayConfig(), directory) as gw:
@@ -460,9 +465,8 @@ async def test_each_request_tells_the_directory_what_it_says_of_the_instances_he
                 async with http.post(url, json=body) as resp:
                     assert resp.status == status, await resp.text()
                     await resp.read()
-            await async_wait_until(lambda: len(directory.ended) == 4, 5, message="four requests ended")
             cuda = "it answered HTTP 500: CUDA error: an illegal memory access was encountered"  # llama-server's words
-            assert directory.ended == [("one", ""), ("one", ""), ("one", cuda), ("one", cuda)]
+            assert await evidence(directory, 4) == [("one", ""), ("one", ""), ("one", cuda), ("one", cuda)]
             assert gw.lanes["fast"] == (0 if query else 5)
 
 

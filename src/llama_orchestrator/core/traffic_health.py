@@ -93,7 +93,7 @@ class TrafficHealth:
 
 def canary_request(embeddings: bool, args: list[str]) -> tuple[str, dict[str, object]]:
     """The smallest request of the kind this server exists for: (path, JSON body). An embedding
-    server refuses completions (501) and a reranker serves neither completions nor plain embeddings."""
+    model may not generate at all, and /rerank answers 501 unless the server runs with --reranking."""
     if "--reranking" in args or "--rerank" in args:
         return "/rerank", {"query": "a", "documents": ["a"]}
     if embeddings or "--embeddings" in args or "--embedding" in args:
