@@ -34,12 +34,12 @@ from urllib.parse import urlsplit
 
 from llama_orchestrator.errors import UpstreamError
 from llama_orchestrator.gateway.chunked import ChunkedDecoder, MalformedChunk, WireChunks
+from llama_orchestrator.gateway.response_head import MalformedHead, body_framing, parse_response_head, split_head
 
 if TYPE_CHECKING:
     from llama_orchestrator.gateway.pool import UpstreamPool
 
 PAUSE_ABOVE = 256 * 1024  # buffered body bytes at which the socket stops being read
-MAX_HEAD = 64 * 1024
 
 
 class ConnectFailed(UpstreamError):
@@ -152,14 +152,11 @@ class Response(asyncio.Protocol):
         try:
             if not self.head_done:
                 self._buf += data
-                end = self._buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buf) > MAX_HEAD:
-                        raise UpstreamClosed("the upstream sent an oversized response head")
+                if (whole := split_head(self._buf)) is None:
                     return
-                self._parse_head(bytes(self._buf[:end]))
-                data = bytes(self._buf[end + 4:])
                 self._buf = bytearray()
+                self._parse_head(whole[0])
+                data = whole[1]
                 if not self.head_done:  # a 1xx head: the real one follows
                     if data:
                         self.data_received(data)
@@ -182,7 +179,7 @@ class Response(asyncio.Protocol):
                     if self._remaining == 0:
                         self._eof = True
                 self._push(data)
-        except (UpstreamClosed, MalformedChunk) as exc:
+        except (UpstreamClosed, MalformedChunk, MalformedHead) as exc:
             self.failure = exc if isinstance(exc, UpstreamClosed) else UpstreamClosed(str(exc))
             self._keep = False
         if self._sink is None or self._eof or self.failure is not None or self.sink_state:
@@ -191,38 +188,21 @@ class Response(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return False  # let the transport close; connection_lost decides what the end means
 
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise UpstreamClosed(f"the upstream sent a malformed status line {lines[0][:80]!r}")
-        self.status = int(parts[1])
-        if self.status < 200:  # 1xx: skip it and wait for the real head
-            self.status = 0
+    def _parse_head(self, raw: bytes) -> None:
+        head = parse_response_head(raw)
+        framing, length = body_framing(head, self._method)
+        if not head.status:  # 1xx: skip it and wait for the real head
             return
-        headers = self.headers
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        self.head_done = True
-        self.content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        conn = headers.get("connection", "").lower()
-        if parts[0] == "HTTP/1.0" or "close" in conn:
-            self._keep = False
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        self.status, self.headers, self.head_done = head.status, head.headers, True
+        self.content_type = head.content_type
+        self._keep = self._keep and head.keep_alive and framing != "close"  # "close": read until it closes
+        if framing == "chunked":
             self.wire = self._wire_wanted and self.content_type == "text/event-stream"
             self._wire_body = WireChunks() if self.wire else None
             self._chunked = self._wire_body or ChunkedDecoder()
-        elif self.status in (204, 304) or self._method == "HEAD":
-            self._eof = True
-        elif (length := headers.get("content-length")) is not None:
-            if not length.isdigit():
-                raise UpstreamClosed(f"the upstream sent a bad Content-Length {length!r}")
-            self._remaining = int(length)
-            self._eof = self._remaining == 0
         else:
-            self._keep = False  # read until close
+            self._remaining = length
+            self._eof = framing == "none" or length == 0
 
     def _push(self, data: bytes) -> None:
         sink = self._sink
