@@ -16,7 +16,7 @@ from collections import deque
 from typing import ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.events import Resize
@@ -26,6 +26,7 @@ from textual.widgets import Button, Footer, Input
 from llama_orchestrator import gguf_file
 from llama_orchestrator.daemon.protocol import DaemonStatus, EventOut, InstanceStatus
 from llama_orchestrator.tui import fleet
+from llama_orchestrator.tui.actions import TAIL_LINES, InstanceActions
 from llama_orchestrator.tui.feeds import STREAM_ERRORS, Feed, Poller
 from llama_orchestrator.tui.fleet_table import FleetTable
 from llama_orchestrator.tui.messages import (
@@ -35,22 +36,20 @@ from llama_orchestrator.tui.messages import (
     LogLines,
     Lost,
     NoDaemon,
-    Notice,
     StatusArrived,
 )
-from llama_orchestrator.tui.screens import ConfirmScreen, HelpScreen, LogScreen
+from llama_orchestrator.tui.screens import HelpScreen
 from llama_orchestrator.tui.source import ClientFactory, DaemonStarter, DashboardClient
 from llama_orchestrator.tui.widgets import DetailPane, HeaderBar, NoDaemonPanel
 
 REFRESH_S = 1.0  # resource figures and uptime
 RECONNECT_S = 2.0  # while no daemon answers
 SELECT_SETTLE_S = 0.15  # the cursor rests this long before the detail pane follows it
-TAIL_LINES = 200
 EVENTS_SHOWN = 6
 WIDE_COLUMNS = 120  # from this width the detail pane puts the log beside the events
 
 
-class DashboardApp(App[None]):
+class DashboardApp(InstanceActions):
     CSS_PATH = "dashboard.tcss"
     TITLE = "llama-orch"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -336,55 +335,6 @@ class DashboardApp(App[None]):
         if action == "start_daemon":
             return self.client is None and self._starter is not None
         return True
-
-    def _target(self) -> str | None:
-        name = self.query_one(FleetTable).selected_name
-        if name is None:
-            self.notify("no instance selected", severity="warning")
-        return name
-
-    def action_start(self) -> None:
-        if name := self._target():
-            self._act("start", name)
-
-    def action_restart(self) -> None:
-        if name := self._target():
-            self._act("restart", name)
-
-    def action_stop(self) -> None:
-        name = self._target()
-        if name is None:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._act("stop", name)
-
-        self.push_screen(ConfirmScreen(f"Stop {name}?"), answered)
-
-    @work(thread=True, group="act")
-    def _act(self, action: str, name: str) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            client.act(action, [name])
-        except STREAM_ERRORS as exc:
-            self.post_message(Notice(f"{action} {name}: {exc}", "error"))
-            return
-        self.post_message(Notice(f"{action}: {name}"))
-        if self._poller is not None:
-            self._poller.poke()
-
-    @on(Notice)
-    def _notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity)  # type: ignore[arg-type]
-
-    def action_logs(self) -> None:
-        client, name = self.client, self._target()
-        if client is None or name is None:
-            return
-        self.push_screen(LogScreen(name, lambda: client.logs(name, TAIL_LINES * 5, follow=True)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
