@@ -32,7 +32,7 @@ async def test_real_server_is_ready_and_slots_answer(llama_server_bin: Path, tin
             assert result
             slots = await prober.slots(base, 5.0)
             assert slots.ok and slots.status == 200
-            completion = await prober.completion(base, 10.0)
+            completion = await prober.post(base, *canary_request(False, []), 10.0)  # the one-token canary
             assert completion.ok
     finally:
         await prober.close()

@@ -130,12 +130,9 @@ class HealthPolicy(Strict):
         300.0, gt=0, description="Start deadline; extended while the log shows loading progress."
     )
     deep_probe: DeepProbe = Field("off", description="Also probe /slots or a one-token completion while idle.")
-    deep_interval_s: float = Field(
-        60.0, gt=0, description="Seconds between deep probes; a request the gateway got answered counts as one."
-    )
+    deep_interval_s: float = Field(60.0, gt=0, description="Seconds between deep probes (or answered requests).")
     traffic_failures: int = Field(
-        3, ge=0,
-        description="Gateway requests in a row that fail on the server's side (its 5xx, a cut connection, "
+        3, ge=0, description="Gateway requests in a row that fail on the server's side (its 5xx, a cut connection, "
         "a timeout) before a one-token canary checks it; if that fails too, the instance is unhealthy. 0: off.",
     )
 

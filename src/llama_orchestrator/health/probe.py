@@ -364,10 +364,6 @@ class HealthProber:
             return ProbeResult(True, 501, "slots endpoint disabled", result.latency_s)
         return result
 
-    async def completion(self, base_url: str, timeout_s: float, api_key: str | None = None) -> ProbeResult:
-        body = {"prompt": "a", "n_predict": 1, "cache_prompt": False}
-        return await self.post(base_url, "/completion", body, timeout_s, api_key)
-
     async def post(
         self, base_url: str, path: str, body: object, timeout_s: float, api_key: str | None = None
     ) -> ProbeResult:
@@ -395,7 +391,7 @@ class HealthProber:
                 detail = "loading model" if loading else f"HTTP {response.status}: {text[:120]}"
                 return ProbeResult(False, response.status, detail, elapsed, loading=loading)
         except TimeoutError:
-            return ProbeResult(False, None, f"no answer within {timeout_s:g} s", time.monotonic() - started,
-                               timed_out=True)
+            elapsed = time.monotonic() - started
+            return ProbeResult(False, None, f"no answer within {timeout_s:g} s", elapsed, timed_out=True)
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
             return ProbeResult(False, None, f"connection failed: {exc.__class__.__name__}", time.monotonic() - started)
