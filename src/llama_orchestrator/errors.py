@@ -151,6 +151,14 @@ class UpstreamError(OrchestratorError):
     """A llama-server behind the gateway failed or could not be reached."""
 
 
+class HubError(OrchestratorError):
+    """A model could not be fetched from Hugging Face (network, access, or no such file)."""
+
+
+class HubNotFoundError(HubError):
+    exit_code = EXIT_NOT_FOUND
+
+
 class AutostartError(OrchestratorError):
     exit_code = EXIT_AUTOSTART
 

@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from tests.support.waiting import wait_until
 from llama_orchestrator import units
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_server]
-
-
-@pytest.fixture
-def home(tmp_path: Path, llama_server_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    monkeypatch.setenv("LLAMA_ORCH_LLAMA_SERVER", str(llama_server_bin))  # how a user points at the binary
-    h = Home(Path(os.environ["LLAMA_ORCH_HOME"]), tmp_path / "scratch")
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _health(port: int) -> int:

@@ -67,6 +67,7 @@ def root(
 # Command name → the module that registers it (each has `register(app)`), in help order.
 COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("create", "ls", "rm"), "instances"),
+    "pull": "pull",
     **dict.fromkeys(("up", "down", "start", "stop", "restart", "ps", "logs", "inspect", "events"), "lifecycle"),
     **dict.fromkeys(("dashboard", "top"), "dashboard"),
     **dict.fromkeys(("config", "schema"), "config_cmd"),

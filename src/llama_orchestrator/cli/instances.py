@@ -36,7 +36,10 @@ def create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Instance name: lowercase letters, digits, '.', '_', '-'."),
     extra: list[str] = typer.Argument(None, help="Extra llama-server arguments, after `--`."),
-    model: Path = typer.Option(..., "--model", "-m", help="Path to the .gguf model file."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Path to the .gguf model file."),
+    hf: str | None = typer.Option(
+        None, "--hf", help="Instead of --model: owner/repo[:QUANT] on Hugging Face, fetched first (llama-orch pull)."
+    ),
     port: int | None = typer.Option(None, "--port", "-p", help="Port for llama-server (default: first free, 8001+)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address llama-server binds."),
     backend: str = typer.Option("cpu", "--backend", "-b", help="cpu, vulkan, cuda, rocm or metal."),
@@ -64,6 +67,7 @@ def create(
     """Create an instance config (refuses to overwrite one).
 
     Example: llama-orch create qwen --model D:/models/qwen.gguf --backend vulkan -ngl 99 -- --flash-attn on
+    Example: llama-orch create gemma --hf ggml-org/gemma-3-270m-it-GGUF:Q8_0
     """
     from llama_orchestrator.config.files import write_json_atomic
     from llama_orchestrator.config.loader import load_fleet
@@ -77,6 +81,13 @@ def create(
     target = paths.instance_config(name)
     if target.exists():
         raise InstanceExistsError(name, f"instance {name!r} already exists ({target})", hint=f"llama-orch rm {name}")
+    if (model is None) == (hf is None):
+        raise ConfigError([ConfigProblem("<command line>", "--model", "give the model as --model PATH or --hf REPO")])
+    if hf is not None:
+        from llama_orchestrator.cli.pull import fetch
+
+        model = Path(fetch(ctx, hf, option="--hf")[0])  # a split model: llama-server finds the other parts
+    assert model is not None
     fleet = load_fleet(paths, offline=True)
     taken = {c.server.port for c in fleet.instances.values()}
     taken |= {fleet.orchestrator.gateway.port, fleet.orchestrator.control.port}

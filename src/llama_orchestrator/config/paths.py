@@ -31,6 +31,11 @@ class HomePaths:
         return self.home / "instances"
 
     @property
+    def models_dir(self) -> Path:
+        """Models `llama-orch pull` fetched: models/<owner>/<repo>/<file>."""
+        return self.home / "models"
+
+    @property
     def orchestrator_file(self) -> Path:
         return self.home / "orchestrator.json"
 

@@ -23,6 +23,7 @@ FORBIDDEN = {
     "engine": {"sqlite3", "aiohttp", "typer", "rich", "textual"},
     "autostart": {"sqlite3", "aiohttp", "psutil", "typer", "rich", "textual"},
     "tui": {"sqlite3", "subprocess", "typer"},
+    "hub": {"sqlite3", "subprocess", "psutil", "aiohttp", "typer", "rich", "textual"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Models from Hugging Face: which files a `owner/repo[:quant]` means (choice) and fetching them (download)."""

@@ -1,0 +1,71 @@
+"""`llama-orch pull` against a stand-in for Hugging Face (tests.support.fake_hub): the errors a user
+can meet, each with its exit code and words, and a download cut midway."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.support.fake_hub import FakeHub
+from tests.support.orch import Home
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+MODEL = b"GGUF" + os.urandom(300_000)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    fake = FakeHub({"owner/tiny-GGUF": {"tiny-Q8_0.gguf": MODEL, "tiny-Q4_K_M.gguf": MODEL[:1000]}})
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with fake:
+        yield fake  # type: ignore[misc]
+
+
+def downloaded(home: Home) -> list[str]:
+    models = home.paths.models_dir
+    return sorted(p.name for p in models.rglob("*.gguf")) if models.exists() else []
+
+
+@pytest.mark.parametrize(("spec", "code", "words"), [
+    ("owner/nope", 4, "error: Hugging Face has no owner/nope (revision main), or it is private"),
+    ("owner/tiny-GGUF:Q2_K", 4, "error: owner/tiny-GGUF has no quant Q2_K; its model files: tiny-Q4_K_M.gguf, "
+                                "tiny-Q8_0.gguf; name one, e.g. owner/tiny-GGUF:Q4_K_M"),
+    ("tiny-GGUF", 2, "is not a Hugging Face model: give owner/repo or owner/repo:QUANT"),
+    ("owner/tiny-GGUF:", 2, "names no quant after ':'"),
+])
+def test_a_bad_model_name_says_what_is_wrong_and_fetches_nothing(
+    home: Home, hub: FakeHub, spec: str, code: int, words: str
+) -> None:
+    result = home.cli("pull", spec)
+    assert result.code == code and words in result.err, str(result)
+    assert downloaded(home) == [] and not hub.gets
+
+
+def test_no_quant_takes_q4_k_m_like_llama_cpp(home: Home, hub: FakeHub) -> None:
+    path = Path(home.ok("pull", "owner/tiny-GGUF").out.strip())
+    assert path.name == "tiny-Q4_K_M.gguf" and path.read_bytes() == MODEL[:1000]
+
+
+def test_a_download_cut_midway_is_taken_up_again_and_ends_whole(home: Home, hub: FakeHub) -> None:
+    hub.cut_after, hub.cuts_left = 100_000, 1  # the first GET's connection drops a third of the way
+    path = Path(home.ok("pull", "owner/tiny-GGUF:Q8_0").out.strip())
+    assert path.read_bytes() == MODEL and hub.gets["tiny-Q8_0.gguf"] == 2
+
+
+def test_an_unreachable_hub_is_a_clear_error(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    result = home.cli("pull", "owner/tiny-GGUF:Q8_0")
+    assert result.code == 1 and "error: could not download from owner/tiny-GGUF (revision main)" in result.err
+    assert "Traceback" not in result.err and downloaded(home) == []
+
+
+def test_create_takes_one_of_model_and_hf(home: Home, hub: FakeHub, tmp_path: Path) -> None:
+    both = home.cli("create", "x", "--model", str(tmp_path / "m.gguf"), "--hf", "owner/tiny-GGUF:Q8_0")
+    neither = home.cli("create", "x")
+    for result in (both, neither):
+        assert result.code == 2 and "give the model as --model PATH or --hf REPO" in result.err, str(result)
+    assert not hub.gets and not home.paths.instance_config("x").exists()
