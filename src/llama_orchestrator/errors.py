@@ -13,6 +13,9 @@
     │   ├── DaemonNotRunningError     exit 3
     │   └── DaemonAlreadyRunningError exit 3  .pid, .address
     ├── UpstreamError                 exit 1  gateway → llama-server failures
+    ├── HubError                      exit 1  fetching from Hugging Face failed (network, access)
+    │   ├── HubNotFoundError          exit 4  no such repo, revision or model file
+    │   └── ModelInUseError           exit 5  `models rm` of a file an instance config uses
     └── AutostartError                exit 8
         └── UnsupportedPlatformError  exit 8
 
@@ -157,6 +160,10 @@ class HubError(OrchestratorError):
 
 class HubNotFoundError(HubError):
     exit_code = EXIT_NOT_FOUND
+
+
+class ModelInUseError(HubError):
+    exit_code = EXIT_CONFLICT
 
 
 class AutostartError(OrchestratorError):

@@ -3,6 +3,7 @@ can meet, each with its exit code and words, and a download cut midway."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,3 +70,35 @@ def test_create_takes_one_of_model_and_hf(home: Home, hub: FakeHub, tmp_path: Pa
     for result in (both, neither):
         assert result.code == 2 and "give the model as --model PATH or --hf REPO" in result.err, str(result)
     assert not hub.gets and not home.paths.instance_config("x").exists()
+
+
+def test_models_ls_and_rm_keep_what_an_instance_uses(home: Home, hub: FakeHub, tmp_path: Path) -> None:
+    hub.repos["other/b-GGUF"] = {"b-Q8_0.gguf": MODEL[:2000]}
+    used = Path(home.ok("pull", "owner/tiny-GGUF:Q8_0").out.strip())
+    spare = Path(home.ok("pull", "other/b-GGUF").out.strip())
+    home.write_instance("chat", model=used, port=free_port(), binary=home.fake_binary())
+    home.paths.instance_config("broken").parent.mkdir(parents=True)
+    home.paths.instance_config("broken").write_text('{"name": "broken", "model": {"path": "b-Q8_0.gguf"}, "x": 1}')
+
+    listed = json.loads(home.ok("models", "ls", "--json").out)
+    assert [(m["repo"], m["file"], m["bytes"], m["used_by"]) for m in listed] == [
+        ("other/b-GGUF", "b-Q8_0.gguf", 2000, ["broken"]),  # a config that does not load still counts
+        ("owner/tiny-GGUF", "tiny-Q8_0.gguf", len(MODEL), ["chat"])]
+    table = home.ok("models", "ls").out
+    assert "owner/tiny-GGUF" in table and "tiny-Q8_0.gguf" in table and "chat" in table
+
+    refused = home.cli("models", "rm", "owner/tiny-GGUF:Q8_0")
+    assert refused.code == 5 and "owner/tiny-GGUF:Q8_0 is the model of chat" in refused.err, str(refused)
+    assert "llama-orch rm NAME" in refused.err and used.exists()
+
+    home.paths.instance_config("broken").unlink()
+    removed = home.ok("models", "rm", "other/b-GGUF")
+    assert f"removed {spare}" in removed.out
+    assert not (home.paths.models_dir / "other").exists()  # the repo's folder, huggingface_hub's notes and all
+    left = json.loads(home.ok("models", "ls", "--json").out)
+    assert used.exists() and [m["file"] for m in left] == ["tiny-Q8_0.gguf"]
+
+    for spec, words in (("other/b-GGUF", "no model of other/b-GGUF has been fetched"),
+                        ("owner/tiny-GGUF:Q2_K", "not fetched: owner/tiny-GGUF has no quant Q2_K")):
+        missing = home.cli("models", "rm", spec)
+        assert missing.code == 4 and words in missing.err, str(missing)

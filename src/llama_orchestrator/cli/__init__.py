@@ -68,6 +68,7 @@ def root(
 COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("create", "ls", "rm"), "instances"),
     "pull": "pull",
+    "models": "models",
     **dict.fromkeys(("up", "down", "start", "stop", "restart", "ps", "logs", "inspect", "events"), "lifecycle"),
     **dict.fromkeys(("dashboard", "top"), "dashboard"),
     **dict.fromkeys(("config", "schema"), "config_cmd"),
