@@ -9,7 +9,7 @@ import typer
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
-from llama_orchestrator.errors import ConfigError, ConfigProblem, HubNotFoundError, ModelInUseError
+from llama_orchestrator.errors import ConfigError, ConfigProblem, HubError, HubNotFoundError, ModelInUseError
 
 if TYPE_CHECKING:
     from llama_orchestrator.config.paths import HomePaths
@@ -71,7 +71,11 @@ def remove_model(
         raise ModelInUseError(f"{spec} is the model of {', '.join(using)}",
                               hint=f"remove or repoint {'them' if len(using) > 1 else 'it'} first (llama-orch rm NAME)")
     for m in chosen:
-        forget(paths.models_dir, m)
+        try:
+            forget(paths.models_dir, m)
+        except OSError as exc:  # Windows: a llama-server still running from the file holds it open
+            raise HubError(f"could not delete {m.path}: {exc.strerror or exc}",
+                           hint="stop any llama-server still using it, then run this again") from None
         _console.success(f"removed {m.path}")
 
 
