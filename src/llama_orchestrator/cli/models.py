@@ -9,10 +9,11 @@ import typer
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
-from llama_orchestrator.errors import ConfigError, ConfigProblem, HubError, HubNotFoundError, ModelInUseError
+from llama_orchestrator.errors import HubError, HubNotFoundError, ModelInUseError
 
 if TYPE_CHECKING:
     from llama_orchestrator.config.paths import HomePaths
+    from llama_orchestrator.hub.local import LocalModel
 
 models_app = typer.Typer(help="The models `llama-orch pull` fetched.", no_args_is_help=True)
 
@@ -30,8 +31,9 @@ def list_models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     from llama_orchestrator.hub.local import local_models
 
     paths = context(ctx).paths
-    users = _users(paths)
-    found = [(m, users.get(m.path.resolve(), [])) for m in local_models(paths.models_dir)]
+    models = local_models(paths.models_dir)
+    users = _users(paths, models)
+    found = [(m, users.get(m.path.resolve(), [])) for m in models]
     if as_json:
         _console.print_json([{"repo": m.repo, "file": m.file, "bytes": m.bytes, "path": str(m.path), "used_by": used}
                              for m, used in found])
@@ -51,22 +53,21 @@ def remove_model(
 
     Example: llama-orch models rm ggml-org/gemma-3-1b-it-GGUF:Q8_0
     """
-    from llama_orchestrator.hub.choice import NoSuchModelFile, parse_spec
+    from llama_orchestrator.cli.pull import spec_of
+    from llama_orchestrator.hub.choice import NoSuchModelFile
     from llama_orchestrator.hub.local import forget, local_models, named
 
     paths = context(ctx).paths
+    spec = spec_of(model)
+    models = local_models(paths.models_dir)
     try:
-        spec = parse_spec(model)
-    except ValueError as exc:
-        raise ConfigError([ConfigProblem("<command line>", "MODEL", str(exc))]) from None
-    try:
-        chosen = named(local_models(paths.models_dir), spec)
+        chosen = named(models, spec)
     except NoSuchModelFile as exc:
         raise HubNotFoundError(f"not fetched: {exc}") from None
     if not chosen:
         raise HubNotFoundError(f"no model of {spec.repo} has been fetched into {paths.models_dir}",
                                hint="llama-orch models ls")
-    users = _users(paths)
+    users = _users(paths, models)
     if using := sorted({name for m in chosen for name in users.get(m.path.resolve(), [])}):
         raise ModelInUseError(f"{spec} is the model of {', '.join(using)}",
                               hint=f"remove or repoint {'them' if len(using) > 1 else 'it'} first (llama-orch rm NAME)")
@@ -79,7 +80,7 @@ def remove_model(
         _console.success(f"removed {m.path}")
 
 
-def _users(paths: HomePaths) -> dict[Path, list[str]]:
+def _users(paths: HomePaths, models: list[LocalModel]) -> dict[Path, list[str]]:
     """Model file (resolved) -> the instances whose config names it; a config that does not load
     counts for every file it mentions by name, so `rm` never takes a model one might need."""
     from llama_orchestrator.config.loader import load_fleet
@@ -89,11 +90,9 @@ def _users(paths: HomePaths) -> dict[Path, list[str]]:
     for name, config in sorted(fleet.instances.items()):
         users.setdefault(Path(config.model.path).resolve(), []).append(name)
     broken = {name: file for name, file in fleet.config_files.items() if name not in fleet.instances}
-    if broken:
-        from llama_orchestrator.hub.local import local_models
-
-        for m in local_models(paths.models_dir):
-            for name, file in sorted(broken.items()):
-                if Path(m.file).name in Path(file).read_text(encoding="utf-8", errors="replace"):
-                    users.setdefault(m.path.resolve(), []).append(name)
+    for name, file in sorted(broken.items()):
+        text = Path(file).read_text(encoding="utf-8", errors="replace")
+        for m in models:
+            if Path(m.file).name in text:
+                users.setdefault(m.path.resolve(), []).append(name)
     return users

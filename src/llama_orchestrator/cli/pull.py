@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.cli._context import context
 from llama_orchestrator.errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from llama_orchestrator.hub.choice import HubModel
 
 
 def register(app: typer.Typer) -> None:
@@ -27,15 +32,21 @@ def pull(
         print(path)
 
 
-def fetch(ctx: typer.Context, spec_text: str, revision: str = "main", option: str = "MODEL") -> list[str]:
-    """The local paths of `spec_text`'s files, downloaded if need be (also `create --hf`)."""
+def spec_of(text: str, option: str = "MODEL") -> HubModel:
+    """`text` as owner/repo[:QUANT], else a command-line problem naming `option`."""
     from llama_orchestrator.hub.choice import parse_spec
-    from llama_orchestrator.hub.download import pull_model
 
     try:
-        spec = parse_spec(spec_text)
+        return parse_spec(text)
     except ValueError as exc:
         raise ConfigError([ConfigProblem("<command line>", option, str(exc))]) from None
+
+
+def fetch(ctx: typer.Context, spec_text: str, revision: str = "main", option: str = "MODEL") -> list[str]:
+    """The local paths of `spec_text`'s files, downloaded if need be (also `create --hf`)."""
+    from llama_orchestrator.hub.download import pull_model
+
+    spec = spec_of(spec_text, option)
     paths = context(ctx).paths
     paths.ensure()
     _console.info(f"fetching {spec} from Hugging Face into {paths.models_dir}")
