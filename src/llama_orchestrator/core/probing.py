@@ -33,3 +33,11 @@ def probe_timeout(health: HealthPolicy, *, starting: bool, last_failed: bool) ->
     (a loading server answers /health at once, so starting probes keep the interval's cap)."""
     cap = health.interval_s if starting else probe_period(health, starting=False, last_failed=last_failed)
     return min(health.timeout_s, cap)
+
+
+DEEP_TIMEOUT_MIN_S = 5.0  # a deep probe or canary does real work: never less than this
+
+
+def deep_probe_timeout(health: HealthPolicy) -> float:
+    """Seconds a deep probe (/slots, a one-token request) or a canary may take."""
+    return max(health.timeout_s, DEEP_TIMEOUT_MIN_S)

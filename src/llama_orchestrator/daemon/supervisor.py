@@ -213,12 +213,11 @@ class InstanceSupervisor:
         before = self.rt
         decision = lc.decide(before, event, self.policy, self.deps.monotonic(), self.deps.random())
         self.rt = decision.runtime
-        if isinstance(event, lc.Canary):
+        canary = isinstance(event, lc.Canary)
+        if canary:
             self.traffic.canary_done()
         # every spawn is an event, also a start retried at once (starting -> starting), and a canary's verdict
-        if self.rt.state is not before.state or lc.Spawn() in decision.actions or (
-            isinstance(event, lc.Canary) and self.rt is not before
-        ):
+        if self.rt.state is not before.state or lc.Spawn() in decision.actions or (canary and self.rt is not before):
             self._transition(before.state, self.rt.state, self.rt.reason)
         elif self.rt != before:
             self._save()

@@ -17,7 +17,7 @@ import psutil
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import is_loading_progress
-from llama_orchestrator.core.probing import probe_period, probe_timeout
+from llama_orchestrator.core.probing import deep_probe_timeout, probe_period, probe_timeout
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import canary_request
 from llama_orchestrator.engine import ChildProcess, follow, port_holder
@@ -74,7 +74,7 @@ async def _probe_schedule(
             if sup.traffic.deep_probe_due(last_deep, now, health.deep_interval_s):
                 last_deep = now
                 if health.deep_probe == "slots":
-                    result = await prober.slots(base_url, max(health.timeout_s, 5.0), sup.api_key())
+                    result = await prober.slots(base_url, deep_probe_timeout(health), sup.api_key())
                 else:
                     result = await canary(sup)
                 if not result.ok:
@@ -103,7 +103,7 @@ async def confirm_by_canary(sup: InstanceSupervisor, generation: int) -> None:
 async def canary(sup: InstanceSupervisor) -> ProbeResult:
     config = sup.config
     path, body = canary_request(config.model.embeddings, config.args)
-    return await sup.deps.prober.post(config.server.base_url, path, body, max(config.health.timeout_s, 5.0),
+    return await sup.deps.prober.post(config.server.base_url, path, body, deep_probe_timeout(config.health),
                                       sup.api_key())
 
 

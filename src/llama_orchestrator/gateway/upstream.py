@@ -190,9 +190,9 @@ class Response(asyncio.Protocol):
 
     def _parse_head(self, raw: bytes) -> None:
         head = parse_response_head(raw)
-        framing, length = body_framing(head, self._method)
         if not head.status:  # 1xx: skip it and wait for the real head
             return
+        framing, length = body_framing(head, self._method)
         self.status, self.headers, self.head_done = head.status, head.headers, True
         self.content_type = head.content_type
         self._keep = self._keep and head.keep_alive and framing != "close"  # "close": read until it closes
