@@ -15,7 +15,7 @@ import signal
 import time
 
 from llama_orchestrator import eventloop
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import Evidence

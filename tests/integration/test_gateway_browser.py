@@ -16,7 +16,7 @@ from tests.integration.test_gateway_faults import fake_server, serving
 from tests.support.browser import chromium
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 
 pytestmark = pytest.mark.integration

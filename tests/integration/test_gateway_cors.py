@@ -15,7 +15,7 @@ from tests.integration.test_gateway_faults import CHAT, fake_server, serving
 from tests.integration.test_gateway_front_door import connect, post, read_response
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 

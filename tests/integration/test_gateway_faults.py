@@ -22,7 +22,7 @@ from tests.support.procs import kill_group, running
 from tests.support.waiting import async_wait_until, wait_until
 from tests.unit.gateway.gateway_fakes import ProcessDirectory, StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file
 from llama_orchestrator.gateway.errors import GatewayStartError

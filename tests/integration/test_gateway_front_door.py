@@ -16,7 +16,8 @@ from tests.support.ports import free_port
 from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig, RequestFilters
+from llama_orchestrator.config.models import RequestFilters
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 from llama_orchestrator.gateway.request_filters import rewriter

@@ -13,7 +13,7 @@ from tests.integration.test_gateway_faults import on_demand_dir, serving
 from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 

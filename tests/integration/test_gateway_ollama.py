@@ -14,7 +14,7 @@ from tests.integration.test_gateway_faults import fake_server, http, serving  # 
 from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 
 pytestmark = pytest.mark.integration

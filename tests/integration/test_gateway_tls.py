@@ -18,7 +18,7 @@ from tests.support.ports import free_port
 from tests.support.waiting import async_wait_until
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.gateway.errors import GatewayStartError
 from llama_orchestrator.gateway.server import Gateway
 

@@ -12,7 +12,8 @@ from llama_orchestrator.cli._context import context
 from llama_orchestrator.errors import EXIT_CONFIG, ConfigProblem, InstanceNotFoundError
 
 if TYPE_CHECKING:
-    from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.config.orchestrator import OrchestratorConfig
 
 # The config models are imported inside the commands: building them costs ~0.2 s, which every
 # other command (`ps` above all) should not pay at start-up.

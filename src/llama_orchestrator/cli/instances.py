@@ -23,7 +23,8 @@ from llama_orchestrator.errors import (
 )
 
 if TYPE_CHECKING:
-    from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.config.orchestrator import OrchestratorConfig
 
 
 def register(app: typer.Typer) -> None:

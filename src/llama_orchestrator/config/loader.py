@@ -22,8 +22,9 @@ from llama_orchestrator import gguf_file
 from llama_orchestrator.config.env_refs import expand_env_refs
 from llama_orchestrator.config.fit import beyond_training, cpu_oversubscribed
 from llama_orchestrator.config.merge import deep_merge
-from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.orchestrator import OrchestratorConfig
 from llama_orchestrator.config.paths import ENV_LLAMA_SERVER, HomePaths
 from llama_orchestrator.config.problems import problems_from_validation
 from llama_orchestrator.config.server_flags import ServerFlags, config_problems

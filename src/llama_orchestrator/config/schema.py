@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.orchestrator import OrchestratorConfig
 
 SCHEMA_DIR = "schemas"
 SCHEMA_REF = "../../schemas/instance.schema.json"

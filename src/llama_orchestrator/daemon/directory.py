@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Protocol
 
 from llama_orchestrator import gguf_file
-from llama_orchestrator.config.models import GatewayConfig, InstanceConfig
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState

@@ -25,7 +25,8 @@ from llama_orchestrator import __version__, eventloop
 from llama_orchestrator.config.argv import build_command
 from llama_orchestrator.config.files import write_json_atomic
 from llama_orchestrator.config.loader import Fleet, load_fleet, require_valid, resolve_binary
-from llama_orchestrator.config.models import InstanceConfig, OrchestratorConfig
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.orchestrator import OrchestratorConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.gateway.errors import GatewayStartError
 from llama_orchestrator.gateway.routes import is_loopback
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.traffic_health import Evidence

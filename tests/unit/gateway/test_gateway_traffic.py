@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
-from llama_orchestrator.config.models import GatewayConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.errors import Unavailable
 from llama_orchestrator.gateway.traffic import Traffic
