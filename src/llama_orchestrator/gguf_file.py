@@ -47,6 +47,13 @@ class GgufFacts:
     size_label: str = ""  # general.size_label: 8B, 270M
     file_type: int | None = None  # general.file_type (see QUANTIZATIONS)
     context_length: int | None = None  # <architecture>.context_length: what it was trained for
+    # the shapes its KV cache is made of (core.memory_fit): None when the file does not say
+    block_count: int | None = None  # <architecture>.block_count: layers
+    embedding_length: int | None = None  # <architecture>.embedding_length
+    head_count: int | None = None  # <architecture>.attention.head_count
+    head_count_kv: int | None = None  # <architecture>.attention.head_count_kv (None: per layer, or as head_count)
+    key_length: int | None = None  # <architecture>.attention.key_length (None: embedding_length / head_count)
+    value_length: int | None = None  # <architecture>.attention.value_length (likewise)
 
     @property
     def quantization(self) -> str:
@@ -129,13 +136,23 @@ def facts(path: str | Path) -> GgufFacts:
                 head += more
     except OSError:
         return GgufFacts()
-    architecture = _string(head, "general.architecture")
+    arch = _string(head, "general.architecture")
+
+    def of_arch(key: str) -> int | None:
+        return _integer(head, f"{arch}.{key}") if arch else None
+
     return GgufFacts(
-        architecture=architecture,
+        architecture=arch,
         name=_string(head, "general.name"),
         size_label=_string(head, "general.size_label"),
         file_type=_integer(head, "general.file_type"),
-        context_length=_integer(head, f"{architecture}.context_length") if architecture else None,
+        context_length=of_arch("context_length"),
+        block_count=of_arch("block_count"),
+        embedding_length=of_arch("embedding_length"),
+        head_count=of_arch("attention.head_count"),
+        head_count_kv=of_arch("attention.head_count_kv"),
+        key_length=of_arch("attention.key_length"),
+        value_length=of_arch("attention.value_length"),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from tests.support.tiny_model import N_CTX
+from tests.support.tiny_model import N_CTX, N_EMBD, N_HEAD, N_HEAD_KV, N_LAYERS
 
 from llama_orchestrator import gguf_file
 
@@ -16,7 +16,8 @@ from llama_orchestrator import gguf_file
 def test_the_tiny_model_says_what_it_is(tiny_model: Path) -> None:
     facts = gguf_file.facts(tiny_model)
     assert facts == gguf_file.GgufFacts(architecture="llama", name="llama-orchestrator tiny test model",
-                                        file_type=0, context_length=N_CTX)
+                                        file_type=0, context_length=N_CTX, block_count=N_LAYERS,
+                                        embedding_length=N_EMBD, head_count=N_HEAD, head_count_kv=N_HEAD_KV)
     assert facts.quantization == "F32"
     assert facts.describe() == f"llama · F32 · trained for {N_CTX} tokens"
     assert gguf_file.problem(tiny_model) is None
