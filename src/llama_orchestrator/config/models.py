@@ -215,15 +215,21 @@ class InstanceConfig(Strict):
     )
     idle_ttl_s: float | None = Field(None, gt=0, description="Stop after this many seconds without requests.")
     pinned: bool = Field(False, description="Never evicted to make room for another model.")
+    memory_gib: float | None = Field(
+        None, gt=0,
+        description="What this instance holds when loaded, in GiB, for the gateway's ram_budget_gib or "
+        "vram_budget_gib (its GPU memory when it offloads to one), when you know better than the estimate "
+        "from its model file and the size it last reached.",
+    )
     min_residency_s: float | None = Field(
         None, gt=0,
-        description="Under the gateway's max_loaded: not evicted until it has been ready this many seconds "
-        "(a request for another model waits, or gets 503 with Retry-After), so two models taking turns do not "
-        "reload at every request. The idle TTL still applies.",
+        description="Under the gateway's max_loaded or memory budgets: not evicted until it has been ready this "
+        "many seconds (a request for another model waits, or gets 503 with Retry-After), so two models taking "
+        "turns do not reload at every request. The idle TTL still applies.",
     )
     eviction_priority: int = Field(
-        0, description="Under the gateway's max_loaded: idle instances with lower values are evicted first, "
-        "then the least recently used.",
+        0, description="Under the gateway's max_loaded or memory budgets: idle instances with lower values are "
+        "evicted first, then the least recently used.",
     )
     group: str | None = Field(
         None, min_length=1,

@@ -55,6 +55,19 @@ class GatewayConfig(Strict):
         description="Group name -> most on-demand instances of that group (their `group`) running at once: "
         "starting another evicts the group's least recently used idle member, as max_loaded does for all of them.",
     )
+    ram_budget_gib: float | None = Field(
+        None, gt=0,
+        description="Keep the memory of the instances up that run on the CPU (backend cpu, or gpu.layers 0) "
+        "within this many GiB: a start evicts idle on-demand ones, least recently used first, as max_loaded "
+        "does, until it fits. An instance counts what it last held (its resident size, prompt cache "
+        "included) or, before its first run, an estimate from its model file (weights, KV cache, overhead); "
+        "its memory_gib overrides both. No budget when null.",
+    )
+    vram_budget_gib: float | None = Field(
+        None, gt=0,
+        description="The same for instances that offload to a GPU (all their GPUs together): their offloaded "
+        "weights, KV cache and overhead, estimated from the model file unless memory_gib says. No budget when null.",
+    )
     queue_size: int = Field(64, ge=0, description="Requests queued per instance before 429.")
     upstream_keepalive_s: float = Field(
         4.0, gt=0, description="Close idle upstream connections before llama-server's 5 s."
@@ -75,6 +88,12 @@ class GatewayConfig(Strict):
         if problem:
             raise ValueError(problem)
         return value
+
+    @property
+    def memory_budgets(self) -> dict[str, int]:
+        """Each memory pool's budget in bytes (core.memory_fit.pool_of), for the pools that have one."""
+        budgets = {"ram": self.ram_budget_gib, "vram": self.vram_budget_gib}
+        return {pool: int(gib * GIB) for pool, gib in budgets.items() if gib is not None}
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewayConfig:

@@ -47,6 +47,8 @@ class Upstream:
     model_bytes: int = 0  # its model file's size (a split model's parts together); 0 when unknown
     model_mtime: float = 0.0  # that file's last change, epoch seconds; 0 when unknown
     model_path: str = ""  # the model file (the first part of a split model); "" when unknown
+    memory_pool: str = "ram"  # the memory budget it counts against (core.memory_fit.pool_of)
+    memory_bytes: int = 0  # what it holds (or will) when loaded; 0 when not known or not asked for
 
     @property
     def residency_left_s(self) -> float:
@@ -219,14 +221,17 @@ def loaded_on_demand(upstreams: Sequence[Upstream], starting: Collection[str] = 
 def choose_evictions(
     upstreams: Sequence[Upstream], max_loaded: int | None, starting: Collection[str],
     awaited: Collection[str] = (), group_limits: Mapping[str, int] | None = None,
+    budgets: Mapping[str, int] | None = None,
 ) -> list[str] | None:
     """Which instances to stop so that starting `starting` keeps at most `max_loaded` on-demand ones
-    up, and at most `group_limits[g]` of each group g.
+    up, at most `group_limits[g]` of each group g, and the memory of every instance up in the
+    pool p of each instance starting (on-demand or not) within `budgets[p]` bytes.
 
-    Each full group gives up its own members first; what max_loaded still needs comes from any.
-    Victims are the on-demand instances `evictable` allows, the lowest `eviction_priority` first,
-    then the least recently used. Returns [] when nothing has to go, and None when room cannot be
-    made (every other loaded instance is pinned, busy, awaited or within its minimum residency).
+    Each full group gives up its own members first; what max_loaded, then each budget, still
+    needs comes from any. Victims are the on-demand instances `evictable` allows, the lowest
+    `eviction_priority` first, then the least recently used. Returns [] when nothing has to go,
+    and None when room cannot be made (every other loaded instance is pinned, busy, awaited or
+    within its minimum residency).
     """
     loaded = loaded_on_demand(upstreams, starting)
     victims: list[Upstream] = []
@@ -242,7 +247,62 @@ def choose_evictions(
         if chosen is None:
             return None
         victims += chosen
+    pools = {u.memory_pool for u in upstreams if u.name in starting}  # a start never evicts for another pool
+    for pool, budget in sorted((budgets or {}).items()):
+        if pool not in pools:
+            continue
+        holding = [u for u in _holding(upstreams, pool, starting) if u not in victims]
+        chosen = _victims_freeing(holding, sum(u.memory_bytes for u in holding) - budget, starting, awaited)
+        if chosen is None:
+            return None
+        victims += chosen
     return [u.name for u in victims]
+
+
+def _holding(upstreams: Sequence[Upstream], pool: str, starting: Collection[str]) -> list[Upstream]:
+    """Instances of every kind that hold (or are about to hold) memory of `pool`."""
+    return [u for u in upstreams if u.memory_pool == pool and (u.state in WANTED_UP_STATES or u.name in starting)]
+
+
+def _victims_freeing(
+    holding: Sequence[Upstream], excess: int, starting: Collection[str], awaited: Collection[str]
+) -> list[Upstream] | None:
+    """The fewest on-demand instances, in eviction order, whose memory covers `excess` bytes."""
+    if excess <= 0:
+        return []
+    chosen = []
+    for u in sorted((u for u in holding if u.on_demand and evictable(u, starting, awaited)),
+                    key=lambda u: (u.eviction_priority, u.last_used, u.name)):
+        chosen.append(u)
+        excess -= u.memory_bytes
+        if excess <= 0:
+            return chosen
+    return None
+
+
+def over_budget(upstreams: Sequence[Upstream], name: str, budgets: Mapping[str, int],
+                starting: Collection[str]) -> tuple[str, int, int] | None:
+    """When the memory pool of `name` is what has no room: (pool, bytes held with it, budget)."""
+    target = next((u for u in upstreams if u.name == name), None)
+    if target is None or target.memory_pool not in budgets:
+        return None
+    held = sum(u.memory_bytes for u in _holding(upstreams, target.memory_pool, starting))
+    budget = budgets[target.memory_pool]
+    return (target.memory_pool, held, budget) if held > budget else None
+
+
+def never_fits(upstreams: Sequence[Upstream], name: str,
+               budgets: Mapping[str, int]) -> tuple[str, int, int, int] | None:
+    """When `name` cannot fit its pool's budget even with every evictable instance stopped, beside
+    the instances up that are never evicted (not on-demand, or pinned): (pool, its own bytes,
+    the bytes those others hold, budget)."""
+    target = next((u for u in upstreams if u.name == name), None)
+    if target is None or target.memory_pool not in budgets:
+        return None
+    kept = sum(u.memory_bytes for u in _holding(upstreams, target.memory_pool, ())
+               if u.name != name and (not u.on_demand or u.pinned))
+    budget = budgets[target.memory_pool]
+    return (target.memory_pool, target.memory_bytes, kept, budget) if kept + target.memory_bytes > budget else None
 
 
 def _victims(

@@ -24,10 +24,11 @@ from typing import Protocol
 from llama_orchestrator import gguf_file
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.orchestrator import GatewayConfig
-from llama_orchestrator.core import lifecycle as lc
+from llama_orchestrator.core import lifecycle as lc, memory_fit
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import Evidence
+from llama_orchestrator.daemon.resources import resident_bytes
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
 from llama_orchestrator.errors import OrchestratorError
 from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
@@ -41,6 +42,7 @@ _NO_PROCESS = frozenset({S.STOPPED, S.FAILED})
 _READY_OR_FAILED = frozenset({S.READY, S.FAILED})
 _RECHECK_S = 0.25
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
+_RSS_EVERY_S = 2.0  # with a memory budget, each running CPU instance's resident size is read this often
 
 
 def connect_base_url(config: InstanceConfig) -> str:
@@ -75,6 +77,7 @@ class _Fixed:
     listed: bool
     model_bytes: int
     model_mtime: float
+    memory_pool: memory_fit.Pool
 
     @classmethod
     def of(cls, name: str, config: InstanceConfig) -> _Fixed:
@@ -98,7 +101,18 @@ class _Fixed:
             listed=not config.unlisted,
             model_bytes=model_bytes,
             model_mtime=model_mtime,
+            memory_pool=memory_fit.pool_of(config),
         )
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the directory knows of one instance's memory, for the config it was learned under."""
+
+    config: InstanceConfig
+    estimate: int  # from the model file (or the config's memory_gib)
+    peak: int = 0  # the largest resident size read while it ran (CPU instances only)
+    read_at: float = float("-inf")
 
 
 class SupervisorDirectory:
@@ -118,6 +132,10 @@ class SupervisorDirectory:
         self._last_used: dict[str, float] = {}
         self._key_files: dict[str, tuple[float, str | None]] = {}  # path -> (read at, key)
         self._configs: dict[str, _Fixed] = {}
+        # With a memory budget set (gateway.ram_budget_gib / vram_budget_gib): each instance's
+        # `memory_bytes`. Off, upstreams() reads no model file and no process for it.
+        self.measure_memory = False
+        self._memory: dict[str, _Memory] = {}
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
@@ -157,8 +175,28 @@ class SupervisorDirectory:
                 model_bytes=fixed.model_bytes,
                 model_mtime=fixed.model_mtime,
                 model_path=fixed.config.model.path,
+                memory_pool=fixed.memory_pool,
+                memory_bytes=self._memory_bytes(name, sup, fixed, up, now) if self.measure_memory else 0,
             ))
         return out
+
+    def _memory_bytes(self, name: str, sup: InstanceSupervisor, fixed: _Fixed, up: bool, now: float) -> int:
+        """What the instance holds when loaded: its config's memory_gib; else, for a CPU instance
+        that has been up under this config, the largest resident size read while up (prompt cache
+        included; not while loading, when it holds only part); else the estimate from its model
+        file (core.memory_fit)."""
+        config = fixed.config
+        if config.memory_gib is not None:
+            return int(config.memory_gib * memory_fit.GIB)
+        memory = self._memory.get(name)
+        if memory is None or memory.config is not config:
+            facts = gguf_file.facts(config.model.path)
+            memory = self._memory[name] = _Memory(config, memory_fit.estimate(config, facts, fixed.model_bytes).total)
+        child = sup.child
+        if fixed.memory_pool == "ram" and up and child is not None and now - memory.read_at >= _RSS_EVERY_S:
+            memory.read_at = now
+            memory.peak = max(memory.peak, resident_bytes(child.pid) or 0)
+        return memory.peak or memory.estimate
 
     def _fixed(self, name: str, config: InstanceConfig) -> _Fixed:
         """What an instance's snapshots take from its config, made once per config (a reload
@@ -255,8 +293,9 @@ async def start_gateway(
     gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
 ) -> Gateway:
     """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`)."""
-    gateway = Gateway(config, SupervisorDirectory(service.supervisors, retiring=service.retiring),
-                      gpu_memory=gpu_memory)
+    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring)
+    directory.measure_memory = bool(config.memory_budgets)
+    gateway = Gateway(config, directory, gpu_memory=gpu_memory)
     await gateway.start()
     return gateway
 
@@ -270,6 +309,8 @@ def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending
     except OrchestratorError as exc:
         logger.error("gateway settings not applied, the running ones stay: %s", exc)
         return restart_pending
+    if isinstance(gateway.traffic.directory, SupervisorDirectory):
+        gateway.traffic.directory.measure_memory = bool(gateway.config.memory_budgets)
     if (gateway.config, gateway.keys) != before:
         logger.info("gateway settings applied from orchestrator.json")
     if restart != restart_pending:

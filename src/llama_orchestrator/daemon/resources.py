@@ -28,3 +28,11 @@ class ResourceSampler:
         except psutil.Error:
             self._processes.pop(pid, None)
             return None, None
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident size of process `pid` now; None when it is gone or not ours to read."""
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return None

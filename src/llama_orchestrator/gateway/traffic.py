@@ -1,5 +1,5 @@
 """Lifecycle from traffic: which replica a request gets, starting on-demand instances, the bounded
-queue, `max_loaded` eviction and the idle-TTL reaper.
+queue, eviction under `max_loaded`, `group_limits` and the memory budgets, and the idle-TTL reaper.
 
 The decisions are the pure functions of `core.routing` (`admit`, `choose_evictions`,
 `idle_expired`); this module only waits and calls the directory. Picking a replica and counting
@@ -25,10 +25,12 @@ from dataclasses import dataclass
 
 from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core import routing
+from llama_orchestrator.core.memory_fit import GIB
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.catalog import available_models
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
+from llama_orchestrator.units import size
 
 logger = logging.getLogger(__name__)
 LOADING_RETRY_AFTER_S = 5  # a model never timed loading yet; later its learned load time decides
@@ -207,8 +209,13 @@ class Traffic:
         when making it would evict an instance)."""
         if name in self._start_waits:
             return True
-        victims = routing.choose_evictions(self.directory.upstreams(), self.config.max_loaded,
-                                           {name, *self._start_waits}, self._awaited, self.config.group_limits)
+        upstreams, budgets = self.directory.upstreams(), self.config.memory_budgets
+        if budgets and (short := routing.never_fits(upstreams, name, budgets)):
+            if not evict:
+                return False
+            raise _too_big(name, *short)
+        victims = routing.choose_evictions(upstreams, self.config.max_loaded, {name, *self._start_waits},
+                                           self._awaited, self.config.group_limits, budgets)
         if victims is None or (victims and not evict):
             return False
         limit = self.limit_words(name)
@@ -253,11 +260,17 @@ class Traffic:
 
     def limit_words(self, name: str | None) -> str:
         """The limit that keeps `name` from starting, in the config's words: `group_limits.chat=1`
-        when its group is full, else `max_loaded=2`."""
-        group = None if name is None else routing.full_group(
-            self.directory.upstreams(), name, self.config.group_limits, {name, *self._start_waits})
-        if group is not None:
-            return f"group_limits.{group}={self.config.group_limits[group]}"
+        when its group is full, `ram_budget_gib=8 (9.5GiB with it)` when its memory pool is,
+        else `max_loaded=2`."""
+        if name is not None:
+            upstreams, starting = self.directory.upstreams(), {name, *self._start_waits}
+            group = routing.full_group(upstreams, name, self.config.group_limits, starting)
+            if group is not None:
+                return f"group_limits.{group}={self.config.group_limits[group]}"
+            over = routing.over_budget(upstreams, name, self.config.memory_budgets, starting)
+            if over is not None:
+                pool, held, budget = over
+                return f"{pool}_budget_gib={budget / GIB:g} ({size(held)} with it)"
         return f"max_loaded={self.config.max_loaded}"
 
     def _room_in_s(self, starting: set[str]) -> float | None:
@@ -336,6 +349,15 @@ class _Waits:
     queue_deadline: float | None = None  # waiting for a slot since
     room_deadline: float | None = None  # waiting for max_loaded room since
     awaited: str | None = None  # the instance it waits for, counted in `Traffic._awaited`
+
+
+def _too_big(name: str, pool: str, need: int, kept: int, budget: int) -> Unavailable:
+    beside = f" beside the {size(kept)} that instances never evicted (not on-demand, or pinned) hold" if kept else ""
+    return Unavailable(
+        f"cannot start {name!r}: it needs {size(need)}{beside}, more than gateway.{pool}_budget_gib="
+        f"{budget / GIB:g} allows; raise the budget, or set the instance's memory_gib if that is more than "
+        "it really holds", code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
+    )
 
 
 def _unavailable(model: str, decision: routing.Unavailable) -> Unavailable:

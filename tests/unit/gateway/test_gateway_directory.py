@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ class StubSupervisor:
     evidence: list[str | None] = field(default_factory=list)  # what ended requests said of its health
     ready: float | None = None
     deps: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(monotonic=lambda: 50.0))
+    child: SimpleNamespace | None = None  # its process (pid), while it has one
 
     def submit(self, event: object) -> None:
         self.events.append(event)
@@ -221,3 +223,41 @@ def test_a_snapshot_gives_the_model_files_path_size_and_time(tmp_path: Path) -> 
     sup = StubSupervisor(config("a", model={"path": str(single), "alias": "chat"}))
     [u] = SupervisorDirectory({"a": sup}, clock=Clock(), environ={}).upstreams()  # type: ignore[dict-item]
     assert (u.model_path, u.model_bytes, u.model_mtime) == (str(single), 42, single.stat().st_mtime)
+
+
+GIB = 1024 ** 3
+
+
+def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_estimate(tiny_model: Path) -> None:
+    import psutil
+
+    from llama_orchestrator import gguf_file
+    from llama_orchestrator.core import memory_fit
+
+    sup = StubSupervisor(config("a", model={"path": str(tiny_model)}))
+    clock = Clock()
+    directory = SupervisorDirectory({"a": sup}, clock=clock, environ={})  # type: ignore[dict-item]
+    [u] = directory.upstreams()
+    assert (u.memory_pool, u.memory_bytes) == ("ram", 0)  # no budget: nothing read
+    directory.measure_memory = True
+    estimate = memory_fit.estimate(sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
+    assert directory.upstreams()[0].memory_bytes == estimate
+    sup.child = SimpleNamespace(pid=os.getpid())  # this test's own process stands in for llama-server
+    sup.rt = lc.Runtime(state=S.STARTING)
+    assert directory.upstreams()[0].memory_bytes == estimate  # loading: it holds only part yet
+    sup.rt = lc.Runtime(state=S.READY)
+    clock.now += 10
+    seen = directory.upstreams()[0].memory_bytes
+    assert abs(seen - psutil.Process().memory_info().rss) < 64 * 1024 * 1024 and seen != estimate
+    sup.child, sup.rt = None, lc.Runtime(state=S.STOPPED)
+    assert directory.upstreams()[0].memory_bytes == seen  # what the next start will hold again
+    sup.config = config("a", model={"path": str(tiny_model)}, memory_gib=1.5)
+    assert directory.upstreams()[0].memory_bytes == int(1.5 * GIB)
+    sup.config = config("a", model={"path": str(tiny_model), "context_size": 4096})
+    assert directory.upstreams()[0].memory_bytes < estimate  # a new config starts from its own estimate
+    sup.config = config("a", model={"path": str(tiny_model)}, gpu={"backend": "cuda"})
+    sup.child, sup.rt = SimpleNamespace(pid=os.getpid()), lc.Runtime(state=S.READY)
+    clock.now += 10
+    [gpu] = directory.upstreams()
+    assert gpu.memory_pool == "vram" and gpu.memory_bytes == memory_fit.estimate(
+        sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total  # host RSS is not GPU memory

@@ -166,3 +166,49 @@ def test_loading_retry_after_is_what_is_left_of_the_learned_load_time() -> None:
     assert r.loading_retry_after(upstream("a", ready_in_s=12.2), 5) == 13
     assert r.loading_retry_after(upstream("a", ready_in_s=0.0), 5) == 1
     assert r.loading_retry_after(upstream("a", ready_in_s=900.0), 5) == 60
+
+
+GIB = 1024 ** 3
+
+
+def test_a_memory_budget_evicts_least_recently_used_idle_on_demand_instances_until_the_start_fits() -> None:
+    ups = [
+        upstream("old", on_demand=True, last_used=1.0, memory_bytes=3 * GIB),
+        upstream("busy", on_demand=True, last_used=0.5, in_flight=1, memory_bytes=3 * GIB),
+        upstream("new", on_demand=True, last_used=5.0, memory_bytes=1 * GIB),
+        upstream("always-on", memory_bytes=2 * GIB),  # counts, never evicted
+        upstream("gpu", on_demand=True, last_used=0.1, memory_pool="vram", memory_bytes=8 * GIB),  # other pool
+        upstream("target", on_demand=True, state=S.STOPPED, memory_bytes=4 * GIB),
+    ]
+    # held with the target: 3 + 3 + 1 + 2 + 4 = 13 GiB of RAM
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"ram": 13 * GIB}) == []
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"ram": 12 * GIB}) == ["old"]
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"ram": 10 * GIB}) == ["old"]
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"ram": 9 * GIB}) == ["old", "new"]
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"ram": 8 * GIB}) is None  # busy would have to go
+    assert r.choose_evictions(ups, None, {"target"}, budgets={"vram": 1 * GIB}) == []  # not the target's pool
+    # max_loaded's victims count as gone before the budget is looked at
+    assert r.choose_evictions(ups, 3, {"target"}, budgets={"ram": 10 * GIB}) == ["gpu", "old"]
+    assert r.choose_evictions(ups, 3, {"target"}, budgets={"ram": 9 * GIB}) == ["gpu", "old", "new"]
+    assert r.over_budget(ups, "target", {"ram": 12 * GIB}, {"target"}) == ("ram", 13 * GIB, 12 * GIB)
+    assert r.over_budget(ups, "target", {"ram": 13 * GIB}, {"target"}) is None
+    assert r.over_budget(ups, "target", {"vram": GIB}, {"target"}) is None  # not the target's pool
+
+
+def test_a_memory_budget_protects_pinned_awaited_and_young_instances_and_says_when_nothing_ever_fits() -> None:
+    ups = [
+        upstream("pinned", on_demand=True, pinned=True, last_used=0.1, memory_bytes=2 * GIB),
+        upstream("awaited", on_demand=True, last_used=0.2, memory_bytes=2 * GIB),
+        upstream("young", on_demand=True, last_used=0.3, up_for_s=1.0, min_residency_s=60.0, memory_bytes=2 * GIB),
+        upstream("idle", on_demand=True, last_used=9.0, memory_bytes=2 * GIB),
+        upstream("always-on", memory_bytes=1 * GIB),
+        upstream("target", on_demand=True, state=S.STOPPED, memory_bytes=3 * GIB),
+    ]
+    budgets = {"ram": 10 * GIB}  # 12 GiB with the target
+    assert r.choose_evictions(ups, None, {"target"}, {"awaited"}, budgets=budgets) == ["idle"]
+    assert r.choose_evictions(ups, None, {"target"}, {"awaited"}, budgets={"ram": 9 * GIB}) is None
+    assert r.never_fits(ups, "target", {"ram": 9 * GIB}) is None  # waiting can make room
+    # pinned + always-on (3 GiB) are never evicted: a target of 3 GiB fits 6 GiB, never 5
+    assert r.never_fits(ups, "target", {"ram": 6 * GIB}) is None
+    assert r.never_fits(ups, "target", {"ram": 5 * GIB}) == ("ram", 3 * GIB, 3 * GIB, 5 * GIB)
+    assert r.never_fits(ups, "target", {"vram": GIB}) is None  # no budget for its pool

@@ -90,3 +90,32 @@ async def test_min_residency_refuses_with_the_seconds_left_and_a_held_request_ev
     assert directory.stops == [("a", "evicted to start b (max_loaded=1)")]
     waiting.cancel()
     await holding.close()
+
+
+GIB = 1024 ** 3
+
+
+async def test_a_memory_budget_evicts_for_a_start_and_says_so_and_refuses_a_model_that_never_fits() -> None:
+    directory = StaticDirectory([
+        upstream("embed", memory_bytes=1 * GIB),  # always on: counts, never evicted
+        upstream("chat", on_demand=True, last_used=1.0, memory_bytes=3 * GIB),
+        upstream("coder", on_demand=True, state=S.STOPPED, memory_bytes=2 * GIB),
+        upstream("huge", on_demand=True, state=S.STOPPED, memory_bytes=5 * GIB),
+    ])
+    traffic = Traffic(GatewayConfig(ram_budget_gib=5), directory)
+    assert traffic.preload("coder", "preload") is None  # 6 GiB with chat: a preload evicts nothing
+    assert traffic.limit_words("coder") == "ram_budget_gib=5 (6.0GiB with it)"
+    traffic.start("coder", "load coder")
+    assert directory.stops == [("chat", "evicted to start coder (ram_budget_gib=5 (6.0GiB with it))")]
+    with pytest.raises(Unavailable) as refused:
+        traffic.start("huge", "load huge")
+    assert refused.value.code == "capacity_exhausted"
+    assert str(refused.value) == (
+        "cannot start 'huge': it needs 5.0GiB beside the 1.0GiB that instances never evicted (not on-demand, "
+        "or pinned) hold, more than gateway.ram_budget_gib=5 allows; raise the budget, or set the instance's "
+        "memory_gib if that is more than it really holds")
+    assert traffic.preload("huge", "preload") is None
+    unlimited = Traffic(GatewayConfig(), directory)
+    assert unlimited.preload("huge", "preload") is not None  # no budget, no limit
+    await unlimited.close()
+    await traffic.close()
