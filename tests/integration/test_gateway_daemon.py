@@ -334,3 +334,36 @@ def test_a_group_limit_evicts_the_groups_own_member_and_leaves_the_rest_loaded(
         assert not any(e.to_state == "stopping" for e in home.events("embed"))
     finally:
         home.close()
+
+
+def test_a_ram_budget_evicts_by_estimate_first_and_by_the_measured_size_once_each_model_has_run(
+    tmp_path: Path, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    """ram_budget_gib with room for one estimate and a little more: `b`'s first start evicts `a`
+    (a's measured size + b's estimate is over); once both have run, their measured sizes (a real
+    llama-server with the tiny model holds far less than the estimate's overhead) fit together."""
+    from llama_orchestrator import gguf_file
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.core import memory_fit
+
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    for name in ("a", "b"):
+        write_instance(home, name, llama_server_bin, tiny_model, on_demand=True)
+    config = InstanceConfig.model_validate_json(home.paths.instance_config("a").read_text())
+    estimate = memory_fit.estimate(config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
+    budget_gib = (estimate + 8 * memory_fit.MIB) / memory_fit.GIB
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "ram_budget_gib": budget_gib}}))
+    try:
+        home.start_daemon(autostart=True)
+        fleet = Fleet(home, f"http://127.0.0.1:{port}")
+        with fleet.client() as c:
+            for model in ("a", "b", "a"):
+                assert c.chat.completions.create(model=model, messages=HELLO, max_tokens=2).choices
+        evictions = [e.reason for name in ("a", "b") for e in home.events(name) if e.to_state == "stopping"]
+        assert len(evictions) == 1 and evictions[0].startswith(f"evicted to start b (ram_budget_gib={budget_gib:g} ")
+        assert {n: fleet.state(n) for n in ("a", "b")} == {"a": "ready", "b": "ready"}  # measured: both fit
+        rss = sum(i["rss_bytes"] for i in fleet.ps()["instances"])
+        assert rss <= estimate + 8 * memory_fit.MIB  # what made room for both
+    finally:
+        home.close()
