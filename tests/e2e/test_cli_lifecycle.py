@@ -74,6 +74,12 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     size = units.size(tiny_model.stat().st_size)
     assert f"gguf       llama · F32 · trained for {N_CTX} tokens · {size}" in human, human
     assert "also       gpt-4o-mini, tiny-cold (variant)" in human, human
+    # what a gateway memory budget counts before the instance has run: the tiny model's 2 layers of
+    # 2 KV heads of 16 floats, K and V in f16, for each token of its context
+    memory = detail["memory_estimate"]
+    assert memory["pool"] == "ram" and memory["kv_cache"] == 2 * 2 * 2 * 16 * 2 * memory["tokens"]
+    assert memory["weights"] == tiny_model.stat().st_size
+    assert f"memory     ~{units.size(memory['bytes'])}: weights {size}" in human, human
 
     restarted = home.ok("restart", "tiny", timeout_s=120)
     assert "tiny: ready" in restarted.out, str(restarted)

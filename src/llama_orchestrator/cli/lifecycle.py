@@ -21,8 +21,10 @@ from llama_orchestrator.errors import InstanceFailedError
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from llama_orchestrator.core.memory_fit import Footprint
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
+    from llama_orchestrator.gguf_file import GgufFacts
 
 WAIT_FOREVER_S = 7 * 24 * 3600.0
 PROGRESS_DRAIN_S = 2.0  # longest wait for the last transitions to be printed after the result
@@ -248,11 +250,15 @@ def inspect(
     s = detail.status
     facts = gguf_file.facts(s.model)
     size, _ = gguf_file.size_and_mtime(s.model)
+    memory = _memory_estimate(detail.config, facts, size)
     if as_json:
         model_file = {"bytes": size, "architecture": facts.architecture, "name": facts.name,
                       "size_label": facts.size_label, "quantization": facts.quantization,
                       "trained_context": facts.context_length, "problem": gguf_file.problem(s.model)}
-        _console.print_json({**detail.model_dump(mode="json"), "model_file": model_file})
+        estimate = None if memory is None else {
+            "pool": memory[0], "bytes": memory[1].total, "weights": memory[1].weights,
+            "kv_cache": memory[1].kv_cache, "overhead": memory[1].overhead, "tokens": memory[1].tokens}
+        _console.print_json({**detail.model_dump(mode="json"), "model_file": model_file, "memory_estimate": estimate})
         return
     out = _console.out
     out.print(f"[bold]{s.name}[/]  {_format.state(s.state)}  ({_console.escape(s.reason)})")
@@ -265,6 +271,7 @@ def inspect(
         ("model", s.model),
         ("gguf", f"{facts.describe()} · {_format.size(size)}" if facts.architecture else
                  gguf_file.problem(s.model) or "-"),
+        ("memory", f"{memory[1].describe()} ({memory[0]}, estimated)" if memory and facts.architecture else "-"),
         ("uptime", _format.duration(s.uptime_s)),
         ("restarts", s.restarts),
         ("health", s.health),
@@ -282,6 +289,20 @@ def inspect(
     out.print("[bold]last log lines[/]")
     for line in detail.log_tail:
         out.print("  " + _console.escape(line))
+
+
+def _memory_estimate(config: dict[str, object], facts: GgufFacts, size: int) -> tuple[str, Footprint] | None:
+    """(pool, footprint) the gateway's memory budgets would count before the instance has run."""
+    from pydantic import ValidationError
+
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.core import memory_fit
+
+    try:
+        parsed = InstanceConfig.model_validate(config)
+    except ValidationError:
+        return None
+    return memory_fit.pool_of(parsed), memory_fit.estimate(parsed, facts, size)
 
 
 def _further_names(config: dict[str, object]) -> str:
