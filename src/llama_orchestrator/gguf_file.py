@@ -47,7 +47,7 @@ class GgufFacts:
     size_label: str = ""  # general.size_label: 8B, 270M
     file_type: int | None = None  # general.file_type (see QUANTIZATIONS)
     context_length: int | None = None  # <architecture>.context_length: what it was trained for
-    # the shapes its KV cache is made of (core.memory_fit): None when the file does not say
+    # the shapes its KV cache is made of (config.footprint): None when the file does not say
     block_count: int | None = None  # <architecture>.block_count: layers
     embedding_length: int | None = None  # <architecture>.embedding_length
     head_count: int | None = None  # <architecture>.attention.head_count

@@ -343,16 +343,16 @@ def test_a_ram_budget_evicts_by_estimate_first_and_by_the_measured_size_once_eac
     (a's measured size + b's estimate is over); once both have run, their measured sizes (a real
     llama-server with the tiny model holds far less than the estimate's overhead) fit together."""
     from llama_orchestrator import gguf_file
+    from llama_orchestrator.config import footprint
     from llama_orchestrator.config.models import InstanceConfig
-    from llama_orchestrator.core import memory_fit
 
     home = Home(tmp_path / "home", tmp_path / "scratch")
     port = free_port()
     for name in ("a", "b"):
         write_instance(home, name, llama_server_bin, tiny_model, on_demand=True)
     config = InstanceConfig.model_validate_json(home.paths.instance_config("a").read_text())
-    estimate = memory_fit.estimate(config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
-    budget_gib = (estimate + 8 * memory_fit.MIB) / memory_fit.GIB
+    estimate = footprint.estimate(config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
+    budget_gib = (estimate + 8 * footprint.MIB) / footprint.GIB
     home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "ram_budget_gib": budget_gib}}))
     try:
         home.start_daemon(autostart=True)
@@ -364,6 +364,6 @@ def test_a_ram_budget_evicts_by_estimate_first_and_by_the_measured_size_once_eac
         assert len(evictions) == 1 and evictions[0].startswith(f"evicted to start b (ram_budget_gib={budget_gib:g} ")
         assert {n: fleet.state(n) for n in ("a", "b")} == {"a": "ready", "b": "ready"}  # measured: both fit
         rss = sum(i["rss_bytes"] for i in fleet.ps()["instances"])
-        assert rss <= estimate + 8 * memory_fit.MIB  # what made room for both
+        assert rss <= estimate + 8 * footprint.MIB  # what made room for both
     finally:
         home.close()

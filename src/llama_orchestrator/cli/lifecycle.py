@@ -21,7 +21,7 @@ from llama_orchestrator.errors import InstanceFailedError
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from llama_orchestrator.core.memory_fit import Footprint
+    from llama_orchestrator.config.footprint import Footprint
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.protocol import ActionResult, EventOut, InstanceStatus
     from llama_orchestrator.gguf_file import GgufFacts
@@ -295,14 +295,14 @@ def _memory_estimate(config: dict[str, object], facts: GgufFacts, size: int) -> 
     """(pool, footprint) the gateway's memory budgets would count before the instance has run."""
     from pydantic import ValidationError
 
+    from llama_orchestrator.config import footprint
     from llama_orchestrator.config.models import InstanceConfig
-    from llama_orchestrator.core import memory_fit
 
     try:
         parsed = InstanceConfig.model_validate(config)
     except ValidationError:
         return None
-    return memory_fit.pool_of(parsed), memory_fit.estimate(parsed, facts, size)
+    return footprint.pool_of(parsed), footprint.estimate(parsed, facts, size)
 
 
 def _further_names(config: dict[str, object]) -> str:

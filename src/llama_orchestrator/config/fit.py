@@ -1,4 +1,5 @@
-"""Warnings about configs that run but do not fit: the model's trained context, the machine's cores.
+"""Warnings about configs that run but do not fit: the model's trained context, the machine's cores,
+the gateway's memory budgets.
 
 Both are advice, never errors: llama-server starts either way, and the user may know better.
 """
@@ -9,7 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llama_orchestrator import gguf_file
+from llama_orchestrator.config import footprint
 from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.errors import ConfigProblem
 
 _ROPE_FLAGS = ("--rope-scaling", "--rope-scale", "--rope-freq-scale", "--yarn-orig-ctx")
@@ -58,3 +61,22 @@ def cpu_oversubscribed(
         f"so they add up to at most {cores} (e.g. {share} each)",
         severity="warning",
     )]
+
+
+def beyond_budget(config: InstanceConfig, gateway: GatewayConfig) -> str | None:
+    """A warning when an on-demand instance alone needs more than its memory pool's budget (its
+    memory_gib, else the estimate from its model file): the gateway would refuse every start."""
+    pool = footprint.pool_of(config)
+    budget = gateway.memory_budgets.get(pool)
+    if budget is None or not config.on_demand:
+        return None
+    if config.memory_gib is not None:
+        need, how = int(config.memory_gib * footprint.GIB), f"its memory_gib is {config.memory_gib:g}"
+    else:
+        size, _ = gguf_file.size_and_mtime(config.model.path)
+        estimate = footprint.estimate(config, gguf_file.facts(config.model.path), size)
+        need, how = estimate.total, f"it is estimated at {estimate.describe()}"
+    if need <= budget:
+        return None
+    return (f"{how}: more than gateway.{pool}_budget_gib={budget / footprint.GIB:g}, so the gateway will refuse "
+            "to start it; raise the budget, lower model.context_size, or set memory_gib if it holds less")

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from llama_orchestrator import gguf_file
 from llama_orchestrator.config.env_refs import expand_env_refs
-from llama_orchestrator.config.fit import beyond_training, cpu_oversubscribed
+from llama_orchestrator.config.fit import beyond_budget, beyond_training, cpu_oversubscribed
 from llama_orchestrator.config.merge import deep_merge
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.names import check_instance_name
@@ -274,6 +274,8 @@ def _cross_checks(
             problems.append(ConfigProblem(file, "model.path", unloadable, severity=missing_severity))
         elif not offline and (beyond := beyond_training(config)) is not None:
             problems.append(ConfigProblem(file, "model.context_size", beyond, severity="warning"))
+        if unloadable is None and not offline and (over := beyond_budget(config, orchestrator.gateway)):
+            problems.append(ConfigProblem(file, "memory_gib", over, severity="warning"))
         if config.gpu.devices and config.gpu.backend == "cpu":
             problems.append(
                 ConfigProblem(

@@ -91,7 +91,7 @@ class GatewayConfig(Strict):
 
     @property
     def memory_budgets(self) -> dict[str, int]:
-        """Each memory pool's budget in bytes (core.memory_fit.pool_of), for the pools that have one."""
+        """Each memory pool's budget in bytes (config.footprint.pool_of), for the pools that have one."""
         budgets = {"ram": self.ram_budget_gib, "vram": self.vram_budget_gib}
         return {pool: int(gib * GIB) for pool, gib in budgets.items() if gib is not None}
 

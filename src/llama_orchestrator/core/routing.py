@@ -47,7 +47,7 @@ class Upstream:
     model_bytes: int = 0  # its model file's size (a split model's parts together); 0 when unknown
     model_mtime: float = 0.0  # that file's last change, epoch seconds; 0 when unknown
     model_path: str = ""  # the model file (the first part of a split model); "" when unknown
-    memory_pool: str = "ram"  # the memory budget it counts against (core.memory_fit.pool_of)
+    memory_pool: str = "ram"  # the memory budget it counts against (config.footprint.pool_of)
     memory_bytes: int = 0  # what it holds (or will) when loaded; 0 when not known or not asked for
 
     @property

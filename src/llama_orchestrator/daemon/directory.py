@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Protocol
 
 from llama_orchestrator import gguf_file
+from llama_orchestrator.config import footprint
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.orchestrator import GatewayConfig
-from llama_orchestrator.core import lifecycle as lc, memory_fit
+from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import Evidence
@@ -77,7 +78,7 @@ class _Fixed:
     listed: bool
     model_bytes: int
     model_mtime: float
-    memory_pool: memory_fit.Pool
+    memory_pool: footprint.Pool
 
     @classmethod
     def of(cls, name: str, config: InstanceConfig) -> _Fixed:
@@ -101,7 +102,7 @@ class _Fixed:
             listed=not config.unlisted,
             model_bytes=model_bytes,
             model_mtime=model_mtime,
-            memory_pool=memory_fit.pool_of(config),
+            memory_pool=footprint.pool_of(config),
         )
 
 
@@ -184,14 +185,14 @@ class SupervisorDirectory:
         """What the instance holds when loaded: its config's memory_gib; else, for a CPU instance
         that has been up under this config, the largest resident size read while up (prompt cache
         included; not while loading, when it holds only part); else the estimate from its model
-        file (core.memory_fit)."""
+        file (config.footprint)."""
         config = fixed.config
         if config.memory_gib is not None:
-            return int(config.memory_gib * memory_fit.GIB)
+            return int(config.memory_gib * footprint.GIB)
         memory = self._memory.get(name)
         if memory is None or memory.config is not config:
             facts = gguf_file.facts(config.model.path)
-            memory = self._memory[name] = _Memory(config, memory_fit.estimate(config, facts, fixed.model_bytes).total)
+            memory = self._memory[name] = _Memory(config, footprint.estimate(config, facts, fixed.model_bytes).total)
         child = sup.child
         if fixed.memory_pool == "ram" and up and child is not None and now - memory.read_at >= _RSS_EVERY_S:
             memory.read_at = now

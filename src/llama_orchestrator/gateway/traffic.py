@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llama_orchestrator.config.footprint import GIB
 from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core import routing
-from llama_orchestrator.core.memory_fit import GIB
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.catalog import available_models

@@ -106,6 +106,24 @@ def test_more_context_per_slot_than_the_model_was_trained_for_is_a_warning(home:
     assert warned({"context_size": 2 * N_CTX}, offline=True) == []  # the model file is read only by validate
 
 
+def test_an_on_demand_model_over_its_memory_budget_alone_is_a_warning(home: HomePaths, tiny_model: Path) -> None:
+    def warned(budget: dict[str, float], **extra: object) -> list[str]:
+        write_instance(home.home, "a", minimal("a", 8001, tiny_model) | {"on_demand": True, **extra})
+        home.orchestrator_file.write_text(json.dumps({"gateway": budget}))
+        fleet = load_fleet(home, which=lambda _: "x")
+        assert fleet.errors == []
+        return [p.message for p in fleet.warnings if p.field == "memory_gib"]
+
+    [message] = warned({"ram_budget_gib": 0.01})  # the tiny model's estimate is ~66 MiB: its overhead
+    assert message.startswith("it is estimated at ~") and ": more than gateway.ram_budget_gib=0.01, so the " \
+        "gateway will refuse to start it; raise the budget, lower model.context_size, or set memory_gib" in message
+    assert warned({"ram_budget_gib": 1}) == []
+    assert warned({"vram_budget_gib": 0.01}) == []  # a CPU instance counts against the RAM budget only
+    [declared] = warned({"vram_budget_gib": 1}, memory_gib=2, gpu={"backend": "vulkan"})
+    assert declared.startswith("its memory_gib is 2: more than gateway.vram_budget_gib=1")
+    assert warned({"ram_budget_gib": 0.01}, on_demand=False) == []  # the daemon starts it whatever the budget
+
+
 def test_a_model_file_that_is_not_gguf_is_an_error_naming_what_it_is(home: HomePaths, tmp_path: Path) -> None:
     weights = tmp_path / "model.safetensors"
     weights.write_bytes((2).to_bytes(8, "little") + b'{"__metadata__": {}}')

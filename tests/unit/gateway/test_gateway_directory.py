@@ -232,7 +232,7 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     import psutil
 
     from llama_orchestrator import gguf_file
-    from llama_orchestrator.core import memory_fit
+    from llama_orchestrator.config import footprint
 
     sup = StubSupervisor(config("a", model={"path": str(tiny_model)}))
     clock = Clock()
@@ -240,7 +240,7 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     [u] = directory.upstreams()
     assert (u.memory_pool, u.memory_bytes) == ("ram", 0)  # no budget: nothing read
     directory.measure_memory = True
-    estimate = memory_fit.estimate(sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
+    estimate = footprint.estimate(sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total
     assert directory.upstreams()[0].memory_bytes == estimate
     sup.child = SimpleNamespace(pid=os.getpid())  # this test's own process stands in for llama-server
     sup.rt = lc.Runtime(state=S.STARTING)
@@ -259,5 +259,5 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     sup.child, sup.rt = SimpleNamespace(pid=os.getpid()), lc.Runtime(state=S.READY)
     clock.now += 10
     [gpu] = directory.upstreams()
-    assert gpu.memory_pool == "vram" and gpu.memory_bytes == memory_fit.estimate(
+    assert gpu.memory_pool == "vram" and gpu.memory_bytes == footprint.estimate(
         sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total  # host RSS is not GPU memory

@@ -1,11 +1,11 @@
-"""core.memory_fit: what an instance holds once loaded, estimated from its model file and flags."""
+"""config.footprint: what an instance holds once loaded, estimated from its model file and flags."""
 
 from __future__ import annotations
 
 import pytest
 
+from llama_orchestrator.config import footprint as m
 from llama_orchestrator.config.models import InstanceConfig
-from llama_orchestrator.core import memory_fit as m
 from llama_orchestrator.gguf_file import GgufFacts
 
 MIB = m.MIB

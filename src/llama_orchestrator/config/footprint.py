@@ -1,8 +1,8 @@
-"""How much memory a llama-server holds once loaded, estimated from its model file and flags.
+"""How much memory a llama-server holds once loaded, estimated from its config and model file.
 
-    shape = KvShape.of(layers=18, kv_heads=1, key_length=256, value_length=256)
-    fp = footprint(weights=246_000_000, shape=shape, tokens=32768, k_type="f16", v_type="f16")
-    fp.total, fp.describe()   # bytes, "~0.9 GiB: weights 235 MiB, KV cache 576 MiB (32768 tokens, f16), ..."
+    fp = estimate(config, gguf_file.facts(path), weights)   # weights: the model file's bytes
+    fp.total, fp.describe()  # bytes; "~893.5MiB: weights 241.4MiB, KV cache 576.0MiB (32768 tokens, f16), ..."
+    pool_of(config)          # "ram" or "vram": the budget it counts against
 
 The gateway's memory budgets (`gateway.ram_budget_gib`, `vram_budget_gib`) use it for an
 instance that has not run yet; once one has run, the daemon knows the resident size it
