@@ -137,3 +137,77 @@ def test_no_gpu_memory_without_nvidia_smi(home: Home, tmp_path: Path, monkeypatc
         status = home.client().status()
     assert status.gpu_memory is None
     assert "gpu" not in header_text(status, 200).plain
+
+
+FAKE_SMI_WITH_PROCESSES = """\
+#!{python}
+# nvidia-smi answering the daemon's two queries: one GPU, and for each process whose command line
+# has `--port P` with P in {readings}, the MiB given there
+import json, os, sys
+args = sys.argv[1:]
+if args == ["--query-gpu=memory.used,memory.total", "--format=csv,noheader,nounits"]:
+    print("1000, 8192")
+elif args == ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]:
+    readings = json.load(open({readings!r}))
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{{pid}}/cmdline", "rb").read().decode().split("\\0")
+        except OSError:
+            continue
+        if "--port" in argv and argv[argv.index("--port") + 1] in readings:
+            print(f"{{pid}}, {{readings[argv[argv.index('--port') + 1]]}}")
+else:
+    sys.exit(3)
+"""
+
+
+def test_a_vram_budget_counts_what_nvidia_smi_says_each_instance_holds(
+    home: Home, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two on-demand GPU instances (fake servers) under vram_budget_gib = 4 estimates: `a` holds
+    3.5 estimates by nvidia-smi, so `b`'s first start (at its estimate) evicts it; `b` then holds
+    a quarter, and `a` comes back beside it."""
+    import openai
+
+    from llama_orchestrator.config import footprint
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.gguf_file import GgufFacts
+
+    ports = {"a": free_port(), "b": free_port()}
+    for name, port in ports.items():
+        home.write_instance(name, model=model, port=port, binary=home.fake_binary(), on_demand=True,
+                            gpu={"backend": "cuda"})
+    config = InstanceConfig.model_validate_json(home.paths.instance_config("a").read_text())
+    estimate = footprint.estimate(config, GgufFacts(), model.stat().st_size).total
+    mib = {"a": round(3.5 * estimate / 2**20), "b": round(0.25 * estimate / 2**20)}
+    readings = tmp_path / "readings.json"
+    readings.write_text(json.dumps({str(ports[n]): mib[n] for n in ports}))
+    bin_dir = tmp_path / "gpu-bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(FAKE_SMI_WITH_PROCESSES.format(python=shutil.which("python3"), readings=str(readings)))
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    gateway = free_port()
+    budget_gib = 4 * estimate / 2**30
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": gateway, "vram_budget_gib": budget_gib}}))
+    home.start_daemon()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{gateway}/v1", api_key="-", max_retries=0, timeout=30)
+
+    def ask(name: str) -> None:
+        assert client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}]).choices
+
+    def counted(name: str) -> int | None:
+        return home.status(name).budget_bytes
+
+    ask("a")
+    wait_until(lambda: counted("a") == mib["a"] * 2**20, 15, 0.1, message="a's nvidia-smi reading counted")
+    assert home.status("a").gpu_bytes == mib["a"] * 2**20
+    ask("b")
+    [evicted] = [e.reason for e in home.events("a") if e.to_state == "stopping"]
+    assert evicted.startswith(f"evicted to start b (vram_budget_gib={budget_gib:g} ("), evicted
+    wait_until(lambda: counted("b") == mib["b"] * 2**20, 15, 0.1, message="b's nvidia-smi reading counted")
+    assert counted("a") == mib["a"] * 2**20  # stopped: the most it was seen holding, for its next start
+    ask("a")
+    assert not any(e.to_state == "stopping" for e in home.events("b"))
+    assert (home.status("a").state, home.status("b").state) == ("ready", "ready")

@@ -12,6 +12,7 @@ from llama_orchestrator.daemon.metrics_sampler import (
     Throughput,
     describe_gpu_memory,
     nvidia_smi_figures,
+    nvidia_smi_processes,
     parse_metrics,
     rate,
 )
@@ -115,3 +116,10 @@ def test_tokens_per_second_from_consecutive_samples() -> None:
     targets.clear()  # no longer ready (or metrics turned off): forgotten
     asyncio.run(sampler.sample_once())
     assert sampler.reading("a", 12) == Throughput()
+
+
+def test_nvidia_smi_per_process_memory_sums_gpus_and_skips_what_windows_does_not_say() -> None:
+    # one process on two GPUs (tensor split), another whose figure WDDM hides, a blank line
+    output = "4242, 3000\n4242, 1000\n77, [N/A]\n\n901, 512\n"
+    assert nvidia_smi_processes(output) == {4242: 4000.0, 901: 512.0}
+    assert nvidia_smi_processes("No running processes found\n") == {}

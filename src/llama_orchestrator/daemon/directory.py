@@ -43,7 +43,7 @@ _NO_PROCESS = frozenset({S.STOPPED, S.FAILED})
 _READY_OR_FAILED = frozenset({S.READY, S.FAILED})
 _RECHECK_S = 0.25
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
-_RSS_EVERY_S = 2.0  # with a memory budget, each running CPU instance's resident size is read this often
+_READ_EVERY_S = 2.0  # with a memory budget, what each running instance holds is read this often
 
 
 def connect_base_url(config: InstanceConfig) -> str:
@@ -123,6 +123,7 @@ class SupervisorDirectory:
         clock: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] | None = None,
         retiring: Mapping[str, InstanceSupervisor] | None = None,
+        gpu_bytes: Callable[[int], int | None] = lambda _pid: None,
     ) -> None:
         self.supervisors = supervisors  # the service's live dict: instances come and go
         # Removed instances still finishing their requests: no longer routed to or listed, but
@@ -137,6 +138,7 @@ class SupervisorDirectory:
         # `memory_bytes`. Off, upstreams() reads no model file and no process for it.
         self.measure_memory = False
         self._memory: dict[str, _Memory] = {}
+        self._gpu_bytes = gpu_bytes  # what a pid holds on the GPUs (nvidia-smi), None when not known
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
@@ -181,11 +183,19 @@ class SupervisorDirectory:
             ))
         return out
 
+    def counted_memory(self, name: str) -> int | None:
+        """What the memory budgets count for `name` now (`upstreams()`'s memory_bytes); None
+        without a budget (or an instance of that name)."""
+        sup = self.supervisors.get(name)
+        if not self.measure_memory or sup is None:
+            return None
+        return self._memory_bytes(name, sup, self._fixed(name, sup.config), sup.rt.state in _UP, self.clock())
+
     def _memory_bytes(self, name: str, sup: InstanceSupervisor, fixed: _Fixed, up: bool, now: float) -> int:
-        """What the instance holds when loaded: its config's memory_gib; else, for a CPU instance
-        that has been up under this config, the largest resident size read while up (prompt cache
-        included; not while loading, when it holds only part); else the estimate from its model
-        file (config.footprint)."""
+        """What the instance holds when loaded: its config's memory_gib; else, once it has been up
+        under this config, the most it was seen holding while up (not while loading, when it
+        holds only part): its resident size on the CPU (prompt cache included), nvidia-smi's
+        figure for its pid on a GPU; else the estimate from its model file (config.footprint)."""
         config = fixed.config
         if config.memory_gib is not None:
             return int(config.memory_gib * footprint.GIB)
@@ -194,9 +204,10 @@ class SupervisorDirectory:
             facts = gguf_file.facts(config.model.path)
             memory = self._memory[name] = _Memory(config, footprint.estimate(config, facts, fixed.model_bytes).total)
         child = sup.child
-        if fixed.memory_pool == "ram" and up and child is not None and now - memory.read_at >= _RSS_EVERY_S:
+        if up and child is not None and now - memory.read_at >= _READ_EVERY_S:
             memory.read_at = now
-            memory.peak = max(memory.peak, resident_bytes(child.pid) or 0)
+            read = resident_bytes(child.pid) if fixed.memory_pool == "ram" else self._gpu_bytes(child.pid)
+            memory.peak = max(memory.peak, read or 0)
         return memory.peak or memory.estimate
 
     def _fixed(self, name: str, config: InstanceConfig) -> _Fixed:
@@ -292,13 +303,21 @@ class HasSupervisors(Protocol):
 async def start_gateway(
     service: HasSupervisors, config: GatewayConfig,
     gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
+    gpu_bytes: Callable[[int], int | None] = lambda _pid: None,
 ) -> Gateway:
-    """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`)."""
-    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring)
+    """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`).
+    `gpu_memory` and `gpu_bytes`: nvidia-smi's figures per GPU and per process (daemon.metrics_sampler)."""
+    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring, gpu_bytes=gpu_bytes)
     directory.measure_memory = bool(config.memory_budgets)
     gateway = Gateway(config, directory, gpu_memory=gpu_memory)
     await gateway.start()
     return gateway
+
+
+def counted_memory(gateway: Gateway, name: str) -> int | None:
+    """`SupervisorDirectory.counted_memory` of the daemon's gateway (for `ps`)."""
+    directory = gateway.traffic.directory
+    return directory.counted_memory(name) if isinstance(directory, SupervisorDirectory) else None
 
 
 def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending: list[str]) -> list[str]:

@@ -8,9 +8,11 @@ A new pid (restart, adoption) or a counter going backwards starts the rate afres
 dashboard read the last figures through `Daemon.statuses()`; no request ever waits for a fetch.
 
 GPU memory comes from `nvidia-smi` (NVIDIA only), run in a thread at most every
-`GPU_EVERY_S` with a short timeout. Vulkan and AMD GPUs have no equally cheap, portable query
-(rocm-smi is not always installed, Vulkan has none), so they report nothing: `None`, shown as
-absent, rather than a guess.
+`GPU_EVERY_S` with a short timeout: used and total per GPU, and what each process holds (the
+gateway's `vram_budget_gib` counts an instance's largest reading; Windows drivers in WDDM mode
+answer `[N/A]` per process, and then the budget keeps its estimate). Vulkan and AMD GPUs have
+no equally cheap, portable query (rocm-smi is not always installed, Vulkan has none), so they
+report nothing: `None`, shown as absent, rather than a guess.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ METRICS_TIMEOUT_S = 1.5
 GPU_EVERY_S = 5.0
 GPU_TIMEOUT_S = 2.0
 NVIDIA_SMI_ARGS = ("--query-gpu=memory.used,memory.total", "--format=csv,noheader,nounits")
+NVIDIA_SMI_APPS_ARGS = ("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
 
 
 # ---- parsing (pure) ------------------------------------------------------------------------
@@ -102,6 +105,22 @@ def nvidia_smi_figures(output: str) -> list[tuple[float, float]] | None:
         except ValueError:
             return None
     return figures or None
+
+
+def nvidia_smi_processes(output: str) -> dict[int, float]:
+    """`nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits` as MiB per pid,
+    summed over GPUs; lines it cannot read (`[N/A]` under Windows' WDDM) are left out."""
+    used: dict[int, float] = {}
+    for line in output.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 2:
+            continue
+        try:
+            pid, mib = int(fields[0]), float(fields[1])
+        except ValueError:
+            continue
+        used[pid] = used.get(pid, 0.0) + mib
+    return used
 
 
 def describe_gpu_memory(figures: Sequence[tuple[float, float]] | None) -> str | None:
@@ -223,15 +242,17 @@ def targets_from(supervisors: Iterable[InstanceSupervisor]) -> list[Target]:
 
 
 class GpuMemory:
-    """`nvidia-smi`'s used/total memory, refreshed at most every `GPU_EVERY_S`; None without nvidia-smi."""
+    """`nvidia-smi`'s used/total memory and each process's share, refreshed at most every
+    `GPU_EVERY_S`; None without nvidia-smi."""
 
     def __init__(self, environ: Mapping[str, str], *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._environ = dict(environ)
         self._monotonic = monotonic
         self._binary = shutil.which("nvidia-smi", path=self._environ.get("PATH"))
         self._value: list[tuple[float, float]] | None = None
+        self._processes: dict[int, float] = {}
         self._at: float | None = None
-        self._task: asyncio.Future[list[tuple[float, float]] | None] | None = None
+        self._task: asyncio.Future[_Reading] | None = None
 
     def current(self) -> str | None:
         """The last reading in words ("1.2/8.0 GiB"); see `figures`."""
@@ -253,20 +274,34 @@ class GpuMemory:
             self._task.add_done_callback(self._store)
         return self._value
 
-    def _store(self, task: asyncio.Future[list[tuple[float, float]] | None]) -> None:
+    def process_bytes(self, pid: int) -> int | None:
+        """What process `pid` held on the GPUs at the last reading (refreshed as `figures` is);
+        None when nvidia-smi did not list it or there is none."""
+        self.figures()
+        mib = self._processes.get(pid)
+        return None if mib is None else int(mib * 2**20)
+
+    def _store(self, task: asyncio.Future[_Reading]) -> None:
         self._task = None
         if not task.cancelled():
-            self._value = task.result()
+            self._value, self._processes = task.result()
 
     async def close(self) -> None:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _query(self, binary: str) -> list[tuple[float, float]] | None:
+    def _query(self, binary: str) -> _Reading:
+        figures = self._run(binary, NVIDIA_SMI_ARGS)
+        if figures is None:
+            return None, {}
+        processes = self._run(binary, NVIDIA_SMI_APPS_ARGS)
+        return nvidia_smi_figures(figures), {} if processes is None else nvidia_smi_processes(processes)
+
+    def _run(self, binary: str, args: tuple[str, ...]) -> str | None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             proc = subprocess.run(
-                [binary, *NVIDIA_SMI_ARGS],
+                [binary, *args],
                 env=self._environ,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -275,5 +310,8 @@ class GpuMemory:
                 check=False,
             )
             if proc.returncode == 0:
-                return nvidia_smi_figures(proc.stdout)
+                return proc.stdout
         return None
+
+
+_Reading = tuple[list[tuple[float, float]] | None, dict[int, float]]

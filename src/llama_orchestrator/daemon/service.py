@@ -34,7 +34,7 @@ from llama_orchestrator.daemon.actions import ACTIONS, action_targets, restart_c
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import build_app
-from llama_orchestrator.daemon.directory import reconfigure_gateway, start_gateway
+from llama_orchestrator.daemon.directory import counted_memory, reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.lock import DaemonLock
 from llama_orchestrator.daemon.metrics_sampler import GpuMemory, MetricsSampler, targets_from
@@ -193,7 +193,7 @@ class Daemon:
         if not gateway_config.enabled:
             return
         try:
-            self._gateway = await start_gateway(self, gateway_config, self._gpu.figures)
+            self._gateway = await start_gateway(self, gateway_config, self._gpu.figures, self._gpu.process_bytes)
             self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
         except OrchestratorError as exc:
             logger.error("gateway not started: %s", exc)
@@ -333,8 +333,10 @@ class Daemon:
         status = sup.status(on_disk.get(sup.name))
         cpu, rss = self._resources.sample(status.pid)
         speed = self._metrics.reading(sup.name, status.pid)
+        gpu = None if status.pid is None else self._gpu.process_bytes(status.pid)
+        budget = None if self._gateway is None else counted_memory(self._gateway, sup.name)
         return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
-                                         "busy_slots": speed.busy_slots})
+                                         "busy_slots": speed.busy_slots, "gpu_bytes": gpu, "budget_bytes": budget})
 
     def inspect(self, name: str) -> InstanceDetail:
         sup = self._supervisor(name)

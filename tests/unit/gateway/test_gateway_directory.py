@@ -261,3 +261,11 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     [gpu] = directory.upstreams()
     assert gpu.memory_pool == "vram" and gpu.memory_bytes == footprint.estimate(
         sup.config, gguf_file.facts(tiny_model), tiny_model.stat().st_size).total  # host RSS is not GPU memory
+    readings = {os.getpid(): 3 * GIB}  # what nvidia-smi says the process holds on the GPUs
+    on_gpu = SupervisorDirectory({"a": sup}, clock=clock, environ={},  # type: ignore[dict-item]
+                                 gpu_bytes=readings.get)
+    on_gpu.measure_memory = True
+    assert on_gpu.upstreams()[0].memory_bytes == 3 * GIB
+    readings[os.getpid()] = 2 * GIB
+    clock.now += 10
+    assert on_gpu.upstreams()[0].memory_bytes == 3 * GIB  # the most it was seen holding
