@@ -49,6 +49,9 @@ EVENTS_SHOWN = 6
 WIDE_COLUMNS = 120  # from this width the detail pane puts the log beside the events
 
 
+_DETAIL_PARTS = "#detail-summary, #detail-command, #detail-events, #detail-log"  # what the handlers update
+_DETAIL_PART_COUNT = 4
+
 class DashboardApp(InstanceActions):
     CSS_PATH = "dashboard.tcss"
     TITLE = "llama-orch"
@@ -184,8 +187,10 @@ class DashboardApp(InstanceActions):
         self.refresh_bindings()
 
     def _widgets_gone(self) -> bool:
-        """True once the app's widgets are gone: a feed's last messages may still arrive while it exits."""
-        return not self.query(DetailPane)
+        """True once the app's widgets are going: a feed's last messages may still arrive while it
+        exits, and Textual removes a pane's children before the pane (a detail that came then
+        found the pane without its summary)."""
+        return len(self.query(_DETAIL_PARTS)) < _DETAIL_PART_COUNT or not self.query(DetailPane)
 
     def _drop_client(self) -> None:
         for stoppable in (self._event_feed, self._tail_feed, self._poller):
