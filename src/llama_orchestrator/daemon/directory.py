@@ -111,9 +111,15 @@ class _Memory:
     """What the directory knows of one instance's memory, for the config it was learned under."""
 
     config: InstanceConfig
-    estimate: int  # from the model file (or the config's memory_gib)
-    peak: int = 0  # the largest resident size read while it ran (CPU instances only)
+    estimate: int  # from the model file
+    peak: int = 0  # the most it was read holding while up (resident size, or nvidia-smi's figure)
     read_at: float = float("-inf")
+
+    def holds_for(self, config: InstanceConfig) -> bool:
+        """Whether what was learned holds for `config`: the same model, GPU and extra arguments
+        (a new idle TTL or alias changes nothing the process holds)."""
+        old = self.config
+        return old is config or (old.model == config.model and old.gpu == config.gpu and old.args == config.args)
 
 
 class SupervisorDirectory:
@@ -200,7 +206,7 @@ class SupervisorDirectory:
         if config.memory_gib is not None:
             return int(config.memory_gib * footprint.GIB)
         memory = self._memory.get(name)
-        if memory is None or memory.config is not config:
+        if memory is None or not memory.holds_for(config):
             facts = gguf_file.facts(config.model.path)
             memory = self._memory[name] = _Memory(config, footprint.estimate(config, facts, fixed.model_bytes).total)
         child = sup.child
