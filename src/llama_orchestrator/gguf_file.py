@@ -54,6 +54,7 @@ class GgufFacts:
     head_count_kv: int | None = None  # <architecture>.attention.head_count_kv (None: per layer, or as head_count)
     key_length: int | None = None  # <architecture>.attention.key_length (None: embedding_length / head_count)
     value_length: int | None = None  # <architecture>.attention.value_length (likewise)
+    sliding_window: int | None = None  # <architecture>.attention.sliding_window: tokens, for the layers that use one
 
     @property
     def quantization(self) -> str:
@@ -153,6 +154,7 @@ def facts(path: str | Path) -> GgufFacts:
         head_count_kv=of_arch("attention.head_count_kv"),
         key_length=of_arch("attention.key_length"),
         value_length=of_arch("attention.value_length"),
+        sliding_window=of_arch("attention.sliding_window"),
     )
 
 

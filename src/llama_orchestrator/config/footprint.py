@@ -6,9 +6,9 @@
 
 The gateway's memory budgets (`gateway.ram_budget_gib`, `vram_budget_gib`) use it for an
 instance that has not run yet; once one has run, the daemon knows the resident size it
-reached, which also counts what grows in use (llama-server's prompt cache). The estimate
-leans high: every layer's KV cache is counted at full context, so models with sliding-window
-layers (Gemma 2 and 3) hold less than it says. `memory_gib` in an instance's config overrides both.
+reached, which also counts what grows in use (llama-server's prompt cache). Layers that attend
+to a sliding window (Gemma 2 and 3, Cohere 2, gpt-oss: `SLIDING_WINDOW_EVERY`) keep only the
+window's cells, as llama.cpp sizes them. `memory_gib` in an instance's config overrides both.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ BASE_OVERHEAD = 64 * MIB  # the process itself, its output buffer and a small mo
 OVERHEAD_SHARE = 0.05  # compute buffers grow with the model
 
 
+# Architectures whose layers mostly attend to a sliding window, and how llama.cpp lays them out:
+# every n-th layer attends to the whole context, the others keep a KV cache of the window only
+SLIDING_WINDOW_EVERY = {"gemma2": 2, "gemma3": 6, "gemma-embedding": 6, "cohere2": 4, "gpt-oss": 2}
+
+
 @dataclass(frozen=True, slots=True)
 class KvShape:
     """The model's dimensions that size its KV cache, per token."""
@@ -42,19 +47,23 @@ class KvShape:
     kv_heads: int
     key_length: int
     value_length: int
+    window_layers: int = 0  # layers that attend to a sliding window only
+    window: int = 0  # that window, in tokens
 
     @classmethod
-    def of(cls, layers: int | None, embedding: int | None = None, heads: int | None = None,
-           kv_heads: int | None = None, key_length: int | None = None,
-           value_length: int | None = None) -> KvShape | None:
+    def of(cls, facts: GgufFacts) -> KvShape | None:
         """From a model file's metadata as llama.cpp reads it (GQA heads default to the heads,
         head sizes to embedding / heads); None when it does not say enough."""
-        kv = kv_heads or heads
-        per_head = embedding // heads if embedding and heads else None
-        key, value = key_length or per_head, value_length or per_head
+        layers, heads = facts.block_count, facts.head_count
+        kv = facts.head_count_kv or heads
+        per_head = facts.embedding_length // heads if facts.embedding_length and heads else None
+        key, value = facts.key_length or per_head, facts.value_length or per_head
         if not layers or not kv or not key or not value:
             return None
-        return cls(layers, kv, key, value)
+        every = SLIDING_WINDOW_EVERY.get(facts.architecture)
+        if every is None or not facts.sliding_window:
+            return cls(layers, kv, key, value)
+        return cls(layers, kv, key, value, layers - layers // every, facts.sliding_window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +85,23 @@ class Footprint:
         return f"~{size(self.total)}: weights {size(self.weights)}, {kv}, overhead {size(self.overhead)}"
 
 
-def kv_cache_bytes(shape: KvShape, tokens: int, k_type: str = "f16", v_type: str = "f16") -> int:
-    """llama.cpp's KV cache for `tokens` cells in every layer (unknown types count as f16)."""
+def kv_cache_bytes(shape: KvShape, tokens: int, k_type: str = "f16", v_type: str = "f16",
+                   window_cells: int | None = None) -> int:
+    """llama.cpp's KV cache for `tokens` cells in every full-attention layer and `window_cells`
+    (at most `tokens`) in each sliding-window layer; unknown cache types count as f16."""
     k = CACHE_TYPE_BYTES.get(k_type.lower(), 2.0)
     v = CACHE_TYPE_BYTES.get(v_type.lower(), 2.0)
-    return int(shape.layers * tokens * shape.kv_heads * (shape.key_length * k + shape.value_length * v))
+    windowed = min(tokens, window_cells) if window_cells is not None else tokens
+    cells = (shape.layers - shape.window_layers) * tokens + shape.window_layers * windowed
+    return int(cells * shape.kv_heads * (shape.key_length * k + shape.value_length * v))
 
 
 def footprint(weights: int, shape: KvShape | None, tokens: int, k_type: str = "f16", v_type: str = "f16",
-              offloaded: float = 1.0) -> Footprint:
+              offloaded: float = 1.0, window_cells: int | None = None) -> Footprint:
     """What one instance holds in the memory being counted: `offloaded` of its weights (the share
     of layers on the GPU for a GPU budget, 1.0 on the CPU), its whole KV cache and the overhead."""
     held = int(weights * offloaded)
-    kv = kv_cache_bytes(shape, tokens, k_type, v_type) if shape is not None and tokens > 0 else 0
+    kv = kv_cache_bytes(shape, tokens, k_type, v_type, window_cells) if shape is not None and tokens > 0 else 0
     types = k_type if k_type == v_type else f"K {k_type}, V {v_type}"
     return Footprint(held, kv, BASE_OVERHEAD + int(held * OVERHEAD_SHARE), tokens if shape else 0, types)
 
@@ -100,15 +113,19 @@ def pool_of(config: InstanceConfig) -> Pool:
 
 def estimate(config: InstanceConfig, facts: GgufFacts, weights: int) -> Footprint:
     """`footprint` for an instance's config, its model file's metadata and size (all parts)."""
-    shape = KvShape.of(facts.block_count, facts.embedding_length, facts.head_count, facts.head_count_kv,
-                       facts.key_length, facts.value_length)
+    shape = KvShape.of(facts)
     tokens = config.model.context_size or facts.context_length or 4096  # 0 or unset: the model's own
     layers = config.gpu.layers
     offloaded = 1.0
     if pool_of(config) == "vram" and isinstance(layers, int) and layers >= 0 and facts.block_count:
         offloaded = min(1.0, layers / (facts.block_count + 1))  # + 1: the output layer
+    window_cells = None
+    if shape is not None and shape.window_layers and "--swa-full" not in config.args:
+        # llama.cpp's sliding-window cache: the window for each sequence (slot) and one micro-batch
+        parallel = config.model.parallel if config.model.parallel and config.model.parallel > 0 else 4
+        window_cells = shape.window * parallel + (config.model.ubatch_size or 512)
     return footprint(weights, shape, tokens, _arg(config.args, ("-ctk", "--cache-type-k")),
-                     _arg(config.args, ("-ctv", "--cache-type-v")), offloaded)
+                     _arg(config.args, ("-ctv", "--cache-type-v")), offloaded, window_cells)
 
 
 def _arg(args: list[str], names: tuple[str, ...], default: str = "f16") -> str:

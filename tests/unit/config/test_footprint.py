@@ -9,9 +9,11 @@ from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.gguf_file import GgufFacts
 
 MIB = m.MIB
-# Gemma 3 270M as its GGUF file describes it (the model the real-server tests run)
+# Gemma 3 270M as its GGUF file describes it (the demo's model): 18 layers, 3 of them full attention
 GEMMA = GgufFacts(architecture="gemma3", context_length=32768, block_count=18, embedding_length=640,
-                  head_count=4, head_count_kv=1, key_length=256, value_length=256)
+                  head_count=4, head_count_kv=1, key_length=256, value_length=256, sliding_window=512)
+NO_WINDOW = GgufFacts(architecture="llama", context_length=32768, block_count=18, embedding_length=640,
+                      head_count=4, head_count_kv=1, key_length=256, value_length=256)
 
 
 def config(**changes: object) -> InstanceConfig:
@@ -31,27 +33,26 @@ def test_kv_cache_is_llama_cpps_per_layer_size() -> None:
 
 
 def test_shape_defaults_are_llama_cpps() -> None:
-    assert m.KvShape.of(layers=2, embedding=32, heads=2) == m.KvShape(2, 2, 16, 16)  # no GQA, head = 32/2
-    assert m.KvShape.of(layers=18, embedding=640, heads=4, kv_heads=1, key_length=256, value_length=256) == \
-        m.KvShape(18, 1, 256, 256)
-    assert m.KvShape.of(layers=None, embedding=640, heads=4) is None
-    assert m.KvShape.of(layers=2, embedding=None, heads=None) is None
+    no_gqa = GgufFacts(architecture="llama", block_count=2, embedding_length=32, head_count=2)
+    assert m.KvShape.of(no_gqa) == m.KvShape(2, 2, 16, 16)  # KV heads = heads, head = 32 / 2
+    assert m.KvShape.of(GEMMA) == m.KvShape(18, 1, 256, 256, window_layers=15, window=512)
+    assert m.KvShape.of(NO_WINDOW) == m.KvShape(18, 1, 256, 256)
+    assert m.KvShape.of(GgufFacts(architecture="llama", embedding_length=640, head_count=4)) is None
+    assert m.KvShape.of(GgufFacts(architecture="llama", block_count=2)) is None
 
 
-def test_estimate_follows_context_cache_types_and_offload() -> None:
-    weights = 246 * MIB
-    whole = m.estimate(config(), GEMMA, weights)  # no context_size: the model's own 32768 tokens
-    assert whole.kv_cache == 18 * 32768 * 1024 and whole.tokens == 32768
-    assert whole.weights == weights and whole.total == weights + whole.kv_cache + whole.overhead
-    assert whole.overhead == m.BASE_OVERHEAD + int(weights * m.OVERHEAD_SHARE)
-    short = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}), GEMMA, weights)
-    assert short.kv_cache == whole.kv_cache // 8
-    quantized = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096},
-                                  args=["-ctk", "q8_0", "--cache-type-v=q8_0"]), GEMMA, weights)
-    assert quantized.kv_cache == int(short.kv_cache * 34 / 64) and quantized.cache_types == "q8_0"
-    half = m.estimate(config(gpu={"backend": "cuda", "layers": 19 // 2}), GEMMA, weights)
-    assert half.weights == int(weights * 9 / 19)  # 9 of 18 layers + the output layer on the GPU
-    assert m.estimate(config(gpu={"backend": "cuda", "layers": 99}), GEMMA, weights).weights == weights
+def test_sliding_window_layers_keep_the_window_for_each_slot_and_a_micro_batch() -> None:
+    # llama-server's own log for Gemma 3 270M at -c 4096 with 4 automatic slots:
+    # "llama_kv_cache: size = 12.00 MiB (4096 cells, 3 layers, 4/1 seqs)" and
+    # "llama_kv_cache: size = 37.50 MiB (2560 cells, 15 layers, 4/1 seqs)"
+    fp = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}), GEMMA, 246 * MIB)
+    assert fp.kv_cache == 12 * MIB + int(37.5 * MIB)
+    two_slots = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096, "parallel": 2}), GEMMA, 0)
+    assert two_slots.kv_cache == 12 * MIB + 15 * (512 * 2 + 512) * 1024
+    full = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}, args=["--swa-full"]), GEMMA, 0)
+    assert full.kv_cache == 18 * 4096 * 1024
+    short = m.estimate(config(model={"path": "/m.gguf", "context_size": 1024}), GEMMA, 0)
+    assert short.kv_cache == 18 * 1024 * 1024  # a window wider than the context holds the context
 
 
 @pytest.mark.parametrize(("gpu", "pool"), [
@@ -69,5 +70,5 @@ def test_a_model_file_without_its_shape_counts_weights_and_overhead_only() -> No
 
 
 def test_describe_names_each_part() -> None:
-    fp = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}), GEMMA, 246 * MIB)
+    fp = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}), NO_WINDOW, 246 * MIB)
     assert fp.describe() == "~394.3MiB: weights 246.0MiB, KV cache 72.0MiB (4096 tokens, f16), overhead 76.3MiB"
