@@ -122,7 +122,8 @@ class GatewayMetrics:
                        "Requests waiting for a slot, for their model to load, or for room to load it (max_loaded).")
         out.append(f"llama_orch_gateway_waiting_requests {waiting}")
         out += _family("llama_orch_gateway_evictions_total", "counter",
-                       "Times an instance was stopped to make room for another (max_loaded): swap churn.")
+                       "Times an instance was stopped to make room for another (max_loaded, group_limits, "
+                       "memory budgets): swap churn.")
         for instance, n in sorted((evictions or {}).items()):
             out.append(f"llama_orch_gateway_evictions_total{_labels([('instance', instance)])} {n}")
         out += _instance_lines(upstreams)
@@ -153,6 +154,11 @@ def _instance_lines(upstreams: Sequence[Upstream]) -> list[str]:
     out += [f"llama_orch_instance_in_flight{_labels([('instance', u.name)])} {u.in_flight}" for u in ordered]
     out += _family("llama_orch_instance_restarts_total", "counter", "Restarts since the daemon started.")
     out += [f"llama_orch_instance_restarts_total{_labels([('instance', u.name)])} {u.restarts}" for u in ordered]
+    if any(u.memory_bytes for u in ordered):  # a memory budget is set (gateway.ram_budget_gib, vram_budget_gib)
+        out += _family("llama_orch_instance_budget_memory_bytes", "gauge",
+                       "What the gateway's memory budget counts for the instance, by pool (ram, vram).")
+        out += [f"llama_orch_instance_budget_memory_bytes{_labels([('instance', u.name), ('pool', u.memory_pool)])}"
+                f" {u.memory_bytes}" for u in ordered]
     return out
 
 

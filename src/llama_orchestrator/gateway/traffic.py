@@ -248,13 +248,13 @@ class Traffic:
         if room_in is not None:  # only a minimum residency keeps the room: say when it ends
             retry = max(1, math.ceil(room_in))
             return Unavailable(
-                f"cannot start {name!r}: {limit} instances are up and none could be "
+                f"cannot start {name!r}: the instances up fill {limit} and none could be "
                 f"evicted{after}; one can go in {retry} s, when its min_residency_s is over",
                 code="capacity_exhausted", retry_after_s=retry,
             )
         return Unavailable(
-            f"cannot start {name!r}: {limit} instances are up and every "
-            f"one of them is serving requests, pinned or awaited{after}",
+            f"cannot start {name!r}: the instances up fill {limit} and every "
+            f"one of them that could make room is serving requests, pinned or awaited{after}",
             code="capacity_exhausted", retry_after_s=LOADING_RETRY_AFTER_S,
         )
 

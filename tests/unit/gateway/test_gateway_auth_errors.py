@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,10 @@ def test_metrics_text_histograms_states_and_relabelled_children() -> None:
     assert 'llama_orch_instance_restarts_total{instance="a"} 3' in text
     assert text.count("# TYPE llamacpp:requests_processing gauge") == 1
     assert 'llamacpp:requests_processing{instance="b",model="tiny"} 2' in text
+    assert "llama_orch_instance_budget_memory_bytes" not in text  # no memory budget
+    budgeted = m.render([replace(a, memory_bytes=3 << 30), replace(b, memory_pool="vram", memory_bytes=1 << 30)])
+    assert 'llama_orch_instance_budget_memory_bytes{instance="a",pool="ram"} 3221225472' in budgeted
+    assert 'llama_orch_instance_budget_memory_bytes{instance="b",pool="vram"} 1073741824' in budgeted
 
 
 def test_relabel_keeps_existing_labels() -> None:

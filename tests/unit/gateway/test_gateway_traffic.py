@@ -115,6 +115,15 @@ async def test_a_memory_budget_evicts_for_a_start_and_says_so_and_refuses_a_mode
         "or pinned) hold, more than gateway.ram_budget_gib=5 allows; raise the budget, or set the instance's "
         "memory_gib if that is more than it really holds")
     assert traffic.preload("huge", "preload") is None
+    directory.stops.clear()
+    directory.set("chat", in_flight=1)  # (its stop is the test's to carry out: still up) now serving a request
+    rejecting = Traffic(GatewayConfig(ram_budget_gib=5, start_wait="reject"), directory)
+    with pytest.raises(Unavailable) as busy:
+        await rejecting.acquire("coder")
+    assert str(busy.value) == ("cannot start 'coder': the instances up fill ram_budget_gib=5 (6.0GiB with it) and "
+                               "every one of them that could make room is serving requests, pinned or awaited")
+    assert directory.stops == []
+    await rejecting.close()
     unlimited = Traffic(GatewayConfig(), directory)
     assert unlimited.preload("huge", "preload") is not None  # no budget, no limit
     await unlimited.close()
