@@ -16,7 +16,8 @@ from tests.support.procs import marked_env, running
 from tests.support.waiting import async_wait_until, wait_until
 
 from llama_orchestrator.core.traffic_health import canary_request
-from llama_orchestrator.health.probe import HealthProber, ProbeConnection
+from llama_orchestrator.health.connection import ProbeConnection
+from llama_orchestrator.health.probe import HealthProber
 
 pytestmark = pytest.mark.integration
 

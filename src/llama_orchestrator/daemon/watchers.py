@@ -21,7 +21,8 @@ from llama_orchestrator.core.probing import deep_probe_timeout, probe_period, pr
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import canary_request
 from llama_orchestrator.engine import ChildProcess, follow, port_holder
-from llama_orchestrator.health.probe import KEEPALIVE_MAX_INTERVAL_S, ProbeConnection, ProbeResult
+from llama_orchestrator.health.connection import KEEPALIVE_MAX_INTERVAL_S, ProbeConnection
+from llama_orchestrator.health.result import ProbeResult
 
 if TYPE_CHECKING:
     from llama_orchestrator.daemon.supervisor import InstanceSupervisor
