@@ -478,3 +478,19 @@ def test_a_canary_waiting_behind_busy_slots_is_no_verdict(home: Home, model: Pat
     assert "a one-token request got no answer within 5 s while 1 other request(s) held slots" in kept.reason, kept
     after = home.status("sick")
     assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after
+
+
+def test_a_canary_waiting_behind_a_direct_clients_stream_is_no_verdict(home: Home, model: Path) -> None:
+    # The same, with the stream sent to llama-server directly (a client that bypasses the gateway):
+    # the gateway counts nothing in flight, so /slots is asked, and its busy slot is the answer.
+    url = serve_failing(home, model, "poison", {"FAKE_TOKEN_DELAY": "0.05"}, args=["-np", "1"])
+    before = home.status("sick")
+    direct = f"http://127.0.0.1:{before.port}/v1/chat/completions"
+    with urllib.request.urlopen(chat(direct, "sick", max_tokens=400, stream=True), timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")  # the stream holds the only slot
+        fail_three_times(url, "poison")
+        kept = home.wait_event("sick", lambda e: "kept running" in e.reason, what="the canary's verdict")
+    assert ("a one-token request got no answer within 5 s while 1 slot(s) were busy with requests that did not "
+            "come through the gateway (busy, not judged)") in kept.reason, kept
+    after = home.status("sick")
+    assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after

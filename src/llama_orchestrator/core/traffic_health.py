@@ -99,3 +99,15 @@ def canary_request(embeddings: bool, args: list[str]) -> tuple[str, dict[str, ob
     if embeddings or "--embeddings" in args or "--embedding" in args:
         return "/embedding", {"content": "a"}
     return "/completion", {"prompt": "a", "n_predict": 1, "cache_prompt": False}
+
+
+def busy_slots(body: bytes) -> int | None:
+    """How many slots llama-server's `/slots` answer says are processing; None when it is not
+    that answer (a server started with --no-slots answers 501, an older one another shape)."""
+    try:
+        slots = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(slots, list) or not all(isinstance(s, dict) for s in slots):
+        return None
+    return sum(1 for s in slots if s.get("is_processing") is True)

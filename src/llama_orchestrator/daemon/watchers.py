@@ -19,7 +19,7 @@ from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.classify import is_loading_progress
 from llama_orchestrator.core.probing import deep_probe_timeout, probe_period, probe_timeout
 from llama_orchestrator.core.states import InstanceState
-from llama_orchestrator.core.traffic_health import canary_request
+from llama_orchestrator.core.traffic_health import busy_slots, canary_request
 from llama_orchestrator.engine import ChildProcess, follow, port_holder
 from llama_orchestrator.health.connection import KEEPALIVE_MAX_INTERVAL_S, ProbeConnection
 from llama_orchestrator.health.result import ProbeResult
@@ -91,14 +91,26 @@ async def confirm_by_canary(sup: InstanceSupervisor, generation: int) -> None:
     failures = sup.traffic.describe()
     busy = sup.in_flight  # requests still running hold slots: the canary may wait behind them
     result = await canary(sup)
+    held = ""
+    if result.timed_out:
+        if busy:
+            held = f"{busy} other request(s) held slots"
+        elif slots := await busy_elsewhere(sup):  # clients that call llama-server directly
+            held = f"{slots} slot(s) were busy with requests that did not come through the gateway"
     if result.ok:
         detail = f"{failures}, but a one-token request passed: kept running"
-    elif result.timed_out and busy:
-        detail = (f"{failures}; a one-token request got {result.detail} while {busy} other request(s) held "
-                  "slots (busy, not judged): kept running")
+    elif held:
+        detail = f"{failures}; a one-token request got {result.detail} while {held} (busy, not judged): kept running"
     else:
         detail = f"{failures}, and a one-token request failed too: {result.detail}"
-    sup.post(generation, lc.Canary(result.ok or (result.timed_out and busy > 0), detail))
+    sup.post(generation, lc.Canary(result.ok or bool(held), detail))
+
+
+async def busy_elsewhere(sup: InstanceSupervisor) -> int:
+    """Slots llama-server's `/slots` says are processing (0 when it does not say)."""
+    config = sup.config
+    answer = await sup.deps.prober.slots_answer(config.server.base_url, config.health.timeout_s, sup.api_key())
+    return (busy_slots(answer) or 0) if answer is not None else 0
 
 
 async def canary(sup: InstanceSupervisor) -> ProbeResult:

@@ -56,6 +56,17 @@ class HealthProber:
             return ProbeResult(True, 501, "slots endpoint disabled", result.latency_s)
         return result
 
+    async def slots_answer(self, base_url: str, timeout_s: float, api_key: str | None = None) -> bytes | None:
+        """The body of a 200 answer to `/slots` (core.traffic_health.busy_slots reads it); None otherwise."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        session = await self._client()
+        try:
+            async with session.get(f"{base_url}/slots", headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+                return await response.read() if response.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return None
+
     async def post(
         self, base_url: str, path: str, body: object, timeout_s: float, api_key: str | None = None
     ) -> ProbeResult:

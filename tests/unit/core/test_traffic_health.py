@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from llama_orchestrator.core import traffic_health as th
 from llama_orchestrator.core.traffic_health import ANSWERED, TrafficHealth, canary_request, status_evidence
 
 
@@ -70,3 +73,12 @@ def test_the_canary_is_the_smallest_request_of_the_servers_kind() -> None:
     assert canary_request(True, []) == ("/embedding", {"content": "a"})
     assert canary_request(False, ["--embedding"])[0] == "/embedding"
     assert canary_request(True, ["--reranking"])[0] == "/rerank"
+
+
+def test_busy_slots_counts_llama_servers_processing_slots_and_nothing_else() -> None:
+    answer = [{"id": 0, "is_processing": True}, {"id": 1, "is_processing": False}, {"id": 2, "is_processing": True}]
+    assert th.busy_slots(json.dumps(answer).encode()) == 2
+    assert th.busy_slots(b"[]") == 0
+    assert th.busy_slots(b'[{"id": 0, "is_processing": "yes"}]') == 0  # only a true boolean counts
+    for odd in (b'{"error": {"code": 501}}', b"[1, 2]", b"not json", b""):
+        assert th.busy_slots(odd) is None
