@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import urllib.request
 from pathlib import Path
@@ -57,6 +58,9 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     row = next(line.split() for line in ps.out.splitlines() if line.strip().startswith("tiny"))
     (pid,) = instance_pids("tiny")
     assert row[:4] == ["tiny", "ready", str(pid), str(port)], ps.out
+    header = next(line.split() for line in ps.out.splitlines() if line.strip().startswith("NAME"))
+    assert header[7] == "MEM" and "GPU" not in header, ps.out  # no nvidia-smi here
+    assert re.fullmatch(r"\d+\.\dMiB", row[7]), ps.out  # the tiny model's llama-server: some MiB resident
 
     logs = home.ok("logs", "tiny", "-n", "5").out.splitlines()
     on_disk = home.log_text("tiny").splitlines()

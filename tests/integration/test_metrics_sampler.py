@@ -16,6 +16,7 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 from llama_orchestrator.tui.widgets import header_text
+from llama_orchestrator.units import size
 
 pytestmark = pytest.mark.integration
 
@@ -203,6 +204,10 @@ def test_a_vram_budget_counts_what_nvidia_smi_says_each_instance_holds(
     ask("a")
     wait_until(lambda: counted("a") == mib["a"] * 2**20, 15, 0.1, message="a's nvidia-smi reading counted")
     assert home.status("a").gpu_bytes == mib["a"] * 2**20
+    ps = home.ok("ps").out
+    header = next(line.split() for line in ps.splitlines() if line.strip().startswith("NAME"))
+    row = next(line.split() for line in ps.splitlines() if line.strip().startswith("a "))
+    assert header[7:9] == ["MEM", "GPU"] and row[8] == size(mib["a"] * 2**20), ps
     ask("b")
     [evicted] = [e.reason for e in home.events("a") if e.to_state == "stopping"]
     assert evicted.startswith(f"evicted to start b (vram_budget_gib={budget_gib:g} ("), evicted

@@ -209,12 +209,15 @@ def ps(
 
 
 def instance_table(rows: list[InstanceStatus]) -> Text:
-    """The `ps` table: one line per instance; short columns never shrink, only LAST ERROR is cut."""
-    headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR"]
+    """The `ps` table: one line per instance; short columns never shrink, only LAST ERROR is cut.
+    MEM is the resident size; GPU (what nvidia-smi says each process holds) only when known."""
+    gpu = any(s.gpu_bytes for s in rows)
+    headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "MEM", *(["GPU"] if gpu else []),
+               "HEALTH", "LAST ERROR"]
     cells = [
         [s.name, s.state + ("*" if s.changed else ""), str(s.pid or "-"), str(s.port), s.alias,
-         _format.duration(s.uptime_s), str(s.restarts),
-         s.health, " ".join((s.last_error or "").split())]
+         _format.duration(s.uptime_s), str(s.restarts), _format.size(s.rss_bytes),
+         *([_format.size(s.gpu_bytes)] if gpu else []), s.health, " ".join((s.last_error or "").split())]
         for s in rows
     ]
     return _format.columns(headers, cells, width=_console.out.width, styled=1)
