@@ -70,8 +70,8 @@ def beyond_budget(config: InstanceConfig, gateway: GatewayConfig) -> str | None:
     budget = gateway.memory_budgets.get(pool)
     if budget is None or not config.on_demand:
         return None
-    if config.memory_gib is not None:
-        need, how = int(config.memory_gib * footprint.GIB), f"its memory_gib is {config.memory_gib:g}"
+    if (given := footprint.declared(config)) is not None:
+        need, how = given, f"its memory_gib is {config.memory_gib:g}"
     else:
         size, _ = gguf_file.size_and_mtime(config.model.path)
         estimate = footprint.estimate(config, gguf_file.facts(config.model.path), size)

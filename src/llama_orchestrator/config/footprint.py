@@ -106,6 +106,11 @@ def footprint(weights: int, shape: KvShape | None, tokens: int, k_type: str = "f
     return Footprint(held, kv, BASE_OVERHEAD + int(held * OVERHEAD_SHARE), tokens if shape else 0, types)
 
 
+def declared(config: InstanceConfig) -> int | None:
+    """The config's own word on what the instance holds (memory_gib), in bytes; None when unset."""
+    return None if config.memory_gib is None else int(config.memory_gib * GIB)
+
+
 def pool_of(config: InstanceConfig) -> Pool:
     """Which budget an instance counts against: `vram` when it offloads to a GPU, else `ram`."""
     return "ram" if config.gpu.backend == "cpu" or config.gpu.layers == 0 else "vram"

@@ -203,8 +203,8 @@ class SupervisorDirectory:
         holds only part): its resident size on the CPU (prompt cache included), nvidia-smi's
         figure for its pid on a GPU; else the estimate from its model file (config.footprint)."""
         config = fixed.config
-        if config.memory_gib is not None:
-            return int(config.memory_gib * footprint.GIB)
+        if (given := footprint.declared(config)) is not None:
+            return given
         memory = self._memory.get(name)
         if memory is None or not memory.holds_for(config):
             facts = gguf_file.facts(config.model.path)
