@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from llama_orchestrator.daemon.metrics_sampler import (
-    Counters,
-    MetricsSampler,
-    Target,
-    Throughput,
-    describe_gpu_memory,
-    nvidia_smi_figures,
-    nvidia_smi_processes,
-    parse_metrics,
-    rate,
-)
+from llama_orchestrator.daemon.gpu_memory import describe_gpu_memory, nvidia_smi_figures, nvidia_smi_processes
+from llama_orchestrator.daemon.metrics_sampler import Counters, MetricsSampler, Target, Throughput, parse_metrics, rate
 
 LLAMA_METRICS = """\
 # HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
@@ -121,5 +112,5 @@ def test_tokens_per_second_from_consecutive_samples() -> None:
 def test_nvidia_smi_per_process_memory_sums_gpus_and_skips_what_windows_does_not_say() -> None:
     # one process on two GPUs (tensor split), another whose figure WDDM hides, a blank line
     output = "4242, 3000\n4242, 1000\n77, [N/A]\n\n901, 512\n"
-    assert nvidia_smi_processes(output) == {4242: 4000.0, 901: 512.0}
+    assert nvidia_smi_processes(output) == {4242: 4000 * 2**20, 901: 512 * 2**20}
     assert nvidia_smi_processes("No running processes found\n") == {}

@@ -36,8 +36,9 @@ from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import build_app
 from llama_orchestrator.daemon.directory import counted_memory, reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
+from llama_orchestrator.daemon.gpu_memory import GpuMemory
 from llama_orchestrator.daemon.lock import DaemonLock
-from llama_orchestrator.daemon.metrics_sampler import GpuMemory, MetricsSampler, targets_from
+from llama_orchestrator.daemon.metrics_sampler import MetricsSampler, targets_from
 from llama_orchestrator.daemon.protocol import (
     ActionResult,
     DaemonStatus,
