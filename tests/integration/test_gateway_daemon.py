@@ -365,5 +365,13 @@ def test_a_ram_budget_evicts_by_estimate_first_and_by_the_measured_size_once_eac
         assert {n: fleet.state(n) for n in ("a", "b")} == {"a": "ready", "b": "ready"}  # measured: both fit
         rss = sum(i["rss_bytes"] for i in fleet.ps()["instances"])
         assert rss <= estimate + 8 * footprint.MIB  # what made room for both
+        counted = {i["name"]: i["budget_bytes"] for i in fleet.ps()["instances"]}
+        assert all(0 < n < estimate for n in counted.values()), counted  # measured, not estimated
+        home.ok("stop", "a", "b")  # (stopped by hand, so the next daemon leaves them stopped)
+        home.ok("daemon", "stop")
+        home.start_daemon()
+        after = {i["name"]: (i["state"], i["budget_bytes"]) for i in fleet.ps("--all")["instances"]}
+        # the new daemon starts from what the last one measured (kept in state.db), not the estimate
+        assert after == {name: ("stopped", size) for name, size in counted.items()}
     finally:
         home.close()

@@ -5,14 +5,17 @@
     pool_of(config)          # "ram" or "vram": the budget it counts against
 
 The gateway's memory budgets (`gateway.ram_budget_gib`, `vram_budget_gib`) use it for an
-instance that has not run yet; once one has run, the daemon knows the resident size it
-reached, which also counts what grows in use (llama-server's prompt cache). Layers that attend
+instance that has not run yet with its `fingerprint`; once one has, the daemon knows the most it
+was seen holding (kept in the store), which also counts what grows in use (llama-server's
+prompt cache). Layers that attend
 to a sliding window (Gemma 2 and 3, Cohere 2, gpt-oss: `SLIDING_WINDOW_EVERY`) keep only the
 window's cells, as llama.cpp sizes them. `memory_gib` in an instance's config overrides both.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -109,6 +112,15 @@ def footprint(weights: int, shape: KvShape | None, tokens: int, k_type: str = "f
 def declared(config: InstanceConfig) -> int | None:
     """The config's own word on what the instance holds (memory_gib), in bytes; None when unset."""
     return None if config.memory_gib is None else int(config.memory_gib * GIB)
+
+
+def fingerprint(config: InstanceConfig) -> str:
+    """What decides how much an instance holds, as a short digest: its model section (file,
+    context, slots, ...; not the names it is served under), GPU section and extra arguments. What
+    was measured under one fingerprint says nothing about another."""
+    model = config.model.model_dump(mode="json", exclude={"alias", "aliases"})
+    parts = [model, config.gpu.model_dump(mode="json"), config.args]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def pool_of(config: InstanceConfig) -> Pool:

@@ -59,9 +59,10 @@ class GatewayConfig(Strict):
         None, gt=0,
         description="Keep the memory of the instances up that run on the CPU (backend cpu, or gpu.layers 0) "
         "within this many GiB: a start evicts idle on-demand ones, least recently used first, as max_loaded "
-        "does, until it fits. An instance counts what it last held (its resident size, prompt cache "
-        "included) or, before its first run, an estimate from its model file (weights, KV cache, overhead); "
-        "its memory_gib overrides both. No budget when null.",
+        "does, until it fits. An instance counts the most it was seen holding (its resident size, prompt "
+        "cache included) under the same model, GPU settings and arguments or, before its first such run, an "
+        "estimate from its model file (weights, KV cache, overhead); its memory_gib overrides both. No "
+        "budget when null.",
     )
     vram_budget_gib: float | None = Field(
         None, gt=0,

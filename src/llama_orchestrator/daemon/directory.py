@@ -31,7 +31,7 @@ from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.daemon.resources import resident_bytes
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
-from llama_orchestrator.errors import OrchestratorError
+from llama_orchestrator.errors import OrchestratorError, StoreError
 from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
 from llama_orchestrator.gateway.server import Gateway
 
@@ -44,6 +44,7 @@ _READY_OR_FAILED = frozenset({S.READY, S.FAILED})
 _RECHECK_S = 0.25
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
 _READ_EVERY_S = 2.0  # with a memory budget, what each running instance holds is read this often
+_PEAK_STEP = 1024 * 1024  # a new most-seen is kept (and stored) when it grows by more than this
 
 
 def connect_base_url(config: InstanceConfig) -> str:
@@ -106,20 +107,23 @@ class _Fixed:
         )
 
 
+class MemoryHistory(Protocol):
+    """Where the most each instance was seen holding is kept across daemon restarts (the Store)."""
+
+    def learned_memory_peak(self, instance: str, fingerprint: str) -> int | None: ...
+
+    def record_memory_peak(self, instance: str, fingerprint: str, size: int, at: float) -> None: ...
+
+
 @dataclass(slots=True)
 class _Memory:
     """What the directory knows of one instance's memory, for the config it was learned under."""
 
     config: InstanceConfig
+    fingerprint: str  # config.footprint.fingerprint of that config
     estimate: int  # from the model file
-    peak: int = 0  # the most it was read holding while up (resident size, or nvidia-smi's figure)
+    peak: int = 0  # the most it was read holding while up (resident size, or GPU memory)
     read_at: float = float("-inf")
-
-    def holds_for(self, config: InstanceConfig) -> bool:
-        """Whether what was learned holds for `config`: the same model, GPU and extra arguments
-        (a new idle TTL or alias changes nothing the process holds)."""
-        old = self.config
-        return old is config or (old.model == config.model and old.gpu == config.gpu and old.args == config.args)
 
 
 class SupervisorDirectory:
@@ -130,6 +134,7 @@ class SupervisorDirectory:
         environ: Mapping[str, str] | None = None,
         retiring: Mapping[str, InstanceSupervisor] | None = None,
         gpu_bytes: Callable[[int], int | None] = lambda _pid: None,
+        history: MemoryHistory | None = None,
     ) -> None:
         self.supervisors = supervisors  # the service's live dict: instances come and go
         # Removed instances still finishing their requests: no longer routed to or listed, but
@@ -145,6 +150,7 @@ class SupervisorDirectory:
         self.measure_memory = False
         self._memory: dict[str, _Memory] = {}
         self._gpu_bytes = gpu_bytes  # what a pid holds on the GPUs (nvidia-smi), None when not known
+        self._history = history
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
@@ -206,15 +212,34 @@ class SupervisorDirectory:
         if (given := footprint.declared(config)) is not None:
             return given
         memory = self._memory.get(name)
-        if memory is None or not memory.holds_for(config):
-            facts = gguf_file.facts(config.model.path)
-            memory = self._memory[name] = _Memory(config, footprint.estimate(config, facts, fixed.model_bytes).total)
+        if memory is None or memory.config is not config:
+            if memory is not None and memory.fingerprint == footprint.fingerprint(config):
+                memory.config = config  # the same model, GPU and arguments (a new idle TTL, say): it holds
+            else:
+                memory = self._memory[name] = self._learn(name, config, fixed.model_bytes)
         child = sup.child
         if up and child is not None and now - memory.read_at >= _READ_EVERY_S:
             memory.read_at = now
             read = resident_bytes(child.pid) if fixed.memory_pool == "ram" else self._gpu_bytes(child.pid)
-            memory.peak = max(memory.peak, read or 0)
+            if read is not None and read > memory.peak + _PEAK_STEP:
+                memory.peak = read
+                self._keep_peak(name, memory)
         return memory.peak or memory.estimate
+
+    def _learn(self, name: str, config: InstanceConfig, model_bytes: int) -> _Memory:
+        """What is known of `config`'s memory: its estimate, and the most an earlier run was seen
+        holding (kept in the store across daemon restarts)."""
+        estimate = footprint.estimate(config, gguf_file.facts(config.model.path), model_bytes).total
+        memory = _Memory(config, footprint.fingerprint(config), estimate)
+        if self._history is not None:
+            with contextlib.suppress(StoreError):
+                memory.peak = self._history.learned_memory_peak(name, memory.fingerprint) or 0
+        return memory
+
+    def _keep_peak(self, name: str, memory: _Memory) -> None:
+        if self._history is not None:
+            with contextlib.suppress(StoreError):
+                self._history.record_memory_peak(name, memory.fingerprint, memory.peak, time.time())
 
     def _fixed(self, name: str, config: InstanceConfig) -> _Fixed:
         """What an instance's snapshots take from its config, made once per config (a reload
@@ -309,11 +334,13 @@ class HasSupervisors(Protocol):
 async def start_gateway(
     service: HasSupervisors, config: GatewayConfig,
     gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
-    gpu_bytes: Callable[[int], int | None] = lambda _pid: None,
+    gpu_bytes: Callable[[int], int | None] = lambda _pid: None, history: MemoryHistory | None = None,
 ) -> Gateway:
     """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`).
-    `gpu_memory` and `gpu_bytes`: nvidia-smi's figures per GPU and per process (daemon.metrics_sampler)."""
-    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring, gpu_bytes=gpu_bytes)
+    `gpu_memory` and `gpu_bytes`: GPU memory per GPU and per process (daemon.gpu_memory);
+    `history`: where what instances held is kept (the daemon's Store)."""
+    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring, gpu_bytes=gpu_bytes,
+                                    history=history)
     directory.measure_memory = bool(config.memory_budgets)
     gateway = Gateway(config, directory, gpu_memory=gpu_memory)
     await gateway.start()

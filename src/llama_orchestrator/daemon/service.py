@@ -194,7 +194,8 @@ class Daemon:
         if not gateway_config.enabled:
             return
         try:
-            self._gateway = await start_gateway(self, gateway_config, self._gpu.figures, self._gpu.process_bytes)
+            self._gateway = await start_gateway(self, gateway_config, self._gpu.figures, self._gpu.process_bytes,
+                                                self.store)
             self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
         except OrchestratorError as exc:
             logger.error("gateway not started: %s", exc)

@@ -84,10 +84,25 @@ def _create_load_times(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX load_times_by_model ON load_times (instance, model_path, id)")
 
 
+def _create_memory_peaks(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE memory_peaks (
+            instance TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (instance, fingerprint)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_instances", _create_instances),
     Migration(2, "create_events", _create_events),
     Migration(3, "create_load_times", _create_load_times),
+    Migration(4, "create_memory_peaks", _create_memory_peaks),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

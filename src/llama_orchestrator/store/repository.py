@@ -3,11 +3,12 @@
 Concurrency design (reliability scenario 16, "Locked SQLite"):
 
 - Writes never block the caller on SQLite. `save_instance`, `record_transition`,
-  `record_load_time`, `delete_instance` and `prune_events` append a payload to one ordered,
-  bounded queue and return; one writer thread (`writer.SerialWriter`) owns the write connection
-  and applies the queue in order, retrying `database is locked` with backoff for as long as it
-  takes. `health` reports "degraded: database is locked (N writes pending)" meanwhile. Only a
-  full queue (10 000 writes) blocks the caller, briefly, and then raises `StoreError`.
+  `record_load_time`, `record_memory_peak`, `delete_instance` and `prune_events` append a
+  payload to one ordered, bounded queue and return; one writer thread (`writer.SerialWriter`)
+  owns the write connection and applies the queue in order, retrying `database is locked` with
+  backoff for as long as it takes. `health` reports "degraded: database is locked (N writes
+  pending)" meanwhile. Only a full queue (10 000 writes) blocks the caller, briefly, and then
+  raises `StoreError`.
 - Event ids are allocated in memory, seeded from the database at open, under a lock that also
   covers the enqueue, so `record_transition` returns its id at once and ids increase strictly in
   call order across instances (the queue keeps that order on disk). Load-time samples get ids the
@@ -65,11 +66,19 @@ class _AppendLoadTime:
 
 
 @dataclass(frozen=True, slots=True)
+class _RaiseMemoryPeak:
+    instance: str
+    fingerprint: str
+    bytes: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class _PruneEvents:
     keep: int
 
 
-_Write = _SaveInstance | _DeleteInstance | _AppendEvent | _AppendLoadTime | _PruneEvents
+_Write = _SaveInstance | _DeleteInstance | _AppendEvent | _AppendLoadTime | _RaiseMemoryPeak | _PruneEvents
 
 
 class Store:
@@ -233,6 +242,28 @@ class Store:
         newest = sorted(by_id)[-limit:] if limit > 0 else []
         return [by_id[i] for i in newest]
 
+    def record_memory_peak(self, instance: str, fingerprint: str, size: int, at: float) -> None:
+        """Keep `size` bytes as the most `instance` was seen holding under the config `fingerprint`
+        (config.footprint.fingerprint), unless a larger figure is kept already.
+
+        Raises:
+            StoreError: the store is closed or its write queue stayed full.
+        """
+        self._writer.submit(_RaiseMemoryPeak(instance, fingerprint, size, at))
+
+    def learned_memory_peak(self, instance: str, fingerprint: str) -> int | None:
+        """The most `instance` was seen holding under `fingerprint`, in bytes, or None.
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        queued = [w.bytes for w in self._writer.pending() if isinstance(w, _RaiseMemoryPeak)
+                  and (w.instance, w.fingerprint) == (instance, fingerprint)]
+        rows = self._read("SELECT bytes FROM memory_peaks WHERE instance = ? AND fingerprint = ?",
+                          (instance, fingerprint))
+        found = [int(row["bytes"]) for row in rows] + queued
+        return max(found) if found else None
+
     def last_event_id(self) -> int:
         """Return the id of the newest event recorded (0 if none ever was)."""
         with self._id_lock:
@@ -325,6 +356,12 @@ def _apply(conn: sqlite3.Connection, write: _Write) -> None:
                 "DELETE FROM load_times WHERE instance = ? AND model_path = ? AND id NOT IN"
                 " (SELECT id FROM load_times WHERE instance = ? AND model_path = ? ORDER BY id DESC LIMIT ?)",
                 (sample.instance, sample.model_path, sample.instance, sample.model_path, LOAD_TIME_KEEP),
+            )
+        case _RaiseMemoryPeak(instance, fingerprint, size, at):
+            conn.execute(
+                "INSERT INTO memory_peaks (instance, fingerprint, bytes, at) VALUES (?, ?, ?, ?) ON CONFLICT"
+                " (instance, fingerprint) DO UPDATE SET bytes = MAX(bytes, excluded.bytes), at = excluded.at",
+                (instance, fingerprint, size, at),
             )
         case _PruneEvents(keep):
             conn.execute(

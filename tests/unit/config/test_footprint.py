@@ -72,3 +72,14 @@ def test_a_model_file_without_its_shape_counts_weights_and_overhead_only() -> No
 def test_describe_names_each_part() -> None:
     fp = m.estimate(config(model={"path": "/m.gguf", "context_size": 4096}), NO_WINDOW, 246 * MIB)
     assert fp.describe() == "~394.3MiB: weights 246.0MiB, KV cache 72.0MiB (4096 tokens, f16), overhead 76.3MiB"
+
+
+def test_fingerprint_changes_with_what_the_process_holds_and_only_with_that() -> None:
+    base = m.fingerprint(config())
+    assert len(base) == 16 and base == m.fingerprint(config())
+    for same in (config(idle_ttl_s=60), config(name="b"), config(model={"path": "/m.gguf", "alias": "chat"}),
+                 config(on_demand=True, memory_gib=3)):
+        assert m.fingerprint(same) == base
+    for other in (config(model={"path": "/other.gguf"}), config(model={"path": "/m.gguf", "context_size": 4096}),
+                  config(gpu={"backend": "cuda"}), config(args=["-ctk", "q8_0"])):
+        assert m.fingerprint(other) != base

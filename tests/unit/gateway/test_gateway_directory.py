@@ -271,3 +271,39 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     readings[os.getpid()] = 2 * GIB
     clock.now += 10
     assert on_gpu.upstreams()[0].memory_bytes == 3 * GIB  # the most it was seen holding
+
+
+class History:
+    """A hand-written stand-in for the Store's memory peaks."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[tuple[str, str], int] = {}
+        self.recorded: list[tuple[str, int]] = []
+
+    def learned_memory_peak(self, instance: str, fingerprint: str) -> int | None:
+        return self.peaks.get((instance, fingerprint))
+
+    def record_memory_peak(self, instance: str, fingerprint: str, size: int, at: float) -> None:
+        self.recorded.append((instance, size))
+        self.peaks[(instance, fingerprint)] = max(size, self.peaks.get((instance, fingerprint), 0))
+
+
+def test_what_an_earlier_daemon_saw_counts_before_the_first_run_and_new_peaks_are_kept(tiny_model: Path) -> None:
+    from llama_orchestrator.config import footprint
+
+    sup = StubSupervisor(config("a", model={"path": str(tiny_model)}))
+    history = History()
+    history.peaks[("a", footprint.fingerprint(sup.config))] = 5 * GIB  # an earlier run with this config
+    readings = {os.getpid(): 6 * GIB}
+    clock = Clock()
+    directory = SupervisorDirectory({"a": sup}, clock=clock, environ={}, history=history,  # type: ignore[dict-item]
+                                    gpu_bytes=readings.get)
+    directory.measure_memory = True
+    assert directory.upstreams()[0].memory_bytes == 5 * GIB and history.recorded == []
+    sup.config = config("a", model={"path": str(tiny_model)}, gpu={"backend": "cuda"})  # another fingerprint
+    assert directory.upstreams()[0].memory_bytes < GIB  # the estimate: nothing known of this config
+    sup.child, sup.rt = SimpleNamespace(pid=os.getpid()), lc.Runtime(state=S.READY)
+    assert directory.upstreams()[0].memory_bytes == 6 * GIB and history.recorded == [("a", 6 * GIB)]
+    readings[os.getpid()] = 6 * GIB + 512 * 1024  # grew by less than a MiB: not worth a write
+    clock.now += 10
+    assert directory.upstreams()[0].memory_bytes == 6 * GIB and len(history.recorded) == 1

@@ -142,6 +142,23 @@ def test_learned_load_time_is_the_median_of_the_last_five(db_path: Path, store: 
         assert reopened.learned_load_time("a", "/m/x.gguf") == 3.0
 
 
+def test_a_memory_peak_only_rises_and_survives_a_reopen(db_path: Path, store: Store) -> None:
+    assert store.learned_memory_peak("a", "f1") is None
+    store.record_memory_peak("a", "f1", 300, at=1.0)
+    assert store.learned_memory_peak("a", "f1") == 300  # seen while still queued
+    assert store.flush(5)
+    store.record_memory_peak("a", "f1", 200, at=2.0)  # lower: kept is the most seen
+    store.record_memory_peak("a", "f2", 900, at=2.0)  # another config of the same instance
+    store.record_memory_peak("b", "f1", 50, at=2.0)
+    assert store.learned_memory_peak("a", "f1") == 300
+    store.record_memory_peak("a", "f1", 400, at=3.0)
+    assert store.learned_memory_peak("a", "f1") == 400
+    store.close()
+    with Store.open(db_path) as reopened:
+        assert [reopened.learned_memory_peak(*key) for key in (("a", "f1"), ("a", "f2"), ("b", "f1"), ("b", "f2"))] \
+            == [400, 900, 50, None]
+
+
 def test_load_time_samples_on_disk_are_bounded(db_path: Path, store: Store) -> None:
     for i in range(50):
         store.record_load_time("a", "/m/x.gguf", float(i), at=float(i))
