@@ -38,7 +38,7 @@ def test_the_child_says_it_reads_windows_counters_only_and_exits_1_elsewhere() -
 
 async def test_gpu_memory_takes_per_process_figures_from_the_command_without_nvidia_smi() -> None:
     script = "import json; print(json.dumps({'4242': 3 * 2**30, '77': 0}))"
-    gpu = GpuMemory({"PATH": ""}, per_process_command=(sys.executable, "-c", script))  # no nvidia-smi on PATH
+    gpu = GpuMemory({"PATH": ""}, per_process_command=(sys.executable, "-c", script), drm_proc=None)  # no nvidia-smi
     assert gpu.process_bytes(4242) is None  # the first look starts a reading; nobody waits for it
     await gpu.close()  # (waits for the reading in progress)
     assert (gpu.process_bytes(4242), gpu.process_bytes(77), gpu.process_bytes(1)) == (3 * 2**30, 0, None)
@@ -47,5 +47,5 @@ async def test_gpu_memory_takes_per_process_figures_from_the_command_without_nvi
 
 def test_without_nvidia_smi_or_a_command_nothing_is_read() -> None:
     # no event loop here: starting a reading would raise
-    gpu = GpuMemory({"PATH": ""}, per_process_command=None)
+    gpu = GpuMemory({"PATH": ""}, per_process_command=None, drm_proc=None)
     assert gpu.process_bytes(1) is None and gpu.figures() is None

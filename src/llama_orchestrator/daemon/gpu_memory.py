@@ -4,11 +4,12 @@
   for each process (the latter answers `[N/A]` under Windows' WDDM driver, every consumer card).
 - On Windows, the `GPU Process Memory` performance counters, for each process on any GPU
   (daemon.gpu_windows, run as a child).
+- On Linux, DRM fdinfo for each process asked about, on AMD and Intel GPUs (daemon.gpu_drm).
 
 Each is run in a thread at most every `GPU_EVERY_S` with a short timeout, only while someone is
 looking (`ps`, the dashboard, the gateway's `/metrics` and memory budgets), and nobody waits for
-it: the last reading is answered. Vulkan and AMD GPUs on Linux and macOS report nothing (None,
-shown as absent) rather than a guess.
+it: the last reading is answered. What no source reports (per-GPU totals without nvidia-smi, any
+GPU on macOS) is None, shown as absent, rather than a guess.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from llama_orchestrator._platform import IS_WINDOWS
-from llama_orchestrator.daemon import gpu_windows
+from llama_orchestrator._platform import IS_WINDOWS, PLATFORM
+from llama_orchestrator.daemon import gpu_drm, gpu_windows
 
 GPU_EVERY_S = 5.0
 GPU_TIMEOUT_S = 2.0
@@ -78,17 +80,21 @@ class GpuMemory:
     """The last GPU memory reading, refreshed at most every `GPU_EVERY_S`.
 
     `per_process_command`: a command printing `{"<pid>": <bytes>}` (daemon.gpu_windows); the
-    default is that module on Windows and nothing elsewhere. nvidia-smi's own per-process figures
-    win where both have one."""
+    default is that module on Windows and nothing elsewhere. `drm_proc`: the /proc whose DRM
+    fdinfo is read for the pids asked about (Linux's by default). nvidia-smi's own per-process
+    figures win where several sources have one."""
 
     def __init__(
         self, environ: Mapping[str, str], *, monotonic: Callable[[], float] = time.monotonic,
         per_process_command: Sequence[str] | None = gpu_windows.COMMAND if IS_WINDOWS else None,
+        drm_proc: Path | None = Path("/proc") if PLATFORM == "linux" else None,
     ) -> None:
         self._environ = dict(environ)
         self._monotonic = monotonic
         self._binary = shutil.which("nvidia-smi", path=self._environ.get("PATH"))
         self._per_process = per_process_command
+        self._drm_proc = drm_proc
+        self._asked: set[int] = set()  # pids asked about since the last reading (their DRM fdinfo is read)
         self._value: Figures | None = None
         self._processes: dict[int, int] = {}
         self._at: float | None = None
@@ -107,16 +113,18 @@ class GpuMemory:
     def process_bytes(self, pid: int) -> int | None:
         """What process `pid` held on the GPUs at the last reading (refreshed as `figures` is);
         None when no source listed it."""
+        self._asked.add(pid)
         self._refresh()
         return self._processes.get(pid)
 
     def _refresh(self) -> None:
-        if self._binary is None and self._per_process is None:
+        if self._binary is None and self._per_process is None and self._drm_proc is None:
             return
         now = self._monotonic()
         if self._task is None and (self._at is None or now - self._at >= GPU_EVERY_S):
             self._at = now
-            self._task = asyncio.ensure_future(asyncio.to_thread(self._query))
+            asked, self._asked = self._asked, set()
+            self._task = asyncio.ensure_future(asyncio.to_thread(self._query, asked))
             self._task.add_done_callback(self._store)
 
     def _store(self, task: asyncio.Future[_Reading]) -> None:
@@ -129,10 +137,14 @@ class GpuMemory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _query(self) -> _Reading:
+    def _query(self, asked: set[int]) -> _Reading:
         figures, processes = None, {}
+        if self._drm_proc is not None:
+            for pid in asked:
+                if (held := gpu_drm.process_vram(pid, self._drm_proc)) is not None:
+                    processes[pid] = held
         if self._per_process is not None and (counted := self._run(self._per_process)) is not None:
-            processes = gpu_windows.parse_output(counted) or {}
+            processes.update(gpu_windows.parse_output(counted) or {})
         if self._binary is not None and (out := self._run((self._binary, *NVIDIA_SMI_ARGS))) is not None:
             figures = nvidia_smi_figures(out)
             if (apps := self._run((self._binary, *NVIDIA_SMI_APPS_ARGS))) is not None:
