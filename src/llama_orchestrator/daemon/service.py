@@ -335,8 +335,8 @@ class Daemon:
         status = sup.status(on_disk.get(sup.name))
         cpu, rss = self._resources.sample(status.pid)
         speed = self._metrics.reading(sup.name, status.pid)
-        on_gpu = status.pid is not None and sup.config.gpu.backend != "cpu"
-        gpu = self._gpu.process_bytes(status.pid) if on_gpu and status.pid is not None else None
+        pid = status.pid
+        gpu = self._gpu.process_bytes(pid) if pid is not None and sup.config.gpu.backend != "cpu" else None
         budget = None if self._gateway is None else counted_memory(self._gateway, sup.name)
         return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
                                          "busy_slots": speed.busy_slots, "gpu_bytes": gpu, "budget_bytes": budget})
