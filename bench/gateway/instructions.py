@@ -3,14 +3,14 @@ instructions, beside py-relay, counted by valgrind's callgrind.
 
     .venv/bin/python -m bench.gateway.instructions [--requests 50,250]
 
-Seconds on 2 shared cores swing by ±10 % between rounds; instruction counts do not (the same
-total twice, to 0.02 %, whatever else the machine does). Each target (the gateway's fast lane,
-and py-relay, a byte relay that parses nothing) runs under callgrind in front of the aiohttp
-mock, and the load generator sends N streamed chat completions one after another (c=1), for
-each N given; (instructions at the larger N - at the smaller) / the difference is the cost of one
-request, start-up and shut-down cancelled out. User space only: the kernel's share (the
-syscalls, the same for both) is not counted. Needs valgrind. Results:
-bench/results/instructions-<time>.json.
+Seconds on 2 shared cores swing by ±10 % between rounds; the gateway's instructions per request
+move by about 1 % between runs (how the mock's events fall into reads varies a little). Each
+target (the gateway's fast lane, and py-relay, a byte relay that parses nothing) runs under
+callgrind in front of the aiohttp mock, and the load generator sends N streamed chat
+completions one after another (c=1), for each N given; (instructions at the larger N - at the
+smaller) / the difference is the cost of one request, start-up and shut-down cancelled out.
+User space only: the kernel's share (the syscalls, the same for both) is not counted. Needs
+valgrind. Results: bench/results/instructions-<time>.json.
 """
 
 from __future__ import annotations
