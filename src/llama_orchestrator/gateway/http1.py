@@ -45,8 +45,10 @@ class NotPlain(Exception):
     """The request is not one the fast lane serves (aiohttp does)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlainRequest:
+    """One request the fast lane serves; never changed once parsed (not frozen: see core.routing.Upstream)."""
+
     method: str
     path: str
     headers: dict[str, str]  # names lowercased
