@@ -205,9 +205,10 @@ class SupervisorDirectory:
 
     def _memory_bytes(self, name: str, sup: InstanceSupervisor, fixed: _Fixed, up: bool, now: float) -> int:
         """What the instance holds when loaded: its config's memory_gib; else, once it has been up
-        under this config, the most it was seen holding while up (not while loading, when it
-        holds only part): its resident size on the CPU (prompt cache included), nvidia-smi's
-        figure for its pid on a GPU; else the estimate from its model file (config.footprint)."""
+        under this config's fingerprint (now or in an earlier daemon: `history`), the most it was
+        seen holding while up (not while loading, when it holds only part): its resident size on
+        the CPU (prompt cache included), `gpu_bytes` of its pid on a GPU; else the estimate from
+        its model file (config.footprint)."""
         config = fixed.config
         if (given := footprint.declared(config)) is not None:
             return given
@@ -347,10 +348,15 @@ async def start_gateway(
     return gateway
 
 
+def _directory_of(gateway: Gateway) -> SupervisorDirectory | None:
+    directory = gateway.traffic.directory
+    return directory if isinstance(directory, SupervisorDirectory) else None
+
+
 def counted_memory(gateway: Gateway, name: str) -> int | None:
     """`SupervisorDirectory.counted_memory` of the daemon's gateway (for `ps`)."""
-    directory = gateway.traffic.directory
-    return directory.counted_memory(name) if isinstance(directory, SupervisorDirectory) else None
+    directory = _directory_of(gateway)
+    return None if directory is None else directory.counted_memory(name)
 
 
 def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending: list[str]) -> list[str]:
@@ -362,8 +368,8 @@ def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending
     except OrchestratorError as exc:
         logger.error("gateway settings not applied, the running ones stay: %s", exc)
         return restart_pending
-    if isinstance(gateway.traffic.directory, SupervisorDirectory):
-        gateway.traffic.directory.measure_memory = bool(gateway.config.memory_budgets)
+    if (directory := _directory_of(gateway)) is not None:
+        directory.measure_memory = bool(gateway.config.memory_budgets)
     if (gateway.config, gateway.keys) != before:
         logger.info("gateway settings applied from orchestrator.json")
     if restart != restart_pending:

@@ -15,9 +15,7 @@ client is counted once. Reading needs the process to be ours (or root), as llama
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 _UNITS = {"": 1, "KiB": 1024, "MiB": 1024 * 1024, "GiB": 1024**3}
@@ -56,18 +54,12 @@ def process_vram(pid: int, proc: Path = Path("/proc")) -> int | None:
         entries = list((proc / str(pid) / "fdinfo").iterdir())
     except OSError:
         return None
-    return _total(_read_all(entries))
-
-
-def _read_all(entries: Iterable[Path]) -> Iterable[str]:
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            yield entry.read_text(errors="replace")
-
-
-def _total(fdinfos: Iterable[str]) -> int | None:
     clients: dict[tuple[str, str], int] = {}
-    for text in fdinfos:
+    for entry in entries:
+        try:
+            text = entry.read_text(errors="replace")
+        except OSError:
+            continue  # the descriptor was closed meanwhile
         if (found := client_vram(text)) is not None:
             clients[found[0]] = found[1]
     return sum(clients.values()) if clients else None

@@ -87,7 +87,7 @@ class InstanceStatus(Message):
     in_flight: int = 0
     cpu_percent: float | None = None
     rss_bytes: int | None = None
-    gpu_bytes: int | None = None  # what nvidia-smi says its process holds on the GPUs (NVIDIA only)
+    gpu_bytes: int | None = None  # what its process holds on the GPUs (daemon.gpu_memory); None when unknown
     budget_bytes: int | None = None  # what the gateway's memory budget counts for it; None without a budget
     tokens_per_s: float | None = None  # generated tokens/s from llama-server's /metrics (server.metrics on)
     busy_slots: int | None = None  # llamacpp:requests_processing (server.metrics on)
