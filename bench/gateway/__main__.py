@@ -103,18 +103,28 @@ def stop_group(proc: subprocess.Popen[bytes], first: signal.Signals) -> None:
         proc.wait(5)
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by `pid` and its live descendants (nginx workers)."""
+def tree_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user, system) used so far by `pid` and its live descendants (nginx workers)."""
+    user = system = 0.0
     try:
         root = psutil.Process(pid)
-        total = 0.0
         for proc in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+                user, system = user + times.user, system + times.system
     except psutil.Error:
-        return 0.0
+        pass
+    return user, system
+
+
+CPU_KINDS = ("proxy", "proxy_user", "upstream", "load")  # the proxy's user-space share apart: nginx spends
+# most of its time in the kernel's socket calls, a Python proxy in the interpreter
+
+
+def cpu_now(proxy_pid: int | None, upstream_pid: int) -> tuple[float, ...]:
+    """CPU seconds so far, in CPU_KINDS' order (direct has no proxy: 0)."""
+    user, system = tree_cpu_s(proxy_pid) if proxy_pid is not None else (0.0, 0.0)
+    return user + system, user, sum(tree_cpu_s(upstream_pid)), children_cpu_s()
 
 
 def children_cpu_s() -> float:
@@ -263,20 +273,20 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
         n_rounds = 1 if quick else rounds
         for c in ladder:
             per: dict[str, dict[str, list[float]]] = {
-                t: {"sps": [], "errors": [], "done": [], "proxy": [], "upstream": [], "load": []} for t in targets}
+                t: {"sps": [], "errors": [], "done": [], **{k: [] for k in CPU_KINDS}} for t in targets}
             ev_seen: dict[str, set[int]] = {t: set() for t in targets}
             for r in range(n_rounds):
                 order = round_order(targets, r)
                 for t in order:
-                    before = (tree_cpu_s(pids[t]) if t in pids else 0.0, tree_cpu_s(up_pid), children_cpu_s())
+                    before = cpu_now(pids.get(t), up_pid)
                     res = load("throughput", targets[t] + path, "--concurrency", str(c), "--seconds", str(seconds),
                                *body_args)
-                    after = (tree_cpu_s(pids[t]) if t in pids else 0.0, tree_cpu_s(up_pid), children_cpu_s())
+                    after = cpu_now(pids.get(t), up_pid)
                     row = per[t]
                     row["sps"].append(float(res["streams_per_s"]))  # type: ignore[arg-type]
                     row["errors"].append(float(res["errors"]))  # type: ignore[arg-type]
                     row["done"].append(float(res["completed"]))  # type: ignore[arg-type]
-                    for k, a, b in zip(("proxy", "upstream", "load"), after, before, strict=True):
+                    for k, a, b in zip(CPU_KINDS, after, before, strict=True):
                         row[k].append(a - b)
                     ev_seen[t].update(res["events"])  # type: ignore[arg-type]
             for t, row in per.items():
@@ -286,7 +296,7 @@ def run_suite(label: str, upstream_cmd: list[str], up_port: int, tmp: Path, quic
                 tput.setdefault(str(c), {})[t] = {
                     "streams_per_s": statistics.median(row["sps"]), "rounds": row["sps"],
                     "errors": int(sum(row["errors"])), "events": sorted(ev_seen[t]),
-                    "cpu_us_per_stream": {k: sum(row[k]) / done * 1e6 for k in ("proxy", "upstream", "load")}}
+                    "cpu_us_per_stream": {k: sum(row[k]) / done * 1e6 for k in CPU_KINDS}}
                 sps.setdefault(str(c), {})[t] = statistics.median(row["sps"])
             if "nginx" in per:  # round by round: the two were measured minutes apart at most
                 for t in targets:
@@ -382,7 +392,8 @@ def table(result: dict[str, object]) -> str:
                              + f"  (median {statistics.median(by_round):.3f})")
     cpu_row = tput.get("32") or next(iter(tput.values()))
     lines.append(f"{'proxy CPU per stream (us)':28} " + "  ".join(
-        f"{t}: {v['cpu_us_per_stream']['proxy']:.0f}" for t, v in cpu_row.items() if t != "direct")
+        f"{t}: {v['cpu_us_per_stream']['proxy']:.0f} (user {v['cpu_us_per_stream']['proxy_user']:.0f})"
+        for t, v in cpu_row.items() if t != "direct")
         + f"  (c={'32' if '32' in tput else next(iter(tput))}; upstream "
         f"{cpu_row['direct']['cpu_us_per_stream']['upstream']:.0f}, load generator "
         f"{cpu_row['direct']['cpu_us_per_stream']['load']:.0f} direct)")
