@@ -132,6 +132,31 @@ def test_models_chat_on_demand_start_and_idle_stop_keys_and_unknown_model(fleet:
             bad.models.list()
 
 
+def test_an_instance_created_while_the_daemon_runs_is_known_at_once(
+    fleet: Fleet, tiny_model: Path, llama_server_bin: Path,
+) -> None:
+    """A config written (by `create` or by hand) then used, as after `docker create`: no `up` in
+    between. `ps`, `inspect`, the gateway (listing it, and starting it on demand at its first
+    request) and `rm` all find it."""
+    write_instance(fleet.home, "late", llama_server_bin, tiny_model, on_demand=True)
+    assert fleet.state("late") in ("reconciling", "stopped")  # `ps --all` lists it at once
+    wait_until(lambda: fleet.state("late") == "stopped", 10, 0.05, "late found stopped")
+    assert json.loads(fleet.home.ok("inspect", "late", "--json").out)["status"]["state"] == "stopped"
+    with fleet.client() as c:
+        assert "late" in {m.id for m in c.models.list().data}
+        chat = c.chat.completions.create(model="late", messages=HELLO, max_tokens=4)
+        assert chat.choices[0].message.content is not None
+    assert fleet.state("late") == "ready"
+    (pid,) = [i["pid"] for i in fleet.ps()["instances"] if i["name"] == "late"]
+
+    fleet.home.ok("create", "later", "--model", str(tiny_model), "--threads", "1", "--", "-c", "512")
+    fleet.home.ok("rm", "later", "-y")  # never loaded by the daemon: nothing to stop, nothing left
+    assert not fleet.home.paths.instance_dir("later").exists()
+    fleet.home.ok("rm", "late", "-y")  # stopped first, then forgotten
+    wait_gone(pid, 30)
+    assert "late" not in {i["name"] for i in fleet.ps("--all")["instances"]}
+
+
 def test_a_client_disconnecting_mid_stream_frees_the_slot(fleet: Fleet) -> None:
     def busy() -> bool:
         return any(s["is_processing"] for s in fleet.native("tiny", "slots"))

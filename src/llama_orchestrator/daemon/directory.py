@@ -42,6 +42,7 @@ _UP = frozenset({S.READY, S.UNHEALTHY})
 _NO_PROCESS = frozenset({S.STOPPED, S.FAILED})
 _READY_OR_FAILED = frozenset({S.READY, S.FAILED})
 _RECHECK_S = 0.25
+_ADOPT_EVERY_S = 1.0
 _KEY_FILE_RECHECK_S = 1.0  # a key file is read at most this often, not on every request
 _READ_EVERY_S = 2.0  # with a memory budget, what each running instance holds is read this often
 _PEAK_STEP = 1024 * 1024  # a new most-seen is kept (and stored) when it grows by more than this
@@ -135,8 +136,14 @@ class SupervisorDirectory:
         retiring: Mapping[str, InstanceSupervisor] | None = None,
         gpu_bytes: Callable[[int], int | None] = lambda _pid: None,
         history: MemoryHistory | None = None,
+        adopt: Callable[[], bool] = lambda: False,
     ) -> None:
         self.supervisors = supervisors  # the service's live dict: instances come and go
+        # the service's adopt_new_configs: instances created since the configs were last applied
+        # are routed to (and listed) as soon as `create` wrote them; looked for at most every
+        # second, and at once for a model nothing serves
+        self._adopt = adopt
+        self._adopt_at = float("-inf")
         # Removed instances still finishing their requests: no longer routed to or listed, but
         # their requests' ends must reach them, or the drain before their stop would never end.
         self.retiring: Mapping[str, InstanceSupervisor] = retiring if retiring is not None else {}
@@ -154,6 +161,15 @@ class SupervisorDirectory:
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:
         now = self.clock()
+        if now >= self._adopt_at:
+            self._adopt_at = now + _ADOPT_EVERY_S
+            self._adopt()
+        out = self._snapshots(model, now)
+        if not out and model is not None and self._adopt():
+            out = self._snapshots(model, now)
+        return out
+
+    def _snapshots(self, model: str | None, now: float) -> list[Upstream]:
         out = []
         for name, sup in self.supervisors.items():
             fixed = self._fixed(name, sup.config)
@@ -331,6 +347,8 @@ class HasSupervisors(Protocol):
     @property
     def retiring(self) -> dict[str, InstanceSupervisor]: ...
 
+    def adopt_new_configs(self) -> bool: ...
+
 
 async def start_gateway(
     service: HasSupervisors, config: GatewayConfig,
@@ -341,7 +359,7 @@ async def start_gateway(
     `gpu_memory` and `gpu_bytes`: GPU memory per GPU and per process (daemon.gpu_memory);
     `history`: where what instances held is kept (the daemon's Store)."""
     directory = SupervisorDirectory(service.supervisors, retiring=service.retiring, gpu_bytes=gpu_bytes,
-                                    history=history)
+                                    history=history, adopt=service.adopt_new_configs)
     directory.measure_memory = bool(config.memory_budgets)
     gateway = Gateway(config, directory, gpu_memory=gpu_memory)
     await gateway.start()

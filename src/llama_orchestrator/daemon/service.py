@@ -276,6 +276,15 @@ class Daemon:
         self._reconfigure_gateway(fleet)
         return list(fleet.errors)
 
+    def adopt_new_configs(self) -> bool:
+        """Know the instances created since the configs were last applied, stopped (adding one
+        changes nothing that runs), so `ps`, `inspect`, `rm` and the gateway find an instance as
+        soon as `create` has written it, not only after the next `up`. Whether any was added."""
+        new = [c for n, c in self._on_disk.current().items() if n not in self.supervisors and n not in self.retiring]
+        for config in new:
+            self._add_supervisor(config)
+        return bool(new)
+
     def _reconfigure_gateway(self, fleet: Fleet) -> None:
         """Apply orchestrator.json's gateway settings (and a rewritten keys file) to the running
         gateway; a broken orchestrator.json keeps the running ones, as a broken instance config does."""
@@ -301,11 +310,14 @@ class Daemon:
     # ---- what the control API calls ----------------------------------------------------------
     def _supervisor(self, name: str) -> InstanceSupervisor:
         sup = self.supervisors.get(name)
+        if sup is None and self.adopt_new_configs():
+            sup = self.supervisors.get(name)
         if sup is None:
             raise InstanceNotFoundError(name, known=sorted(self.supervisors))
         return sup
 
     def statuses(self) -> list[InstanceStatus]:
+        self.adopt_new_configs()
         on_disk = self._on_disk.current()
         return [self._status(self.supervisors[name], on_disk) for name in sorted(self.supervisors)]
 
@@ -393,5 +405,11 @@ class Daemon:
         return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
 
     async def remove(self, name: str) -> None:
-        self._supervisor(name)
-        await self._retire(name)
+        """Stop and forget an instance. One whose config the daemon never loaded (written since,
+        or invalid) has nothing running: only what the store may hold of an earlier one goes."""
+        if name not in self.supervisors and not self.paths.instance_config(name).exists():
+            raise InstanceNotFoundError(name, known=sorted(self.supervisors))
+        if name in self.supervisors:
+            await self._retire(name)
+        else:
+            self.store.delete_instance(name)
