@@ -98,11 +98,19 @@ def _create_memory_peaks(conn: sqlite3.Connection) -> None:
     )
 
 
+def _create_held_down(conn: sqlite3.Connection) -> None:
+    # Instances the user stopped (`stop`, `down`) and has not started since: the autostart of a
+    # (re)started daemon leaves them down, as Docker's `unless-stopped` does. A table of its own:
+    # an instance's row is replaced whole at every save.
+    conn.execute("CREATE TABLE held_down (instance TEXT PRIMARY KEY, at REAL NOT NULL)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_instances", _create_instances),
     Migration(2, "create_events", _create_events),
     Migration(3, "create_load_times", _create_load_times),
     Migration(4, "create_memory_peaks", _create_memory_peaks),
+    Migration(5, "create_held_down", _create_held_down),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

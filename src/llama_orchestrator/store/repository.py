@@ -3,8 +3,8 @@
 Concurrency design (reliability scenario 16, "Locked SQLite"):
 
 - Writes never block the caller on SQLite. `save_instance`, `record_transition`,
-  `record_load_time`, `record_memory_peak`, `delete_instance` and `prune_events` append a
-  payload to one ordered, bounded queue and return; one writer thread (`writer.SerialWriter`)
+  `record_load_time`, `record_memory_peak`, `hold_down`, `delete_instance` and `prune_events`
+  append a payload (`writes`) to one ordered, bounded queue and return; one writer thread (`writer.SerialWriter`)
   owns the write connection and applies the queue in order, retrying `database is locked` with
   backoff for as long as it takes. `health` reports "degraded: database is locked (N writes
   pending)" meanwhile. Only a full queue (10 000 writes) blocks the caller, briefly, and then
@@ -27,7 +27,6 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import threading
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from llama_orchestrator.core.states import InstanceState
@@ -36,50 +35,22 @@ from llama_orchestrator.store.db import DEFAULT_BUSY_TIMEOUT_MS, connect, open_d
 from llama_orchestrator.store.migrations import migrate
 from llama_orchestrator.store.records import EventRecord, InstanceRecord, LoadTimeRecord
 from llama_orchestrator.store.writer import SerialWriter, StoreHealth
+from llama_orchestrator.store.writes import (
+    INSTANCE_COLUMNS,
+    AppendEvent,
+    AppendLoadTime,
+    DeleteInstance,
+    HoldDown,
+    PruneEvents,
+    RaiseMemoryPeak,
+    SaveInstance,
+    Write,
+    apply_write,
+    instances_overlay,
+)
 
 #: Samples the learned load time is the median of (robust to one cold-cache outlier).
 LOAD_TIME_SAMPLES = 5
-#: Samples kept on disk per (instance, model_path).
-LOAD_TIME_KEEP = 20
-
-_INSTANCE_COLUMNS = tuple(f.name for f in fields(InstanceRecord))
-
-
-@dataclass(frozen=True, slots=True)
-class _SaveInstance:
-    record: InstanceRecord
-
-
-@dataclass(frozen=True, slots=True)
-class _DeleteInstance:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class _AppendEvent:
-    event: EventRecord
-
-
-@dataclass(frozen=True, slots=True)
-class _AppendLoadTime:
-    sample: LoadTimeRecord
-
-
-@dataclass(frozen=True, slots=True)
-class _RaiseMemoryPeak:
-    instance: str
-    fingerprint: str
-    bytes: int
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class _PruneEvents:
-    keep: int
-
-
-_Write = _SaveInstance | _DeleteInstance | _AppendEvent | _AppendLoadTime | _RaiseMemoryPeak | _PruneEvents
-
 
 class Store:
     """Persisted runtime state, events and learned load times. Build it with `Store.open()`.
@@ -101,8 +72,8 @@ class Store:
         self._reader = reader_conn
         self._reader.row_factory = sqlite3.Row
         self._reader_lock = threading.Lock()
-        self._writer: SerialWriter[_Write] = SerialWriter(
-            writer_conn, _apply, max_pending=max_pending, full_wait_s=full_wait_s
+        self._writer: SerialWriter[Write] = SerialWriter(
+            writer_conn, apply_write, max_pending=max_pending, full_wait_s=full_wait_s
         )
 
     @classmethod
@@ -139,7 +110,7 @@ class Store:
         Raises:
             StoreError: the store is closed or its write queue stayed full (see module docstring).
         """
-        self._writer.submit(_SaveInstance(record))
+        self._writer.submit(SaveInstance(record))
 
     def record_transition(self, instance: str, from_state: InstanceState | str | None,
                           to_state: InstanceState | str, reason: str, at: float) -> int:
@@ -151,7 +122,7 @@ class Store:
         with self._id_lock:
             event_id = self._last_event_id + 1
             from_value = None if from_state is None else str(from_state)
-            self._writer.submit(_AppendEvent(EventRecord(event_id, instance, from_value, str(to_state),
+            self._writer.submit(AppendEvent(EventRecord(event_id, instance, from_value, str(to_state),
                                                          reason, at)))
             self._last_event_id = event_id
         return event_id
@@ -164,7 +135,7 @@ class Store:
         """
         with self._id_lock:
             sample_id = self._last_load_id + 1
-            self._writer.submit(_AppendLoadTime(LoadTimeRecord(sample_id, instance, model_path, seconds, at)))
+            self._writer.submit(AppendLoadTime(LoadTimeRecord(sample_id, instance, model_path, seconds, at)))
             self._last_load_id = sample_id
 
     def delete_instance(self, name: str) -> None:
@@ -173,7 +144,16 @@ class Store:
         Raises:
             StoreError: the store is closed or its write queue stayed full.
         """
-        self._writer.submit(_DeleteInstance(name))
+        self._writer.submit(DeleteInstance(name))
+
+    def hold_down(self, instance: str, held: bool, at: float) -> None:
+        """Remember that the user stopped `instance` (`held`), or forget it (they started it): a
+        (re)started daemon's autostart leaves held instances down.
+
+        Raises:
+            StoreError: the store is closed or its write queue stayed full.
+        """
+        self._writer.submit(HoldDown(instance, held, at))
 
     def prune_events(self, keep: int = 100_000) -> None:
         """Delete all but the newest `keep` events (ids are never reused afterwards).
@@ -181,7 +161,7 @@ class Store:
         Raises:
             StoreError: the store is closed or its write queue stayed full.
         """
-        self._writer.submit(_PruneEvents(max(keep, 0)))
+        self._writer.submit(PruneEvents(max(keep, 0)))
 
     # -- reads: synchronous, overlaid with queued writes ---------------------------------------
 
@@ -191,7 +171,7 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
-        overlay = _instances_overlay(self._writer.pending())
+        overlay = instances_overlay(self._writer.pending())
         if name in overlay:
             return overlay[name]
         rows = self._read("SELECT * FROM instances WHERE name = ?", (name,))
@@ -203,7 +183,7 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
-        overlay = _instances_overlay(self._writer.pending())
+        overlay = instances_overlay(self._writer.pending())
         found = {row["name"]: _instance_from_row(row) for row in self._read("SELECT * FROM instances", ())}
         for name, record in overlay.items():
             if record is None:
@@ -219,7 +199,7 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
-        queued = [w.event for w in self._writer.pending() if isinstance(w, _AppendEvent)]
+        queued = [w.event for w in self._writer.pending() if isinstance(w, AppendEvent)]
         sql = "SELECT * FROM events WHERE id > ?" + (" AND instance = ?" if instance is not None else "")
         params: tuple[object, ...] = (after_id,) if instance is None else (after_id, instance)
         by_id = {row["id"]: _event_from_row(row) for row in self._read(sql + " ORDER BY id LIMIT ?",
@@ -231,7 +211,7 @@ class Store:
 
     def recent_events(self, instance: str | None = None, limit: int = 100) -> list[EventRecord]:
         """Return the newest `limit` events (of `instance`, if given), oldest first."""
-        queued = [w.event for w in self._writer.pending() if isinstance(w, _AppendEvent)]
+        queued = [w.event for w in self._writer.pending() if isinstance(w, AppendEvent)]
         sql = "SELECT * FROM events" + (" WHERE instance = ?" if instance is not None else "")
         params: tuple[object, ...] = () if instance is None else (instance,)
         by_id = {row["id"]: _event_from_row(row) for row in self._read(sql + " ORDER BY id DESC LIMIT ?",
@@ -249,7 +229,7 @@ class Store:
         Raises:
             StoreError: the store is closed or its write queue stayed full.
         """
-        self._writer.submit(_RaiseMemoryPeak(instance, fingerprint, size, at))
+        self._writer.submit(RaiseMemoryPeak(instance, fingerprint, size, at))
 
     def learned_memory_peak(self, instance: str, fingerprint: str) -> int | None:
         """The most `instance` was seen holding under `fingerprint`, in bytes, or None.
@@ -257,12 +237,26 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
-        queued = [w.bytes for w in self._writer.pending() if isinstance(w, _RaiseMemoryPeak)
+        queued = [w.bytes for w in self._writer.pending() if isinstance(w, RaiseMemoryPeak)
                   and (w.instance, w.fingerprint) == (instance, fingerprint)]
         rows = self._read("SELECT bytes FROM memory_peaks WHERE instance = ? AND fingerprint = ?",
                           (instance, fingerprint))
         found = [int(row["bytes"]) for row in rows] + queued
         return max(found) if found else None
+
+    def held_down(self) -> set[str]:
+        """The instances the user stopped and has not started since (see `hold_down`).
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        held = {row["instance"] for row in self._read("SELECT instance FROM held_down", ())}
+        for write in self._writer.pending():
+            if isinstance(write, HoldDown):
+                (held.add if write.held else held.discard)(write.instance)
+            elif isinstance(write, DeleteInstance):
+                held.discard(write.name)
+        return held
 
     def last_event_id(self) -> int:
         """Return the id of the newest event recorded (0 if none ever was)."""
@@ -275,7 +269,7 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
-        queued = [w.sample for w in self._writer.pending() if isinstance(w, _AppendLoadTime)
+        queued = [w.sample for w in self._writer.pending() if isinstance(w, AppendLoadTime)
                   and w.sample.instance == instance and w.sample.model_path == model_path]
         rows = self._read("SELECT id, seconds FROM load_times WHERE instance = ? AND model_path = ?"
                           " ORDER BY id DESC LIMIT ?", (instance, model_path, LOAD_TIME_SAMPLES))
@@ -330,59 +324,8 @@ def _scalar(conn: sqlite3.Connection, sql: str) -> int:
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
-def _apply(conn: sqlite3.Connection, write: _Write) -> None:
-    """Apply one queued write inside the writer's open transaction (writer thread only)."""
-    match write:
-        case _SaveInstance(record):
-            values = tuple(getattr(record, column) for column in _INSTANCE_COLUMNS)
-            conn.execute(
-                f"INSERT OR REPLACE INTO instances ({', '.join(_INSTANCE_COLUMNS)})"
-                f" VALUES ({', '.join('?' for _ in _INSTANCE_COLUMNS)})",
-                tuple(str(v) if isinstance(v, InstanceState) else v for v in values),
-            )
-        case _DeleteInstance(name):
-            conn.execute("DELETE FROM instances WHERE name = ?", (name,))
-        case _AppendEvent(event):
-            conn.execute(
-                "INSERT INTO events (id, instance, from_state, to_state, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (event.id, event.instance, event.from_state, event.to_state, event.reason, event.at),
-            )
-        case _AppendLoadTime(sample):
-            conn.execute(
-                "INSERT INTO load_times (id, instance, model_path, seconds, at) VALUES (?, ?, ?, ?, ?)",
-                (sample.id, sample.instance, sample.model_path, sample.seconds, sample.at),
-            )
-            conn.execute(
-                "DELETE FROM load_times WHERE instance = ? AND model_path = ? AND id NOT IN"
-                " (SELECT id FROM load_times WHERE instance = ? AND model_path = ? ORDER BY id DESC LIMIT ?)",
-                (sample.instance, sample.model_path, sample.instance, sample.model_path, LOAD_TIME_KEEP),
-            )
-        case _RaiseMemoryPeak(instance, fingerprint, size, at):
-            conn.execute(
-                "INSERT INTO memory_peaks (instance, fingerprint, bytes, at) VALUES (?, ?, ?, ?) ON CONFLICT"
-                " (instance, fingerprint) DO UPDATE SET bytes = MAX(bytes, excluded.bytes), at = excluded.at",
-                (instance, fingerprint, size, at),
-            )
-        case _PruneEvents(keep):
-            conn.execute(
-                "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (keep,),
-            )
-
-
-def _instances_overlay(pending: list[_Write]) -> dict[str, InstanceRecord | None]:
-    """Fold queued instance writes, oldest first, into name -> latest record (None = deleted)."""
-    overlay: dict[str, InstanceRecord | None] = {}
-    for write in pending:
-        if isinstance(write, _SaveInstance):
-            overlay[write.record.name] = write.record
-        elif isinstance(write, _DeleteInstance):
-            overlay[write.name] = None
-    return overlay
-
-
 def _instance_from_row(row: sqlite3.Row) -> InstanceRecord:
-    values = {column: row[column] for column in _INSTANCE_COLUMNS}
+    values = {column: row[column] for column in INSTANCE_COLUMNS}
     try:
         state = InstanceState(values.pop("state"))
     except ValueError as exc:

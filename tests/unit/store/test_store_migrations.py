@@ -43,8 +43,10 @@ def test_migrate_blank_database_applies_every_migration_in_order(conn: sqlite3.C
     assert [c[0] for c in columns["events"]] == ["id", "instance", "from_state", "to_state", "reason", "at"]
     assert [c[0] for c in columns["load_times"]] == ["id", "instance", "model_path", "seconds", "at"]
     assert [c[0] for c in columns["memory_peaks"]] == ["instance", "fingerprint", "bytes", "at"]
+    assert [c[0] for c in columns["held_down"]] == ["instance", "at"]
     assert [i[0] for i in columns["<indexes>"]] == [
-        "events_by_instance", "load_times_by_model", "sqlite_autoindex_instances_1", "sqlite_autoindex_memory_peaks_1",
+        "events_by_instance", "load_times_by_model", "sqlite_autoindex_held_down_1", "sqlite_autoindex_instances_1",
+        "sqlite_autoindex_memory_peaks_1",
     ]
 
 

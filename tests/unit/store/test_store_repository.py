@@ -159,6 +159,21 @@ def test_a_memory_peak_only_rises_and_survives_a_reopen(db_path: Path, store: St
             == [400, 900, 50, None]
 
 
+def test_held_down_instances_are_remembered_until_started_or_removed(db_path: Path, store: Store) -> None:
+    store.hold_down("a", True, at=1.0)
+    store.hold_down("b", True, at=1.0)
+    assert store.held_down() == {"a", "b"}  # seen while still queued
+    assert store.flush(5)
+    store.hold_down("a", False, at=2.0)  # started again
+    assert store.held_down() == {"b"}
+    store.hold_down("c", True, at=3.0)
+    store.delete_instance("c")  # removed: nothing of it stays
+    assert store.held_down() == {"b"}
+    store.close()
+    with Store.open(db_path) as reopened:
+        assert reopened.held_down() == {"b"}
+
+
 def test_load_time_samples_on_disk_are_bounded(db_path: Path, store: Store) -> None:
     for i in range(50):
         store.record_load_time("a", "/m/x.gguf", float(i), at=float(i))
