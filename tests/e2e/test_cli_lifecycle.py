@@ -183,6 +183,36 @@ def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_
     assert home.status("gone").state == "stopped" and "model file not found" in (home.status("gone").last_error or "")
 
 
+def test_an_instance_the_user_stopped_stays_down_when_the_daemon_starts_again(home: Home, tiny_model: Path) -> None:
+    """As Docker's `unless-stopped`: a daemon restart (the README's `daemon stop --keep-instances;
+    daemon start`) or a full stop and start (a reboot) brings back what ran, not what `down` stopped,
+    until `up` starts it again."""
+    for name in ("kept", "held"):
+        home.ok("create", name, "--model", str(tiny_model), "--port", str(free_port()), "--", "-c", "512")
+    home.start_daemon(autostart=True)
+    home.wait_state("kept", "ready", timeout_s=60)
+    home.wait_state("held", "ready", timeout_s=60)
+    home.ok("down", "held")
+
+    def restart_daemon(*stop: str) -> None:
+        since = len(home.paths.daemon_log.read_text().splitlines())
+        home.ok("daemon", "stop", *stop, timeout_s=60)
+        home.start_daemon(autostart=True)
+        wait_until(lambda: any("daemon" in line and "ready (pid" in line
+                               for line in home.paths.daemon_log.read_text().splitlines()[since:]),
+                   30, 0.05, "the new daemon ready (its autostart done)")
+
+    for stop in (("--keep-instances",), ()):
+        restart_daemon(*stop)
+        assert "not started, stopped by the user: held" in home.paths.daemon_log.read_text()
+        assert home.wait_state("kept", "ready", timeout_s=60).state == "ready"
+        assert home.status("held").state == "stopped" and instance_pids("held") == set()
+
+    home.ok("up", "held", timeout_s=60)  # started again: the next daemon brings it back too
+    restart_daemon()
+    assert home.wait_state("held", "ready", timeout_s=60).state == "ready"
+
+
 def test_up_restarts_what_a_config_change_concerns_and_nothing_else(home: Home, tiny_model: Path) -> None:
     home.ok("create", "edited", "--model", str(tiny_model), "--port", str(free_port()), "--", "-c", "512")
     home.ok("create", "kept", "--model", str(tiny_model), "--port", str(free_port()))

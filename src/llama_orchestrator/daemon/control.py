@@ -16,17 +16,22 @@ import hmac
 import json
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from llama_orchestrator import __version__
+from llama_orchestrator.config.files import write_json_atomic
+from llama_orchestrator.config.orchestrator import ControlConfig
 from llama_orchestrator.config.origins import host_name
 from llama_orchestrator.daemon.protocol import ActionRequest
 from llama_orchestrator.engine import follow, tail_lines
 from llama_orchestrator.errors import (
     ConfigError,
+    DaemonError,
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidTransitionError,
@@ -85,6 +90,25 @@ def security_middleware(token: str) -> Any:
             return error_response(exc)
 
     return check
+
+
+async def serve_control(daemon: Daemon, config: ControlConfig, control_file: Path) -> tuple[web.AppRunner, str]:
+    """Listen with a new token, written with the address to `control_file` (mode 0600) for the
+    CLI to find; the runner (to clean up) and the "host:port" listened on."""
+    token = secrets.token_urlsafe(32)
+    runner = web.AppRunner(build_app(daemon, token), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise DaemonError(f"control API cannot listen on {config.host}:{config.port}: {exc.strerror}") from exc
+    sockets = getattr(site._server, "sockets", None) or []
+    host, port = sockets[0].getsockname()[:2]
+    write_json_atomic(control_file, {"pid": os.getpid(), "host": host, "port": port, "token": token,
+                                     "version": __version__}, mode=0o600)
+    return runner, f"{host}:{port}"
 
 
 def build_app(daemon: Daemon, token: str) -> web.Application:

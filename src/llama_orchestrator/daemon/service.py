@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import time
 from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
@@ -23,7 +22,6 @@ from aiohttp import web
 
 from llama_orchestrator import __version__, eventloop
 from llama_orchestrator.config.argv import build_command
-from llama_orchestrator.config.files import write_json_atomic
 from llama_orchestrator.config.loader import Fleet, load_fleet, require_valid, resolve_binary
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.orchestrator import OrchestratorConfig
@@ -33,7 +31,7 @@ from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.actions import ACTIONS, action_targets, restart_changed
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
-from llama_orchestrator.daemon.control import build_app
+from llama_orchestrator.daemon.control import serve_control
 from llama_orchestrator.daemon.directory import counted_memory, reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.gpu_memory import GpuMemory
@@ -113,7 +111,7 @@ class Daemon:
                 await self._start_instances()
                 await self._start_gateway()
                 if self.autostart:
-                    self._start_all(sup for sup in self.supervisors.values() if sup.state is InstanceState.STOPPED)
+                    self._autostart()
                 self._spawn_background(self._rotate_logs())
                 self._spawn_background(self._metrics.run())
                 logger.info("daemon %s ready (pid %d, control %s, %s event loop)", __version__, os.getpid(),
@@ -141,25 +139,8 @@ class Daemon:
         self.request_shutdown(keep_instances=False)
 
     async def _start_control(self) -> web.AppRunner:
-        control = self._orchestrator_config().control
-        token = secrets.token_urlsafe(32)
-        runner = web.AppRunner(build_app(self, token), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, control.host, control.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise DaemonError(f"control API cannot listen on {control.host}:{control.port}: {exc.strerror}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        host, port = sockets[0].getsockname()[:2]
-        self._control_address = f"{host}:{port}"
-        write_json_atomic(
-            self.paths.control_file,
-            {"pid": os.getpid(), "host": host, "port": port, "token": token, "version": __version__},
-            mode=0o600,
-        )
+        runner, self._control_address = await serve_control(self, self._orchestrator_config().control,
+                                                            self.paths.control_file)
         return runner
 
     async def _start_instances(self) -> None:
@@ -170,6 +151,15 @@ class Daemon:
             self._add_supervisor(config)
         # Reconcile everyone before deciding what autostart has to do (once the gateway is up).
         await asyncio.gather(*(sup.wait_reconciled() for sup in self.supervisors.values()))
+
+    def _autostart(self) -> None:
+        """Start what starts with `up`, except what the user stopped (`stop`, `down`) and has not
+        started since: a daemon restart or a reboot leaves those down, as Docker's `unless-stopped`."""
+        held = self.store.held_down()
+        stopped = [sup for sup in self.supervisors.values() if sup.state is InstanceState.STOPPED]
+        if kept := sorted(sup.name for sup in stopped if sup.name in held and sup.config.starts_with_up):
+            logger.info("not started, stopped by the user: %s (llama-orch up starts them)", ", ".join(kept))
+        self._start_all(sup for sup in stopped if sup.name not in held)
 
     def _start_all(self, sups: Iterable[InstanceSupervisor], reason: str = "autostart") -> list[asyncio.Task[bool]]:
         """Start those that start with `up`. An on-demand one (preload) is started by the gateway
@@ -384,6 +374,8 @@ class Daemon:
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
         since_id = self.store.last_event_id()
+        for name in targets:  # what the user last asked for: autostart leaves stopped ones down
+            self.store.hold_down(name, action in ("stop", "down"), time.time())
         renewed = []  # `up` applies changed configs, as `docker compose up` recreates changed containers
         if action == "up":
             renewed = restart_changed(self.supervisors, targets if names else sorted(self.supervisors))
