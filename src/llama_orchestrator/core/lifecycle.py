@@ -196,6 +196,10 @@ def _on_start(rt: Runtime, event: Start | Restart, now: float) -> Decision:
     state = rt.state
     wanted = replace(rt, desired_up=True)
     if state in (S.STOPPED, S.FAILED, S.BACKOFF, S.RECONCILING):
+        if state in (S.STOPPED, S.FAILED):
+            # a new run, as `docker start` begins one: its restarts and errors are what `ps` shows
+            # from now on, not the last run's (those stay in `events`)
+            wanted = replace(wanted, restarts=0, last_error=None)
         if state is S.FAILED:
             # FAILED -> STARTING: only a user command leaves failed; it gets a fresh set of attempts.
             wanted = replace(wanted, start_failures=0, crash_count=0)

@@ -134,6 +134,17 @@ def test_unhealthy_after_threshold_then_restarted() -> None:
     assert rt.restarts == 1
 
 
+def test_a_start_after_down_begins_a_new_run_without_the_last_ones_restarts_and_error() -> None:
+    rt = ready_runtime()
+    rt = run([(10, CRASH, S.STARTING, (lc.Spawn,)), (11, lc.Probe(True), S.READY, (lc.RecordLoadTime,))], rt)
+    assert rt.restarts == 1 and "signal 6" in (rt.last_error or "")
+    rt = run([(12, lc.Stop("down requested"), S.STOPPING, (lc.StopProcess,)),
+              (13, lc.Stopped("exited"), S.STOPPED, ())], rt)
+    assert rt.restarts == 1 and rt.last_error  # `ps -a` still says how the last run went
+    rt = run([(14, lc.Start("up requested"), S.STARTING, (lc.Spawn,))], rt)
+    assert rt.restarts == 0 and rt.last_error is None
+
+
 def test_unhealthy_recovers_when_restart_policy_is_no() -> None:
     policy = lc.Policy(HealthPolicy(failure_threshold=1), RestartPolicy(policy="no"))
     rt = run([(0, lc.Start(), S.STARTING, (lc.Spawn,)), (1, lc.Probe(True), S.READY, (lc.RecordLoadTime,)),
