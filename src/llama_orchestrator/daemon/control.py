@@ -157,6 +157,7 @@ class ControlRoutes:
 
     async def reload(self, request: web.Request) -> web.Response:
         problems = self.daemon.reload()
+        await self.daemon.start_gateway_if_down()
         return web.json_response({"problems": [p.render() for p in problems]})
 
     async def shutdown(self, request: web.Request) -> web.Response:

@@ -10,17 +10,33 @@ from llama_orchestrator import gguf_file
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.server_flags import ServerFlags, config_problems
 from llama_orchestrator.engine import port_holder
+from llama_orchestrator.errors import OrchestratorError
 
 
 def preflight(config: InstanceConfig) -> str | None:
     """The reason a start of `config` cannot work (a missing or non-GGUF model, port held), or None."""
     if (unloadable := gguf_file.problem(config.model.path)) is not None:
         return unloadable
-    holder = port_holder(config.server.host, config.server.port)
-    if holder is not None:
-        who = f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
+    if (who := _port_held_by(config.server.host, config.server.port)) is not None:
         return f"port-in-use: {config.server.host}:{config.server.port} is held by {who}"
     return None
+
+
+def gateway_start_problem(exc: OrchestratorError, host: str, port: int) -> str:
+    """Why the gateway did not start, with who holds its port when one does, and the hint: what
+    `daemon status`, `ps` and the commands that apply the configs show."""
+    problem = str(exc)
+    with contextlib.suppress(OSError):
+        if (who := _port_held_by(host, port)) is not None:
+            problem += f" (held by {who})"
+    return f"{problem}; {exc.hint}" if exc.hint else problem
+
+
+def _port_held_by(host: str, port: int) -> str | None:
+    holder = port_holder(host, port)
+    if holder is None:
+        return None
+    return f"pid {holder.pid} ({holder.name})" if holder.pid else "another process"
 
 
 def argument_problem(config: InstanceConfig, binary: str, flags: ServerFlags | None) -> str | None:

@@ -37,6 +37,7 @@ from llama_orchestrator.daemon.events import EventHub
 from llama_orchestrator.daemon.gpu_memory import GpuMemory
 from llama_orchestrator.daemon.lock import DaemonLock
 from llama_orchestrator.daemon.metrics_sampler import MetricsSampler, targets_from
+from llama_orchestrator.daemon.preflight import gateway_start_problem
 from llama_orchestrator.daemon.protocol import (
     ActionResult,
     DaemonStatus,
@@ -188,8 +189,15 @@ class Daemon:
                                                 self.store)
             self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
         except OrchestratorError as exc:
-            logger.error("gateway not started: %s", exc)
-            self._gateway_info = GatewayInfo(enabled=True, error=str(exc))
+            problem = gateway_start_problem(exc, gateway_config.host, gateway_config.port)
+            logger.error("gateway not started: %s", problem)
+            self._gateway_info = GatewayInfo(enabled=True, error=problem)
+
+    async def start_gateway_if_down(self) -> None:
+        """A gateway that could not start (its port held, say) is tried again at each command that
+        applies the configs: fixing orchestrator.json or freeing the port needs no daemon restart."""
+        if self._gateway is None and self._gateway_info.error is not None:
+            await self._start_gateway()
 
     async def _shutdown(self) -> None:
         keep = self._keep_instances
@@ -368,6 +376,7 @@ class Daemon:
         if action not in ACTIONS:
             raise DaemonError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
         self.reload()
+        await self.start_gateway_if_down()
         fleet = self._fleet
         assert fleet is not None  # reload() just loaded it
         targets = action_targets(action, names, fleet, self.supervisors)

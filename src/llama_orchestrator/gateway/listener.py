@@ -71,7 +71,8 @@ async def open_listeners(protocol: Callable[[], asyncio.Protocol], config: Gatew
         if exc.errno == errno.EADDRINUSE:
             raise GatewayStartError(
                 f"cannot listen on {where}: the port is already in use",
-                hint="choose another gateway.port in orchestrator.json, or stop what holds it",
+                hint="choose another gateway.port in orchestrator.json, or stop what holds it;"
+                     " the next `llama-orch up` tries again",
             ) from exc
         raise GatewayStartError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
     host, port = public.sockets[0].getsockname()[:2]
