@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from llama_orchestrator.daemon.protocol import EventOut
-from llama_orchestrator.errors import DaemonNotRunningError
+from llama_orchestrator.daemon.protocol import ActionResult, EventOut
+from llama_orchestrator.errors import ConfigError, ConfigProblem, DaemonNotRunningError
 from llama_orchestrator.tui.app import DashboardApp
 from tests.support.waiting import async_wait_until
 from tests.tui.conftest import screen_text
@@ -98,6 +98,21 @@ async def test_the_log_follows_only_the_selected_instance() -> None:
         assert stream1.closed.is_set() and not stream2.closed.is_set()
     assert stream2.closed.is_set()
     assert all(s.closed.is_set() for s in fake.event_streams)
+
+
+class RefusingDaemonClient(FakeDaemonClient):
+    def act(self, action: str, names: list[str], wait_s: float | None = None) -> ActionResult:
+        raise ConfigError([ConfigProblem("/m/[q4]/a:x:b.gguf", "model.path", "starts with b'root:x:0'")])
+
+
+async def test_an_error_notice_shows_its_text_as_it_is() -> None:
+    fake = RefusingDaemonClient()
+    app = DashboardApp(lambda: fake)
+    async with app.run_test(size=(160, 30), notifications=True) as pilot:
+        await async_wait_until(lambda: len(app.table_text()) == 3, 5.0, message="the fleet shown")
+        await pilot.press("s")
+        # the error's text in the toast as it is: "[q4]" is not taken for markup
+        await async_wait_until(lambda: "/m/[q4]/a:x:b.gguf" in screen_text(app), 5.0, message="shown verbatim")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

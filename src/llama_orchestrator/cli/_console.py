@@ -1,7 +1,8 @@
 """The one place the CLI writes to the terminal: results to stdout, problems to stderr.
 
 Rich honours NO_COLOR and plain pipes by itself; states are always spelled out as words, so
-nothing depends on colour.
+nothing depends on colour. Emoji codes are off: paths and file contents in messages hold text
+such as `:x:` (`root:x:0`), which must print as it is.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from rich.console import Console
 
 from llama_orchestrator.errors import ConfigProblem
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(data: Any) -> None:

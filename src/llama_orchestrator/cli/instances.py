@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,7 @@ def create(
         model = Path(fetch(ctx, hf, option="--hf")[0])  # a split model: llama-server finds the other parts
     assert model is not None
     fleet = load_fleet(paths, offline=True)
-    taken = {c.server.port for c in fleet.instances.values()}
-    taken |= {fleet.orchestrator.gateway.port, fleet.orchestrator.control.port}
+    taken = _port_owners(fleet.instances, fleet.orchestrator)
     if port is None:
         port = choose_port(taken, lambda p: is_port_free(host, p))
         if port is None:
@@ -103,9 +103,9 @@ def create(
         raw["model"]["chat_template"] = chat_template
     if threads is not None:
         raw["model"]["threads"] = threads
-    problems = _check_new(raw, target, taken, port, None if no_check else fleet.orchestrator)
+    problems = _check_new(raw, taken, port, None if no_check else fleet.orchestrator)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_on_command_line(p, "--hf" if hf is not None else "--model") for p in problems])
     paths.ensure()
     _write_schema(paths)
     created_dir = not target.parent.exists()
@@ -151,11 +151,40 @@ def _raw_config(
     return raw
 
 
+def _port_owners(instances: Mapping[str, InstanceConfig], orchestrator: OrchestratorConfig) -> dict[int, str]:
+    """Each port a new instance may not take -> what the clash message says holds it."""
+    owners = {orchestrator.gateway.port: "is the gateway's (gateway.port in orchestrator.json)"}
+    if orchestrator.control.port:  # 0: a free one, picked when the daemon starts
+        owners[orchestrator.control.port] = "is the control API's (control.port in orchestrator.json)"
+    owners.update({c.server.port: f"is already used by instance {name!r}" for name, c in sorted(instances.items())})
+    return owners
+
+
+# The config field each `create` option (or argument) sets; model.path comes from --model or --hf.
+_OPTION_OF_FIELD = {
+    "name": "NAME", "server.port": "--port", "server.host": "--host", "gpu.backend": "--backend",
+    "gpu.layers": "--gpu-layers", "model.context_size": "--ctx", "model.alias": "--alias",
+    "model.parallel": "--parallel", "model.threads": "--threads", "model.chat_template": "--chat-template",
+    "on_demand": "--on-demand", "preload": "--preload", "args": "EXTRA",
+}
+
+
+def _on_command_line(problem: ConfigProblem, model_option: str) -> ConfigProblem:
+    """Point a problem of the config `create` would have written at the option it came from: the
+    file was never written. Whatever no option sets keeps its field, in the config not written."""
+    field = problem.field.split(".")[0] if problem.field.startswith("args.") else problem.field
+    option = model_option if field == "model.path" else _OPTION_OF_FIELD.get(field)
+    if option is None:
+        return dataclasses.replace(problem, file="<the config create would write>")
+    return dataclasses.replace(problem, file="<command line>", field=option)
+
+
 def _check_new(
-    raw: dict[str, Any], target: Path, taken: set[int], port: int, check: OrchestratorConfig | None
+    raw: dict[str, Any], taken: Mapping[int, str], port: int, check: OrchestratorConfig | None
 ) -> list[ConfigProblem]:
     """What is wrong with a new config; with `check`, also a missing model and arguments its
-    llama-server (resolved as `check`, orchestrator.json, says) would refuse."""
+    llama-server (resolved as `check`, orchestrator.json, says) would refuse. The problems name
+    the config's fields (`create` points them at its options)."""
     from pydantic import ValidationError
 
     from llama_orchestrator import gguf_file
@@ -164,14 +193,16 @@ def _check_new(
     from llama_orchestrator.config.problems import problems_from_validation
     from llama_orchestrator.engine.server_help import server_flags
 
-    file = str(target)
+    file = "<new config>"
     try:
         config = InstanceConfig.model_validate(raw)
     except ValidationError as exc:
         return problems_from_validation(exc, file, InstanceConfig)
     problems = []
     if port in taken:
-        problems.append(ConfigProblem(file, "server.port", f"port {port} is already used by another config"))
+        problems.append(ConfigProblem(
+            file, "server.port", f"port {port} {taken[port]}; pick another, or leave out --port to get a free one"
+        ))
     if check is None:
         return problems
     if (unloadable := gguf_file.problem(raw["model"]["path"])) is not None:
@@ -202,6 +233,7 @@ def list_instances(
 ) -> None:
     """List configured instances (reads the config files; no daemon needed)."""
     from rich.table import Table
+    from rich.text import Text
 
     from llama_orchestrator.config.loader import load_fleet
 
@@ -231,7 +263,8 @@ def list_instances(
         if not row["valid"]:
             table.add_row(str(row["name"]), "-", "-", "-", "-", "INVALID (llama-orch config validate)")
         else:
-            table.add_row(*(str(row[k]) for k in ("name", "alias", "port", "backend", "start", "model")))
+            # Text cells: a path such as /m/[q4]/x.gguf is not markup
+            table.add_row(*(Text(str(row[k])) for k in ("name", "alias", "port", "backend", "start", "model")))
     _console.out.print(table)
 
 

@@ -41,7 +41,7 @@ service_app = typer.Typer(
     no_args_is_help=True,
 )
 
-console = Console()
+console = Console(emoji=False)  # unit names and paths print as they are, `:x:` included
 
 
 def register(app: typer.Typer) -> None:

@@ -36,29 +36,43 @@ def beyond_training(config: InstanceConfig) -> str | None:
 
 
 def cpu_oversubscribed(
-    instances: Mapping[str, InstanceConfig], files: Mapping[str, Path], cores: int
+    instances: Mapping[str, InstanceConfig], files: Mapping[str, Path], cores: int, max_loaded: int | None = None
 ) -> list[ConfigProblem]:
     """Warn when CPU instances that may generate at once have more compute threads than `cores`.
 
     llama-server's threads spin while they wait for each other, so two CPU servers sharing cores
     slow each other down many times over (Gemma 3 270M on 2 cores: 60 tokens/s alone, 2 tokens/s
     with two instances of 2 threads each generating at once, 18 with 1 thread each). An unset
-    `model.threads` (or -1) means llama-server's default: about one per core."""
-    cpu = sorted(name for name, c in instances.items() if c.gpu.backend == "cpu")
-    if len(cpu) < 2:
-        return []
+    `model.threads` (or -1) means llama-server's default: about one per core. On-demand instances
+    count only up to `max_loaded` (the gateway's limit, when it has one), those with the most
+    threads: no more of them run at once."""
+    cpu = [name for name, c in sorted(instances.items()) if c.gpu.backend == "cpu"]
     threads = {name: t if (t := instances[name].model.threads) and t > 0 else cores for name in cpu}
-    total = sum(threads.values())
+    on_demand = [name for name in cpu if instances[name].on_demand]
+    running = on_demand
+    if max_loaded is not None and len(on_demand) > max_loaded:  # the worst case: those with the most threads
+        running = sorted(on_demand, key=lambda name: -threads[name])[:max_loaded]
+    together = [name for name in cpu if name not in on_demand or name in running]
+    if len(together) < 2:
+        return []
+    total = sum(threads[name] for name in together)
     if total <= cores:
         return []
-    share = max(1, cores // len(cpu))
-    each = ", ".join(f"{name} {n}" for name, n in threads.items())
+    each = ", ".join(f"{name} {threads[name]}" for name in together) + ", unset = one per core"
+    if len(running) < len(on_demand):
+        each += (f"; gateway.max_loaded={max_loaded} runs at most {max_loaded} of the on-demand "
+                 f"{', '.join(on_demand)} at once")
+    if len(together) <= cores:
+        advice = f"set model.threads so they add up to at most {cores} (e.g. {cores // len(together)} each)"
+    else:
+        advice = (f"{len(together)} instances at once are more than {cores} cores even at 1 thread each: run at "
+                  f"most {cores} at once (make the others on_demand and limit them with gateway.max_loaded), "
+                  f"with model.threads adding up to at most {cores}")
     return [ConfigProblem(
-        str(files[cpu[0]]),
+        str(files[together[0]]),
         "model.threads",
-        f"CPU instances {', '.join(cpu)} use {total} threads together ({each}, unset = one per core) on {cores} "
-        f"cores: generating at the same time they slow each other down many times over; set model.threads "
-        f"so they add up to at most {cores} (e.g. {share} each)",
+        f"CPU instances {', '.join(together)} use {total} threads together ({each}) on "
+        f"{cores} cores: generating at the same time they slow each other down many times over; {advice}",
         severity="warning",
     )]
 

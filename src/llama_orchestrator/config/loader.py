@@ -197,7 +197,9 @@ def load_fleet(
     problems.extend(_cross_checks(orchestrator, instances, files, paths, offline, environ, which))
     if flags_of is not None and not offline:
         problems.extend(_argument_checks(orchestrator, instances, files, environ, which, flags_of))
-    problems.extend(cpu_oversubscribed(instances, files, cores or os.cpu_count() or 1))
+    gateway = orchestrator.gateway
+    max_loaded = gateway.max_loaded if gateway.enabled else None  # without the gateway nothing enforces it
+    problems.extend(cpu_oversubscribed(instances, files, cores or os.cpu_count() or 1, max_loaded))
     return Fleet(orchestrator, instances, files, problems)
 
 

@@ -63,7 +63,8 @@ class InstanceActions(App[None]):
 
     @on(Notice)
     def _notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity)  # type: ignore[arg-type]
+        # not markup: error text such as "[q4]" in a path shows as it is
+        self.notify(message.text, severity=message.severity, markup=False)  # type: ignore[arg-type]
 
     def action_logs(self) -> None:
         client, name = self.client, self._target()

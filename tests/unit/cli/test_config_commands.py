@@ -90,11 +90,45 @@ def test_create_refuses_arguments_its_llama_server_does_not_know_unless_told_not
     assert cli(home, "create", "b", "--model", str(model), "--no-check", "--", "--flsh-attn", "on").exit_code == 0
 
 
-def test_create_with_a_port_clash(home: Path, model: Path) -> None:
-    assert cli(home, "create", "a", "--model", str(model), "--port", "8020").exit_code == 0
+def test_create_with_a_port_clash_names_the_instance_and_the_option(home: Path, model: Path) -> None:
+    assert cli(home, "create", "tiny", "--model", str(model), "--port", "8020").exit_code == 0
     result = cli(home, "create", "b", "--model", str(model), "--port", "8020")
-    assert result.exit_code == 2 and "8020" in result.output
+    assert result.exit_code == 2
+    assert ("<command line>: --port: port 8020 is already used by instance 'tiny'; pick another, "
+            "or leave out --port to get a free one") in result.output
+    assert "instances/b/config.json" not in result.output  # never written: not the place to look
     assert not (home / "instances/b").exists()
+
+
+def test_create_on_the_gateway_port_says_it_is_the_gateways(home: Path, model: Path) -> None:
+    home.mkdir(parents=True)
+    (home / "orchestrator.json").write_text(json.dumps({"gateway": {"port": 18080}}))
+    result = cli(home, "create", "gw", "--model", str(model), "--port", "18080")
+    assert result.exit_code == 2
+    assert "port 18080 is the gateway's (gateway.port in orchestrator.json); pick another" in result.output
+    assert not (home / "instances/gw").exists()
+
+
+def test_create_points_a_bad_option_at_the_option(home: Path, model: Path) -> None:
+    result = cli(home, "create", "a", "--model", str(model), "--threads", "-5")
+    assert result.exit_code == 2
+    assert "<command line>: --threads: Input should be greater than or equal to -1" in result.output
+    assert "config.json" not in result.output
+
+
+def test_create_prints_file_bytes_and_paths_as_they_are(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`:x:` is an emoji code and `[q4]` a style tag to rich; paths and a file's first bytes print
+    verbatim. (A short directory: `ls` cuts a model path wider than its column.)"""
+    passwd = tmp_path_factory.mktemp("m") / "[q4]" / "a:x:b.gguf"
+    passwd.parent.mkdir()
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    result = cli(home, "create", "bad", "--model", str(passwd))
+    assert result.exit_code == 2
+    assert "it starts with b'root:x:0' where a GGUF file starts with b'GGUF'" in result.output, result.output
+    assert f"{passwd} is not a GGUF model file" in result.output
+    assert cli(home, "create", "ok", "--model", str(passwd), "--no-check").exit_code == 0
+    listed = cli(home, "ls")
+    assert str(passwd) in listed.output, listed.output
 
 
 def test_unusable_home_exits_7(tmp_path: Path, model: Path) -> None:

@@ -245,31 +245,71 @@ def test_further_aliases_route_here_and_are_checked(home: HomePaths, model_file:
     assert "alias 'shared' is shared by a, b" in warnings["model.aliases"]
 
 
+def threads_warning(home: HomePaths, model_file: Path, threads: dict[str, int | None],
+                    backend: dict[str, str] | None = None, cores: int = 4, on_demand: tuple[str, ...] = (),
+                    gateway: dict[str, object] | None = None) -> str | None:
+    """The CPU-sharing warning of a fleet of `threads` (name -> model.threads), or None."""
+    shutil.rmtree(home.instances_dir, ignore_errors=True)
+    home.orchestrator_file.parent.mkdir(parents=True, exist_ok=True)
+    home.orchestrator_file.write_text(json.dumps({"gateway": gateway or {}}))
+    for i, (name, n) in enumerate(threads.items()):
+        data = minimal(name, 8001 + i, model_file)
+        data["model"] = {"path": str(model_file), "threads": n}
+        data["gpu"] = {"backend": (backend or {}).get(name, "cpu")}
+        if name in on_demand:
+            data |= {"on_demand": True, "autostart": False}
+        write_instance(home.home, name, data)
+    fleet = load_fleet(home, which=lambda _: "/usr/bin/llama-server", cores=cores)
+    assert fleet.errors == []
+    found = [p for p in fleet.warnings if p.field == "model.threads"]
+    assert len(found) <= 1
+    return found[0].message if found else None
+
+
 def test_cpu_instances_with_more_threads_than_cores_get_a_warning(home: HomePaths, model_file: Path) -> None:
-    def threads_warning(threads: dict[str, int | None], backend: dict[str, str] | None = None,
-                        cores: int = 4) -> str | None:
-        shutil.rmtree(home.instances_dir, ignore_errors=True)
-        for i, (name, n) in enumerate(threads.items()):
-            data = minimal(name, 8001 + i, model_file)
-            data["model"] = {"path": str(model_file), "threads": n}
-            data["gpu"] = {"backend": (backend or {}).get(name, "cpu")}
-            write_instance(home.home, name, data)
-        fleet = load_fleet(home, which=lambda _: "/usr/bin/llama-server", cores=cores)
-        assert fleet.errors == []
-        found = [p for p in fleet.warnings if p.field == "model.threads"]
-        assert len(found) <= 1
-        return found[0].message if found else None
+    def warning(threads: dict[str, int | None], **kwargs) -> str | None:
+        return threads_warning(home, model_file, threads, **kwargs)
 
     # unset threads mean one per core: two such servers already want twice the machine
-    message = threads_warning({"a": None, "b": None})
+    message = warning({"a": None, "b": None})
     assert message is not None
     assert "CPU instances a, b use 8 threads together (a 4, b 4, unset = one per core) on 4 cores" in message
     assert "set model.threads so they add up to at most 4 (e.g. 2 each)" in message
-    assert threads_warning({"a": 2, "b": 2}) is None
-    assert threads_warning({"a": 3, "b": 2}) is not None
-    assert threads_warning({"a": -1, "b": 1}) is not None  # -1: automatic, one per core
-    assert threads_warning({"a": None}) is None  # one instance has the machine to itself
-    assert threads_warning({"a": None, "b": None}, backend={"b": "vulkan"}) is None  # GPU instances are not counted
+    assert warning({"a": 2, "b": 2}) is None
+    assert warning({"a": 3, "b": 2}) is not None
+    assert warning({"a": -1, "b": 1}) is not None  # -1: automatic, one per core
+    assert warning({"a": None}) is None  # one instance has the machine to itself
+    assert warning({"a": None, "b": None}, backend={"b": "vulkan"}) is None  # GPU instances are not counted
+
+
+def test_more_cpu_instances_than_cores_are_told_to_run_fewer_at_once(home: HomePaths, model_file: Path) -> None:
+    # 3 instances on 2 cores: no thread count makes them fit, so "1 each" would be false advice
+    message = threads_warning(home, model_file, {"a": 1, "b": 1, "c": 1}, cores=2)
+    assert message is not None
+    assert "CPU instances a, b, c use 3 threads together (a 1, b 1, c 1, unset = one per core) on 2 cores" in message
+    assert "3 instances at once are more than 2 cores even at 1 thread each: run at most 2 at once" in message
+    assert "on_demand" in message and "gateway.max_loaded" in message
+    assert "each)" not in message  # no "(e.g. N each)": no share adds up
+
+
+def test_on_demand_cpu_instances_count_only_up_to_max_loaded(home: HomePaths, model_file: Path) -> None:
+    threads = {"emb": 1, "gemma": 1, "od1": 1, "od2": 2, "od3": 1}
+    on_demand = ("od1", "od2", "od3")
+    # without a limit all five may run at once
+    unlimited = threads_warning(home, model_file, threads, cores=2, on_demand=on_demand)
+    assert unlimited is not None and "CPU instances emb, gemma, od1, od2, od3 use 6 threads" in unlimited
+    assert "5 instances at once are more than 2 cores even at 1 thread each" in unlimited
+    # max_loaded 1: emb, gemma and the on-demand one with the most threads (the worst case) fit 4 cores
+    assert threads_warning(home, model_file, threads, cores=4, on_demand=on_demand, gateway={"max_loaded": 1}) is None
+    over = threads_warning(home, model_file, threads, cores=3, on_demand=on_demand, gateway={"max_loaded": 1})
+    assert over is not None
+    assert ("CPU instances emb, gemma, od2 use 4 threads together (emb 1, gemma 1, od2 2, unset = one per core; "
+            "gateway.max_loaded=1 runs at most 1 of the on-demand od1, od2, od3 at once) on 3 cores") in over
+    assert "set model.threads so they add up to at most 3 (e.g. 1 each)" in over
+    # a disabled gateway enforces no max_loaded: every on-demand one counts
+    off = threads_warning(home, model_file, threads, cores=4, on_demand=on_demand,
+                          gateway={"max_loaded": 1, "enabled": False})
+    assert off is not None and "use 6 threads together" in off
 
 
 def test_preload_is_for_on_demand_instances(home: HomePaths, model_file: Path) -> None:
