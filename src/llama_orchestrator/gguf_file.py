@@ -21,6 +21,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 MAGIC = b"GGUF"
 HEAD_BYTES = 32 * 1024 * 1024  # where the metadata is looked for: past the largest tokenizers' arrays
@@ -156,6 +157,63 @@ def facts(path: str | Path) -> GgufFacts:
         value_length=of_arch("attention.value_length"),
         sliding_window=of_arch("attention.sliding_window"),
     )
+
+
+_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type tag -> bytes
+_ARRAY = 9
+
+
+class _Short(Exception):
+    """The metadata goes on past what may be read (or the file ends inside it)."""
+
+
+def metadata_keys(path: str | Path) -> list[str] | None:
+    """Every metadata key of the GGUF file `path`, in order; None when it is not GGUF or its
+    metadata cannot be read whole within `HEAD_BYTES`. Unlike `facts`, this walks every value
+    (about 60 ms for a 262,144-token vocabulary): for `create` and `inspect`, never per request."""
+    try:
+        with Path(path).open("rb") as handle:
+            return _walk_keys(handle)
+    except (OSError, _Short, struct.error):
+        return None
+
+
+def _walk_keys(handle: BinaryIO) -> list[str] | None:
+    head = handle.read(FIRST_READ)
+    if not head.startswith(MAGIC) or len(head) < 24:
+        return None
+
+    def need(end: int) -> None:
+        nonlocal head
+        while end > len(head):
+            more = handle.read(len(head))
+            if not more or len(head) >= HEAD_BYTES:
+                raise _Short
+            head += more
+
+    (count,) = struct.unpack_from("<Q", head, 16)
+    pos, found = 24, []
+    for _ in range(count):
+        need(pos + 8)
+        (length,) = struct.unpack_from("<Q", head, pos)
+        need(pos + 8 + length + 4)
+        found.append(head[pos + 8:pos + 8 + length].decode("utf-8", "replace"))
+        (kind,) = struct.unpack_from("<I", head, pos + 8 + length)
+        pos += 12 + length
+        items = 1
+        if kind == _ARRAY:
+            need(pos + 12)
+            kind, items = struct.unpack_from("<IQ", head, pos)
+            pos += 12
+        if kind == _STRING:
+            for _ in range(items):
+                need(pos + 8)
+                pos += 8 + struct.unpack_from("<Q", head, pos)[0]
+        elif kind in _FIXED:
+            pos += _FIXED[kind] * items
+        else:
+            return None  # a nested array or an unknown type: not worth walking
+    return found
 
 
 def _value_at(head: bytes, key: str, kind: int) -> int:

@@ -72,12 +72,15 @@ def test_happy_path_from_create_to_down(home: Home, tiny_model: Path, llama_serv
     assert detail["log_path"] == str(home.paths.instance_log("tiny"))
     assert detail["model_file"] == {"bytes": tiny_model.stat().st_size, "architecture": "llama",
                                     "name": "llama-orchestrator tiny test model", "size_label": "",
-                                    "quantization": "F32", "trained_context": N_CTX, "problem": None}
+                                    "quantization": "F32", "trained_context": N_CTX, "problem": None,
+                                    "chat_template": False}
     human = home.ok("inspect", "tiny").out
     assert f"pid        {pid}" in human and f"http://127.0.0.1:{port}" in human, human
     size = units.size(tiny_model.stat().st_size)
     assert f"gguf       llama · F32 · trained for {N_CTX} tokens · {size}" in human, human
     assert "also       gpt-4o-mini, tiny-cold (variant)" in human, human
+    assert "chat the model file holds no chat template, so llama-server formats every chat as ChatML" \
+        in " ".join(human.split()), human  # (as wrapped for the terminal)
     # what a gateway memory budget counts before the instance has run: the tiny model's 2 layers of
     # 2 KV heads of 16 floats, K and V in f16, for each token of its context
     memory = detail["memory_estimate"]

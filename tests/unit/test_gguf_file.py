@@ -44,6 +44,31 @@ def test_metadata_written_after_a_large_tokenizer_is_found(tmp_path: Path) -> No
     assert facts.describe() == "qwen2 · 7.6B · Q4_K_M · trained for 32768 tokens"
 
 
+def test_every_metadata_key_is_listed_past_a_large_tokenizer(tmp_path: Path, tiny_model: Path) -> None:
+    """metadata_keys walks every value: arrays of strings and of numbers, then a chat template
+    written last (what tells a model with a template of its own from one without)."""
+    path = tmp_path / "templated.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_token_list([f"token-{i:06d}" for i in range(60_000)])
+    writer.add_token_scores([0.5] * 60_000)
+    writer.add_bool("tokenizer.ggml.add_bos_token", True)
+    writer.add_chat_template("{{ messages }}")
+    writer.add_tensor("x", np.zeros(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    keys = gguf_file.metadata_keys(path)
+    assert keys is not None and keys[-1] == "tokenizer.chat_template", keys
+    assert {"general.architecture", "tokenizer.ggml.tokens", "tokenizer.ggml.scores"} <= set(keys)
+    tiny = gguf_file.metadata_keys(tiny_model)
+    assert tiny is not None and "llama.context_length" in tiny and "tokenizer.chat_template" not in tiny
+    assert gguf_file.metadata_keys(tmp_path / "missing.gguf") is None
+    cut = tmp_path / "cut.gguf"  # the metadata ends early: not known, rather than a wrong answer
+    cut.write_bytes(path.read_bytes()[:100_000])
+    assert gguf_file.metadata_keys(cut) is None
+
+
 def test_quantization_names_are_llama_cpps() -> None:
     """The table against the gguf package's copy of llama.cpp's llama_ftype."""
     for member in gguf.LlamaFileType:

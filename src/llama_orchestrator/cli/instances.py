@@ -61,6 +61,9 @@ def create(
     preload: bool = typer.Option(
         False, "--preload", help="With --on-demand: also start it with `up` and the daemon, if max_loaded has room."
     ),
+    idle_ttl: float | None = typer.Option(
+        None, "--idle-ttl", help="With --on-demand: stop it after this many seconds without a request."
+    ),
     no_check: bool = typer.Option(
         False, "--no-check", help="Do not require the model file to exist yet, nor check the arguments against "
         "llama-server's --help."
@@ -99,6 +102,8 @@ def create(
     raw = _raw_config(name, model, port, host, backend, ctx_size, gpu_layers, alias, parallel, on_demand, extra or [])
     if preload:
         raw["preload"] = True
+    if idle_ttl is not None:
+        raw["idle_ttl_s"] = idle_ttl
     if chat_template is not None:
         raw["model"]["chat_template"] = chat_template
     if threads is not None:
@@ -117,6 +122,18 @@ def create(
             shutil.rmtree(target.parent, ignore_errors=True)
         raise
     _console.success(f"created {name}: port {port}, backend {backend}, config {target}")
+    if (note := _template_note(raw)) is not None:
+        _console.warn(note)
+
+
+def _template_note(raw: dict[str, Any]) -> str | None:
+    """What to say when the model holds no chat template and the new config gives none."""
+    from llama_orchestrator import gguf_file
+    from llama_orchestrator.config.chat_templates import missing_template
+
+    path = raw["model"]["path"]
+    return missing_template(gguf_file.metadata_keys(path), gguf_file.facts(path).architecture,
+                            raw["model"].get("chat_template"), raw.get("args", []))
 
 
 def _raw_config(
@@ -165,7 +182,7 @@ _OPTION_OF_FIELD = {
     "name": "NAME", "server.port": "--port", "server.host": "--host", "gpu.backend": "--backend",
     "gpu.layers": "--gpu-layers", "model.context_size": "--ctx", "model.alias": "--alias",
     "model.parallel": "--parallel", "model.threads": "--threads", "model.chat_template": "--chat-template",
-    "on_demand": "--on-demand", "preload": "--preload", "args": "EXTRA",
+    "on_demand": "--on-demand", "preload": "--preload", "idle_ttl_s": "--idle-ttl", "args": "EXTRA",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -254,10 +254,12 @@ def inspect(
     facts = gguf_file.facts(s.model)
     size, _ = gguf_file.size_and_mtime(s.model)
     memory = _memory_estimate(detail.config, facts, size)
+    keys = gguf_file.metadata_keys(s.model)
     if as_json:
         model_file = {"bytes": size, "architecture": facts.architecture, "name": facts.name,
                       "size_label": facts.size_label, "quantization": facts.quantization,
-                      "trained_context": facts.context_length, "problem": gguf_file.problem(s.model)}
+                      "trained_context": facts.context_length, "problem": gguf_file.problem(s.model),
+                      "chat_template": None if keys is None else "tokenizer.chat_template" in keys}
         estimate = None if memory is None else {
             "pool": memory[0], "bytes": memory[1].total, "weights": memory[1].weights,
             "kv_cache": memory[1].kv_cache, "overhead": memory[1].overhead, "tokens": memory[1].tokens}
@@ -275,6 +277,7 @@ def inspect(
         ("gguf", f"{facts.describe()} · {_format.size(size)}" if facts.architecture else
                  gguf_file.problem(s.model) or "-"),
         ("memory", f"{memory[1].describe()} ({memory[0]}, estimated)" if memory and facts.architecture else "-"),
+        ("chat", _chat_template(detail.config, keys, facts.architecture)),
         ("uptime", _format.duration(s.uptime_s)),
         ("restarts", s.restarts),
         ("health", s.health),
@@ -292,6 +295,19 @@ def inspect(
     out.print("[bold]last log lines[/]")
     for line in detail.log_tail:
         out.print("  " + _console.escape(line))
+
+
+def _chat_template(config: dict[str, Any], keys: list[str] | None, architecture: str) -> str:
+    """Which chat template llama-server formats chats with, or what to do when it would be ChatML
+    for want of one."""
+    from llama_orchestrator.config.chat_templates import missing_template
+
+    template, args = config.get("model", {}).get("chat_template"), config.get("args", [])
+    if (note := missing_template(keys, architecture, template, args)) is not None:
+        return note
+    if template:
+        return f"{template} (model.chat_template)"
+    return "the model file's own" if keys is not None and "tokenizer.chat_template" in keys else "-"
 
 
 def _memory_estimate(config: dict[str, object], facts: GgufFacts, size: int) -> tuple[str, Footprint] | None:

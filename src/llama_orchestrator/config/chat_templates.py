@@ -57,3 +57,27 @@ def template_problem(template: str | None, jinja: bool | None, args: Sequence[st
                 f'read "{in_args}". Set model.chat_template to "{in_args}" instead (rendered with --no-jinja), '
                 "or add --no-jinja to args")
     return None
+
+
+#: Families whose own chat format is one of the built-in names (and not ChatML, which llama-server
+#: falls back to): what to suggest for a model file that holds no template
+FAMILY_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma", "phi3": "phi3"}
+NOT_CHAT = ("--embedding", "--embeddings", "--reranking", "--rerank")
+
+
+def missing_template(keys: Sequence[str] | None, architecture: str, template: str | None,
+                     args: Sequence[str]) -> str | None:
+    """What to tell the user when the model file (its metadata `keys`, gguf_file.metadata_keys)
+    holds no chat template and the config gives none: llama-server then formats every chat as
+    ChatML, and a model trained on another format answers it with nonsense. None when there is
+    nothing to say (a template somewhere, a ChatML family, an embedding model, unreadable keys)."""
+    if keys is None or "tokenizer.chat_template" in keys or template or any(a in NOT_CHAT for a in args):
+        return None
+    if flag_value(args, "--chat-template") or flag_value(args, "--chat-template-file"):
+        return None
+    suggestion = FAMILY_TEMPLATES.get(architecture)
+    fix = (f'set model.chat_template to "{suggestion}", llama.cpp\'s built-in template for {architecture}'
+           if suggestion else "set model.chat_template to its family's built-in template name (`llama-server "
+           "--help` lists them under --chat-template), or pass --chat-template-file in args")
+    return ("the model file holds no chat template, so llama-server formats every chat as ChatML, which a model "
+            f"trained on another format may answer with nonsense: {fix}")

@@ -44,6 +44,17 @@ def test_create_writes_a_valid_config_and_refuses_to_overwrite(home: Path, model
     assert "already exists" in again.output
 
 
+def test_create_warns_of_a_model_without_a_chat_template_and_sets_an_idle_ttl(home: Path, tiny_model: Path) -> None:
+    """The tiny model's file holds no chat template: llama-server would format chats as ChatML."""
+    result = cli(home, "create", "lazy", "--model", str(tiny_model), "--on-demand", "--idle-ttl", "90")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())  # as wrapped for the terminal
+    assert "warning: the model file holds no chat template" in out and "--chat-template-file" in out, out
+    assert json.loads((home / "instances/lazy/config.json").read_text())["idle_ttl_s"] == 90
+    quiet = cli(home, "create", "templated", "--model", str(tiny_model), "--chat-template", "chatml")
+    assert quiet.exit_code == 0 and "chat template" not in quiet.output, quiet.output
+
+
 def test_create_picks_a_port_no_config_uses(home: Path, model: Path) -> None:
     assert cli(home, "create", "a", "--model", str(model)).exit_code == 0
     assert cli(home, "create", "b", "--model", str(model)).exit_code == 0
