@@ -51,3 +51,9 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+def width() -> int | None:
+    """How wide a table may be: the terminal's width; None (no limit) when stdout is a pipe or a
+    file, where a cut line is information lost (`ps | grep`, `ls > fleet.txt`)."""
+    return out.width if out.is_terminal else None

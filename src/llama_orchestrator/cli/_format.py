@@ -15,8 +15,11 @@ __all__ = ["STATE_STYLE", "columns", "duration", "size", "state", "timestamp"]
 
 
 
-def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: int | None = None) -> Text:
-    """An aligned text table; the last column gets what width is left and is cut with '…'.
+def columns(headers: list[str], rows: list[list[str]], *, width: int | None, styled: int | None = None,
+            keep_end: bool = False) -> Text:
+    """An aligned text table; the last column gets what width is left and is cut with '…' (at
+    its start with `keep_end`: a path's file name is what tells rows apart). Width None (the
+    output is not a terminal, but a pipe or a file): nothing is cut.
 
     Built by hand rather than with rich.Table: measuring and padding every cell through Rich took
     ~150 ms for 100 rows, half of `llama-orch ps`'s budget. Column `styled` is coloured by state.
@@ -25,7 +28,7 @@ def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: in
 
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:-1])]
     fixed = sum(widths) + 2 * len(widths)
-    last_width = max(width - fixed, 20)
+    last_width = max(width - fixed, 20) if width is not None else None
     text = Text(no_wrap=True, overflow="ignore")
     for index, cells in enumerate([headers, *rows]):
         for column, cell in enumerate(cells[:-1]):
@@ -34,7 +37,9 @@ def columns(headers: list[str], rows: list[list[str]], *, width: int, styled: in
             text.append(cell.ljust(widths[column]), style=style)
             text.append("  ")
         last = cells[-1]
-        text.append(last if len(last) <= last_width else last[: last_width - 1] + "…")
+        if last_width is not None and len(last) > last_width:
+            last = "…" + last[len(last) - last_width + 1:] if keep_end else last[: last_width - 1] + "…"
+        text.append(last)
         if index < len(rows):
             text.append("\n")
     return text

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llama_orchestrator.cli import _console
+from llama_orchestrator.cli import _console, _format
 from llama_orchestrator.cli._context import context
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import HomePaths
@@ -249,9 +249,6 @@ def list_instances(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List configured instances (reads the config files; no daemon needed)."""
-    from rich.table import Table
-    from rich.text import Text
-
     from llama_orchestrator.config.loader import load_fleet
 
     fleet = load_fleet(context(ctx).paths, offline=True)
@@ -275,14 +272,10 @@ def list_instances(
     if as_json:
         _console.print_json(rows)
         return
-    table = Table("NAME", "ALIAS", "PORT", "BACKEND", "START", "MODEL", box=None, pad_edge=False)
-    for row in rows:
-        if not row["valid"]:
-            table.add_row(str(row["name"]), "-", "-", "-", "-", "INVALID (llama-orch config validate)")
-        else:
-            # Text cells: a path such as /m/[q4]/x.gguf is not markup
-            table.add_row(*(Text(str(row[k])) for k in ("name", "alias", "port", "backend", "start", "model")))
-    _console.out.print(table)
+    cells = [[str(row[k]) for k in ("name", "alias", "port", "backend", "start", "model")] if row["valid"] else
+             [str(row["name"]), "-", "-", "-", "-", "INVALID (llama-orch config validate)"] for row in rows]
+    headers = ["NAME", "ALIAS", "PORT", "BACKEND", "START", "MODEL"]
+    _console.out.print(_format.columns(headers, cells, width=_console.width(), keep_end=True))
 
 
 def remove(

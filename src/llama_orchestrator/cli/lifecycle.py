@@ -220,7 +220,7 @@ def instance_table(rows: list[InstanceStatus]) -> Text:
          *([_format.size(s.gpu_bytes)] if gpu else []), s.health, " ".join((s.last_error or "").split())]
         for s in rows
     ]
-    return _format.columns(headers, cells, width=_console.out.width, styled=1)
+    return _format.columns(headers, cells, width=_console.width(), styled=1)
 
 
 def logs(

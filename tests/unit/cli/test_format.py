@@ -16,5 +16,13 @@ def test_columns_align_and_cut_only_the_last_column() -> None:
     assert styles["failed"] == "bold red"
 
 
+def test_a_path_is_cut_at_its_start_and_a_pipe_gets_every_line_whole() -> None:
+    path = "/root/.cache/llama-orchestrator/models/ggml-org/gemma-3-1b-it-GGUF/gemma-3-1b-it-Q4_K_M.gguf"
+    cut = columns(["NAME", "MODEL"], [["gemma", path]], width=40, keep_end=True).plain.splitlines()[1]
+    assert cut == "gemma  …" + path[-32:] and len(cut) == 40 and cut.endswith("gemma-3-1b-it-Q4_K_M.gguf")
+    whole = columns(["NAME", "ERR"], [["r1", "exited (killed by signal 9: SIGKILL)" * 3]], width=None)
+    assert whole.plain.splitlines()[1] == "r1    " + "exited (killed by signal 9: SIGKILL)" * 3
+
+
 def test_columns_with_no_rows_print_the_header() -> None:
     assert columns(["NAME", "STATE", "ERR"], [], width=80).plain == "NAME  STATE  ERR"
