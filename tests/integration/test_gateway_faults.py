@@ -316,6 +316,72 @@ async def test_keys_bearer_x_api_key_scopes_and_public_health(
                 assert r.status == 401
 
 
+async def test_keys_that_cannot_be_read_refuse_every_request_until_a_reconfigure_reads_them(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    keys_file = tmp_path / "keys.txt"  # named, but not there: the gateway must not serve without a key check
+    config = GatewayConfig(port=free_port(), api_keys_file=str(keys_file))
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        gw = Gateway(config, StaticDirectory([upstream("one", "tiny", port=port)]))
+        await gw.start()
+        try:
+            async def answer(method: str, path: str, key: str | None) -> tuple[int, dict[str, Any]]:
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                body = {**CHAT, "model": "tiny"} if method == "POST" else None
+                async with http.request(method, gw.address + path, json=body, headers=headers) as resp:
+                    return resp.status, await resp.json()
+
+            assert gw.refusing is not None and str(keys_file) in gw.refusing
+            for method, path in [("POST", "/v1/chat/completions"), ("POST", "/v1/chat/completions?lane=aiohttp"),
+                                 ("GET", "/v1/models"), ("GET", "/api/tags"), ("GET", "/instances/one/props")]:
+                for key in (None, "wrong"):
+                    status, body = await answer(method, path, key)
+                    assert status == 401, (method, path, body)
+                    if isinstance(body["error"], str):  # Ollama's shape (/api/...)
+                        message = body["error"]
+                    else:
+                        assert body["error"]["code"] == "api_keys_unreadable"
+                        message = body["error"]["message"]
+                    assert "keys could not be read" in message and str(keys_file) in message
+                    assert "No such file" in message and "llama-orch up" in message
+            assert (await answer("GET", "/health", None))[0] == 200
+
+            keys_file.write_text("good-key\n")  # fixed; the next command that reads the configs applies it
+            assert gw.reconfigure(gw.config) == []
+            assert gw.refusing is None
+            assert (await answer("POST", "/v1/chat/completions", "good-key"))[0] == 200
+            status, body = await answer("POST", "/v1/chat/completions", "wrong")
+            assert status == 401 and body["error"]["code"] == "invalid_api_key"
+
+            keys_file.unlink()  # unreadable again: the keys read before stay (a broken file keeps them)
+            with pytest.raises(GatewayStartError, match="cannot read"):
+                gw.reconfigure(gw.config)
+            assert gw.refusing is None
+            assert (await answer("POST", "/v1/chat/completions", "good-key"))[0] == 200
+            assert (await answer("POST", "/v1/chat/completions", "wrong"))[0] == 401
+        finally:
+            await gw.stop()
+
+
+async def test_an_open_gateway_told_to_use_keys_it_cannot_read_closes(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            url = gw.address + "/v1/chat/completions"
+            async with http.post(url, json={**CHAT, "model": "tiny"}) as resp:
+                assert resp.status == 200  # no keys configured: open (on loopback)
+            monkeypatch.delenv("LLAMA_ORCH_TEST_UNSET_KEYS", raising=False)
+            gw.reconfigure(gw.config.model_copy(update={"api_keys_env": "LLAMA_ORCH_TEST_UNSET_KEYS"}))
+            for query in ("", "?lane=aiohttp"):
+                async with http.post(url + query, json={**CHAT, "model": "tiny"},
+                                     headers={"Authorization": "Bearer anything"}) as resp:
+                    assert resp.status == 401
+                    message = (await resp.json())["error"]["message"]
+                    assert "'LLAMA_ORCH_TEST_UNSET_KEYS', but that variable is unset" in message
+                    assert "restart" in message
+
+
 async def test_refuses_public_bind_without_keys_and_a_taken_port() -> None:
     with pytest.raises(GatewayStartError, match="not a loopback address"):
         await Gateway(GatewayConfig(host="0.0.0.0", port=free_port()), StaticDirectory([]), Keyring()).start()

@@ -43,13 +43,15 @@ def validate(
     from llama_orchestrator.config.loader import load_fleet
     from llama_orchestrator.engine.server_help import server_flags
 
-    fleet = load_fleet(context(ctx).paths, offline=offline, flags_of=server_flags)
+    paths = context(ctx).paths
+    fleet = load_fleet(paths, offline=offline, flags_of=server_flags)
     unknown = [n for n in names or [] if n not in fleet.config_files]
     if unknown:
         raise InstanceNotFoundError(unknown[0], known=sorted(fleet.config_files))
     wanted = {str(fleet.config_files[n]) for n in names} if names else None
     instance_files = {str(p) for p in fleet.config_files.values()}
-    found = [p for p in fleet.problems if wanted is None or p.file in wanted or p.file not in instance_files]
+    problems = [*fleet.problems, *gateway_key_problems(fleet.orchestrator, str(paths.orchestrator_file))]
+    found = [p for p in problems if wanted is None or p.file in wanted or p.file not in instance_files]
     errors = [p for p in found if p.severity == "error"]
     if as_json:
         _console.print_json([problem_json(p) for p in found])
@@ -62,6 +64,39 @@ def validate(
     if not as_json:
         checked = len(names) if names else len(fleet.config_files)
         _console.success(f"{checked} instance config(s) valid" + (f", {len(found)} warning(s)" if found else ""))
+
+
+def gateway_key_problems(orchestrator: OrchestratorConfig, file: str) -> list[ConfigProblem]:
+    """Key sources the gateway could not read, so that it would refuse every request that needs a
+    key: a keys file (an error), a keys variable unset here (a warning: the daemon reads the
+    environment it started in, which may hold it). Checked by `validate` only: the daemon keeps
+    loading such a config, and fails closed (gateway.auth)."""
+    from llama_orchestrator.gateway.auth import load_keyring
+    from llama_orchestrator.gateway.errors import KeysUnreadable
+
+    gateway = orchestrator.gateway
+    if not gateway.enabled:
+        return []
+    problems = []
+    if gateway.api_keys_env:
+        try:
+            load_keyring(gateway.api_keys_env, None)
+        except KeysUnreadable as exc:
+            problems.append(ConfigProblem(
+                file, "gateway.api_keys_env",
+                f"{exc} here; if the daemon's environment lacks it too, its gateway refuses every request "
+                f"that needs a key; {exc.hint}", severity="warning",
+            ))
+    if gateway.api_keys_file:
+        try:
+            load_keyring(None, gateway.api_keys_file)
+        except KeysUnreadable as exc:
+            problems.append(ConfigProblem(
+                file, "gateway.api_keys_file",
+                f"{exc}: the gateway refuses every request that needs a key until it can read them (a running "
+                f"one keeps the keys it read before); {exc.hint}",
+            ))
+    return problems
 
 
 def problem_json(problem: ConfigProblem) -> dict[str, object]:

@@ -106,10 +106,12 @@ def status(
     for inst in info.instances:
         states[inst.state] = states.get(inst.state, 0) + 1
     gateway = info.gateway.address or (f"error: {info.gateway.error}" if info.gateway.error else "disabled")
+    if info.gateway.address and info.gateway.refusing:
+        gateway += f", refusing every request that needs a key: its API keys could not be read: {info.gateway.refusing}"
     _console.out.print(f"daemon    running, pid {info.pid}, up {duration(info.uptime_s)}, version {info.version}")
     _console.out.print(f"home      {info.home}")
     _console.out.print(f"control   http://{info.control_address}")
-    _console.out.print(f"gateway   {gateway}")
+    _console.out.print(f"gateway   {gateway}", markup=False)  # paths in messages are no markup
     _console.out.print(f"store     {info.store}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
     _console.out.print(f"instances {len(info.instances)} ({summary})")

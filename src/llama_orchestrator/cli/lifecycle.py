@@ -197,8 +197,7 @@ def ps(
     if as_json:
         _console.print_json({"gateway": info.gateway.address, "instances": [s.model_dump(mode="json") for s in rows]})
         return
-    gateway = info.gateway.address or (f"not running ({info.gateway.error})" if info.gateway.error else "disabled")
-    _console.out.print(f"gateway: {gateway}   daemon: pid {info.pid}")
+    _console.out.print(f"gateway: {info.gateway.summary()}   daemon: pid {info.pid}")
     _console.out.print(instance_table(rows))
     if any(s.changed for s in rows):
         _console.out.print("[dim]* its config changed since it started: `llama-orch up` restarts it with "

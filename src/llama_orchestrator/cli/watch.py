@@ -58,9 +58,7 @@ def render(status: DaemonStatus, show_all: bool) -> RenderableType:
     from llama_orchestrator.cli.lifecycle import instance_table
 
     rows = [s for s in status.instances if show_all or s.state != "stopped"]
-    gateway = status.gateway.address or (
-        f"not running ({status.gateway.error})" if status.gateway.error else "disabled"
-    )
+    gateway = status.gateway.summary()
     ready = sum(1 for s in status.instances if s.state == "ready")
     header = Text(
         f"{time.strftime('%H:%M:%S')}  daemon pid {status.pid}  gateway {gateway}  "

@@ -118,7 +118,14 @@ class EventOut(Message):
 class GatewayInfo(Message):
     enabled: bool
     address: str | None = None
-    error: str | None = None
+    error: str | None = None  # why it is not running
+    refusing: str | None = None  # running, but its API keys could not be read: why, and the fix
+
+    def summary(self) -> str:
+        """One line for a header: where it listens (and that it refuses requests), or why it does not."""
+        if self.address:
+            return self.address + (" (refusing requests: its API keys could not be read)" if self.refusing else "")
+        return f"not running ({self.error})" if self.error else "disabled"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -323,6 +323,7 @@ class Daemon:
         health = self.store.health
         store_text = health.detail if not self.quarantine_note else f"{health.detail}; {self.quarantine_note}"
         memory = psutil.virtual_memory().percent
+        refusing = self._gateway.refusing if self._gateway is not None else None  # keys unreadable: live
         return DaemonStatus(
             pid=os.getpid(),
             version=__version__,
@@ -330,7 +331,7 @@ class Daemon:
             control_address=self._control_address,
             started_at=self._started_at,
             uptime_s=time.time() - self._started_at,
-            gateway=self._gateway_info,
+            gateway=self._gateway_info.model_copy(update={"refusing": refusing}),
             store=store_text,
             store_ok=health.ok and not self.quarantine_note,
             instances=self.statuses(),

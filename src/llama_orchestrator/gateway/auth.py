@@ -13,6 +13,10 @@ Public without a key: `/health`, `/instances/<name>/health` and the web UI's pag
 `/instances/<name>/` (public in llama-server too; it asks for the key). Everything else, `/v1/models`
 and `/metrics` included, needs a key once keys are configured (`/v1/models` then lists only the
 models the key may use): model names are not public information on a shared host.
+
+Keys that are configured but cannot be read (a missing file, an unset variable) fail closed: a
+gateway that had no keys before refuses every request that needs one, saying why, until a reconfigure
+reads them (`Keyring.unreadable`); one that had keys keeps them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_orchestrator.config.orchestrator import GatewayConfig
-from llama_orchestrator.gateway.errors import GatewayStartError
+from llama_orchestrator.gateway.errors import GatewayStartError, KeysUnreadable
 from llama_orchestrator.gateway.routes import is_loopback
 
 
@@ -40,10 +44,21 @@ class Key:
 @dataclass(frozen=True, slots=True)
 class Keyring:
     keys: tuple[Key, ...] = ()
+    # why the configured keys could not be read, and how to fix it: no request gets past this keyring
+    unreadable: str | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.keys)
+        """Whether a request needs a key (one that fails to load needs one too, and none matches)."""
+        return bool(self.keys) or self.unreadable is not None
+
+    @property
+    def refusal(self) -> str:
+        """What a request that this keyring does not let through is told."""
+        if self.unreadable is not None:
+            return f"the gateway's API keys could not be read, so it refuses every request that needs one: " \
+                   f"{self.unreadable}"
+        return "Invalid API key: send it as `Authorization: Bearer KEY` or `X-Api-Key: KEY`"
 
     def match(self, presented: str | None) -> Key | None:
         """The key `presented` equals, compared in constant time against every key; else None."""
@@ -53,6 +68,16 @@ class Keyring:
             if hmac.compare_digest(key.secret, given) and found is None:
                 found = key
         return found if given else None
+
+
+FIX_FILE = ("create or fix the file (one key per line), then run any llama-orch command that reads the configs, "
+            "such as `llama-orch up`")
+
+
+def _fix_env(name: str) -> str:
+    return (f"set {name} in the environment the daemon starts in (that of `llama-orch daemon start`), then "
+            "restart it (llama-orch daemon stop --keep-instances; llama-orch daemon start), or use "
+            "gateway.api_keys_file")
 
 
 def parse_keys_file(text: str, source: str = "api_keys_file") -> list[Key]:
@@ -67,7 +92,7 @@ def parse_keys_file(text: str, source: str = "api_keys_file") -> list[Key]:
         if len(parts) == 2:
             names = frozenset(m.strip() for m in parts[1].split(",") if m.strip())
             if not names:
-                raise GatewayStartError(f"{source}:{number}: empty model list after the key")
+                raise KeysUnreadable(f"{source}:{number}: empty model list after the key", hint=FIX_FILE)
             models = names
         keys.append(Key(parts[0].encode(), models))
     return keys
@@ -80,15 +105,16 @@ def parse_keys_env(value: str) -> list[Key]:
 def load_keyring(
     api_keys_env: str | None, api_keys_file: str | None, environ: Mapping[str, str] | None = None
 ) -> Keyring:
-    """Read every configured key; a configured source that is missing or empty is an error."""
+    """Read every configured key; KeysUnreadable for a configured source that is missing or empty."""
     env = os.environ if environ is None else environ
     keys: list[Key] = []
     if api_keys_env:
         value = env.get(api_keys_env, "")
         parsed = parse_keys_env(value)
         if not parsed:
-            raise GatewayStartError(
-                f"gateway.api_keys_env names {api_keys_env!r}, but that variable is unset or holds no key"
+            raise KeysUnreadable(
+                f"gateway.api_keys_env names {api_keys_env!r}, but that variable is unset or holds no key",
+                hint=_fix_env(api_keys_env),
             )
         keys += parsed
     if api_keys_file:
@@ -96,10 +122,11 @@ def load_keyring(
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise GatewayStartError(f"cannot read gateway.api_keys_file {str(path)!r}: {exc.strerror}") from exc
+            raise KeysUnreadable(f"cannot read gateway.api_keys_file {str(path)!r}: {exc.strerror}",
+                                 hint=FIX_FILE) from exc
         parsed = parse_keys_file(text, str(path))
         if not parsed:
-            raise GatewayStartError(f"gateway.api_keys_file {str(path)!r} holds no key")
+            raise KeysUnreadable(f"gateway.api_keys_file {str(path)!r} holds no key", hint=FIX_FILE)
         keys += parsed
     return Keyring(tuple(keys))
 
@@ -115,10 +142,19 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def keyring_for(config: GatewayConfig, given: Keyring | None = None) -> Keyring:
-    """The keys a gateway with `config` serves with (`given`, else its env variable and file);
-    GatewayStartError for a bind beyond loopback without any key."""
-    keys = given if given is not None else load_keyring(config.api_keys_env, config.api_keys_file)
+def keyring_for(config: GatewayConfig, given: Keyring | None = None, running: Keyring | None = None) -> Keyring:
+    """The keys a gateway with `config` serves with (`given`, else its env variable and file).
+    Keys that cannot be read fail closed: KeysUnreadable when the `running` keyring holds keys (they
+    stay), else a keyring that refuses every request, saying why. GatewayStartError for a bind beyond
+    loopback without any key."""
+    keys = given
+    if keys is None:
+        try:
+            keys = load_keyring(config.api_keys_env, config.api_keys_file)
+        except KeysUnreadable as exc:
+            if running is not None and running.keys:
+                raise
+            keys = Keyring(unreadable=f"{exc}; {exc.hint}" if exc.hint else str(exc))
     if not is_loopback(config.host) and not keys.enabled:
         raise GatewayStartError(
             f"refusing to serve the gateway on {config.host}: it is not a loopback address and no API key is "

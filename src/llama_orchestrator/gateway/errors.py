@@ -25,6 +25,11 @@ class GatewayStartError(OrchestratorError):
     """The gateway cannot listen: port taken, address refused, keys missing for a public bind."""
 
 
+class KeysUnreadable(GatewayStartError):
+    """A configured key source (gateway.api_keys_env or api_keys_file) cannot be read or holds no
+    key; `hint` says how to fix it. The gateway then keeps the keys it had, or refuses every request."""
+
+
 class HTTPFailure(OrchestratorError):
     """A request the gateway answers with an error; raised anywhere below a handler."""
 

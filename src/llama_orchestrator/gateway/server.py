@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -61,6 +62,8 @@ from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
 from llama_orchestrator.gateway.routes import INFERENCE_PATHS, MODEL_PREFIXES, SERVED
 from llama_orchestrator.gateway.traffic import Traffic
+
+logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 STOP_DRAIN_S = 5.0
@@ -144,10 +147,15 @@ class Gateway:
             return request(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
         return make
 
+    @property
+    def refusing(self) -> str | None:
+        """Why the gateway refuses every request that needs a key (its keys could not be read), else None."""
+        return None if self.keys is None else self.keys.unreadable
+
     async def start(self) -> None:
-        """Bind the listener; raise GatewayStartError (port taken, unsafe bind, bad keys)."""
-        self.keys = keys = keyring_for(self.config, self.keys)
-        self._check_host = not keys.enabled
+        """Bind the listener; raise GatewayStartError (port taken, unsafe bind). Keys that cannot be
+        read do not stop it: it listens and refuses every request that needs a key, saying why."""
+        self._use_keys(keyring_for(self.config, self.keys))
         self._pool = UpstreamPool(keepalive_s=self.config.upstream_keepalive_s)
         self._idle_task = asyncio.create_task(self.traffic.idle_loop(self.idle_check_interval_s))
         loop = asyncio.get_running_loop()
@@ -175,16 +183,19 @@ class Gateway:
         """Apply `config` (orchestrator.json read again) to the running gateway: keys and the TLS
         certificate (their files are read again), limits, timeouts, origins. Return the settings only
         a restart applies (enabled, host, port, HTTPS on or off), which keep their running values.
-        Keys or a certificate it cannot use raise GatewayStartError, and then nothing changes."""
+        Keys or a certificate it cannot use raise GatewayStartError, and then nothing changes, except
+        that a gateway without keys before refuses every request that needs one (it fails closed)."""
         restart = [f for f in ("enabled", "host", "port") if getattr(config, f) != getattr(self.config, f)]
         if bool(config.tls_cert_file) != bool(self.config.tls_cert_file):
             restart += ["tls_cert_file", "tls_key_file"]  # HTTPS on or off: another listener
         config = config.model_copy(update={f: getattr(self.config, f) for f in restart})
-        keys = keyring_for(config)
+        keys = keyring_for(config, running=self.keys)
+        if keys.unreadable:
+            self._use_keys(keys)  # closed at once, even if a certificate below cannot be used
         if self._listeners is not None and "tls_cert_file" not in restart:
             self._listeners.reload_certificate(config)
         self.config = self.traffic.config = config
-        self.keys, self._check_host = keys, not keys.enabled
+        self._use_keys(keys)
         self.cors.allow(config.cors_origins)
         self._stream_timeout = _stream_timeouts(config)
         if self._lane is not None:
@@ -192,6 +203,13 @@ class Gateway:
         if self._pool is not None:
             self._pool.keepalive_s = config.upstream_keepalive_s
         return restart
+
+    def _use_keys(self, keys: Keyring) -> None:
+        if keys.unreadable and (self.keys is None or keys.unreadable != self.keys.unreadable):
+            logger.error("gateway: refusing every request that needs a key: %s", keys.unreadable)
+        elif self.refusing and not keys.unreadable:
+            logger.info("gateway: its API keys were read; requests with a valid key are served again")
+        self.keys, self._check_host = keys, not keys.enabled
 
     async def stop(self) -> None:
         """Stop listening, end in-flight streams (with an SSE error event), close upstream sockets."""
@@ -259,8 +277,7 @@ class Gateway:
             return None
         key = keys.match(presented_key(request.headers))
         if key is None:
-            raise Unauthorized("Invalid API key: send it as `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
-                               code="invalid_api_key")
+            raise Unauthorized(keys.refusal, code="api_keys_unreadable" if keys.unreadable else "invalid_api_key")
         return key
 
     @property

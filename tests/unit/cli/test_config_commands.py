@@ -165,6 +165,35 @@ def test_validate_lists_every_problem_with_file_field_and_rule(home: Path, model
     assert {p["field"] for p in as_json} >= {"model.contxt", "server.port", ""}
 
 
+def test_validate_reports_gateway_keys_the_daemon_could_not_read(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "keys.txt"  # named, not there: the gateway would refuse every request
+    home.mkdir()
+    (home / "orchestrator.json").write_text(json.dumps({"gateway": {"api_keys_file": str(keys)}}))
+    result = cli(home, "config", "validate")
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())  # as wrapped for the terminal
+    assert f"orchestrator.json: gateway.api_keys_file: cannot read gateway.api_keys_file '{keys}'" in out
+    assert "refuses every request that needs a key" in out and "llama-orch up" in out
+    keys.write_text("# nothing yet\n")
+    assert "holds no key" in cli(home, "config", "validate").output
+    keys.write_text("k1\n")
+    assert cli(home, "config", "validate").exit_code == 0
+
+    # a variable is read from the daemon's environment, which may differ from this one: a warning
+    monkeypatch.delenv("LLAMA_ORCH_TEST_GW_KEYS", raising=False)
+    (home / "orchestrator.json").write_text(json.dumps({"gateway": {"api_keys_env": "LLAMA_ORCH_TEST_GW_KEYS"}}))
+    result = cli(home, "config", "validate", "--json")
+    assert result.exit_code == 0
+    (problem,) = json.loads(result.stdout)
+    assert problem["field"] == "gateway.api_keys_env" and problem["severity"] == "warning"
+    assert "'LLAMA_ORCH_TEST_GW_KEYS', but that variable is unset" in problem["message"]
+    assert "llama-orch daemon start" in problem["message"]
+    monkeypatch.setenv("LLAMA_ORCH_TEST_GW_KEYS", "k1,k2")
+    assert json.loads(cli(home, "config", "validate", "--json").stdout) == []
+
+
 def test_validate_unknown_instance_exits_4(home: Path) -> None:
     result = cli(home, "config", "validate", "ghost")
     assert result.exit_code == 4 and "no instance named 'ghost'" in result.output

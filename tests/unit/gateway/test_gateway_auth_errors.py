@@ -10,9 +10,10 @@ import pytest
 from multidict import CIMultiDict
 from tests.unit.gateway.gateway_fakes import upstream
 
+from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import errors
-from llama_orchestrator.gateway.auth import Keyring, load_keyring, parse_keys_file, presented_key
+from llama_orchestrator.gateway.auth import Keyring, keyring_for, load_keyring, parse_keys_file, presented_key
 from llama_orchestrator.gateway.catalog import available_models, load_status, model_list, served_names
 from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
 from llama_orchestrator.gateway.routes import is_loopback
@@ -39,6 +40,24 @@ def test_configured_but_missing_key_sources_are_errors(tmp_path: Path) -> None:
     with pytest.raises(errors.GatewayStartError, match="cannot read"):
         load_keyring(None, str(tmp_path / "absent"), {})
     assert not Keyring().enabled
+
+
+def test_keys_that_cannot_be_read_fail_closed_unless_keys_were_read_before(tmp_path: Path) -> None:
+    path = tmp_path / "absent"
+    config = GatewayConfig(host="0.0.0.0", api_keys_file=str(path))
+    refusing = keyring_for(config)  # nothing read before (a start): refuse everything, saying why
+    assert refusing.enabled and refusing.unreadable is not None
+    assert refusing.match("anything") is None and refusing.match(None) is None
+    assert f"cannot read gateway.api_keys_file '{path}'" in refusing.refusal
+    assert "keys could not be read" in refusing.refusal and "llama-orch up" in refusing.refusal
+    assert keyring_for(config, running=refusing).unreadable == refusing.unreadable
+    assert keyring_for(config, running=Keyring()).enabled  # an open gateway closes
+    read_before = Keyring(tuple(parse_keys_file("k\n")))
+    with pytest.raises(errors.KeysUnreadable, match="cannot read"):  # the running keys stay
+        keyring_for(config, running=read_before)
+    path.write_text("k2 tiny\n")
+    ring = keyring_for(config, running=refusing)
+    assert ring.unreadable is None and ring.match("k2") is ring.keys[0] and ring.match("k") is None
 
 
 def test_presented_key_from_bearer_or_x_api_key() -> None:

@@ -1,0 +1,61 @@
+"""The gateway unable to serve as asked when the daemon starts (its port held by another program,
+its keys unreadable): the daemon runs on, says why and what to do, and the next `up` tries again."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from tests.support.orch import Home
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_a_held_gateway_port_names_its_holder_and_the_next_up_listens_once_it_is_free(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port}}))
+    try:
+        home.start_daemon()
+        wait_until(lambda: home.client().status().gateway.error, 30, 0.05, "the gateway's start tried")
+        error = home.client().status().gateway.error or ""
+        assert f"127.0.0.1:{port}: the port is already in use (held by pid {os.getpid()} " in error, error
+        assert "choose another gateway.port" in error and "`llama-orch up` tries again" in error, error
+        assert home.client().status().gateway.address is None
+
+        holder.close()
+        home.ok("up")
+        gateway = home.client().status().gateway
+        assert (gateway.address, gateway.error) == (f"http://127.0.0.1:{port}", None)
+    finally:
+        holder.close()
+        home.close()
+
+
+def test_unreadable_keys_show_in_status_and_ps_until_up_reads_them(tmp_path: Path) -> None:
+    """The gateway listens but refuses every request that needs a key (it fails closed); the
+    daemon's status and `ps` say so, and stop saying it once `up` has read the keys."""
+    keys = tmp_path / "keys.txt"
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "api_keys_file": str(keys)}}))
+    try:
+        home.start_daemon()
+        wait_until(lambda: home.client().status().gateway.address, 30, 0.05, "the gateway listening")
+        refusing = home.client().status().gateway.refusing or ""
+        assert f"cannot read gateway.api_keys_file '{keys}'" in refusing and "llama-orch up" in refusing, refusing
+        assert "(refusing requests: its API keys could not be read)" in home.ok("ps").out
+        keys.write_text("k1\n")
+        home.ok("up")
+        assert home.client().status().gateway.refusing is None
+        assert "refusing" not in home.ok("ps").out
+    finally:
+        home.close()
