@@ -30,6 +30,8 @@ def test_a_held_gateway_port_names_its_holder_and_the_next_up_listens_once_it_is
         assert f"127.0.0.1:{port}: the port is already in use (held by pid {os.getpid()} " in error, error
         assert "choose another gateway.port" in error and "`llama-orch up` tries again" in error, error
         assert home.client().status().gateway.address is None
+        up = home.ok("up")  # tried again, still held: `up` says so where the user looks
+        assert f"warning: the gateway is not running: cannot listen on 127.0.0.1:{port}" in " ".join(up.err.split())
 
         holder.close()
         home.ok("up")
@@ -53,8 +55,9 @@ def test_unreadable_keys_show_in_status_and_ps_until_up_reads_them(tmp_path: Pat
         refusing = home.client().status().gateway.refusing or ""
         assert f"cannot read gateway.api_keys_file '{keys}'" in refusing and "llama-orch up" in refusing, refusing
         assert "(refusing requests: its API keys could not be read)" in home.ok("ps").out
+        assert "warning: the gateway refuses every request that needs a key" in home.ok("up").err
         keys.write_text("k1\n")
-        home.ok("up")
+        assert "gateway" not in home.ok("up").err
         assert home.client().status().gateway.refusing is None
         assert "refusing" not in home.ok("ps").out
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from typing import Any, Self
 
@@ -52,9 +53,14 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _convert(hint: Any, value: Any) -> Any:
-    """Rebuild nested messages (a field typed as a Message, or a list of them) from plain JSON."""
+    """Rebuild nested messages (a field typed as a Message, an optional one, or a list of them)
+    from plain JSON."""
     if isinstance(hint, type) and issubclass(hint, Message) and isinstance(value, dict):
         return hint.model_validate(value)
+    if isinstance(value, dict) and isinstance(hint, types.UnionType):  # `GatewayInfo | None`
+        for inner in typing.get_args(hint):
+            if isinstance(inner, type) and issubclass(inner, Message):
+                return inner.model_validate(value)
     if typing.get_origin(hint) is list and isinstance(value, list):
         (inner,) = typing.get_args(hint)
         return [_convert(inner, v) for v in value]
@@ -162,3 +168,4 @@ class ActionResult(Message):
     last_event_id: int
     since_event_id: int = 0
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    gateway: GatewayInfo | None = None  # after the action (a gateway that could not start was tried again)

@@ -323,7 +323,6 @@ class Daemon:
         health = self.store.health
         store_text = health.detail if not self.quarantine_note else f"{health.detail}; {self.quarantine_note}"
         memory = psutil.virtual_memory().percent
-        refusing = self._gateway.refusing if self._gateway is not None else None  # keys unreadable: live
         return DaemonStatus(
             pid=os.getpid(),
             version=__version__,
@@ -331,7 +330,7 @@ class Daemon:
             control_address=self._control_address,
             started_at=self._started_at,
             uptime_s=time.time() - self._started_at,
-            gateway=self._gateway_info.model_copy(update={"refusing": refusing}),
+            gateway=self._gateway_status(),
             store=store_text,
             store_ok=health.ok and not self.quarantine_note,
             instances=self.statuses(),
@@ -339,6 +338,10 @@ class Daemon:
             host_memory_percent=memory,
             gpu_memory=self._gpu.current(),
         )
+
+    def _gateway_status(self) -> GatewayInfo:
+        refusing = self._gateway.refusing if self._gateway is not None else None  # keys unreadable: live
+        return self._gateway_info.model_copy(update={"refusing": refusing})
 
     def _status(self, sup: InstanceSupervisor, on_disk: Mapping[str, InstanceConfig]) -> InstanceStatus:
         """The supervisor's snapshot (compared with its config on disk) plus what is sampled from
@@ -404,7 +407,8 @@ class Daemon:
             left = max(0.0, deadline - time.monotonic())
             await asyncio.gather(*(self.supervisors[n].wait_settled(left) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
-        return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id)
+        return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id,
+                            gateway=self._gateway_status())
 
     async def remove(self, name: str) -> None:
         """Stop and forget an instance. One whose config the daemon never loaded (written since,
