@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,16 +24,14 @@ from typing import Protocol
 from llama_orchestrator import gguf_file
 from llama_orchestrator.config import footprint
 from llama_orchestrator.config.models import InstanceConfig
-from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.daemon.resources import resident_bytes
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
-from llama_orchestrator.errors import OrchestratorError, StoreError
+from llama_orchestrator.errors import StoreError
 from llama_orchestrator.gateway.request_filters import Rewrite, rewriter
-from llama_orchestrator.gateway.server import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -338,60 +336,3 @@ class SupervisorDirectory:
                 sup.in_flight -= 1
             sup.note_traffic(evidence)
         self._last_used[name] = self.clock()
-
-
-class HasSupervisors(Protocol):
-    @property
-    def supervisors(self) -> dict[str, InstanceSupervisor]: ...
-
-    @property
-    def retiring(self) -> dict[str, InstanceSupervisor]: ...
-
-    def adopt_new_configs(self) -> bool: ...
-
-
-async def start_gateway(
-    service: HasSupervisors, config: GatewayConfig,
-    gpu_memory: Callable[[], Sequence[tuple[float, float]] | None] = lambda: None,
-    gpu_bytes: Callable[[int], int | None] = lambda _pid: None, history: MemoryHistory | None = None,
-) -> Gateway:
-    """Build the directory over `service.supervisors`, start the gateway, return it (call `stop()`).
-    `gpu_memory` and `gpu_bytes`: GPU memory per GPU and per process (daemon.gpu_memory);
-    `history`: where what instances held is kept (the daemon's Store)."""
-    directory = SupervisorDirectory(service.supervisors, retiring=service.retiring, gpu_bytes=gpu_bytes,
-                                    history=history, adopt=service.adopt_new_configs)
-    directory.measure_memory = bool(config.memory_budgets)
-    gateway = Gateway(config, directory, gpu_memory=gpu_memory)
-    await gateway.start()
-    return gateway
-
-
-def _directory_of(gateway: Gateway) -> SupervisorDirectory | None:
-    directory = gateway.traffic.directory
-    return directory if isinstance(directory, SupervisorDirectory) else None
-
-
-def counted_memory(gateway: Gateway, name: str) -> int | None:
-    """`SupervisorDirectory.counted_memory` of the daemon's gateway (for `ps`)."""
-    directory = _directory_of(gateway)
-    return None if directory is None else directory.counted_memory(name)
-
-
-def reconfigure_gateway(gateway: Gateway, config: GatewayConfig, restart_pending: list[str]) -> list[str]:
-    """Apply `config` to the running gateway, logging what happened; return the settings that only
-    a daemon restart applies (each logged once: when they differ from `restart_pending`)."""
-    before = (gateway.config, gateway.keys)
-    try:
-        restart = gateway.reconfigure(config)
-    except OrchestratorError as exc:
-        logger.error("gateway settings not applied, the running ones stay: %s", exc)
-        return restart_pending
-    if (directory := _directory_of(gateway)) is not None:
-        directory.measure_memory = bool(gateway.config.memory_budgets)
-    if (gateway.config, gateway.keys) != before:
-        logger.info("gateway settings applied from orchestrator.json")
-    if restart != restart_pending:
-        for name in restart:
-            logger.warning("gateway.%s changed in orchestrator.json: only a daemon restart applies it "
-                           "(llama-orch daemon stop --keep-instances; llama-orch daemon start)", name)
-    return restart

@@ -32,16 +32,14 @@ from llama_orchestrator.daemon.actions import ACTIONS, action_targets, restart_c
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import serve_control
-from llama_orchestrator.daemon.directory import counted_memory, reconfigure_gateway, start_gateway
 from llama_orchestrator.daemon.events import EventHub
+from llama_orchestrator.daemon.gateway_host import GatewayHost
 from llama_orchestrator.daemon.gpu_memory import GpuMemory
 from llama_orchestrator.daemon.lock import DaemonLock
 from llama_orchestrator.daemon.metrics_sampler import MetricsSampler, targets_from
-from llama_orchestrator.daemon.preflight import gateway_start_problem
 from llama_orchestrator.daemon.protocol import (
     ActionResult,
     DaemonStatus,
-    GatewayInfo,
     InstanceDetail,
     InstanceStatus,
 )
@@ -55,9 +53,7 @@ from llama_orchestrator.errors import (
     DaemonAlreadyRunningError,
     DaemonError,
     InstanceNotFoundError,
-    OrchestratorError,
 )
-from llama_orchestrator.gateway.server import Gateway
 from llama_orchestrator.health.probe import HealthProber
 from llama_orchestrator.store import EventRecord, Store
 
@@ -74,7 +70,6 @@ class Daemon:
         self.hub = EventHub()
         self.supervisors: dict[str, InstanceSupervisor] = {}
         self.retiring: dict[str, InstanceSupervisor] = {}  # removed, finishing requests in flight
-        self._restart_pending: list[str] = []  # gateway settings changed that only a restart applies
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -86,9 +81,8 @@ class Daemon:
         self._resources = ResourceSampler()
         self._metrics = MetricsSampler(lambda: targets_from(list(self.supervisors.values())))
         self._gpu = GpuMemory(self.environ)
-        self._gateway: Gateway | None = None
-        self._gateway_info = GatewayInfo(enabled=False)
         self.store: Store
+        self.gateway_host: GatewayHost  # made once the store is open, before the control API answers
         self.prober: HealthProber
         self.quarantine_note: str | None = None
 
@@ -107,10 +101,11 @@ class Daemon:
                 )
                 logger.error(self.quarantine_note)
             self.prober = HealthProber()
+            self.gateway_host = GatewayHost(self, self._gpu, self.store)
             runner = await self._start_control()
             try:
                 await self._start_instances()
-                await self._start_gateway()
+                await self.gateway_host.start(self._orchestrator_config().gateway)
                 if self.autostart:
                     self._autostart()
                 self._spawn_background(self._rotate_logs())
@@ -169,41 +164,21 @@ class Daemon:
         for sup in sups:
             if not sup.config.starts_with_up:
                 continue
-            if sup.config.on_demand and self._gateway is not None:
-                if task := self._gateway.traffic.preload(sup.name, f"preload ({reason})"):
+            gateway = self.gateway_host.gateway
+            if sup.config.on_demand and gateway is not None:
+                if task := gateway.traffic.preload(sup.name, f"preload ({reason})"):
                     gateway_starts.append(task)
                 else:
                     logger.warning("%s not preloaded: gateway.%s leaves no free room (a preload evicts nothing)",
-                                   sup.name, self._gateway.traffic.limit_words(sup.name))
+                                   sup.name, gateway.traffic.limit_words(sup.name))
             else:
                 sup.submit(lc.Start(reason))
         return gateway_starts
 
-    async def _start_gateway(self) -> None:
-        """Start the OpenAI-compatible gateway (issue 4); a failure is reported, never fatal."""
-        gateway_config = self._orchestrator_config().gateway
-        if not gateway_config.enabled:
-            return
-        try:
-            self._gateway = await start_gateway(self, gateway_config, self._gpu.figures, self._gpu.process_bytes,
-                                                self.store)
-            self._gateway_info = GatewayInfo(enabled=True, address=self._gateway.address)
-        except OrchestratorError as exc:
-            problem = gateway_start_problem(exc, gateway_config.host, gateway_config.port)
-            logger.error("gateway not started: %s", problem)
-            self._gateway_info = GatewayInfo(enabled=True, error=problem)
-
-    async def start_gateway_if_down(self) -> None:
-        """A gateway that could not start (its port held, say) is tried again at each command that
-        applies the configs: fixing orchestrator.json or freeing the port needs no daemon restart."""
-        if self._gateway is None and self._gateway_info.error is not None:
-            await self._start_gateway()
-
     async def _shutdown(self) -> None:
         keep = self._keep_instances
         logger.info("daemon stopping (%s)", "leaving instances running" if keep else "stopping instances")
-        if self._gateway is not None:
-            await self._gateway.stop()
+        await self.gateway_host.stop()
         # An instance being removed (`rm`, draining) is out of the fleet but still has a process:
         # it stops whatever `keep` says, before the supervisors' tasks are cancelled below.
         await asyncio.gather(*(sup.close(keep_process=keep) for sup in self.supervisors.values()),
@@ -286,9 +261,11 @@ class Daemon:
     def _reconfigure_gateway(self, fleet: Fleet) -> None:
         """Apply orchestrator.json's gateway settings (and a rewritten keys file) to the running
         gateway; a broken orchestrator.json keeps the running ones, as a broken instance config does."""
-        if self._gateway is not None and not any(p.file == str(self.paths.orchestrator_file) for p in fleet.errors):
-            gateway = fleet.orchestrator.gateway
-            self._restart_pending = reconfigure_gateway(self._gateway, gateway, self._restart_pending)
+        if not any(p.file == str(self.paths.orchestrator_file) for p in fleet.errors):
+            self.gateway_host.reconfigure(fleet.orchestrator.gateway)
+
+    async def start_gateway_if_down(self) -> None:
+        await self.gateway_host.start_if_down(self._orchestrator_config().gateway)
 
     async def _retire(self, name: str) -> None:
         """Forget a removed instance: stop it as `down` would (its requests in flight finish first)."""
@@ -330,7 +307,7 @@ class Daemon:
             control_address=self._control_address,
             started_at=self._started_at,
             uptime_s=time.time() - self._started_at,
-            gateway=self._gateway_status(),
+            gateway=self.gateway_host.info(),
             store=store_text,
             store_ok=health.ok and not self.quarantine_note,
             instances=self.statuses(),
@@ -338,10 +315,6 @@ class Daemon:
             host_memory_percent=memory,
             gpu_memory=self._gpu.current(),
         )
-
-    def _gateway_status(self) -> GatewayInfo:
-        refusing = self._gateway.refusing if self._gateway is not None else None  # keys unreadable: live
-        return self._gateway_info.model_copy(update={"refusing": refusing})
 
     def _status(self, sup: InstanceSupervisor, on_disk: Mapping[str, InstanceConfig]) -> InstanceStatus:
         """The supervisor's snapshot (compared with its config on disk) plus what is sampled from
@@ -351,7 +324,7 @@ class Daemon:
         speed = self._metrics.reading(sup.name, status.pid)
         pid = status.pid
         gpu = self._gpu.process_bytes(pid) if pid is not None and sup.config.gpu.backend != "cpu" else None
-        budget = None if self._gateway is None else counted_memory(self._gateway, sup.name)
+        budget = self.gateway_host.counted_memory(sup.name)
         return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
                                          "busy_slots": speed.busy_slots, "gpu_bytes": gpu, "budget_bytes": budget})
 
@@ -408,7 +381,7 @@ class Daemon:
             await asyncio.gather(*(self.supervisors[n].wait_settled(left) for n in targets))
         statuses = [s for s in self.statuses() if s.name in targets]
         return ActionResult(instances=statuses, last_event_id=self.store.last_event_id(), since_event_id=since_id,
-                            gateway=self._gateway_status())
+                            gateway=self.gateway_host.info())
 
     async def remove(self, name: str) -> None:
         """Stop and forget an instance. One whose config the daemon never loaded (written since,
