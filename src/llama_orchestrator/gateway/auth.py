@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_orchestrator.config.orchestrator import GatewayConfig
-from llama_orchestrator.gateway.errors import GatewayStartError, KeysUnreadable
+from llama_orchestrator.gateway.errors import GatewayStartError, KeysUnreadable, Unauthorized
 from llama_orchestrator.gateway.routes import is_loopback
 
 
@@ -59,6 +59,16 @@ class Keyring:
             return f"the gateway's API keys could not be read, so it refuses every request that needs one: " \
                    f"{self.unreadable}"
         return "Invalid API key: send it as `Authorization: Bearer KEY` or `X-Api-Key: KEY`"
+
+    def admit(self, headers: Mapping[str, str]) -> Key | None:
+        """The key a request presents, None when it needs none; Unauthorized when it needs one and
+        presents none that matches (or the keys could not be read, which it says)."""
+        if not self.enabled:
+            return None
+        key = self.match(presented_key(headers))
+        if key is None:
+            raise Unauthorized(self.refusal, code="api_keys_unreadable" if self.unreadable else "invalid_api_key")
+        return key
 
     def match(self, presented: str | None) -> Key | None:
         """The key `presented` equals, compared in constant time against every key; else None."""

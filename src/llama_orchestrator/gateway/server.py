@@ -31,20 +31,17 @@ from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.config.origins import local_host
 from llama_orchestrator.core import routing
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
-from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.core.traffic_health import Evidence
-from llama_orchestrator.gateway import fim, proxy, scrape, upstream as upclient
+from llama_orchestrator.gateway import fim, proxy, upstream as upclient
 from llama_orchestrator.gateway.auth import Key, Keyring, keyring_for, presented_key
 from llama_orchestrator.gateway.catalog import requested_model, served_names, visible_models
 from llama_orchestrator.gateway.cors import Cors, request_class
 from llama_orchestrator.gateway.errors import (
-    SOURCE_HEADER,
     GatewayStartError,
     HTTPFailure,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
-    Unauthorized,
     Unavailable,
     to_response,
 )
@@ -61,6 +58,7 @@ from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
 from llama_orchestrator.gateway.routes import INFERENCE_PATHS, MODEL_PREFIXES, SERVED
+from llama_orchestrator.gateway.status_routes import StatusRoutes
 from llama_orchestrator.gateway.traffic import Traffic
 
 logger = logging.getLogger(__name__)
@@ -112,6 +110,8 @@ class Gateway:
         loopback = Loopback(lambda: self.pool, lambda: self._self_address, lambda: self._stream_timeout)
         self._ollama = OllamaRoutes(self.directory, self.traffic, self._authorize, loopback)
         self._fim = FimCompletions(loopback, self._inference)
+        self._status = StatusRoutes(self.directory, self.traffic, self.metrics, self._control, self._authorize,
+                                    lambda: self._pool, lambda: self.gpu_memory())
         self._get, self._post, self._delete = self._routes()
         self._by_method = {"POST": self._post, "GET": self._get, "HEAD": self._get, "DELETE": self._delete}
 
@@ -130,7 +130,8 @@ class Gateway:
         """(GET, POST, DELETE routes) by exact path; `/instances/<name>/<native>` is matched apart."""
         control, streams = self._control, self._streams
         get: dict[str, Handler] = {
-            "/health": self._health, "/metrics": self._metrics, "/v1/models": control.models, "/models": control.models,
+            "/health": self._status.health, "/metrics": self._status.metrics_page, "/v1/models": control.models,
+            "/models": control.models,
             "/models/sse": control.watch, "/props": control.props, "/slots": control.slots,
             "/v1/stream": streams.stream,
         }
@@ -272,13 +273,7 @@ class Gateway:
             return to_response(HTTPFailure(exc.reason, status=exc.status))
 
     def _authorize(self, request: web.BaseRequest) -> Key | None:
-        keys = self.keys
-        if keys is None or not keys.enabled:
-            return None
-        key = keys.match(presented_key(request.headers))
-        if key is None:
-            raise Unauthorized(keys.refusal, code="api_keys_unreadable" if keys.unreadable else "invalid_api_key")
-        return key
+        return None if self.keys is None else self.keys.admit(request.headers)
 
     @property
     def pool(self) -> UpstreamPool:
@@ -287,11 +282,6 @@ class Gateway:
         return self._pool
 
     # --- handlers --------------------------------------------------------------------------------
-    async def _health(self, _request: web.BaseRequest) -> web.Response:
-        ups = self.directory.upstreams()
-        body = {"status": "ok", "instances": len(ups), "routable": sum(1 for u in ups if u.routable)}
-        return web.json_response(body, headers={SOURCE_HEADER: "gateway"})
-
     async def _inference(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         key = self._authorize(request)
@@ -400,16 +390,6 @@ class Gateway:
     def _begin_forward(self) -> None:
         self._active += 1
         self._drained.clear()
-
-    async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
-        if "model" in request.query:  # router mode's spelling: that model's own /metrics
-            return await self._control.per_model(request, "metrics")
-        self._authorize(request)
-        ups = self.directory.upstreams()
-        scraped = [u for u in ups if u.metrics and u.state in PROCESS_STATES]
-        children = await scrape.child_metrics(self._pool, scraped) if scraped and self._pool is not None else []
-        text = self.metrics.render(ups, children, self.traffic.evictions, self.traffic.waiting, self.gpu_memory())
-        return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={SOURCE_HEADER: "gateway"})
 
 
 def _stream_timeouts(config: GatewayConfig) -> upclient.Timeouts:
