@@ -462,6 +462,7 @@ def test_requests_failing_on_their_own_prompts_leave_a_working_instance_running(
                            "illegal memory access was encountered), but a one-token request passed: kept running")
     after = home.status("sick")
     assert after.state == "ready" and after.pid == before.pid and after.restarts == before.restarts, after
+    assert after.ready_at == before.ready_at, (before, after)  # the same process: its uptime goes on
     assert not any(e.to_state == "unhealthy" for e in home.events("sick"))
 
 

@@ -229,8 +229,9 @@ class InstanceSupervisor:
         if from_state is S.STARTING and self._progress_task is not None:
             self._progress_task.cancel()
             self._progress_task = None
-        if to_state is S.READY:
-            # an adopted child keeps the ready time the last daemon saw: its uptime goes on
+        if to_state is S.READY and (from_state is S.STARTING or self._ready_wall is None):
+            # an adopted child keeps the ready time the last daemon saw: its uptime goes on (as it
+            # does through a canary's "kept running" or a recovery: still the same process)
             self._ready_wall = self._adopted_ready_wall or now
             self._adopted_ready_wall = None
         if to_state in (S.STOPPED, S.FAILED, S.BACKOFF):
