@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import urllib.error
 import urllib.request
@@ -155,6 +156,16 @@ def test_an_instance_created_while_the_daemon_runs_is_known_at_once(
     fleet.home.ok("rm", "late", "-y")  # stopped first, then forgotten
     wait_gone(pid, 30)
     assert "late" not in {i["name"] for i in fleet.ps("--all")["instances"]}
+
+    # a config deleted by hand: a stopped instance goes with it, never to be started by a request
+    write_instance(fleet.home, "hand", llama_server_bin, tiny_model, on_demand=True)
+    wait_until(lambda: fleet.state("hand") == "stopped", 10, 0.05, "hand found stopped")
+    shutil.rmtree(fleet.home.paths.instance_dir("hand"))
+    assert "hand" not in {i["name"] for i in fleet.ps("--all")["instances"]}
+    with fleet.client() as c:
+        assert "hand" not in {m.id for m in c.models.list().data}
+        with pytest.raises(openai.NotFoundError):
+            c.chat.completions.create(model="hand", messages=HELLO, max_tokens=4)
 
 
 def test_a_client_disconnecting_mid_stream_frees_the_slot(fleet: Fleet) -> None:

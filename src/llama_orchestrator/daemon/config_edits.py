@@ -23,14 +23,20 @@ class ConfigsOnDisk:
         self.environ = environ
         self._seen: Stamp | None = None
         self._configs: Mapping[str, InstanceConfig] = {}
+        self._names: frozenset[str] = frozenset()
 
     def current(self) -> Mapping[str, InstanceConfig]:
         """Each valid instance config by name (an invalid one is left out: nothing to compare)."""
         stamp = self._stamp()
         if stamp != self._seen:
             self._seen = stamp
-            self._configs = load_fleet(self.paths, offline=True, environ=self.environ).instances
+            fleet = load_fleet(self.paths, offline=True, environ=self.environ)
+            self._configs, self._names = fleet.instances, frozenset(fleet.config_files)
         return self._configs
+
+    def names(self) -> frozenset[str]:
+        """The instances with a config file, valid or not (as of the last `current()`)."""
+        return self._names
 
     def _stamp(self) -> Stamp:
         files = [self.paths.orchestrator_file]

@@ -55,7 +55,7 @@ from llama_orchestrator.errors import (
     InstanceNotFoundError,
 )
 from llama_orchestrator.health.probe import HealthProber
-from llama_orchestrator.store import EventRecord, Store
+from llama_orchestrator.store import Store
 
 logger = logging.getLogger(__name__)
 #: A log may outgrow max_bytes by what its child writes in one interval (scenario 21's bound).
@@ -223,7 +223,7 @@ class Daemon:
             store=self.store,
             prober=self.prober,
             resolve_binary=self._resolve_binary,
-            on_event=self._publish,
+            on_event=self.hub.publish,
             environ=self.environ,
             server_flags=server_flags,
         )
@@ -231,9 +231,6 @@ class Daemon:
         self.supervisors[config.name] = sup
         self._tasks[config.name] = asyncio.create_task(sup.run(), name=f"supervisor:{config.name}")
         return sup
-
-    def _publish(self, event: EventRecord) -> None:
-        self.hub.publish(event)
 
     def reload(self) -> list[ConfigProblem]:
         """Re-read every config: add new instances, update changed ones (used from their next start),
@@ -250,12 +247,16 @@ class Daemon:
         return list(fleet.errors)
 
     def adopt_new_configs(self) -> bool:
-        """Know the instances created since the configs were last applied, stopped (adding one
-        changes nothing that runs), so `ps`, `inspect`, `rm` and the gateway find an instance as
-        soon as `create` has written it, not only after the next `up`. Whether any was added."""
-        new = [c for n, c in self._on_disk.current().items() if n not in self.supervisors and n not in self.retiring]
+        """Know instances created since the configs were last applied (stopped: nothing that runs
+        changes), for `ps`, `inspect`, `rm` and the gateway; forget stopped ones whose config was
+        deleted (a running one runs on until `up` or `rm`). Whether any was added."""
+        on_disk = self._on_disk.current()
+        new = [c for n, c in on_disk.items() if n not in self.supervisors and n not in self.retiring]
         for config in new:
             self._add_supervisor(config)
+        for name in [n for n, sup in self.supervisors.items() if n not in self._on_disk.names() and sup.child is None
+                     and sup.state in (InstanceState.STOPPED, InstanceState.FAILED)]:
+            self._spawn_background(self._retire(name))
         return bool(new)
 
     def _reconfigure_gateway(self, fleet: Fleet) -> None:
@@ -267,12 +268,15 @@ class Daemon:
     async def start_gateway_if_down(self) -> None:
         await self.gateway_host.start_if_down(self._orchestrator_config().gateway)
 
-    async def _retire(self, name: str) -> None:
-        """Forget a removed instance: stop it as `down` would (its requests in flight finish first)."""
+    def _retire(self, name: str) -> Coroutine[Any, Any, None]:
+        """Forget a removed instance now (no longer listed or routed to); the coroutine returned
+        stops it as `down` would (its requests in flight finish first)."""
         sup = self.supervisors.pop(name, None)
-        if sup is None:
-            return
-        self.retiring[name] = sup
+        if sup is not None:
+            self.retiring[name] = sup
+        return self._stop_retired(name, sup) if sup is not None else asyncio.sleep(0)
+
+    async def _stop_retired(self, name: str, sup: InstanceSupervisor) -> None:
         try:
             await sup.close(keep_process=False, drain=True)
         finally:
