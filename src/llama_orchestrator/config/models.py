@@ -273,6 +273,10 @@ class InstanceConfig(Strict):
         if self.preload and not self.on_demand:
             raise ValueError("preload is for on_demand instances; without on_demand, autostart already "
                              "starts it with `llama-orch up` (remove preload, or set on_demand: true)")
+        if self.idle_ttl_s is not None and not self.on_demand:
+            raise ValueError("idle_ttl_s is for on_demand instances: one that is not on_demand, once stopped for "
+                             "being idle, is started again by no request, only by `llama-orch up` (set on_demand: "
+                             "true, or remove idle_ttl_s)")
         return self
 
     @field_validator("variants")

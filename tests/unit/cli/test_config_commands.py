@@ -51,6 +51,10 @@ def test_create_warns_of_a_model_without_a_chat_template_and_sets_an_idle_ttl(ho
     out = " ".join(result.output.split())  # as wrapped for the terminal
     assert "warning: the model file holds no chat template" in out and "--chat-template-file" in out, out
     assert json.loads((home / "instances/lazy/config.json").read_text())["idle_ttl_s"] == 90
+    # without --on-demand, an instance stopped for being idle would be started again by no request
+    refused = cli(home, "create", "eager", "--model", str(tiny_model), "--idle-ttl", "90")
+    assert refused.exit_code == 2 and "idle_ttl_s is for on_demand instances" in " ".join(refused.output.split())
+    assert not (home / "instances/eager").exists()
     quiet = cli(home, "create", "templated", "--model", str(tiny_model), "--chat-template", "chatml")
     assert quiet.exit_code == 0 and "chat template" not in quiet.output, quiet.output
 

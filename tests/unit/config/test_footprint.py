@@ -77,8 +77,8 @@ def test_describe_names_each_part() -> None:
 def test_fingerprint_changes_with_what_the_process_holds_and_only_with_that() -> None:
     base = m.fingerprint(config())
     assert len(base) == 16 and base == m.fingerprint(config())
-    for same in (config(idle_ttl_s=60), config(name="b"), config(model={"path": "/m.gguf", "alias": "chat"}),
-                 config(on_demand=True, memory_gib=3)):
+    for same in (config(on_demand=True, idle_ttl_s=60), config(name="b"),
+                 config(model={"path": "/m.gguf", "alias": "chat"}), config(on_demand=True, memory_gib=3)):
         assert m.fingerprint(same) == base
     for other in (config(model={"path": "/other.gguf"}), config(model={"path": "/m.gguf", "context_size": 4096}),
                   config(gpu={"backend": "cuda"}), config(args=["-ctk", "q8_0"])):

@@ -251,7 +251,7 @@ def test_memory_is_the_config_s_then_the_largest_resident_size_seen_up_then_the_
     assert abs(seen - psutil.Process().memory_info().rss) < 64 * 1024 * 1024 and seen != estimate
     sup.child, sup.rt = None, lc.Runtime(state=S.STOPPED)
     assert directory.upstreams()[0].memory_bytes == seen  # what the next start will hold again
-    sup.config = config("a", model={"path": str(tiny_model)}, idle_ttl_s=99)
+    sup.config = config("a", model={"path": str(tiny_model)}, on_demand=True, idle_ttl_s=99)
     assert directory.upstreams()[0].memory_bytes == seen  # a change that holds no more memory keeps it
     sup.config = config("a", model={"path": str(tiny_model)}, memory_gib=1.5)
     assert directory.upstreams()[0].memory_bytes == int(1.5 * GIB)
