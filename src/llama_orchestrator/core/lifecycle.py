@@ -307,7 +307,7 @@ def _on_stopped(rt: Runtime, event: Stopped, policy: Policy, now: float, jitter_
         return _crashed(replace(rt, pending_error=None), rt.pending_error or "crashed", None, policy, now, jitter_draw)
     if after == "restart":
         return _spawn(rt, f"restarting ({event.description})", now)
-    return Decision(_to(rt, S.STOPPED, f"stopped ({event.description})", started_at=None, ready_at=None))
+    return Decision(_to(rt, S.STOPPED, event.description, started_at=None, ready_at=None))  # ("stopped gracefully, …")
 
 
 def _on_tick(rt: Runtime, policy: Policy, now: float) -> Decision:

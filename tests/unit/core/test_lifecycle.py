@@ -141,6 +141,7 @@ def test_a_start_after_down_begins_a_new_run_without_the_last_ones_restarts_and_
     rt = run([(12, lc.Stop("down requested"), S.STOPPING, (lc.StopProcess,)),
               (13, lc.Stopped("exited"), S.STOPPED, ())], rt)
     assert rt.restarts == 1 and rt.last_error  # `ps -a` still says how the last run went
+    assert rt.reason == "exited"  # as the stop said it: "stopped" is the state's word already
     rt = run([(14, lc.Start("up requested"), S.STARTING, (lc.Spawn,))], rt)
     assert rt.restarts == 0 and rt.last_error is None
 
