@@ -62,3 +62,21 @@ def test_unreadable_keys_show_in_status_and_ps_until_up_reads_them(tmp_path: Pat
         assert "refusing" not in home.ok("ps").out
     finally:
         home.close()
+
+
+def test_up_says_a_changed_gateway_port_waits_for_a_daemon_restart(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port, other = free_port(), free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port}}))
+    try:
+        home.start_daemon()
+        wait_until(lambda: home.client().status().gateway.address, 30, 0.05, "the gateway listening")
+        assert "gateway" not in home.ok("up").err
+        home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": other}}))
+        said = " ".join(home.ok("up").err.split())
+        assert ("warning: gateway.port changed in orchestrator.json: only a daemon restart applies it "
+                "(llama-orch daemon stop --keep-instances; llama-orch daemon start); the gateway still listens "
+                f"on http://127.0.0.1:{port}") in said, said
+        assert home.client().status().gateway.restart_pending == ["port"]
+    finally:
+        home.close()

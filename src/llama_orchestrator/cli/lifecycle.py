@@ -120,6 +120,10 @@ def _report(action: str, result: ActionResult) -> None:
             _console.warn(f"the gateway is not running: {gateway.error}")
         elif gateway.refusing:
             _console.warn(f"the gateway refuses every request that needs a key: {gateway.refusing}")
+        if gateway.restart_pending:
+            _console.warn(f"gateway.{', gateway.'.join(gateway.restart_pending)} changed in orchestrator.json: only "
+                          "a daemon restart applies it (llama-orch daemon stop --keep-instances; "
+                          f"llama-orch daemon start); the gateway still listens on {gateway.address}")
     if failed:
         for status in failed[1:]:
             _console.error(f"{status.name}: failed: {status.last_error}")

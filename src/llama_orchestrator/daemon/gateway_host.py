@@ -94,7 +94,7 @@ class GatewayHost:
     def info(self) -> GatewayInfo:
         """Where it listens, or why not; whether it refuses requests (its keys unreadable: live)."""
         refusing = self.gateway.refusing if self.gateway is not None else None
-        return self._info.model_copy(update={"refusing": refusing})
+        return self._info.model_copy(update={"refusing": refusing, "restart_pending": list(self._restart_pending)})
 
     def directory(self) -> SupervisorDirectory | None:
         directory = self.gateway.traffic.directory if self.gateway is not None else None

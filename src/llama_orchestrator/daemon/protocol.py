@@ -126,6 +126,7 @@ class GatewayInfo(Message):
     address: str | None = None
     error: str | None = None  # why it is not running
     refusing: str | None = None  # running, but its API keys could not be read: why, and the fix
+    restart_pending: list[str] = dataclasses.field(default_factory=list)  # changed settings only a restart applies
 
     def summary(self) -> str:
         """One line for a header: where it listens (and that it refuses requests), or why it does not."""
