@@ -235,7 +235,7 @@ def logs(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Instance name."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
-    lines: int = typer.Option(100, "--tail", "-n", help="Lines to show from the end."),
+    lines: int = typer.Option(100, "--tail", "-n", min=0, help="Lines to show from the end."),
 ) -> None:
     """Print an instance's llama-server output (from its log file).
 
@@ -345,7 +345,7 @@ def events(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Only this instance."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
-    limit: int = typer.Option(100, "--tail", "-n", help="How many past events to show."),
+    limit: int = typer.Option(100, "--tail", "-n", min=0, help="How many past events to show."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Show state transitions (from, to, reason, time), oldest first.

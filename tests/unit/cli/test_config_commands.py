@@ -249,3 +249,10 @@ def test_create_preload_needs_on_demand_and_ls_says_how_each_starts(home: Path, 
     assert cli(home, "create", "lazy", "--model", str(model), "--on-demand").exit_code == 0
     rows = json.loads(cli(home, "ls", "--json").output)
     assert {r["name"]: r["start"] for r in rows} == {"warm": "on-demand, preload", "lazy": "on-demand"}
+
+
+@pytest.mark.parametrize("command", ["logs", "events"])
+def test_a_negative_tail_is_refused_before_anything_runs(home: Path, command: str) -> None:
+    args = [command, "tiny"] if command == "logs" else [command]
+    result = cli(home, *args, "-n", "-3")
+    assert result.exit_code == 2 and "-3 is not in the range x>=0" in result.output, result.output
