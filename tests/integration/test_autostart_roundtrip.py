@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import plistlib
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 import typer
+from tests.support.orch import LLAMA_ORCH
 from typer.testing import CliRunner
 
 from llama_orchestrator.autostart import HostFacts, SubprocessCommandRunner
@@ -166,7 +169,13 @@ def home(tmp_path: Path) -> HomePaths:
     return HomePaths(tmp_path / "orch home").ensure()
 
 
-def _cli(home: HomePaths, fakes: FakeServiceManagers, platform: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _cli(  # type: ignore[no-untyped-def]
+    home: HomePaths,
+    fakes: FakeServiceManagers,
+    platform: str,
+    tmp_path: Path,
+    environment: tuple[tuple[str, str], ...] = (),
+):
     host = HostFacts(
         python=fakes.bin / "python.exe",
         user="ann",
@@ -175,6 +184,7 @@ def _cli(home: HomePaths, fakes: FakeServiceManagers, platform: str, tmp_path: P
         user_home=tmp_path / "user home",
         site_packages=tmp_path / "site packages",
         service_host_script=tmp_path / "host" / "_service_host.py",
+        environment=environment,
     )
     deps = ServiceDeps(
         runner=SubprocessCommandRunner(timeout_s=30),
@@ -301,3 +311,53 @@ def test_a_failing_service_manager_reports_the_command_and_its_stderr(
     assert error.exit_code == 8
     assert "systemctl --user enable --now llama-orchestrator.service" in str(error)
     assert "Unit file llama-orchestrator.service does not exist" in str(error)
+
+
+def _instance(home: HomePaths, name: str, stop_grace_s: float) -> None:
+    config = home.instances_dir / name / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({
+        "model": {"path": str(home.home / "m.gguf")}, "server": {"port": 18001},
+        "restart": {"stop_grace_s": stop_grace_s},
+    }))
+
+
+def _dry_run(home: HomePaths, env: dict[str, str], *args: str) -> str:
+    """The real `llama-orch service install --dry-run` (this host: Linux), in `env`."""
+    result = subprocess.run(
+        [str(LLAMA_ORCH), "--home", str(home.home), "service", "install", "--dry-run", *args],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renders the systemd unit of this host")
+def test_dry_run_unit_carries_the_llama_server_path_of_the_installing_shell(home: HomePaths, tmp_path: Path) -> None:
+    server = str(tmp_path / "llama cpp" / "llama-server")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ORCH_") or k == "LLAMA_ORCH_HOME"}
+    with_server = _dry_run(home, {**base, "LLAMA_ORCH_LLAMA_SERVER": server, "SOME_API_KEY": "sk-secret"})
+    assert f'Environment="LLAMA_ORCH_LLAMA_SERVER={server}"' in with_server.splitlines()
+    assert "sk-secret" not in with_server
+    assert "LLAMA_ORCH_LLAMA_SERVER" not in _dry_run(home, base)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renders the systemd unit of this host")
+def test_unit_stop_timeout_covers_the_longest_stop_grace(home: HomePaths) -> None:
+    assert "TimeoutStopSec=90" in _dry_run(home, dict(os.environ)).splitlines()
+    _instance(home, "quick", 5)
+    _instance(home, "slow", 60)
+    assert "TimeoutStopSec=150" in _dry_run(home, dict(os.environ)).splitlines()
+
+
+def test_installed_plist_carries_the_environment_and_the_stop_timeout(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path
+) -> None:
+    _instance(home, "slow", 100)
+    run = _cli(home, fakes, "macos", tmp_path, environment=(("LLAMA_ORCH_LLAMA_SERVER", "/opt/llama-server"),))
+    run("install")
+    plist = tmp_path / "user home" / "Library" / "LaunchAgents" / "io.github.llama-orchestrator.plist"
+    document = plistlib.loads(plist.read_bytes())
+    assert document["EnvironmentVariables"]["LLAMA_ORCH_LLAMA_SERVER"] == "/opt/llama-server"
+    assert document["ExitTimeOut"] == 230
+    run("uninstall")

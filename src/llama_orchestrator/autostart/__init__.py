@@ -15,7 +15,7 @@ from llama_orchestrator.autostart.executor import (
     apply,
     remove,
 )
-from llama_orchestrator.autostart.plan import build_plan, current_host
+from llama_orchestrator.autostart.plan import build_plan, current_host, home_stop_timeout_s
 from llama_orchestrator.autostart.spec import (
     Command,
     HostFacts,
@@ -38,6 +38,7 @@ __all__ = [
     "apply",
     "build_plan",
     "current_host",
+    "home_stop_timeout_s",
     "read_status",
     "remove",
 ]

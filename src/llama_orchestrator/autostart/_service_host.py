@@ -8,17 +8,22 @@ site-packages; that also runs the `.pth` files there (pywin32's DLL bootstrap, e
 from __future__ import annotations
 
 import argparse
+import os
 import site
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse `--home` and `--site-packages`, then run the service until the SCM stops it."""
+    """Parse `--home`, `--site-packages` and `--env NAME=VALUE`, then run the service until the SCM stops it."""
     parser = argparse.ArgumentParser(prog="llama-orchestrator-service")
     parser.add_argument("--home", required=True)
     parser.add_argument("--site-packages", default=None)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
+    for assignment in args.env:
+        name, _, value = assignment.partition("=")
+        os.environ[name] = value  # the daemon runs in this process and reads them from here
     # Running by path puts this package directory first on sys.path; its module names must not
     # shadow anything, so take it off.
     script_dir = str(Path(__file__).resolve().parent)

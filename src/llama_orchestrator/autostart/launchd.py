@@ -26,20 +26,32 @@ from llama_orchestrator.errors import UnsupportedPlatformError
 PLIST_NAME = f"{LAUNCHD_LABEL}.plist"
 
 
-def render_plist(paths: HomePaths, python: PurePath) -> str:
-    """Render the LaunchAgent plist as XML text."""
+def render_plist(
+    paths: HomePaths,
+    python: PurePath,
+    *,
+    environment: tuple[tuple[str, str], ...] = (),
+    stop_timeout_s: int = STOP_TIMEOUT_S,
+) -> str:
+    """Render the LaunchAgent plist as XML text.
+
+    `environment`: the forwarded variables of the installing shell (`spec.FORWARDED_ENV`).
+    The daemon's stderr is a plain file here (StandardErrorPath, never rotated), so it runs with
+    `--no-stderr-log`: its log is logs/daemon.log, and the err file keeps only crashes.
+    """
     document = {
         "Label": LAUNCHD_LABEL,
-        "ProgramArguments": list(daemon_argv(python, paths.home)),
-        "EnvironmentVariables": {ENV_HOME: str(paths.home), "PYTHONUNBUFFERED": "1"},
+        "ProgramArguments": [*daemon_argv(python, paths.home), "--no-stderr-log"],
+        "EnvironmentVariables": {ENV_HOME: str(paths.home), "PYTHONUNBUFFERED": "1", **dict(environment)},
         "RunAtLoad": True,
         # Restart after a crash, not after a clean `llama-orch daemon stop` (exit 0).
         "KeepAlive": {"SuccessfulExit": False},
         # Children are stopped or re-adopted by the daemon itself (like systemd KillMode=process);
         # by default launchd kills the job's whole process group when the daemon exits.
         "AbandonProcessGroup": True,
-        # launchd's grace between SIGTERM and SIGKILL (default 20 s).
-        "ExitTimeOut": STOP_TIMEOUT_S,
+        # launchd's grace between SIGTERM and SIGKILL (default 20 s): longer than the daemon's
+        # own stop, up to 2 x stop_grace_s per instance in parallel (spec.stop_timeout_s).
+        "ExitTimeOut": stop_timeout_s,
         # Background jobs are throttled (CPU and I/O); inference must not be.
         "ProcessType": "Interactive",
         "StandardOutPath": str(paths.logs_dir / "launchd.out.log"),
@@ -49,7 +61,12 @@ def render_plist(paths: HomePaths, python: PurePath) -> str:
 
 
 def plan_launchd(
-    paths: HomePaths, python: PurePath, host: HostFacts, *, mode: Mode = "logon"
+    paths: HomePaths,
+    python: PurePath,
+    host: HostFacts,
+    *,
+    mode: Mode = "logon",
+    stop_timeout_s: int = STOP_TIMEOUT_S,
 ) -> ServicePlan:
     """Plan the plist in `~/Library/LaunchAgents` and the `launchctl` calls for the GUI domain.
 
@@ -70,7 +87,12 @@ def plan_launchd(
     return ServicePlan(
         backend="launchd",
         name=LAUNCHD_LABEL,
-        files=(RenderedFile(plist_path, render_plist(paths, python)),),
+        files=(
+            RenderedFile(
+                plist_path,
+                render_plist(paths, python, environment=host.environment, stop_timeout_s=stop_timeout_s),
+            ),
+        ),
         install_commands=(
             # bootstrap fails ("Input/output error") when the label is already loaded: unload first.
             Command(("launchctl", "bootout", target), check=False),
@@ -80,7 +102,8 @@ def plan_launchd(
         uninstall_commands=(Command(("launchctl", "bootout", target), check=False),),
         status_commands=(Command(("launchctl", "print", target), check=False),),
         notes=(
-            f"The daemon's stdout/stderr go to {paths.logs_dir}/launchd.*.log.",
+            f"The daemon logs to {paths.daemon_log}; {paths.logs_dir}/launchd.*.log keep only what "
+            "it prints outside its log (a crash before logging starts, a traceback).",
             "The agent starts at logon (RunAtLoad) and is restarted after a crash (KeepAlive).",
         ),
     )

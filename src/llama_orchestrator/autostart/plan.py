@@ -1,7 +1,8 @@
 """Pick the backend for a platform and build its `ServicePlan`; gather the host's facts once.
 
 `build_plan()` is pure given a `HostFacts`; `current_host()` is the one place that reads the
-running interpreter, user and directories, so the renderers never do.
+running interpreter, user, directories and environment, so the renderers never do, and
+`home_stop_timeout_s()` the one that reads the home's configs (for the stop timeout).
 """
 
 from __future__ import annotations
@@ -10,15 +11,23 @@ import getpass
 import os
 import sys
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath, PureWindowsPath
 
 from llama_orchestrator._platform import PlatformName
 from llama_orchestrator.autostart.launchd import plan_launchd
-from llama_orchestrator.autostart.spec import HostFacts, Mode, ServicePlan
+from llama_orchestrator.autostart.spec import (
+    STOP_TIMEOUT_S,
+    HostFacts,
+    Mode,
+    ServicePlan,
+    forwarded_environment,
+    stop_timeout_s,
+)
 from llama_orchestrator.autostart.systemd import plan_systemd
 from llama_orchestrator.autostart.windows_service import plan_windows_service
 from llama_orchestrator.autostart.windows_task import plan_windows_task, windowless_interpreter
+from llama_orchestrator.config.loader import instance_names, load_instance, load_orchestrator
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.errors import UnsupportedPlatformError
 
@@ -34,11 +43,14 @@ def build_plan(
     windows_service: bool = False,
     unit_dir: Path | None = None,
     exists: Callable[[PureWindowsPath], bool] | None = None,
+    stop_timeout_s: int = STOP_TIMEOUT_S,
 ) -> ServicePlan:
     """Build the plan for `platform`: systemd, launchd, a scheduled task or a Windows service.
 
     `unit_dir` redirects the systemd unit (tests); `exists` checks for `pythonw.exe` beside
-    `python` (defaults to the real file system).
+    `python` (defaults to the real file system); `stop_timeout_s` is how long systemd and launchd
+    wait for the daemon to stop (`home_stop_timeout_s`). Task Scheduler has no such setting, and
+    the Windows service reports its own wait hint.
 
     Raises:
         UnsupportedPlatformError: for a combination the platform does not offer.
@@ -48,17 +60,31 @@ def build_plan(
     if system and platform != "linux":
         raise UnsupportedPlatformError("--system is only available on Linux (systemd)")
     if platform == "linux":
-        return plan_systemd(paths, python, host, mode=mode, system=system, unit_dir=unit_dir)
+        return plan_systemd(
+            paths, python, host, mode=mode, system=system, unit_dir=unit_dir, stop_timeout_s=stop_timeout_s
+        )
     if platform == "macos":
-        return plan_launchd(paths, python, host, mode=mode)
+        return plan_launchd(paths, python, host, mode=mode, stop_timeout_s=stop_timeout_s)
     if windows_service:
         return plan_windows_service(paths, host)
     check = exists or (lambda candidate: Path(candidate).exists())
     return plan_windows_task(paths, windowless_interpreter(python, check), host, mode=mode)
 
 
-def current_host() -> HostFacts:
-    """Read the facts of the running machine and environment (interpreter, user, directories)."""
+def home_stop_timeout_s(paths: HomePaths, environ: Mapping[str, str] = os.environ) -> int:
+    """`spec.stop_timeout_s()` for the instances configured in `paths` now (valid configs only)."""
+    orchestrator, _ = load_orchestrator(paths, environ)
+    graces = []
+    for name in instance_names(paths):
+        config, _ = load_instance(paths.instances_dir / name / "config.json", orchestrator, environ)
+        if config is not None:
+            graces.append(config.restart.stop_grace_s)
+    return stop_timeout_s(graces)
+
+
+def current_host(environ: Mapping[str, str] = os.environ) -> HostFacts:
+    """Read the facts of the running machine and environment (interpreter, user, directories,
+    the `FORWARDED_ENV` variables of `environ`)."""
     python = Path(sys.executable)
     if sys.platform == "win32":
         domain = os.environ.get("USERDOMAIN")
@@ -76,4 +102,5 @@ def current_host() -> HostFacts:
         base_python=Path(getattr(sys, "_base_executable", sys.executable)),
         site_packages=Path(sysconfig.get_paths()["purelib"]),
         service_host_script=Path(__file__).with_name("_service_host.py"),
+        environment=forwarded_environment(environ),
     )

@@ -9,6 +9,8 @@ compare it with golden files on any OS. Stdlib only.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal
@@ -21,11 +23,24 @@ SERVICE_NAME = "llama-orchestrator"
 
 LAUNCHD_LABEL = "io.github.llama-orchestrator"
 
-STOP_TIMEOUT_S = 30
-"""How long a service manager waits for the daemon to stop before killing it.
+STOP_TIMEOUT_S = 90
+"""The least time a service manager waits for the daemon to stop before killing it.
 
-Longer than the daemon's own stop: every instance gets a 15 s grace (DESIGN section 4) in
-parallel, then a kill, then the daemon records the final states.
+The daemon's own stop can take up to 2 x `restart.stop_grace_s` per instance (requests in
+flight finish first, then the grace between the stop signal and the kill), in parallel, then
+it records the final states. `stop_timeout_s()` raises this for configs with a longer grace;
+the floor covers the default 15 s grace with room to spare, and instances added after the
+install with a somewhat longer one.
+"""
+STOP_MARGIN_S = 30
+"""Added to 2 x the longest grace: the kill, the daemon's own shutdown, a slow disk."""
+
+FORWARDED_ENV = ("LLAMA_ORCH_LLAMA_SERVER", "LLAMA_ORCH_EVENT_LOOP")
+"""Variables the unit/plist/task carries over from the installing environment when set there.
+
+Paths and switches, never secrets: a service manager starts the daemon with an almost empty
+environment, so without these an instance relying on `LLAMA_ORCH_LLAMA_SERVER` would not find
+llama-server after a reboot. API keys and everything else are never copied.
 """
 
 
@@ -109,6 +124,8 @@ class HostFacts:
     """Windows service only: the environment's site-packages, added by the service host."""
     service_host_script: PurePath | None = None
     """Windows service only: the path of `autostart/_service_host.py` in this environment."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """The `FORWARDED_ENV` variables set in the installing environment (`forwarded_environment`)."""
 
 
 def daemon_argv(python: PurePath | str, home: PurePath | str) -> tuple[str, ...]:
@@ -118,3 +135,15 @@ def daemon_argv(python: PurePath | str, home: PurePath | str) -> tuple[str, ...]
     unit's `User=`) would otherwise resolve a different default home than the user who installed.
     """
     return (str(python), "-m", "llama_orchestrator", "--home", str(home), "daemon", "run")
+
+
+def forwarded_environment(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The `FORWARDED_ENV` variables that `environ` sets (non-empty), in `FORWARDED_ENV` order."""
+    return tuple((name, environ[name]) for name in FORWARDED_ENV if environ.get(name))
+
+
+def stop_timeout_s(stop_graces_s: Iterable[float]) -> int:
+    """Seconds a service manager should wait for the daemon to stop, given each instance's
+    `restart.stop_grace_s`: 2 x the longest + `STOP_MARGIN_S`, and never less than `STOP_TIMEOUT_S`."""
+    longest = max(stop_graces_s, default=0.0)
+    return max(STOP_TIMEOUT_S, math.ceil(2 * longest) + STOP_MARGIN_S)

@@ -51,8 +51,21 @@ def _quote(text: str) -> str:
     return f'"{inner}"'
 
 
-def render_unit(paths: HomePaths, python: PurePath, *, system: bool, user: str) -> str:
-    """Render the unit file text (user unit, or system unit running as `user`)."""
+def render_unit(
+    paths: HomePaths,
+    python: PurePath,
+    *,
+    system: bool,
+    user: str,
+    environment: tuple[tuple[str, str], ...] = (),
+    stop_timeout_s: int = STOP_TIMEOUT_S,
+) -> str:
+    """Render the unit file text (user unit, or system unit running as `user`).
+
+    `environment`: the forwarded variables of the installing shell (`spec.FORWARDED_ENV`), one
+    `Environment=` line each. The daemon runs in the foreground and keeps logging to stderr,
+    which the journal records.
+    """
     exec_start = " ".join(quote_exec_arg(arg) for arg in daemon_argv(python, paths.home))
     unit = [
         "# Written by `llama-orch service install`; run it again instead of editing this file.",
@@ -74,6 +87,11 @@ def render_unit(paths: HomePaths, python: PurePath, *, system: bool, user: str) 
         f"ExecStart={exec_start}",
         f"Environment={quote_assignment(f'{ENV_HOME}={paths.home}')}",
         "Environment=PYTHONUNBUFFERED=1",
+    ]
+    if environment:
+        unit.append("# Copied from the environment `llama-orch service install` ran in.")
+        unit += [f"Environment={quote_assignment(f'{name}={value}')}" for name, value in environment]
+    unit += [
         "Restart=on-failure",
         "RestartSec=2",
         "# Exponential restart delay, 2 s up to 300 s (the instances' own curve). RestartSteps= and",
@@ -87,8 +105,9 @@ def render_unit(paths: HomePaths, python: PurePath, *, system: bool, user: str) 
         "# (control-group) would kill every loaded model whenever the daemon stops or crashes.",
         "# systemd may log 'left-over process' for adopted children on restart; that is expected.",
         "KillMode=process",
-        "# Longer than the daemon's own stop (15 s grace per instance, in parallel, then a kill).",
-        f"TimeoutStopSec={STOP_TIMEOUT_S}",
+        "# Longer than the daemon's own stop: up to 2 x stop_grace_s per instance (requests in flight,",
+        "# then the grace before the kill), in parallel. Install again after raising stop_grace_s.",
+        f"TimeoutStopSec={stop_timeout_s}",
         "",
         "[Install]",
         f"WantedBy={'multi-user.target' if system else 'default.target'}",
@@ -105,11 +124,13 @@ def plan_systemd(
     mode: Mode = "logon",
     system: bool = False,
     unit_dir: Path | None = None,
+    stop_timeout_s: int = STOP_TIMEOUT_S,
 ) -> ServicePlan:
     """Plan the unit file and the `systemctl` calls that enable, disable and inspect it.
 
     `unit_dir` overrides where the unit is written (tests point it at a temp dir). A user unit
     with `mode="boot"` also enables lingering, so the user's manager starts at boot.
+    `stop_timeout_s` is `TimeoutStopSec=` (`spec.stop_timeout_s()` of the home's configs).
     """
     directory = unit_dir or (SYSTEM_UNIT_DIR if system else user_unit_dir(host))
     unit_path = directory / UNIT_NAME
@@ -139,7 +160,15 @@ def plan_systemd(
     return ServicePlan(
         backend="systemd",
         name=UNIT_NAME,
-        files=(RenderedFile(unit_path, render_unit(paths, python, system=system, user=host.user)),),
+        files=(
+            RenderedFile(
+                unit_path,
+                render_unit(
+                    paths, python, system=system, user=host.user,
+                    environment=host.environment, stop_timeout_s=stop_timeout_s,
+                ),
+            ),
+        ),
         install_commands=tuple(install),
         uninstall_commands=(Command((*systemctl, "disable", "--now", UNIT_NAME), check=False),),
         post_uninstall_commands=(

@@ -161,7 +161,8 @@ def host_service(home: Path) -> None:
 
 
 def service_command_line(paths: HomePaths, host: HostFacts) -> str:
-    """The service's `binPath`: base interpreter, host script, `--home`, `--site-packages`.
+    """The service's `binPath`: base interpreter, host script, `--home`, `--site-packages`, and
+    `--env NAME=VALUE` for each forwarded variable of the installing environment.
 
     Raises:
         AutostartError: when the host script's location is unknown.
@@ -171,6 +172,8 @@ def service_command_line(paths: HomePaths, host: HostFacts) -> str:
     argv = [str(host.base_python or host.python), str(host.service_host_script), "--home", str(paths.home)]
     if host.site_packages is not None:
         argv += ["--site-packages", str(host.site_packages)]
+    for name, value in host.environment:  # a service has no environment of its own either
+        argv += ["--env", f"{name}={value}"]
     # sc.exe stores binPath verbatim and the SCM hands it to CreateProcess: Windows CRT quoting.
     return subprocess.list2cmdline(argv)
 

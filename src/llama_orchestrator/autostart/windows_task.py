@@ -57,9 +57,21 @@ def windowless_interpreter(python: PurePath, exists: Callable[[PureWindowsPath],
     return interpreter
 
 
-def render_task_xml(paths: HomePaths, python: PurePath, *, mode: Mode, user: str) -> str:
-    """Render the task definition (Task Scheduler schema 1.2) as text, to be written UTF-16."""
+def render_task_xml(
+    paths: HomePaths,
+    python: PurePath,
+    *,
+    mode: Mode,
+    user: str,
+    environment: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """Render the task definition (Task Scheduler schema 1.2) as text, to be written UTF-16.
+
+    A task has no environment of its own: the forwarded variables (`spec.FORWARDED_ENV`) go on
+    the command line as `daemon run --env NAME=VALUE`, which sets them before the daemon starts.
+    """
     argv = daemon_argv(PureWindowsPath(str(python)), paths.home)
+    argv += tuple(arg for name, value in environment for arg in ("--env", f"{name}={value}"))
     # Quoted as Task Scheduler's own exports do, so a path with spaces is one program name.
     command = escape(f'"{argv[0]}"' if " " in argv[0] else argv[0])
     # The program parses its own command line (CRT rules); list2cmdline is exactly those rules.
@@ -174,7 +186,9 @@ def plan_windows_task(paths: HomePaths, python: PurePath, host: HostFacts, *, mo
         name=SERVICE_NAME,
         files=(
             RenderedFile(
-                xml_path, render_task_xml(paths, python, mode=mode, user=host.user), encoding="utf-16"
+                xml_path,
+                render_task_xml(paths, python, mode=mode, user=host.user, environment=host.environment),
+                encoding="utf-16",
             ),
         ),
         install_commands=(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import typer
@@ -23,15 +24,34 @@ STOP_TIMEOUT_S = 120.0
 def run(
     ctx: typer.Context,
     autostart: bool = typer.Option(True, "--autostart/--no-autostart", help="Start autostart instances."),
+    stderr_log: bool = typer.Option(
+        True,
+        "--stderr-log/--no-stderr-log",
+        help="Also write the log to stderr (a terminal, the journal). `daemon start` and the launchd "
+        "agent turn it off: their stderr is a file that would copy logs/daemon.log without rotation.",
+    ),
+    env: list[str] = typer.Option(
+        [],
+        "--env",
+        metavar="NAME=VALUE",
+        help="Set a variable in the daemon's environment first (a Windows scheduled task has no "
+        "environment of its own; `service install` puts LLAMA_ORCH_LLAMA_SERVER here).",
+    ),
 ) -> None:
     """Run the daemon in the foreground (what systemd, launchd and Task Scheduler run).
 
     Instances that were up when the last daemon stopped are adopted or started again; with
-    --autostart (the default) every instance marked autostart is started too.
+    --autostart (the default) every instance marked autostart is started too. The log goes to
+    logs/daemon.log (rotated) and to stderr unless --no-stderr-log.
     """
     from llama_orchestrator.daemon.entry import run_daemon
 
-    raise typer.Exit(run_daemon(context(ctx).paths, autostart=autostart))
+    for assignment in env:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{assignment!r} is not NAME=VALUE", param_hint="--env")
+        os.environ[name] = value
+    raise typer.Exit(run_daemon(context(ctx).paths, autostart=autostart, log_to_stderr=stderr_log))
 
 
 @daemon_app.command("start")

@@ -31,6 +31,7 @@ from llama_orchestrator.autostart import (
     apply,
     build_plan,
     current_host,
+    home_stop_timeout_s,
     read_status,
     remove,
 )
@@ -81,6 +82,7 @@ def _plan(ctx: typer.Context, mode: Mode, system: bool, windows_service: bool) -
         host=deps.host,
         windows_service=windows_service,
         unit_dir=deps.unit_dir,
+        stop_timeout_s=home_stop_timeout_s(_home(ctx)),
     )
     return plan, deps
 

@@ -8,25 +8,58 @@ import asyncio
 import logging
 import logging.handlers
 import os
+import sys
 import threading
+from io import TextIOWrapper
 
 from llama_orchestrator import eventloop
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.service import Daemon
 
+LOG_FILE_MODE = 0o600
+"""daemon.log and its rotations: owner only, like the instance logs (they name models, paths, errors)."""
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler whose file is created (or reopened) with mode 0600 on POSIX.
+
+    `_open` is what the handler calls for the first record and again after each rollover; the
+    rollover renames the file to `.1`, `.2`..., which keeps the mode, so every rotation stays
+    0600 too. A file left 0644 by an older version is tightened when it is opened. Windows has no
+    POSIX modes: the file is opened as the stdlib does.
+    """
+
+    def _open(self) -> TextIOWrapper:
+        if sys.platform == "win32":
+            return super()._open()
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_FILE_MODE)
+        try:
+            os.fchmod(fd, LOG_FILE_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)  # rotating handlers always append
+
 
 def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> list[logging.Handler]:
-    """Daemon log to `<home>/logs/daemon.log` (rotated) and stderr; never a traceback per record on a full disk."""
+    """Daemon log to `<home>/logs/daemon.log` (rotated, 0600) and, with `to_stderr`, to stderr too.
+
+    `to_stderr` is for a terminal and for systemd (journald keeps stderr). A daemon whose
+    stderr is a plain file (`daemon start`'s `daemon.out`, launchd's err log) turns it off, or
+    that file would copy the whole log and never be rotated. With no stderr at all (pythonw,
+    the Windows service) there is no stderr handler either. Never a traceback per record on a
+    full disk.
+    """
     logging.raiseExceptions = False
     root = logging.getLogger()
     root.setLevel(os.environ.get("LLAMA_ORCH_LOG_LEVEL", "INFO").upper())
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.handlers.RotatingFileHandler(
+    file_handler = PrivateRotatingFileHandler(
         paths.daemon_log, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
     file_handler.setFormatter(formatter)
     handlers: list[logging.Handler] = [file_handler]
-    if to_stderr:
+    if to_stderr and sys.stderr is not None:
         stream = logging.StreamHandler()
         stream.setFormatter(formatter)
         handlers.append(stream)
@@ -35,14 +68,21 @@ def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> list[loggi
     return handlers
 
 
-def run_daemon(paths: HomePaths, stop_event: threading.Event | None = None, *, autostart: bool = True) -> int:
+def run_daemon(
+    paths: HomePaths,
+    stop_event: threading.Event | None = None,
+    *,
+    autostart: bool = True,
+    log_to_stderr: bool = True,
+) -> int:
     """Foreground entry point (`llama-orch daemon run`, systemd, launchd, Task Scheduler, the Windows service).
 
     Blocks until a signal, `llama-orch daemon stop`, or `stop_event` being set from another thread
     (the Windows service's SvcStop); returns the exit code once every instance is handled.
+    `log_to_stderr=False` keeps the log out of stderr (see `configure_logging`).
     """
     paths.ensure()
-    handlers = configure_logging(paths)
+    handlers = configure_logging(paths, to_stderr=log_to_stderr)
 
     async def main() -> int:
         daemon = Daemon(paths, autostart=autostart)

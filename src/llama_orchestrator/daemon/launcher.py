@@ -2,30 +2,63 @@
 
 The daemon is a detached `python -m llama_orchestrator daemon run` in its own session (POSIX)
 or a new process group with no console window (Windows), so closing the terminal does not stop
-it. Its early output (anything before logging is set up) goes to `<home>/logs/daemon.out`.
+it. It logs only to `<home>/logs/daemon.log` (rotated): `daemon run --no-stderr-log`. Its
+stdout and stderr go to `<home>/logs/daemon.out`, which therefore keeps only what the log
+cannot catch: a failure before logging is set up, an uncaught traceback, a library that prints.
+That file is bounded too: over `DAEMON_OUT_MAX_BYTES` at launch it is copied to
+`daemon.out.1` and emptied first.
 We wait until it answers on the control API, or report why it exited.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.client import DaemonClient
+from llama_orchestrator.engine import rotate_if_needed
 from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
 
 START_TIMEOUT_S = 30.0
 POLL_S = 0.05
+DAEMON_OUT_MAX_BYTES = 1024 * 1024
+"""`daemon.out` over this size at launch is rotated to `daemon.out.1` (one backup) first."""
+DAEMON_OUT_MODE = 0o600
 
 
 def daemon_argv(paths: HomePaths, *, autostart: bool, python: str | None = None) -> list[str]:
     argv = [python or sys.executable, "-m", "llama_orchestrator", "--home", str(paths.home), "daemon", "run"]
     if not autostart:
         argv.append("--no-autostart")
+    argv.append("--no-stderr-log")  # stderr is daemon.out, a file: the log has its own
     return argv
+
+
+def daemon_out_path(paths: HomePaths) -> Path:
+    return paths.logs_dir / "daemon.out"
+
+
+def open_daemon_out(paths: HomePaths) -> int:
+    """Open `daemon.out` for appending (0600 on POSIX), rotating it first when it is too big.
+
+    Rotation is copy-then-truncate (`engine.rotate_if_needed`), so a daemon still holding the
+    file (one that lost a start race) keeps appending to the live file, on Windows too.
+    """
+    out_path = daemon_out_path(paths)
+    rotate_if_needed(out_path, DAEMON_OUT_MAX_BYTES, 1)
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), DAEMON_OUT_MODE)
+    if sys.platform != "win32":
+        try:
+            os.fchmod(fd, DAEMON_OUT_MODE)  # one left 0644 by an older version
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
 
 
 def start_detached(paths: HomePaths, *, autostart: bool = True, timeout_s: float = START_TIMEOUT_S) -> DaemonClient:
@@ -39,8 +72,8 @@ def start_detached(paths: HomePaths, *, autostart: bool = True, timeout_s: float
     else:
         from llama_orchestrator.daemon import _launch_posix as ops  # type: ignore[no-redef]
     paths.ensure()
-    out_path = paths.logs_dir / "daemon.out"
-    with open(out_path, "ab") as out:
+    out_path = daemon_out_path(paths)
+    with open(open_daemon_out(paths), "ab") as out:
         proc = subprocess.Popen(
             daemon_argv(paths, autostart=autostart, python=ops.interpreter()),
             stdin=subprocess.DEVNULL,

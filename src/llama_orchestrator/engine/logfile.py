@@ -11,12 +11,14 @@ import asyncio
 import errno
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+LOG_FILE_MODE = 0o600  # the same as the live log's (engine.spawn)
 COPY_CHUNK = 1024 * 1024
 TAIL_BLOCK = 64 * 1024
 FOLLOW_POLL_S = 0.15
@@ -111,7 +113,7 @@ def _copy_all_then_truncate(src: Path, dst: Path) -> None:
     # Python work in between (a wider gap measurably lost lines from a fast writer).
     src_fd = os.open(src, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
-        with open(dst, "wb") as writer:
+        with open(_open_private(dst), "wb") as writer:
             while chunk := os.read(src_fd, COPY_CHUNK):
                 writer.write(chunk)
             writer.flush()
@@ -120,6 +122,19 @@ def _copy_all_then_truncate(src: Path, dst: Path) -> None:
             os.ftruncate(src_fd, 0)
     finally:
         os.close(src_fd)
+
+
+def _open_private(path: Path) -> int:
+    """Create (or truncate) `path` for writing, mode 0600 on POSIX: a rotated log is as private
+    as the live one (`spawn.LOG_FILE_MODE`; logs can contain prompts). Windows has no such modes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), LOG_FILE_MODE)
+    if sys.platform != "win32":
+        try:
+            os.fchmod(fd, LOG_FILE_MODE)  # the umask only narrows; an existing file kept its mode
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
 
 
 def _tail_of_file(path: Path, n: int) -> list[str]:

@@ -26,11 +26,11 @@ from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.engine import platform_ops
 from llama_orchestrator.engine.child import ENV_CHILD_TOKEN, ENV_INSTANCE, ChildProcess
 from llama_orchestrator.engine.identity import boot_id
+from llama_orchestrator.engine.logfile import LOG_FILE_MODE  # logs can contain prompts
 from llama_orchestrator.errors import SpawnError
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE_MODE = 0o600  # logs can contain prompts
 
 __all__ = ["SpawnSpec", "resolve_binary", "spawn"]
 

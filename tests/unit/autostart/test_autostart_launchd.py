@@ -19,7 +19,7 @@ def test_plist_loads_with_plistlib_and_has_the_required_keys() -> None:
     assert document["KeepAlive"] == {"SuccessfulExit": False}
     assert document["ProgramArguments"] == [
         "/Users/ann/venv/bin/python", "-m", "llama_orchestrator",
-        "--home", "/Users/ann/Library/Application Support/llama-orchestrator", "daemon", "run",
+        "--home", "/Users/ann/Library/Application Support/llama-orchestrator", "daemon", "run", "--no-stderr-log",
     ]
     assert document["StandardOutPath"].startswith(str(MAC_HOME.logs_dir))
     assert document["StandardErrorPath"].startswith(str(MAC_HOME.logs_dir))
