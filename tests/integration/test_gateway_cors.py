@@ -139,3 +139,16 @@ async def test_a_keyless_gateway_answers_only_hosts_that_name_this_machine(
             got, _, _ = await read_response(reader)
             writer.close()
             assert got == 200
+
+
+async def test_a_page_may_stop_a_conversations_stream_with_delete() -> None:
+    """`DELETE /v1/stream?conv_id=` (llama.cpp's web UI's stop): the preflight must allow DELETE."""
+    async with serving(GatewayConfig(), StaticDirectory([])) as gw, aiohttp.ClientSession() as http:
+        asks = {"Origin": PAGE, "Access-Control-Request-Method": "DELETE"}
+        async with http.options(f"{gw.address}/v1/stream", headers=asks) as pre:
+            assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == PAGE
+            assert "DELETE" in pre.headers["Access-Control-Allow-Methods"].split(", ")
+        async with http.options(f"{gw.address}/v1/stream") as plain:
+            assert "DELETE" in plain.headers["Allow"].split(", ")
+        async with http.delete(f"{gw.address}/v1/stream", params={"conv_id": "c"}, headers={"Origin": PAGE}) as resp:
+            assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == PAGE

@@ -226,6 +226,28 @@ async def test_an_unlisted_instance_is_served_but_not_offered(
             assert "chat, tiny" in message and "nomic" not in message and "embed" not in message
 
 
+@LANES
+async def test_requests_for_models_not_served_add_no_metrics_series(
+    fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession, query: str
+) -> None:
+    """Each model name a client made up was a label value kept until the daemon restarted."""
+    with fake_server(fake_server_cmd, tmp_path, "tiny") as (port, _):
+        async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            url = gw.address + "/v1/chat/completions" + query
+            for n in range(20):
+                async with http.post(url, json={**CHAT, "model": f"made-up-{n}"}) as resp:
+                    assert resp.status == 404 and (await resp.json())["error"]["code"] == "model_not_found"
+            async with http.post(url, json={**CHAT, "model": "tiny"}) as resp:
+                assert resp.status == 200
+            async with http.get(gw.address + "/metrics") as resp:
+                text = await resp.text()
+            assert "made-up" not in text
+            path = "/v1/chat/completions"
+            assert f'llama_orch_gateway_requests_total{{model="(unknown)",route="{path}",status="404"}} 20' in text
+            assert f'llama_orch_gateway_requests_total{{model="tiny",route="{path}",status="200"}} 1' in text
+            assert 'llama_orch_gateway_errors_total{model="(unknown)",source="gateway"} 20' in text
+
+
 async def test_errors_are_openai_shaped_and_say_who_produced_them(
     fake_server_cmd: list[str], tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

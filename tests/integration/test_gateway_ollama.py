@@ -16,6 +16,7 @@ from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
 from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
+from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 
 pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -105,3 +106,30 @@ async def test_a_held_stream_whose_start_fails_ends_with_the_reason() -> None:
         with pytest.raises(ollama.ResponseError) as failed:
             await streaming
         assert parts == [] and "lazy" in failed.value.error
+
+
+async def test_ollamas_probe_of_the_root_is_answered_without_a_key(http: aiohttp.ClientSession) -> None:  # noqa: F811
+    keys = Keyring(tuple(parse_keys_file("good\n")))
+    async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=9)]), keys) as gw:
+        async with http.get(gw.address + "/") as resp:
+            assert resp.status == 200 and await resp.text() == "Ollama is running"
+            assert resp.content_type == "text/plain"
+        async with http.head(gw.address + "/") as resp:
+            assert resp.status == 200
+        async with http.get(gw.address + "/api/tags") as resp:  # the rest of the API needs the key
+            assert resp.status == 401 and "Invalid API key" in (await resp.json())["error"]
+
+
+async def test_ollamas_model_management_is_refused_in_its_shape_saying_what_to_use() -> None:
+    async with serving(GatewayConfig(), StaticDirectory([upstream("one", "tiny", port=9)])) as gw:
+        client = ollama.AsyncClient(host=gw.address)
+        for call in (client.pull("tiny"), client.delete("tiny"), client.copy("tiny", "tiny2"),
+                     client.create("tiny2", from_="tiny")):
+            with pytest.raises(ollama.ResponseError) as refused:
+                await call
+            assert refused.value.status_code == 404
+            assert "does not manage models through Ollama's API" in refused.value.error
+            assert "llama-orch pull" in refused.value.error
+        async with aiohttp.ClientSession() as http, http.get(gw.address + "/api/chat") as resp:
+            assert resp.status == 405 and resp.headers["Allow"] == "POST"
+            assert (await resp.json())["error"] == "GET is not allowed on /api/chat; use POST"

@@ -38,9 +38,10 @@ class Upstream:
     api_key: str | None = None  # what the gateway must send to this llama-server, if it has a key
     slots: int | None = None  # parallel slots (its concurrency limit); None = unknown, no limit
     metrics: bool = False  # the llama-server runs with --metrics (the gateway relabels its /metrics)
-    restarts: int = 0  # restarts since the daemon started (exported by the gateway's /metrics)
+    restarts: int = 0  # restarts in its current run, since a user or a request last started it (/metrics)
     ready_in_s: float | None = None  # not up: when a start should be ready, from learned load times
-    aliases: tuple[str, ...] = ()  # more names that route here (model.aliases)
+    aliases: tuple[str, ...] = ()  # more names that route here (model.aliases, and the variants)
+    variants: tuple[str, ...] = ()  # which of `aliases` are variants: a key scoped to one reaches only it
     restarting: bool = False  # stopping only to start again: requests wait for it as for a start
     up_for_s: float | None = None  # seconds since it last became ready; None when not up (or not known)
     min_residency_s: float | None = None  # under max_loaded, not evicted this soon after becoming ready

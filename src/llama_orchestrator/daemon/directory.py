@@ -65,6 +65,7 @@ class _Fixed:
     names: frozenset[str]  # the instance name, its alias and further aliases: what routes here
     alias: str
     aliases: tuple[str, ...]
+    variants: tuple[str, ...]
     base_url: str
     on_demand: bool
     pinned: bool
@@ -89,6 +90,7 @@ class _Fixed:
             names=frozenset((name, config.served_name, *config.extra_aliases)),
             alias=config.served_name,
             aliases=config.extra_aliases,
+            variants=tuple(config.variants),
             base_url=connect_base_url(config),
             on_demand=config.on_demand,
             pinned=config.pinned,
@@ -194,6 +196,7 @@ class SupervisorDirectory:
                 restarts=rt.restarts,
                 ready_in_s=None if up else sup.ready_in_s(),
                 aliases=fixed.aliases,
+                variants=fixed.variants,
                 restarting=state is S.STOPPING and rt.after_stop == "restart",
                 up_for_s=_up_for_s(sup) if up else None,
                 min_residency_s=fixed.min_residency_s,

@@ -9,8 +9,9 @@ A request presents a key as `Authorization: Bearer K` or `X-Api-Key: K` (like ll
 Every configured key is compared with `hmac.compare_digest`, all of them every time, so the
 answer takes the same time whichever key (if any) matched.
 
-Public without a key: `/health`, `/instances/<name>/health` and the web UI's page
-`/instances/<name>/` (public in llama-server too; it asks for the key). Everything else, `/v1/models`
+Public without a key: `/health`, `/` (Ollama's "Ollama is running", which its clients probe, public
+in Ollama too), `/instances/<name>/health` and the web UI's page `/instances/<name>/` (public in
+llama-server too; it asks for the key). Everything else, `/v1/models`
 and `/metrics` included, needs a key once keys are configured (`/v1/models` then lists only the
 models the key may use): model names are not public information on a shared host.
 
@@ -130,7 +131,7 @@ def load_keyring(
     if api_keys_file:
         path = Path(api_keys_file).expanduser()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Notepad's) is not part of the first key
         except OSError as exc:
             raise KeysUnreadable(f"cannot read gateway.api_keys_file {str(path)!r}: {exc.strerror}",
                                  hint=FIX_FILE) from exc

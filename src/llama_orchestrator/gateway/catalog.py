@@ -1,6 +1,11 @@
 """What the gateway offers, and to whom: the model names a request may use, the model a request
 asks for, the `/v1/models` list, and the names a scoped key must allow for a request to reach a
-model. Pure: built from the directory's `Upstream` snapshots."""
+model. Pure: built from the directory's `Upstream` snapshots.
+
+Key scopes: a key scoped to an instance's own names (its name, model.alias or model.aliases) may
+use the instance and all of its variants (they are the same loaded model), its own routes
+(`/instances/<name>/...`) included; a key scoped to a variant only that variant, with its
+filters, and none of the instance's own routes (they skip the variant's filters)."""
 
 from __future__ import annotations
 
@@ -25,12 +30,19 @@ def available_models(upstreams: list[Upstream]) -> list[str]:
 
 def visible_models(upstreams: list[Upstream], key: Key | None) -> list[str]:
     """`available_models` that `key` may use (all of them without a key): what a 404 lists."""
-    return [m for m in available_models(upstreams) if key is None or key.allows({m})]
+    return [m for m in available_models(upstreams) if key is None or key.allows(served_names(upstreams, m))]
+
+
+def own_names(u: Upstream) -> set[str]:
+    """The instance's own names: its name, alias and further aliases, not its variants' names
+    (what a key scope must list to reach the instance as such)."""
+    return {n for n in u.names if n not in u.variants}
 
 
 def served_names(ups: list[Upstream], model: str) -> set[str]:
-    """`model` and every name and alias of the instances that serve it (what a key scope may list)."""
-    return {model, *(n for u in routing.candidates(ups, model) for n in u.names)}
+    """`model` and the own names of every instance that serves it: a key scope that lists one of
+    them may use `model` (a variant's name widens no scope: see the module's docstring)."""
+    return {model, *(n for u in routing.candidates(ups, model) for n in own_names(u))}
 
 
 def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = False) -> list[dict[str, object]]:
@@ -42,7 +54,7 @@ def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = Fal
     data: list[dict[str, object]] = []
     names = {u.name for u in ups}
     for u in sorted(ups, key=lambda u: u.name):
-        if key is not None and not key.allows(set(u.names)):
+        if key is not None and not key.allows(own_names(u)):
             continue
         data.append({
             "id": u.name, "object": "model", "created": int(u.model_mtime), "owned_by": "llama-orchestrator",

@@ -27,7 +27,7 @@ from aiohttp import web
 from llama_orchestrator.config.origins import local_host, origin_matcher
 from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, Forbidden
 
-ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
+ALLOW_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"  # DELETE: /v1/stream (a conversation's stream stopped)
 DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, X-Api-Key"
 EXPOSE_HEADERS = f"Retry-After, {SOURCE_HEADER}, {INSTANCE_HEADER}"
 MAX_AGE_S = 600  # how long a browser may reuse a preflight's answer

@@ -28,6 +28,7 @@ from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.traffic_health import Evidence, status_evidence
 from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, sse_error_event, to_response
 from llama_orchestrator.gateway.http1 import PlainRequest, response_head
+from llama_orchestrator.gateway.metrics import model_label
 from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
 from llama_orchestrator.gateway.proxy import (
     describe_cut,
@@ -81,7 +82,7 @@ class Exchange:
             task.add_done_callback(self._acquired)
             return
         pool = self.lane.pool()
-        self.lane.conversations.note(self.req.headers, upstream.name)
+        self.lane.conversations.note(self.req.headers, upstream.name, self.model)
         try:
             host, port, prefix = address(upstream.base_url)
             headers = upstream_headers(self.req.headers, upstream)
@@ -292,7 +293,7 @@ class Exchange:
         answer = to_response(exc)
         body = answer.body if isinstance(answer.body, bytes) else b""
         self._write(response_head(answer.status, [*answer.headers.items(), ("Content-Length", str(len(body)))]) + body)
-        self.lane.metrics.observe(self.model, self.req.path, answer.status, "gateway",
+        self.lane.metrics.observe(model_label(self.model, exc), self.req.path, answer.status, "gateway",
                                   time.perf_counter() - self.started)
         self._end()
 

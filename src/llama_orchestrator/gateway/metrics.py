@@ -15,9 +15,19 @@ from dataclasses import dataclass, field
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
+from llama_orchestrator.gateway.errors import ModelNotFound
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UNKNOWN_MODEL = "(unknown)"  # the `model` label of requests for a model the gateway does not serve
+
+
+def model_label(model: str, failure: BaseException | None = None) -> str:
+    """The `model` label of a request for `model` that ended with `failure` (None: it was answered):
+    UNKNOWN_MODEL when the gateway does not serve `model` (404 model_not_found), so that the labels
+    are bounded by the configured names, not by what clients send (each new one was a new series,
+    kept until the daemon restarts)."""
+    return UNKNOWN_MODEL if isinstance(failure, ModelNotFound) else model
 
 
 def _escape(value: str) -> str:
@@ -152,7 +162,10 @@ def _instance_lines(upstreams: Sequence[Upstream]) -> list[str]:
     out += [f"llama_orch_instance_routable{_labels([('instance', u.name)])} {int(u.routable)}" for u in ordered]
     out += _family("llama_orch_instance_in_flight", "gauge", "Requests the gateway has in flight to the instance.")
     out += [f"llama_orch_instance_in_flight{_labels([('instance', u.name)])} {u.in_flight}" for u in ordered]
-    out += _family("llama_orch_instance_restarts_total", "counter", "Restarts since the daemon started.")
+    # a gauge, though named _total: a user's start after a stop sets it back to 0, as `docker start` does
+    out += _family("llama_orch_instance_restarts_total", "gauge",
+                   "Restarts after crashes or failed health checks in the instance's current run, since it was "
+                   "last started by a user or a request.")
     out += [f"llama_orch_instance_restarts_total{_labels([('instance', u.name)])} {u.restarts}" for u in ordered]
     if any(u.memory_bytes for u in ordered):  # a memory budget is set (gateway.ram_budget_gib, vram_budget_gib)
         out += _family("llama_orch_instance_budget_memory_bytes", "gauge",

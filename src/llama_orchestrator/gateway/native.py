@@ -3,7 +3,9 @@ slots, props, lora-adapters, slot save and restore, and its web UI at `/instance
 the build has one), as llama-swap's `/upstream/<model>/` does.
 
 The UI's page is public, as llama-server serves it (it asks for the key itself); every other
-route, and anything but reading that page, needs a key that may reach the instance.
+route, and anything but reading that page, needs a key that may reach the instance itself (one
+scoped to its name or an alias: these routes skip a variant's filters, so a key scoped only to a
+variant does not reach them; gateway.catalog).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway import proxy
 from llama_orchestrator.gateway.auth import Key
+from llama_orchestrator.gateway.catalog import own_names
 from llama_orchestrator.gateway.errors import NotFound, Unavailable
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.routes import PUBLIC_NATIVE, with_slash
@@ -46,7 +49,7 @@ class NativeRoutes:
         upstream = next((u for u in ups if u.name == name), None)
         if tail not in PUBLIC_NATIVE or request.method not in ("GET", "HEAD"):
             key = self.authorize(request)
-            if key is not None and upstream is not None and not key.allows(set(upstream.names)):
+            if key is not None and upstream is not None and not key.allows(own_names(upstream)):
                 upstream = None
         if upstream is None:
             raise NotFound(f"no instance named {name!r}; instances: {', '.join(sorted(u.name for u in ups))}",

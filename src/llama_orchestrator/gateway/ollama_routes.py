@@ -6,7 +6,10 @@ A chat, generate or embed request is translated and sent to the gateway's own Op
 gets (keys and their scopes, request filters, on-demand starts and holds, the queue, replicas,
 metrics); the answer is translated back: one object, or NDJSON lines. A client that leaves
 closes the inner request, which frees the slot.
-Errors have Ollama's shape, `{"error": "..."}`.
+Errors have Ollama's shape, `{"error": "..."}`, and so do the gateway's answers to any other
+`/api/...` path (`Gateway._dispatch`): Ollama's model management (`/api/pull`, `/api/create`,
+`/api/delete`, ...) is not served, and the error says what to use instead. `GET /` and `HEAD /`
+answer "Ollama is running", as Ollama does, for the clients that probe it (public, as there).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import ollama
 from llama_orchestrator.gateway.auth import Key
 from llama_orchestrator.gateway.catalog import model_list, parse_json, served_names
-from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, NotFound
+from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, HTTPFailure, MethodNotAllowed, NotFound
 from llama_orchestrator.gateway.loopback import (
     Loopback,
     RelayedFailure,
@@ -43,6 +46,8 @@ from llama_orchestrator.gguf_file import GgufFacts
 VERSION = "0.12.0"  # the Ollama API version it answers as (clients check for a recent one)
 NDJSON = "application/x-ndjson"
 _RUNNING = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.RECONCILING, S.BACKOFF})
+PREFIX = "/api/"
+RUNNING_TEXT = "Ollama is running"  # Ollama's answer to `GET /`, which its clients probe
 PROPS_TIMEOUT_S = 10.0
 FACTS_KEPT = 256  # model file versions whose facts are kept (forgotten all at once past this)
 
@@ -63,10 +68,14 @@ class OllamaRoutes:
 
     def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(GET routes, POST routes)."""
-        get = {"/api/version": self.version, "/api/tags": self.tags, "/api/ps": self.ps}
+        get = {"/": self.running, "/api/version": self.version, "/api/tags": self.tags, "/api/ps": self.ps}
         post = {"/api/show": self.show, "/api/chat": self.chat, "/api/generate": self.generate,
                 "/api/embed": self.embed, "/api/embeddings": self.embed}
         return {p: _ollama_errors(h) for p, h in get.items()}, {p: _ollama_errors(h) for p, h in post.items()}
+
+    async def running(self, _request: web.BaseRequest) -> web.Response:
+        return web.Response(text=RUNNING_TEXT, content_type="text/plain", charset="utf-8",
+                            headers={SOURCE_HEADER: "gateway"})
 
     async def version(self, _request: web.BaseRequest) -> web.Response:
         return _json({"version": VERSION})
@@ -227,6 +236,26 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return web.json_response(body, status=status, headers={SOURCE_HEADER: "gateway", **(headers or {})})
 
 
+def not_served(path: str) -> NotFound:
+    """The error for an `/api/...` path the gateway does not serve (Ollama's model management)."""
+    return NotFound(
+        f"the gateway does not serve {path}: it does not manage models through Ollama's API. Download a model "
+        "with `llama-orch pull owner/repo:QUANT` and serve it from an instance config (`llama-orch create NAME "
+        "--model FILE`, or `--hf owner/repo:QUANT`); the models served are at /api/tags",
+        code="route_not_found",
+    )
+
+
+def error_response(exc: HTTPFailure) -> web.Response:
+    """`exc` in Ollama's error shape, `{"error": "..."}`, with its status and headers."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+    if isinstance(exc, RelayedFailure):
+        headers.update(exc.origin)
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
+    return _json({"error": exc.message}, exc.status, headers)
+
+
 def _ollama_errors(handler: Callable[[web.BaseRequest], Any]) -> Callable[[web.BaseRequest], Any]:
     """Ollama's error shape, `{"error": "..."}`, for every failure of `handler`."""
     async def wrapped(request: web.BaseRequest) -> web.StreamResponse:
@@ -235,9 +264,6 @@ def _ollama_errors(handler: Callable[[web.BaseRequest], Any]) -> Callable[[web.B
         except ollama.BadOllamaRequest as exc:
             return _json({"error": str(exc)}, 400)
         except HTTPFailure as exc:
-            headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
-            if isinstance(exc, RelayedFailure):
-                headers.update(exc.origin)
-            return _json({"error": exc.message}, exc.status, headers)
+            return error_response(exc)
     return wrapped
 

@@ -9,9 +9,10 @@ it asks where its conversations stand and reads on from any offset:
     DELETE /v1/stream?conv_id=<id>                            stop it and drop the buffer
 
 The buffer lives in the llama-server that answered, so the gateway remembers which instance took
-each named conversation (`ConversationOwners`, bounded) and sends these there; a key sees only
-the conversations of instances it may use. Through `/instances/<name>/` they reach that instance
-directly, as any of its routes.
+each named conversation (`ConversationOwners`, bounded), and the model the request named, and
+sends these there; a key sees only the conversations of instances it may use, or that named a
+model it may use (a key scoped to a variant: gateway.catalog). Through `/instances/<name>/` they
+reach that instance directly, as any of its routes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.states import PROCESS_STATES
 from llama_orchestrator.gateway.auth import Key
+from llama_orchestrator.gateway.catalog import own_names
 from llama_orchestrator.gateway.errors import SOURCE_HEADER, BadRequest, NotFound
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.proxy import upstream_headers
@@ -38,26 +40,32 @@ Forward = Callable[[web.BaseRequest, Upstream, str], Awaitable[web.StreamRespons
 
 
 class ConversationOwners:
-    """Which instance took each named conversation, most recent last."""
+    """Which instance took each named conversation, and for which model, most recent last."""
 
     def __init__(self, limit: int = REMEMBERED) -> None:
-        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._owners: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._limit = limit
 
-    def note(self, headers: Mapping[str, str], instance: str) -> None:
-        """Remember `instance` for the conversation `headers` name, if they name one (aiohttp's
-        headers, or names lowercased as gateway.http1 gives them)."""
+    def note(self, headers: Mapping[str, str], instance: str, model: str = "") -> None:
+        """Remember `instance` (and the `model` the request named) for the conversation `headers`
+        name, if they name one (aiohttp's headers, or names lowercased as gateway.http1 gives them)."""
         if conversation := headers.get(HEADER.lower()):
-            self.remember(conversation, instance)
+            self.remember(conversation, instance, model)
 
-    def remember(self, conversation: str, instance: str) -> None:
-        self._owners[conversation] = instance
+    def remember(self, conversation: str, instance: str, model: str = "") -> None:
+        self._owners[conversation] = (instance, model)
         self._owners.move_to_end(conversation)
         if len(self._owners) > self._limit:
             self._owners.popitem(last=False)
 
     def owner(self, conversation: str) -> str | None:
-        return self._owners.get(conversation)
+        found = self._owners.get(conversation)
+        return found[0] if found else None
+
+    def model(self, conversation: str) -> str:
+        """The model the conversation's request named ("" when not known)."""
+        found = self._owners.get(conversation)
+        return found[1] if found else ""
 
     def forget(self, conversation: str) -> None:
         self._owners.pop(conversation, None)
@@ -76,13 +84,16 @@ class ResumableStreams:
         self.forward = forward  # gateway.native's: the request to a path of one instance, as it answers
 
     def holder(self, conversation: str, key: Key | None) -> Upstream | None:
-        """The instance holding `conversation`'s stream, while its process runs and `key` may use it."""
+        """The instance holding `conversation`'s stream, while its process runs and `key` may use it
+        (or the model the conversation's request named: a key scoped to a variant reads on its own)."""
         name = self.owners.owner(conversation)
         upstream = next((u for u in self.directory.upstreams() if u.name == name), None) if name else None
-        if upstream is None or upstream.state not in PROCESS_STATES or (
-                key is not None and not key.allows(set(upstream.names))):
+        if upstream is None or upstream.state not in PROCESS_STATES:
             return None
-        return upstream
+        if key is None:
+            return upstream
+        model = self.owners.model(conversation)
+        return upstream if key.allows(own_names(upstream) | ({model} if model else set())) else None
 
     async def stream(self, request: web.BaseRequest) -> web.StreamResponse:
         """GET (read on) or DELETE (stop) /v1/stream?conv_id=<id>, at the instance that holds it."""

@@ -20,6 +20,8 @@
     GET  /props, /slots, /metrics ?model=<id>  and its per-model reads (`/props` alone: the router's own)
     GET  /api/version, /api/tags, /api/ps      Ollama's API, translated to the routes above (gateway.ollama_routes)
     POST /api/chat, /api/generate, /api/embed, /api/embeddings, /api/show
+    GET  /                                     "Ollama is running" (public), as Ollama's clients probe it;
+                                               any other /api/ path: 404 in Ollama's shape (not served)
     OPTIONS  any                               CORS preflight for `gateway.cors_origins` (gateway.cors)
 
 Plain requests to INFERENCE_PATHS may take the front door's fast lane (gateway.frontdoor); every

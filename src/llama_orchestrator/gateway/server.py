@@ -51,10 +51,10 @@ from llama_orchestrator.gateway.holding import ClientGone, HeldStream
 from llama_orchestrator.gateway.http1 import PlainRequest
 from llama_orchestrator.gateway.listener import Listeners, open_listeners
 from llama_orchestrator.gateway.loopback import Loopback
-from llama_orchestrator.gateway.metrics import GatewayMetrics
+from llama_orchestrator.gateway.metrics import GatewayMetrics, model_label
 from llama_orchestrator.gateway.model_control import ModelControl
 from llama_orchestrator.gateway.native import PREFIX as NATIVE_PREFIX, NativeRoutes
-from llama_orchestrator.gateway.ollama_routes import OllamaRoutes
+from llama_orchestrator.gateway.ollama_routes import PREFIX as OLLAMA_PREFIX, OllamaRoutes, error_response, not_served
 from llama_orchestrator.gateway.pool import UpstreamPool
 from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
 from llama_orchestrator.gateway.routes import INFERENCE_PATHS, MODEL_PREFIXES, SERVED
@@ -264,9 +264,10 @@ class Gateway:
                 allowed = "GET, HEAD" if path in self._get else "POST"
                 raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", code="method_not_allowed",
                                        allow=allowed)
-            raise NotFound(f"no route {path}; the gateway serves {SERVED}", code="route_not_found")
-        except HTTPFailure as exc:
-            return to_response(exc)
+            raise not_served(path) if path.startswith(OLLAMA_PREFIX) else (  # /api/pull, /api/delete, ...
+                NotFound(f"no route {path}; the gateway serves {SERVED}", code="route_not_found"))
+        except HTTPFailure as exc:  # in Ollama's shape under its /api/, so that its SDKs show the message
+            return error_response(exc) if request.path.startswith(OLLAMA_PREFIX) else to_response(exc)
         except web.HTTPException as exc:  # aiohttp's own, e.g. a body over the size limit
             if exc.status < 400:
                 raise
@@ -316,7 +317,8 @@ class Gateway:
                     if isinstance(exc, proxy.UpstreamNotReady) and begun is None:
                         resp = exc.answer  # llama-server's own 503, as it said it
                         break
-                self.metrics.observe(model, request.path, exc.status, "gateway", time.perf_counter() - started)
+                self.metrics.observe(model_label(model, exc), request.path, exc.status, "gateway",
+                                     time.perf_counter() - started)
                 if begun is not None:
                     assert held is not None
                     return await held.fail(exc.message, exc.code)
@@ -336,7 +338,7 @@ class Gateway:
     ) -> web.StreamResponse:
         """Relay one inference request for `model` to `upstream`, which `traffic.acquire` counted in flight."""
         self._begin_forward()
-        self._conversations.note(request.headers, upstream.name)
+        self._conversations.note(request.headers, upstream.name, model)
         if upstream.rewrite_body is not None:
             body = upstream.rewrite_body(body, model)
         try:

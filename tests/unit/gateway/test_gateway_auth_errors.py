@@ -10,12 +10,21 @@ import pytest
 from multidict import CIMultiDict
 from tests.unit.gateway.gateway_fakes import upstream
 
+from llama_orchestrator.config.models import RequestFilters
 from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway import errors
 from llama_orchestrator.gateway.auth import Keyring, keyring_for, load_keyring, parse_keys_file, presented_key
-from llama_orchestrator.gateway.catalog import available_models, load_status, model_list, served_names
-from llama_orchestrator.gateway.metrics import GatewayMetrics, relabel_children
+from llama_orchestrator.gateway.catalog import (
+    available_models,
+    load_status,
+    model_list,
+    own_names,
+    served_names,
+    visible_models,
+)
+from llama_orchestrator.gateway.metrics import UNKNOWN_MODEL, GatewayMetrics, model_label, relabel_children
+from llama_orchestrator.gateway.request_filters import rewriter
 from llama_orchestrator.gateway.routes import is_loopback
 
 
@@ -58,6 +67,15 @@ def test_keys_that_cannot_be_read_fail_closed_unless_keys_were_read_before(tmp_p
     path.write_text("k2 tiny\n")
     ring = keyring_for(config, running=refusing)
     assert ring.unreadable is None and ring.match("k2") is ring.keys[0] and ring.match("k") is None
+
+
+def test_a_keys_file_saved_with_a_bom_and_crlf_keeps_its_first_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"\xef\xbb\xbffirstkey\r\ncrlfkey tiny\r\n")  # Notepad's UTF-8
+    ring = load_keyring(None, str(path))
+    first, scoped = ring.match("firstkey"), ring.match("crlfkey")
+    assert first is not None and first.models is None
+    assert scoped is not None and scoped.models == {"tiny"}
 
 
 def test_presented_key_from_bearer_or_x_api_key() -> None:
@@ -140,6 +158,34 @@ def test_further_aliases_route_list_and_scope_like_the_alias() -> None:
     assert [m["id"] for m in model_list(ups, scoped)] == ["a", "coder", "gpt-4o-mini", "shared"]
 
 
+def test_a_key_for_a_variant_reaches_only_the_variant_and_one_for_the_instance_all_of_it() -> None:
+    variants = {"gemma-long": RequestFilters(set_params={"max_tokens": 40})}
+    gemma = upstream("gemma", "g", aliases=("gemma-2", "gemma-long"), variants=("gemma-long",),
+                     rewrite_body=rewriter(RequestFilters(), variants))
+    ups = [gemma, upstream("tiny")]
+    assert own_names(gemma) == {"gemma", "g", "gemma-2"} and own_names(ups[1]) == {"tiny"}
+    variant, alias = parse_keys_file("v gemma-long\n")[0], parse_keys_file("a gemma-2\n")[0]
+    assert [variant.allows(served_names(ups, m)) for m in ("gemma-long", "gemma", "g", "gemma-2", "tiny")] == [
+        True, False, False, False, False]
+    assert [alias.allows(served_names(ups, m)) for m in ("gemma-long", "gemma", "g", "gemma-2", "tiny")] == [
+        True, True, True, True, False]
+    assert [m["id"] for m in model_list(ups, variant)] == ["gemma-long"]
+    assert [m["id"] for m in model_list(ups, alias)] == ["gemma", "g", "gemma-2", "gemma-long"]
+    assert visible_models(ups, variant) == ["gemma-long"]
+    assert visible_models(ups, alias) == ["g", "gemma", "gemma-2", "gemma-long"]
+
+
+def test_requests_for_models_not_served_share_one_metrics_label() -> None:
+    m = GatewayMetrics()
+    for name in ("nope-1", "nope-2"):
+        m.observe(model_label(name, errors.ModelNotFound(name, [])), "/v1/chat/completions", 404, "gateway", 0.001)
+    m.observe(model_label("tiny", errors.Overloaded("full")), "/v1/chat/completions", 429, "gateway", 0.001)
+    assert model_label("tiny") == "tiny"
+    assert set(m.requests) == {(UNKNOWN_MODEL, "/v1/chat/completions", "404"), ("tiny", "/v1/chat/completions", "429")}
+    assert f'llama_orch_gateway_requests_total{{model="{UNKNOWN_MODEL}",route="/v1/chat/completions",status="404"}} 2' \
+        in m.render([])
+
+
 def test_metrics_text_histograms_states_and_relabelled_children() -> None:
     m = GatewayMetrics()
     m.observe("tiny", "/v1/chat/completions", 200, "upstream", 0.03)
@@ -158,6 +204,10 @@ def test_metrics_text_histograms_states_and_relabelled_children() -> None:
     assert 'llama_orch_gateway_time_to_first_byte_seconds_bucket{model="tiny",le="+Inf"} 1' in text
     assert 'llama_orch_instance_state{instance="a",state="ready"} 1' in text
     assert 'llama_orch_instance_restarts_total{instance="a"} 3' in text
+    # a user's start after a stop sets it back to 0 (as `docker start` does): a gauge, not a counter
+    assert "# TYPE llama_orch_instance_restarts_total gauge" in text
+    assert ("# HELP llama_orch_instance_restarts_total Restarts after crashes or failed health checks in the "
+            "instance's current run, since it was last started by a user or a request.") in text
     assert text.count("# TYPE llamacpp:requests_processing gauge") == 1
     assert 'llamacpp:requests_processing{instance="b",model="tiny"} 2' in text
     assert "llama_orch_instance_budget_memory_bytes" not in text  # no memory budget

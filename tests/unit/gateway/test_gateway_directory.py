@@ -124,6 +124,9 @@ def test_further_aliases_find_their_instance() -> None:
     assert [u.name for u in directory.upstreams("gpt-4o-mini")] == ["a"]
     assert directory.upstreams("gpt-4o-mini")[0].aliases == ("gpt-4o-mini",)
     assert directory.upstreams("b")[0].aliases == ()
+    sups["b"].config = config("b", model={"path": "/m.gguf"}, variants={"b-long": {"set_params": {"max_tokens": 9}}})
+    [b] = directory.upstreams("b-long")  # a variant routes as an alias, and is known as a variant (key scopes)
+    assert (b.name, b.aliases, b.variants) == ("b", ("b-long",), ("b-long",))
 
 
 def test_a_removed_instance_is_not_routed_to_but_its_requests_ends_still_count() -> None:

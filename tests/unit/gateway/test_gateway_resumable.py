@@ -6,9 +6,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from tests.unit.gateway.gateway_fakes import StaticDirectory, upstream
 
+from llama_orchestrator.config.models import RequestFilters
 from llama_orchestrator.core.states import InstanceState as S
 from llama_orchestrator.gateway.auth import Keyring, parse_keys_file
 from llama_orchestrator.gateway.pool import UpstreamPool
+from llama_orchestrator.gateway.request_filters import rewriter
 from llama_orchestrator.gateway.resumable import ConversationOwners, ResumableStreams
 
 
@@ -42,3 +44,23 @@ def test_a_key_finds_the_conversations_of_instances_it_may_use_while_they_run() 
         "chat", "embed", None, None]  # a stopped instance's buffer is gone with it; so is a removed one's
     directory.set("chat", state=S.UNHEALTHY)  # a failing probe: its process, and the buffer, are still there
     assert getattr(streams.holder("c1", None), "name", None) == "chat"
+
+
+def test_a_key_for_a_variant_finds_only_the_conversations_that_named_its_variant() -> None:
+    variants = {"chat-long": RequestFilters(set_params={"max_tokens": 40})}
+    directory = StaticDirectory([upstream("chat", aliases=("chat-long",), variants=("chat-long",),
+                                          rewrite_body=rewriter(RequestFilters(), variants))])
+    owners = ConversationOwners()
+    owners.note({"x-conversation-id": "by-variant"}, "chat", "chat-long")
+    owners.note({"x-conversation-id": "by-name"}, "chat", "chat")
+    owners.remember("unknown-model", "chat")
+
+    async def never(_request: web.BaseRequest, *_args: object) -> web.StreamResponse:
+        raise AssertionError("nothing is forwarded here")
+
+    streams = ResumableStreams(owners, directory, lambda _request: None, lambda: UpstreamPool(keepalive_s=1.0), never)
+    ring = Keyring(tuple(parse_keys_file("v chat-long\ni chat\n")))
+    variant, instance = ring.match("v"), ring.match("i")
+    conversations = ("by-variant", "by-name", "unknown-model")
+    assert [streams.holder(c, variant) is not None for c in conversations] == [True, False, False]
+    assert [streams.holder(c, instance) is not None for c in conversations] == [True, True, True]
