@@ -27,7 +27,7 @@ from llama_orchestrator.autostart.spec import (
 from llama_orchestrator.autostart.systemd import plan_systemd
 from llama_orchestrator.autostart.windows_service import plan_windows_service
 from llama_orchestrator.autostart.windows_task import plan_windows_task, windowless_interpreter
-from llama_orchestrator.config.loader import instance_names, load_instance, load_orchestrator
+from llama_orchestrator.config.loader import load_fleet
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.errors import UnsupportedPlatformError
 
@@ -73,13 +73,8 @@ def build_plan(
 
 def home_stop_timeout_s(paths: HomePaths, environ: Mapping[str, str] = os.environ) -> int:
     """`spec.stop_timeout_s()` for the instances configured in `paths` now (valid configs only)."""
-    orchestrator, _ = load_orchestrator(paths, environ)
-    graces = []
-    for name in instance_names(paths):
-        config, _ = load_instance(paths.instances_dir / name / "config.json", orchestrator, environ)
-        if config is not None:
-            graces.append(config.restart.stop_grace_s)
-    return stop_timeout_s(graces)
+    fleet = load_fleet(paths, offline=True, environ=environ)
+    return stop_timeout_s(config.restart.stop_grace_s for config in fleet.instances.values())
 
 
 def current_host(environ: Mapping[str, str] = os.environ) -> HostFacts:

@@ -156,7 +156,7 @@ class SupervisorDirectory:
         # `memory_bytes`. Off, upstreams() reads no model file and no process for it.
         self.measure_memory = False
         self._memory: dict[str, _Memory] = {}
-        self._gpu_bytes = gpu_bytes  # what a pid holds on the GPUs (nvidia-smi), None when not known
+        self._gpu_bytes = gpu_bytes  # what a pid holds on the GPUs (daemon.gpu_memory), None when not known
         self._history = history
 
     def upstreams(self, model: str | None = None) -> list[Upstream]:

@@ -15,9 +15,7 @@ from io import TextIOWrapper
 from llama_orchestrator import eventloop
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.service import Daemon
-
-LOG_FILE_MODE = 0o600
-"""daemon.log and its rotations: owner only, like the instance logs (they name models, paths, errors)."""
+from llama_orchestrator.engine import open_private
 
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
@@ -32,13 +30,8 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def _open(self) -> TextIOWrapper:
         if sys.platform == "win32":
             return super()._open()
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_FILE_MODE)
-        try:
-            os.fchmod(fd, LOG_FILE_MODE)
-        except OSError:
-            os.close(fd)
-            raise
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)  # rotating handlers always append
+        fd = open_private(self.baseFilename, append=True)  # rotating handlers always append
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def configure_logging(paths: HomePaths, *, to_stderr: bool = True) -> list[logging.Handler]:

@@ -12,7 +12,6 @@ We wait until it answers on the control API, or report why it exited.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,14 +20,13 @@ from pathlib import Path
 from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.client import DaemonClient
-from llama_orchestrator.engine import rotate_if_needed
+from llama_orchestrator.engine import open_private, rotate_if_needed
 from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
 
 START_TIMEOUT_S = 30.0
 POLL_S = 0.05
 DAEMON_OUT_MAX_BYTES = 1024 * 1024
 """`daemon.out` over this size at launch is rotated to `daemon.out.1` (one backup) first."""
-DAEMON_OUT_MODE = 0o600
 
 
 def daemon_argv(paths: HomePaths, *, autostart: bool, python: str | None = None) -> list[str]:
@@ -51,14 +49,7 @@ def open_daemon_out(paths: HomePaths) -> int:
     """
     out_path = daemon_out_path(paths)
     rotate_if_needed(out_path, DAEMON_OUT_MAX_BYTES, 1)
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), DAEMON_OUT_MODE)
-    if sys.platform != "win32":
-        try:
-            os.fchmod(fd, DAEMON_OUT_MODE)  # one left 0644 by an older version
-        except OSError:
-            os.close(fd)
-            raise
-    return fd
+    return open_private(out_path, append=True)
 
 
 def start_detached(paths: HomePaths, *, autostart: bool = True, timeout_s: float = START_TIMEOUT_S) -> DaemonClient:

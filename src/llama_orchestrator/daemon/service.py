@@ -271,10 +271,8 @@ class Daemon:
     def _retire(self, name: str) -> Coroutine[Any, Any, None]:
         """Forget a removed instance now (no longer listed or routed to); the coroutine returned
         stops it as `down` would (its requests in flight finish first)."""
-        sup = self.supervisors.pop(name, None)
-        if sup is not None:
-            self.retiring[name] = sup
-        return self._stop_retired(name, sup) if sup is not None else asyncio.sleep(0)
+        sup = self.retiring[name] = self.supervisors.pop(name)
+        return self._stop_retired(name, sup)
 
     async def _stop_retired(self, name: str, sup: InstanceSupervisor) -> None:
         try:
@@ -364,8 +362,9 @@ class Daemon:
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
         since_id = self.store.last_event_id()
-        for name in targets:  # what the user last asked for: autostart leaves stopped ones down
-            self.store.hold_down(name, action in ("stop", "down"), time.time())
+        hold, held = action in ("stop", "down"), self.store.held_down()
+        for name in (n for n in targets if (n in held) != hold):  # autostart leaves what the user stopped down
+            self.store.hold_down(name, hold, time.time())
         renewed = []  # `up` applies changed configs, as `docker compose up` recreates changed containers
         if action == "up":
             renewed = restart_changed(self.supervisors, targets if names else sorted(self.supervisors))
@@ -390,9 +389,9 @@ class Daemon:
     async def remove(self, name: str) -> None:
         """Stop and forget an instance. One whose config the daemon never loaded (written since,
         or invalid) has nothing running: only what the store may hold of an earlier one goes."""
-        if name not in self.supervisors and not self.paths.instance_config(name).exists():
-            raise InstanceNotFoundError(name, known=sorted(self.supervisors))
         if name in self.supervisors:
             await self._retire(name)
-        else:
+        elif self.paths.instance_config(name).exists():
             self.store.delete_instance(name)
+        else:
+            raise InstanceNotFoundError(name, known=sorted(self.supervisors))

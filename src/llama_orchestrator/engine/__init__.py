@@ -18,7 +18,7 @@ from llama_orchestrator.engine.child import (
 )
 from llama_orchestrator.engine.exitwatch import exit_status_now, wait_exit
 from llama_orchestrator.engine.identity import AdoptVerdict, adopt, boot_id, check_ours, command_line
-from llama_orchestrator.engine.logfile import follow, rotate_all, rotate_if_needed, tail_lines
+from llama_orchestrator.engine.logfile import follow, open_private, rotate_all, rotate_if_needed, tail_lines
 from llama_orchestrator.engine.ports import PortHolder, is_port_free, port_holder
 from llama_orchestrator.engine.spawn import SpawnSpec, spawn
 from llama_orchestrator.engine.stop import kill_tree, stop_tree
@@ -41,6 +41,7 @@ __all__ = [
     "follow",
     "is_port_free",
     "kill_tree",
+    "open_private",
     "port_holder",
     "rotate_all",
     "rotate_if_needed",

@@ -113,7 +113,7 @@ def _copy_all_then_truncate(src: Path, dst: Path) -> None:
     # Python work in between (a wider gap measurably lost lines from a fast writer).
     src_fd = os.open(src, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
-        with open(_open_private(dst), "wb") as writer:
+        with open(open_private(dst), "wb") as writer:
             while chunk := os.read(src_fd, COPY_CHUNK):
                 writer.write(chunk)
             writer.flush()
@@ -124,10 +124,12 @@ def _copy_all_then_truncate(src: Path, dst: Path) -> None:
         os.close(src_fd)
 
 
-def _open_private(path: Path) -> int:
-    """Create (or truncate) `path` for writing, mode 0600 on POSIX: a rotated log is as private
-    as the live one (`spawn.LOG_FILE_MODE`; logs can contain prompts). Windows has no such modes."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), LOG_FILE_MODE)
+def open_private(path: str | Path, *, append: bool = False) -> int:
+    """A descriptor writing `path` (truncated, or appended to), created mode 0600 on POSIX and
+    narrowed to it if it existed: every log is as private as the live one (logs can contain
+    prompts). Windows has no such modes."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, LOG_FILE_MODE)
     if sys.platform != "win32":
         try:
             os.fchmod(fd, LOG_FILE_MODE)  # the umask only narrows; an existing file kept its mode
