@@ -159,6 +159,7 @@ def facts(path: str | Path) -> GgufFacts:
     )
 
 
+CHAT_TEMPLATE = "tokenizer.chat_template"  # the key of the model's own chat template (metadata_keys)
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type tag -> bytes
 _ARRAY = 9
 

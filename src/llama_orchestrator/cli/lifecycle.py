@@ -218,7 +218,7 @@ def ps(
 
 def instance_table(rows: list[InstanceStatus]) -> Text:
     """The `ps` table: one line per instance; short columns never shrink, only LAST ERROR is cut.
-    MEM is the resident size; GPU (what nvidia-smi says each process holds) only when known."""
+    MEM is the resident size; GPU (what each process holds there: daemon.gpu_memory) only when known."""
     gpu = any(s.gpu_bytes for s in rows)
     headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "MEM", *(["GPU"] if gpu else []),
                "HEALTH", "LAST ERROR"]
@@ -267,7 +267,7 @@ def inspect(
         model_file = {"bytes": size, "architecture": facts.architecture, "name": facts.name,
                       "size_label": facts.size_label, "quantization": facts.quantization,
                       "trained_context": facts.context_length, "problem": gguf_file.problem(s.model),
-                      "chat_template": None if keys is None else "tokenizer.chat_template" in keys}
+                      "chat_template": None if keys is None else gguf_file.CHAT_TEMPLATE in keys}
         estimate = None if memory is None else {
             "pool": memory[0], "bytes": memory[1].total, "weights": memory[1].weights,
             "kv_cache": memory[1].kv_cache, "overhead": memory[1].overhead, "tokens": memory[1].tokens}
@@ -315,7 +315,9 @@ def _chat_template(config: dict[str, Any], keys: list[str] | None, architecture:
         return note
     if template:
         return f"{template} (model.chat_template)"
-    return "the model file's own" if keys is not None and "tokenizer.chat_template" in keys else "-"
+    from llama_orchestrator.gguf_file import CHAT_TEMPLATE
+
+    return "the model file's own" if keys is not None and CHAT_TEMPLATE in keys else "-"
 
 
 def _memory_estimate(config: dict[str, object], facts: GgufFacts, size: int) -> tuple[str, Footprint] | None:

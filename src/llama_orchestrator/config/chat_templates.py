@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from llama_orchestrator.gguf_file import CHAT_TEMPLATE
+
 #: llama.cpp's `LLM_CHAT_TEMPLATES` (src/llama-chat.cpp), as listed by `llama-server --help`.
 BUILTIN_NAMES = frozenset({
     "chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "mistral-v1", "mistral-v3",
@@ -71,7 +73,7 @@ def missing_template(keys: Sequence[str] | None, architecture: str, template: st
     holds no chat template and the config gives none: llama-server then formats every chat as
     ChatML, and a model trained on another format answers it with nonsense. None when there is
     nothing to say (a template somewhere, a ChatML family, an embedding model, unreadable keys)."""
-    if keys is None or "tokenizer.chat_template" in keys or template or any(a in NOT_CHAT for a in args):
+    if keys is None or CHAT_TEMPLATE in keys or template or any(a in NOT_CHAT for a in args):
         return None
     if flag_value(args, "--chat-template") or flag_value(args, "--chat-template-file"):
         return None
