@@ -75,6 +75,8 @@ async def test_start_restart_and_confirmed_stop_reach_the_daemon(real_fleet: Rea
 
         first_pid = real_fleet.status("beta").pid
         await pilot.press("r")
+        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), 5.0, message="restart asks first")
+        await pilot.press("y")
         await async_wait_until(
             lambda: real_fleet.status("beta").pid not in (None, first_pid) and state_of(app, "beta") == "ready",
             SETTLE_S, message="beta restarted (new pid) and ready in the table",

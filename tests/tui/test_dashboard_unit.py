@@ -17,6 +17,8 @@ from textual.widgets import Static
 from llama_orchestrator.daemon.protocol import ActionResult, EventOut
 from llama_orchestrator.errors import ConfigError, ConfigProblem, DaemonNotRunningError
 from llama_orchestrator.tui.app import DashboardApp
+from llama_orchestrator.tui.fleet_table import FleetTable
+from llama_orchestrator.tui.screens import ConfirmScreen, HelpScreen
 from tests.support.waiting import async_wait_until
 from tests.tui.conftest import screen_text
 from tests.tui.fakes import T0, FakeDaemonClient, make_status, no_daemon
@@ -168,3 +170,53 @@ async def test_a_changed_config_is_marked_in_the_row_and_said_in_the_summary() -
         assert "config changed: -c 512 → -c 1024 (`up` applies it)" in summary
         states = {row[0]: row[1] for row in app.table_text()}
         assert states == {"model-001": "ready*", "model-002": "ready"}, app.table_text()
+
+
+async def test_restart_asks_first_and_only_yes_restarts() -> None:
+    fake = FakeDaemonClient()
+    app = DashboardApp(lambda: fake, refresh_s=3600.0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await async_wait_until(lambda: app.query_one(FleetTable).selected_name == "model-001", 5.0, message="selected")
+        await pilot.press("r")
+        await async_wait_until(lambda: "Restart model-001? Requests it is" in screen_text(app), 5.0,
+                               message="restart asks first")
+        await pilot.press("n")
+        await async_wait_until(lambda: not isinstance(app.screen, ConfirmScreen), 5.0, message="dialog closed")
+        await pilot.press("r")
+        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), 5.0, message="asks again")
+        await pilot.press("y")
+        await async_wait_until(lambda: ("act", ("restart", ("model-001",))) in fake.calls, 5.0, message="restarted")
+        assert [c for c in fake.calls if c[0] == "act"] == [("act", ("restart", ("model-001",)))]
+
+
+async def test_help_fits_a_small_terminal_one_line_per_key() -> None:
+    app = DashboardApp(lambda: FakeDaemonClient(), refresh_s=3600.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await async_wait_until(lambda: isinstance(app.screen, HelpScreen), 5.0, message="help opens")
+        await async_wait_until(lambda: "Esc closes" in screen_text(app), 5.0, message="help drawn")
+        text = screen_text(app)
+        # each key's line whole (the box was 22 cells wide and wrapped every line)
+        for line in ("s             start the selected instance", "r             restart it (asks first)",
+                     "d             start the daemon, when none is running"):
+            assert line in text, text
+        # taller than the screen: the box scrolls to the rest
+        help_box = app.screen.query_one("#help")
+        assert help_box.max_scroll_y > 0
+        help_box.scroll_end(animate=False)
+        await async_wait_until(lambda: "backoff, stopping, failed, stopped." in screen_text(app), 5.0,
+                               message="scrolled to the end")
+
+
+async def test_a_narrow_pane_shows_the_newest_events() -> None:
+    fake = FakeDaemonClient()
+    app = DashboardApp(lambda: fake, refresh_s=3600.0)
+    async with app.run_test(size=(80, 30)):
+        await async_wait_until(lambda: len(fake.event_streams) == 1, 5.0, message="following")
+        for i in range(2, 8):
+            fake.event_streams[0].push(EventOut(id=i, instance="model-001", from_state="ready", to_state="ready",
+                                                reason=f"probe note {i}", at=T0))
+        # the narrow pane has room for three events: the newest show, the older are a scroll away
+        await async_wait_until(lambda: "probe note 7" in screen_text(app), 5.0, message="newest shown")
+        text = screen_text(app)
+        assert "probe note 5" in text and "probe note 2" not in text, text

@@ -1,4 +1,4 @@
-"""What the dashboard does to the selected instance (start, stop after a confirmation, restart,
+"""What the dashboard does to the selected instance (start; stop and restart after a confirmation;
 follow its log), as the base of `DashboardApp`: each command goes to the daemon on a worker
 thread, and its answer comes back as a notice.
 """
@@ -33,19 +33,22 @@ class InstanceActions(App[None]):
             self._act("start", name)
 
     def action_restart(self) -> None:
-        if name := self._target():
-            self._act("restart", name)
+        self._confirmed("restart", "Restart {}? Requests it is serving are cut.")
 
     def action_stop(self) -> None:
+        self._confirmed("stop", "Stop {}?")
+
+    def _confirmed(self, action: str, question: str) -> None:
+        """`action` on the selected instance once the user says yes (both cut what it is serving)."""
         name = self._target()
         if name is None:
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act("stop", name)
+                self._act(action, name)
 
-        self.push_screen(ConfirmScreen(f"Stop {name}?"), answered)
+        self.push_screen(ConfirmScreen(question.format(name)), answered)
 
     @work(thread=True, group="act")
     def _act(self, action: str, name: str) -> None:

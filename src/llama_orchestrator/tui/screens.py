@@ -1,4 +1,4 @@
-"""The dashboard's pop-up screens: confirm a stop, the key help, one instance's log full screen."""
+"""The dashboard's pop-up screens: confirm a stop or a restart, the key help, one instance's log full screen."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Click
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Log, Static
@@ -19,19 +20,23 @@ from llama_orchestrator.tui.source import ItemStream
 
 HELP = """\
 [b]Keys[/b]
-  ↑ ↓ / click   select an instance (its log, events and command line show below)
+  ↑ ↓ / click   select an instance (its log, events and command
+                line show below)
   s             start the selected instance
   x             stop it (asks first)
-  r             restart it
+  r             restart it (asks first)
   l             its log, full screen (Esc to come back)
-  /             filter by name, alias, state, backend or model (Esc clears)
+  /             filter by name, alias, state, backend or model
+                (Esc clears)
   d             start the daemon, when none is running
   ?             this help
   q             quit (the daemon and the instances keep running)
 
 [b]Columns[/b]
-  RST restarts · CPU% of one core · RSS resident memory · BUSY requests in flight
-  States are words as well as colours: ready, starting, unhealthy, backoff, stopping, failed, stopped.
+  RST restarts · CPU% of one core · RSS resident memory
+  BUSY requests in flight · TOK/S tokens per second
+  States are words as well as colours: ready, starting, unhealthy,
+  backoff, stopping, failed, stopped.
 """
 
 
@@ -66,19 +71,20 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys and columns, in a box that scrolls on a short terminal; Esc, ? or q closes it."""
+
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help", classes="dialog"):
-            yield Static(HELP, id="help-text")
-            with Horizontal(classes="buttons"):
-                yield Button("Close (Esc)", id="close", variant="primary")
+        box = VerticalScroll(Static(HELP, id="help-text"), id="help", classes="dialog")
+        box.border_subtitle = "Esc closes"
+        yield box
+
+    def on_click(self, event: Click) -> None:
+        if event.widget is self:  # a click beside the box closes it (not one on its scroll bar)
+            self.dismiss(None)
 
     def action_close(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed)
-    def _pressed(self) -> None:
         self.dismiss(None)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Log, Static
 
 from llama_orchestrator import units
@@ -92,13 +92,14 @@ class DetailPane(Vertical):
         with Vertical(id="detail-side"):
             yield Static(id="detail-summary")
             yield Static(id="detail-command")
-            yield Static(id="detail-events")
+            with VerticalScroll(id="detail-events"):  # a narrow pane shows the newest; scroll up for the rest
+                yield Static(id="detail-events-text")
         yield TailLog(id="detail-log", max_lines=1000, auto_scroll=True)
 
     def show_nothing(self, message: str) -> None:
         self.query_one("#detail-summary", Static).update(Text(message, style="dim"))
         self.query_one("#detail-command", Static).update("")
-        self.query_one("#detail-events", Static).update("")
+        self.query_one("#detail-events-text", Static).update("")
         self.query_one("#detail-log", Log).clear()
 
     def show_summary(self, s: InstanceStatus, model: str = "") -> None:
@@ -129,7 +130,9 @@ class DetailPane(Vertical):
             for e in events
         ]
         text = Text("\n").join(lines) if lines else Text("no events yet", style="dim")
-        self.query_one("#detail-events", Static).update(text)
+        self.query_one("#detail-events-text", Static).update(text)
+        events_box = self.query_one("#detail-events", VerticalScroll)
+        self.call_after_refresh(events_box.scroll_end, animate=False)
         self._keep_log_at_end()
 
     def on_resize(self) -> None:
