@@ -56,6 +56,7 @@ class GgufFacts:
     key_length: int | None = None  # <architecture>.attention.key_length (None: embedding_length / head_count)
     value_length: int | None = None  # <architecture>.attention.value_length (likewise)
     sliding_window: int | None = None  # <architecture>.attention.sliding_window: tokens, for the layers that use one
+    pooling_type: int | None = None  # <architecture>.pooling_type: how an embedding model pools (how Ollama tells one)
 
     @property
     def quantization(self) -> str:
@@ -156,6 +157,7 @@ def facts(path: str | Path) -> GgufFacts:
         key_length=of_arch("attention.key_length"),
         value_length=of_arch("attention.value_length"),
         sliding_window=of_arch("attention.sliding_window"),
+        pooling_type=of_arch("pooling_type"),
     )
 
 

@@ -42,6 +42,45 @@ def test_a_held_gateway_port_names_its_holder_and_the_next_up_listens_once_it_is
         home.close()
 
 
+def test_daemon_start_warns_when_its_gateway_cannot_listen(tmp_path: Path) -> None:
+    """The daemon runs on (exit 0, as `up` does), but `daemon start` says the gateway does not
+    listen and why, right under its ✓, not only in `daemon status`; so does a second `daemon start`."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port}}))
+    try:
+        started = home.ok("daemon", "start", "--no-autostart")
+        home.remember_daemon()
+        assert started.out.startswith("✓ daemon started (pid "), str(started)
+        said = " ".join(started.err.split())
+        assert f"warning: the gateway is not running: cannot listen on 127.0.0.1:{port}" in said, str(started)
+        assert "choose another gateway.port" in said, str(started)
+        again = home.ok("daemon", "start")
+        assert again.out.startswith("✓ daemon already running"), str(again)
+        assert f"warning: the gateway is not running: cannot listen on 127.0.0.1:{port}" in " ".join(
+            again.err.split()), str(again)
+    finally:
+        holder.close()
+        home.close()
+
+
+def test_daemon_start_says_nothing_of_a_gateway_that_listens_or_is_disabled(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home", tmp_path / "scratch")  # its orchestrator.json disables the gateway
+    try:
+        assert home.ok("daemon", "start", "--no-autostart").err == ""
+        home.remember_daemon()
+        home.ok("daemon", "stop")
+        home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": free_port()}}))
+        assert home.ok("daemon", "start", "--no-autostart").err == ""
+        home.remember_daemon()
+        assert home.client().status().gateway.address  # it waited for the gateway's start: listening now
+    finally:
+        home.close()
+
+
 def test_unreadable_keys_show_in_status_and_ps_until_up_reads_them(tmp_path: Path) -> None:
     """The gateway listens but refuses every request that needs a key (it fails closed); the
     daemon's status and `ps` say so, and stop saying it once `up` has read the keys."""

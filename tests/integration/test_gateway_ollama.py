@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import aiohttp
+import gguf
+import numpy as np
 import ollama
 import pytest
 from tests.integration.test_gateway_faults import fake_server, http, serving  # noqa: F401 (fixture)
@@ -106,6 +108,34 @@ async def test_a_held_stream_whose_start_fails_ends_with_the_reason() -> None:
         with pytest.raises(ollama.ResponseError) as failed:
             await streaming
         assert parts == [] and "lazy" in failed.value.error
+
+
+def _model_file(path: Path, architecture: str, pooling: gguf.PoolingType | None) -> Path:
+    writer = gguf.GGUFWriter(str(path), architecture)
+    if pooling is not None:
+        writer.add_pooling_type(pooling)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_tensor("x", np.zeros(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+async def test_api_show_says_an_embedding_model_is_capable_of_embedding(tmp_path: Path) -> None:
+    """Ollama's clients offer a model for embeddings or for chat by its capabilities; the gateway
+    tells an embedding model by its file, as Ollama does (so even while it is not loaded)."""
+    nomic = _model_file(tmp_path / "nomic.gguf", "nomic-bert", gguf.PoolingType.MEAN)
+    qwen = _model_file(tmp_path / "qwen.gguf", "qwen2", None)
+    directory = StaticDirectory([
+        upstream("nomic", "nomic-embed", model_path=str(nomic), on_demand=True, state=S.STOPPED),
+        upstream("qwen", "qwen", model_path=str(qwen), on_demand=True, state=S.STOPPED),
+    ])
+    async with serving(GatewayConfig(), directory) as gw:
+        client = ollama.AsyncClient(host=gw.address)
+        assert (await client.show("nomic-embed")).capabilities == ["embedding"]
+        assert (await client.show("qwen")).capabilities == ["completion"]
 
 
 async def test_ollamas_probe_of_the_root_is_answered_without_a_key(http: aiohttp.ClientSession) -> None:  # noqa: F811

@@ -17,7 +17,8 @@ def test_the_tiny_model_says_what_it_is(tiny_model: Path) -> None:
     facts = gguf_file.facts(tiny_model)
     assert facts == gguf_file.GgufFacts(architecture="llama", name="llama-orchestrator tiny test model",
                                         file_type=0, context_length=N_CTX, block_count=N_LAYERS,
-                                        embedding_length=N_EMBD, head_count=N_HEAD, head_count_kv=N_HEAD_KV)
+                                        embedding_length=N_EMBD, head_count=N_HEAD, head_count_kv=N_HEAD_KV,
+                                        pooling_type=gguf.PoolingType.MEAN)  # what Ollama tells embedders by
     assert facts.quantization == "F32"
     assert facts.describe() == f"llama · F32 · trained for {N_CTX} tokens"
     assert gguf_file.problem(tiny_model) is None

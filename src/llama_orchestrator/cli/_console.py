@@ -8,11 +8,14 @@ such as `:x:` (`root:x:0`), which must print as it is.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from llama_orchestrator.errors import ConfigProblem
+
+if TYPE_CHECKING:
+    from llama_orchestrator.daemon.protocol import GatewayInfo
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -39,6 +42,19 @@ def info(message: str) -> None:
 
 def success(message: str) -> None:
     out.print(f"[green]✓[/] {escape(message)}")
+
+
+def gateway_warnings(gateway: GatewayInfo) -> None:
+    """Warn, where the user looks after `up` or `daemon start`, that the gateway in front of the
+    instances cannot serve them as asked (only `daemon status` and daemon.log said it before)."""
+    if gateway.error:
+        warn(f"the gateway is not running: {gateway.error}")
+    elif gateway.refusing:
+        warn(f"the gateway refuses every request that needs a key: {gateway.refusing}")
+    if gateway.restart_pending:
+        warn(f"gateway.{', gateway.'.join(gateway.restart_pending)} changed in orchestrator.json: only "
+             "a daemon restart applies it (llama-orch daemon stop --keep-instances; "
+             f"llama-orch daemon start); the gateway still listens on {gateway.address}")
 
 
 def problems(items: list[ConfigProblem]) -> None:

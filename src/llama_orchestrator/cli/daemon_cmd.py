@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,12 +13,18 @@ from llama_orchestrator.cli._context import context
 from llama_orchestrator.cli._format import duration
 from llama_orchestrator.errors import DaemonError, DaemonNotRunningError
 
+if TYPE_CHECKING:
+    from llama_orchestrator.config.paths import HomePaths
+    from llama_orchestrator.daemon.client import DaemonClient
+    from llama_orchestrator.daemon.protocol import GatewayInfo
+
 daemon_app = typer.Typer(help="Run, start, stop and inspect the background daemon.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(daemon_app, name="daemon")
 STOP_TIMEOUT_S = 120.0
+GATEWAY_WAIT_S = 30.0  # for the gateway's start, which waits for the instances to be reconciled
 
 
 @daemon_app.command("run")
@@ -66,12 +73,36 @@ def start(
     paths = context(ctx).paths
     try:
         client = DaemonClient.connect(paths)
-        _console.success(f"daemon already running (pid {client.pid}, control API {client.address})")
-        return
     except DaemonNotRunningError:
-        pass
-    client = start_detached(paths, autostart=autostart)
-    _console.success(f"daemon started (pid {client.pid}, control API {client.address}, log {paths.daemon_log})")
+        client = start_detached(paths, autostart=autostart)
+        _console.success(f"daemon started (pid {client.pid}, control API {client.address}, log {paths.daemon_log})")
+        gateway = _gateway_once_tried(client, paths, GATEWAY_WAIT_S)
+    else:
+        _console.success(f"daemon already running (pid {client.pid}, control API {client.address})")
+        gateway = client.status().gateway
+    # the daemon runs whatever its gateway does (exit 0, as `up`), but a ✓ alone would hide it
+    if gateway is None:
+        _console.warn(f"the gateway has not started within {GATEWAY_WAIT_S:g} s; `llama-orch daemon status` "
+                      "says when it listens, or why not")
+    else:
+        _console.gateway_warnings(gateway)
+
+
+def _gateway_once_tried(client: DaemonClient, paths: HomePaths, timeout_s: float) -> GatewayInfo | None:
+    """The new daemon's gateway once its start has been tried: the control API answers first, and
+    the gateway starts once the instances are reconciled. None when not tried within `timeout_s`."""
+    from llama_orchestrator.config.loader import load_fleet
+
+    # a disabled gateway is never tried: orchestrator.json says so, read as the daemon has just read it
+    enabled = load_fleet(paths, offline=True).orchestrator.gateway.enabled
+    deadline = time.monotonic() + timeout_s
+    while True:
+        gateway = client.status().gateway
+        if gateway.enabled or not enabled:
+            return gateway
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)  # another process's start: nothing to wait on but time
 
 
 @daemon_app.command("stop")

@@ -115,15 +115,8 @@ def _report(action: str, result: ActionResult) -> None:
         _console.success(f"{status.name}: {status.state}{where}")
     if not result.instances:
         _console.info(f"{action}: no instances to act on")
-    if gateway := result.gateway:  # instances up behind a gateway that cannot serve them: say it here
-        if gateway.error:
-            _console.warn(f"the gateway is not running: {gateway.error}")
-        elif gateway.refusing:
-            _console.warn(f"the gateway refuses every request that needs a key: {gateway.refusing}")
-        if gateway.restart_pending:
-            _console.warn(f"gateway.{', gateway.'.join(gateway.restart_pending)} changed in orchestrator.json: only "
-                          "a daemon restart applies it (llama-orch daemon stop --keep-instances; "
-                          f"llama-orch daemon start); the gateway still listens on {gateway.address}")
+    if result.gateway:  # instances up behind a gateway that cannot serve them: say it here
+        _console.gateway_warnings(result.gateway)
     if failed:
         for status in failed[1:]:
             _console.error(f"{status.name}: failed: {status.last_error}")

@@ -48,7 +48,9 @@ def served_names(ups: list[Upstream], model: str) -> set[str]:
 def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = False) -> list[dict[str, object]]:
     """`/v1/models` entries: each instance by name, then each alias (and further alias) that is not
     an instance name; `unlisted` instances only when asked for (one entry retrieved by its id).
-    `created` is the model file's last change (0 when unknown)."""
+    `created` is the model file's last change (0 when unknown). `routable` answers a client's
+    question, whether a request for the id is served (`serves_requests`); whether the model is
+    up now is `state` and `status`."""
     if not unlisted:
         ups = [u for u in ups if u.listed]
     data: list[dict[str, object]] = []
@@ -58,7 +60,7 @@ def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = Fal
             continue
         data.append({
             "id": u.name, "object": "model", "created": int(u.model_mtime), "owned_by": "llama-orchestrator",
-            "state": u.state.value, "routable": u.routable, "alias": u.alias, "on_demand": u.on_demand,
+            "state": u.state.value, "routable": serves_requests([u]), "alias": u.alias, "on_demand": u.on_demand,
             "status": load_status([u]),
             **({"aliases": list(u.aliases)} if u.aliases else {}),
         })
@@ -70,15 +72,22 @@ def model_list(ups: list[Upstream], key: Key | None = None, unlisted: bool = Fal
     for alias, group in sorted(aliases.items()):
         if key is not None and not key.allows(served_names(group, alias)):
             continue
-        routable = any(u.routable for u in group)
-        state = "ready" if routable else sorted(group, key=lambda u: u.name)[0].state.value
+        state = "ready" if any(u.routable for u in group) else sorted(group, key=lambda u: u.name)[0].state.value
         data.append({
             "id": alias, "object": "model", "created": int(max(u.model_mtime for u in group)),
             "owned_by": "llama-orchestrator",
-            "state": state, "routable": routable, "status": load_status(group),
+            "state": state, "routable": serves_requests(group), "status": load_status(group),
             "instances": sorted(u.name for u in group),
         })
     return data
+
+
+def serves_requests(group: list[Upstream]) -> bool:
+    """Whether a request for a model served by `group` is served: at once, once the replica on its
+    way up is ready, or once the on-demand one it starts is (the gateway's own admission decides,
+    so the list and the routing cannot disagree). Not when each is stopped (and not on demand),
+    failed or unhealthy: such a request gets 503."""
+    return not isinstance(routing.admit(group, queued=0, queue_size=1), routing.Unavailable)
 
 
 _LOADED = frozenset({S.READY, S.UNHEALTHY})

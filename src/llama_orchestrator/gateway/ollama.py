@@ -265,8 +265,10 @@ def show(name: str, props: dict[str, Any] | None, replicas: Sequence[Upstream] =
     vision, tool support), else None (only what the gateway and the model file say).
 
     `<architecture>.context_length` is the context a request gets (llama-server's per-slot
-    `n_ctx`) when the model is up, else the one it was trained for: clients size prompts by it."""
-    capabilities = ["completion"]
+    `n_ctx`) when the model is up, else the one it was trained for: clients size prompts by it.
+    An embedding model (its file has a pooling type, Ollama's own test) is capable of "embedding"
+    instead of "completion": clients offer models for chat or for embeddings by it."""
+    capabilities = ["embedding" if facts.pooling_type is not None else "completion"]
     architecture = facts.architecture or "llama.cpp"
     info: dict[str, Any] = {"general.architecture": architecture}
     if facts.name:

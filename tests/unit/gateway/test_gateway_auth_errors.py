@@ -121,6 +121,29 @@ def test_model_list_has_instances_and_aliases() -> None:
     assert [m["id"] for m in model_list(ups, scoped)] == ["a", "b", "chat"]
 
 
+@pytest.mark.parametrize(("state", "on_demand", "restarting", "routable"), [
+    (S.READY, False, False, True),
+    (S.STOPPED, True, False, True),  # a request starts it, then it is served
+    (S.STOPPING, True, False, True),  # started again once it has exited
+    (S.STARTING, False, False, True), (S.BACKOFF, False, False, True),  # a request waits for it
+    (S.STOPPING, False, True, True),  # restarting: likewise
+    (S.STOPPED, False, False, False),  # a request gets 503: only `llama-orch up` starts it
+    (S.FAILED, True, False, False), (S.UNHEALTHY, True, False, False),
+])
+def test_a_listed_model_is_routable_when_a_request_for_it_is_served(
+    state: S, on_demand: bool, restarting: bool, routable: bool
+) -> None:
+    """`routable` says whether a request for the id is served (now, or once the start it waits
+    for or makes is over), as the gateway admits it; `state` still says where the model is."""
+    one = upstream("a", "chat", state=state, on_demand=on_demand, restarting=restarting)
+    listed = {m["id"]: m for m in model_list([one])}
+    assert (listed["a"]["routable"], listed["a"]["state"]) == (routable, state.value)
+    assert (listed["chat"]["routable"], listed["chat"]["state"]) == (routable, state.value)
+    # beside a replica that serves no request, an alias is as routable as `a`, and keeps a's state
+    pair = {m["id"]: m for m in model_list([one, upstream("b", "chat", state=S.STOPPED)])}
+    assert (pair["chat"]["routable"], pair["chat"]["state"]) == (routable, state.value)
+
+
 @pytest.mark.parametrize(("state", "restarting", "value"), [
     (S.READY, False, "loaded"), (S.UNHEALTHY, False, "loaded"),
     (S.STOPPING, False, "loaded"),  # still holds its model until it exits

@@ -114,6 +114,14 @@ def test_show_reports_what_the_running_llama_server_says() -> None:
     assert ollama.show("m", None)["capabilities"] == ["completion"]  # not up: only what the gateway knows
 
 
+def test_an_embedding_model_is_shown_capable_of_embedding_not_completion() -> None:
+    """As Ollama tells them: the model file has a pooling type (whether the model is up or not)."""
+    embedding = GgufFacts(architecture="nomic-bert", pooling_type=1)
+    assert ollama.show("nomic", None, (), embedding)["capabilities"] == ["embedding"]
+    assert ollama.show("nomic", {"modalities": {"vision": False}}, (), embedding)["capabilities"] == ["embedding"]
+    assert ollama.show("q", None, (), GgufFacts(architecture="qwen2"))["capabilities"] == ["completion"]
+
+
 def test_ps_says_when_the_idle_ttl_would_unload_a_model() -> None:
     from datetime import UTC, datetime
 
