@@ -1,16 +1,20 @@
 """`llama-orch pull` against a stand-in for Hugging Face (tests.support.fake_hub): the errors a user
-can meet, each with its exit code and words, and a download cut midway."""
+can meet, each with its exit code and words (no network among them), and a download cut midway,
+taken up in the same run and, after Ctrl+C, by the next one."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 from tests.support.fake_hub import FakeHub
 from tests.support.orch import Home
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +61,81 @@ def test_a_download_cut_midway_is_taken_up_again_and_ends_whole(home: Home, hub:
     assert path.read_bytes() == MODEL and hub.gets["tiny-Q8_0.gguf"] == 2
 
 
-def test_an_unreachable_hub_is_a_clear_error(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    result = home.cli("pull", "owner/tiny-GGUF:Q8_0")
-    assert result.code == 1 and "error: could not download from owner/tiny-GGUF (revision main)" in result.err
-    assert "Traceback" not in result.err and downloaded(home) == []
+def test_an_unreachable_hub_fails_at_once_saying_where_and_what_to_do(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: no network, as a pull meets it
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    started = time.monotonic()
+    result = home.cli("pull", "owner/tiny-GGUF:Q8_0", timeout_s=30)
+    took = time.monotonic() - started
+    assert result.code == 1, str(result)
+    assert f"error: cannot reach the Hugging Face Hub at {endpoint} (from HF_ENDPOINT): " in result.err, str(result)
+    assert ("hint: check the network connection and proxy settings (HTTPS_PROXY), or set HF_ENDPOINT to a mirror "
+            "you can reach; a model file you already have needs no download: llama-orch create NAME --model PATH"
+            ) in result.err, str(result)
+    # huggingface_hub's own retries (1+2+4+8+8 s, each printed) are not waited out
+    assert took < 10 and "Retry" not in result.err and "Traceback" not in result.err, (took, str(result))
+    models = home.paths.models_dir
+    assert not models.exists() or [p for p in models.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("changed_upstream", [False, True], ids=["resumed", "changed-upstream"])
+def test_a_pull_interrupted_midway_goes_on_from_there_in_the_next_run(
+    home: Home, hub: FakeHub, changed_upstream: bool
+) -> None:
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE  # what the client writes at a time
+
+    big = b"GGUF" + os.urandom(DOWNLOAD_CHUNK_SIZE + 50_000)
+    hub.repos["owner/big-GGUF"] = {"big-Q8_0.gguf": big}
+    hub.hold_after = DOWNLOAD_CHUNK_SIZE + 1000  # the first GET stalls there: one chunk reaches the disk
+    notes = home.paths.models_dir / "owner" / "big-GGUF" / ".cache" / "huggingface" / "download"
+
+    def partials() -> list[Path]:
+        return sorted(notes.glob("*.incomplete")) if notes.exists() else []
+
+    proc = home.popen_cli("pull", "owner/big-GGUF:Q8_0")
+    try:
+        wait_until(lambda: [p for p in partials() if p.stat().st_size == DOWNLOAD_CHUNK_SIZE], timeout_s=30,
+                   message="the first chunk written to a partial file")
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        hub.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "error: interrupted" in err, err
+    assert downloaded(home) == []  # no file that looks complete, ...
+    [partial] = partials()  # ... only the partial one the next pull continues
+    assert partial.stat().st_size == DOWNLOAD_CHUNK_SIZE
+
+    if changed_upstream:  # another version now: its bytes are not stitched onto the old one's
+        big = b"GGUF" + os.urandom(len(big) - 4)
+        hub.repos["owner/big-GGUF"]["big-Q8_0.gguf"] = big
+    path = Path(home.ok("pull", "owner/big-GGUF:Q8_0").out.strip())
+    assert path == home.paths.models_dir / "owner" / "big-GGUF" / "big-Q8_0.gguf"
+    assert path.read_bytes() == big and partials() == []
+    assert hub.ranges == ["", "" if changed_upstream else f"bytes={DOWNLOAD_CHUNK_SIZE}-"]
+    assert [m["file"] for m in json.loads(home.ok("models", "ls", "--json").out)] == ["big-Q8_0.gguf"]
+    again = home.ok("pull", "owner/big-GGUF:Q8_0")
+    assert again.out.strip() == str(path) and hub.gets["big-Q8_0.gguf"] == 2  # complete: not fetched again
+
+
+@pytest.mark.parametrize("where", ["in-models-dir-without-notes", "in-huggingface-cache"])
+def test_a_model_already_at_hand_is_not_fetched_again(home: Home, hub: FakeHub, tmp_path: Path, where: str) -> None:
+    from huggingface_hub import hf_hub_download
+
+    if where == "in-models-dir-without-notes":  # copied in by hand: its sha256 is the file's etag
+        own = home.paths.models_dir / "owner" / "tiny-GGUF" / "tiny-Q8_0.gguf"
+        own.parent.mkdir(parents=True)
+        own.write_bytes(MODEL)
+    else:  # fetched before by another tool into HF_HOME's cache
+        hf_hub_download("owner/tiny-GGUF", "tiny-Q8_0.gguf", endpoint=hub.url, cache_dir=tmp_path / "hf" / "hub")
+    fetched = hub.gets["tiny-Q8_0.gguf"]
+    path = Path(home.ok("pull", "owner/tiny-GGUF:Q8_0").out.strip())
+    assert path.read_bytes() == MODEL and hub.gets["tiny-Q8_0.gguf"] == fetched
 
 
 def test_create_takes_one_of_model_and_hf(home: Home, hub: FakeHub, tmp_path: Path) -> None:

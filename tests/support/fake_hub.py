@@ -3,6 +3,8 @@
     with FakeHub({"owner/repo": {"model-Q8_0.gguf": data}}) as hub:
         env = {"HF_ENDPOINT": hub.url}      # huggingface_hub then asks it instead of huggingface.co
         hub.gets["model-Q8_0.gguf"]         # GETs of that file (a complete file is not fetched again)
+        hub.hold_after = 2**20              # the next GET stops after 1 MiB and waits (a pull to interrupt) ...
+        hub.release.set()                   # ... until this, then closes the connection
 
 It answers what huggingface_hub asks: the repo's file tree (`/api/models/<repo>/tree/<rev>`) and
 each file (`/<repo>/resolve/<rev>/<file>`, HEAD and GET, byte ranges for a resumed download),
@@ -30,6 +32,8 @@ class FakeHub:
         self.cut_after: int | None = None  # GET bodies stop after this many bytes (then the socket closes) ...
         self.cuts_left = 0  # ... this many times
         self.ranges: list[str] = []  # the Range header of each GET ("" without one)
+        self.hold_after: int | None = None  # the next GET body stops after this many bytes, until `release` is set
+        self.release = threading.Event()
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,17 +82,20 @@ class FakeHub:
                        "Content-Type": "application/octet-stream"}
             status, start = 200, 0
             cut = None
+            hold: tuple[int, threading.Event] | None = None
             if body:
                 self.gets[name] += 1
                 self.ranges.append(req.headers.get("Range", ""))
                 if self.cuts_left > 0:
                     self.cuts_left -= 1
                     cut = self.cut_after
+                if self.hold_after is not None:
+                    hold, self.hold_after = (self.hold_after, self.release), None
                 if ranged := re.fullmatch(r"bytes=(\d+)-", req.headers.get("Range", "")):
                     start = int(ranged.group(1))
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-            return self._send(req, status, data[start:], headers, body, cut=cut)
+            return self._send(req, status, data[start:], headers, body, cut=cut, hold=hold)
         return self._not_found(req, "RepoNotFound", body)
 
     @staticmethod
@@ -98,13 +105,18 @@ class FakeHub:
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str], body: bool,
-              cut: int | None = None) -> None:
+              cut: int | None = None, hold: tuple[int, threading.Event] | None = None) -> None:
         req.send_response(status)
         for name, value in headers.items():
             req.send_header(name, value)
         req.send_header("Content-Length", str(len(data)))
         req.end_headers()
-        if body:
+        if body and hold:
+            req.wfile.write(data[:hold[0]])
+            req.wfile.flush()
+            hold[1].wait(timeout=60)  # bounded: a test that never releases still ends
+            req.close_connection = True
+        elif body:
             req.wfile.write(data if cut is None else data[:cut])
             if cut is not None:
                 req.close_connection = True

@@ -24,7 +24,8 @@ def pull(
     revision: str = typer.Option("main", "--revision", help="Branch, tag or commit of the repo."),
 ) -> None:
     """Download a model into the home's models directory and print its path (a complete one is not
-    fetched again). Gated and private repos need HF_TOKEN in the environment.
+    fetched again; one cut midway goes on from where it stopped). Gated and private repos need
+    HF_TOKEN in the environment.
 
     Example: llama-orch pull ggml-org/gemma-3-270m-it-GGUF:Q8_0
     """
