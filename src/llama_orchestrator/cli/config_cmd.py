@@ -50,7 +50,9 @@ def validate(
         raise InstanceNotFoundError(unknown[0], known=sorted(fleet.config_files))
     wanted = {str(fleet.config_files[n]) for n in names} if names else None
     instance_files = {str(p) for p in fleet.config_files.values()}
-    problems = [*fleet.problems, *gateway_key_problems(fleet.orchestrator, str(paths.orchestrator_file))]
+    read = fleet.orchestrator_read  # its valid part: a bad gateway.port must not hide an unreadable keys file
+    keys = gateway_key_problems(read.config, str(paths.orchestrator_file)) if read.known("gateway.enabled") else []
+    problems = [*fleet.problems, *keys]
     found = [p for p in problems if wanted is None or p.file in wanted or p.file not in instance_files]
     errors = [p for p in found if p.severity == "error"]
     if as_json:

@@ -8,12 +8,21 @@ Units are in the field names (`timeout_s`). Defaults follow DESIGN section 4.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from llama_orchestrator.config.chat_templates import template_problem
 from llama_orchestrator.config.names import check_instance_name
+from llama_orchestrator.config.rules import backoff_problem, checked_apart, instance_findings, refuse
 
 Backend = Literal["cpu", "vulkan", "cuda", "rocm", "metal"]
 RestartMode = Literal["no", "on-failure", "always"]
@@ -65,12 +74,13 @@ class ModelSection(Strict):
     @field_validator("aliases")
     @classmethod
     def _distinct_aliases(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not name.strip() or name != name.strip():
-                raise ValueError(f"alias {name!r} is empty or has spaces around it")
+        wrong = [f"alias {name!r} is empty or has spaces around it" for name in value
+                 if not name.strip() or name != name.strip()]
         repeated = sorted({n for n in value if value.count(n) > 1})
         if repeated:
-            raise ValueError(f"{', '.join(repeated)} listed more than once")
+            wrong.append(f"{', '.join(repeated)} listed more than once")
+        if wrong:
+            raise ValueError("; ".join(wrong))
         return value
 
 
@@ -149,9 +159,9 @@ class RestartPolicy(Strict):
     )
 
     @model_validator(mode="after")
-    def _cap_not_below_initial(self) -> RestartPolicy:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must not be smaller than backoff_initial_s")
+    def _cap_not_below_initial(self, info: ValidationInfo) -> RestartPolicy:
+        if not checked_apart(info) and (problem := backoff_problem(self)):
+            refuse(type(self).__name__, [("backoff_max_s", problem)])
         return self
 
 
@@ -177,16 +187,29 @@ class RequestFilters(Strict):
         description="Top-level fields set in each request body, replacing the client's (e.g. {\"temperature\": 0.6}).",
     )
 
-    @model_validator(mode="after")
-    def _not_routing_fields(self) -> RequestFilters:
-        for name in (*self.strip_params, *self.set_params):
-            if name in _ROUTING_FIELDS:
-                raise ValueError(f"{name!r} cannot be filtered: the gateway routes requests by it")
-        return self
+    @field_validator("strip_params", "set_params")
+    @classmethod
+    def _not_routing_fields(cls, value: list[str] | dict[str, JsonValue]) -> list[str] | dict[str, JsonValue]:
+        routing = [name for name in _ROUTING_FIELDS if name in value]
+        if routing:
+            it = "it" if len(routing) == 1 else "them"
+            raise ValueError(f"{', '.join(map(repr, routing))} cannot be filtered: the gateway routes requests by "
+                             f"{it}; remove {it}")
+        return value
 
     @property
     def active(self) -> bool:
         return bool(self.strip_params or self.set_params)
+
+
+def _variant_name(name: str) -> str:
+    if not name.strip() or name != name.strip():
+        raise ValueError(f"variant name {name!r} is empty or has spaces around it")
+    return name
+
+
+# Judged key by key, so that a bad name hides neither the other variants nor its own filters.
+VariantName = Annotated[str, AfterValidator(_variant_name)]
 
 
 class InstanceConfig(Strict):
@@ -243,7 +266,7 @@ class InstanceConfig(Strict):
     request_filters: RequestFilters = Field(
         RequestFilters(), description="Rewrites of request bodies the gateway routes here by `model`."
     )
-    variants: dict[str, RequestFilters] = Field(
+    variants: dict[VariantName, RequestFilters] = Field(
         default_factory=dict,
         description="More names for this instance, each with request filters of its own, applied after "
         "request_filters: one loaded model offered as several presets (say `qwen-think` and `qwen-fast`, "
@@ -262,45 +285,17 @@ class InstanceConfig(Strict):
     @field_validator("args")
     @classmethod
     def _no_owned_flags(cls, value: list[str]) -> list[str]:
-        for arg in value:
-            flag = arg.split("=", 1)[0]
-            if flag in OWNED_FLAGS:
-                raise ValueError(f"{flag} is set by the orchestrator; use {OWNED_FLAGS[flag]} instead")
+        owned = dict.fromkeys(flag for arg in value if (flag := arg.split("=", 1)[0]) in OWNED_FLAGS)
+        if owned:
+            raise ValueError("; ".join(f"{flag} is set by the orchestrator; use {OWNED_FLAGS[flag]} instead"
+                                       for flag in owned))
         return value
 
     @model_validator(mode="after")
-    def _preload_is_on_demand(self) -> InstanceConfig:
-        if self.preload and not self.on_demand:
-            raise ValueError("preload is for on_demand instances; without on_demand, autostart already "
-                             "starts it with `llama-orch up` (remove preload, or set on_demand: true)")
-        if self.idle_ttl_s is not None and not self.on_demand:
-            raise ValueError("idle_ttl_s is for on_demand instances: one that is not on_demand, once stopped for "
-                             "being idle, is started again by no request, only by `llama-orch up` (set on_demand: "
-                             "true, or remove idle_ttl_s)")
-        return self
-
-    @field_validator("variants")
-    @classmethod
-    def _variant_names(cls, value: dict[str, RequestFilters]) -> dict[str, RequestFilters]:
-        for name in value:
-            if not name.strip() or name != name.strip():
-                raise ValueError(f"variant name {name!r} is empty or has spaces around it")
-        return value
-
-    @model_validator(mode="after")
-    def _variants_have_names_of_their_own(self) -> InstanceConfig:
-        taken = sorted(set(self.variants) & {self.name, self.served_name, *self.model.aliases})
-        if taken:
-            raise ValueError(f"variant {', '.join(map(repr, taken))} is already a name of this instance (its name, "
-                             "model.alias or model.aliases), which routes here without the variant's filters: "
-                             "give the variant a name of its own")
-        return self
-
-    @model_validator(mode="after")
-    def _template_applies(self) -> InstanceConfig:
-        problem = template_problem(self.model.chat_template, self.model.jinja, self.args)
-        if problem:
-            raise ValueError(problem)
+    def _rules(self, info: ValidationInfo) -> InstanceConfig:
+        """The rules across fields (config.rules), unless the caller runs them itself."""
+        if not checked_apart(info):
+            refuse(type(self).__name__, instance_findings(self))
         return self
 
     @property

@@ -27,3 +27,9 @@ def check_instance_name(name: str) -> str | None:
     if name.split(".", 1)[0] in _WINDOWS_RESERVED:
         return f"name {name!r} is reserved on Windows (like CON, NUL, COM1); choose another"
     return None
+
+
+def suggest_name(name: str) -> str | None:
+    """A valid name close to `name` ("My Model" -> "my-model") to offer in a fix, or None."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", unicodedata.normalize("NFKC", name).lower()).strip("-._")[:63].rstrip("-._")
+    return slug if check_instance_name(slug) is None else None

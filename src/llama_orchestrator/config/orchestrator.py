@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llama_orchestrator.config.models import Strict
 from llama_orchestrator.config.origins import DEFAULT_ORIGINS, origin_problem
+from llama_orchestrator.config.rules import checked_apart, tls_problem
 
 GIB = 1024 ** 3
 
@@ -97,9 +98,9 @@ class GatewayConfig(Strict):
         return {pool: int(gib * GIB) for pool, gib in budgets.items() if gib is not None}
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> GatewayConfig:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("HTTPS needs both tls_cert_file and tls_key_file (or neither, for plain HTTP)")
+    def _tls_pair(self, info: ValidationInfo) -> GatewayConfig:
+        if not checked_apart(info) and (problem := tls_problem(self)):
+            raise ValueError(problem)
         return self
 
 

@@ -32,6 +32,13 @@ def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseMode
 
 
 _TYPE_TAG = re.compile(r"^(int|str|float|bool|none|literal\[.*\]|list\[.*\]|dict\[.*\]|function-.*)$")
+_DICT_KEY = "[key]"  # pydantic's location of a bad key, after the key itself
+
+
+def field_loc(loc: Sequence[int | str]) -> list[int | str]:
+    """An error's location as the config's field path: the type tags of union alternatives and
+    the marker of a bad dict key left out."""
+    return [p for p in loc if not (isinstance(p, str) and (_TYPE_TAG.match(p) or p == _DICT_KEY))]
 
 
 def problems_from_validation(
@@ -44,7 +51,7 @@ def problems_from_validation(
     """
     merged: dict[str, list[str]] = {}
     for error in exc.errors():
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))]
+        loc = field_loc(error["loc"])
         path = prefix + ".".join(str(p) for p in loc)
         if error["type"] == "extra_forbidden":
             owner = _model_at(model, loc[:-1])

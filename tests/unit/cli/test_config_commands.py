@@ -169,6 +169,31 @@ def test_validate_lists_every_problem_with_file_field_and_rule(home: Path, model
     assert {p["field"] for p in as_json} >= {"model.contxt", "server.port", ""}
 
 
+def test_validate_lists_every_problem_in_one_run_whatever_else_is_wrong(home: Path, tmp_path: Path) -> None:
+    (home / "instances/My Model").mkdir(parents=True)
+    (home / "instances/My Model/config.json").write_text(json.dumps({
+        "model": {"path": "nope.gguf"}, "server": {"port": 8001},
+        "request_filters": {"strip_params": ["model", "stream"]},
+    }))
+    # a bad gateway.port hides no other problem of orchestrator.json
+    gateway = {"port": "x", "api_keys_file": str(tmp_path / "k")}
+    (home / "orchestrator.json").write_text(json.dumps({"gateway": gateway}))
+    result = cli(home, "config", "validate", "--json")
+    assert result.exit_code == 2
+    found = {(Path(p["file"]).parent.name, p["field"]) for p in json.loads(result.stdout) if p["severity"] == "error"}
+    assert {("home", "gateway.port"), ("home", "gateway.api_keys_file"), ("My Model", ""), ("My Model", "model.path"),
+            ("My Model", "request_filters.strip_params")} <= found
+    out = " ".join(cli(home, "config", "validate").output.split())  # as wrapped for the terminal
+    assert "rename the directory to 'my-model'" in out and "'model', 'stream' cannot be filtered" in out
+
+
+def test_create_names_every_option_that_breaks_a_rule(home: Path, model: Path) -> None:
+    refused = cli(home, "create", "eager", "--model", str(model), "--preload", "--idle-ttl", "90")
+    out = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "2 problem(s)" in out, out
+    assert "--preload: preload is for on_demand instances" in out and "--idle-ttl: idle_ttl_s is for on_demand" in out
+
+
 def test_validate_reports_gateway_keys_the_daemon_could_not_read(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

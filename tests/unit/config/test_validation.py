@@ -385,3 +385,92 @@ def test_variants_need_names_of_their_own_and_shared_ones_make_replicas(home: Ho
     [shared] = [p for p in fleet.warnings if "shared by" in p.message]
     assert shared.field == "variants" and "alias 'qwen-think' is shared by qwen, twin" in shared.message
     assert fleet.instances["qwen"].extra_aliases == ("qwen-think", "fast")
+
+
+def test_a_bad_instance_name_hides_none_of_the_files_other_problems(home: HomePaths, model_file: Path) -> None:
+    gone = model_file.parent / "gone.gguf"
+    write_instance(home.home, "My Model", {"model": {"path": str(gone), "context_size": "big"},
+                                           "server": {"port": 8001}})
+    write_instance(home.home, "named", minimal("other", 99999, gone))
+    write_instance(home.home, "ok", minimal("ok", 8001, model_file))
+    fleet = load_fleet(home, which=lambda _: "x")
+    errors = {(Path(p.file).parent.name, p.field): p.message for p in fleet.errors}
+    assert set(errors) == {("My Model", ""), ("My Model", "model.context_size"), ("My Model", "model.path"),
+                           ("My Model", "server.port"), ("named", "name"), ("named", "server.port"),
+                           ("named", "model.path")}
+    assert "rename the directory to 'my-model'" in errors[("My Model", "")]
+    assert errors[("My Model", "server.port")] == "port 8001 is also used by ok; every instance needs its own port"
+    assert errors[("named", "name")].startswith("name 'other' must match its directory 'named': set it to 'named'")
+    # the clash is settled in the broken config: the valid one is warned, and may still start
+    assert ("ok", "server.port") in fields(fleet, "warning")
+    assert fleet.instances.keys() == {"ok"}
+    require_valid(fleet, ["ok"])
+
+
+def test_every_request_filter_problem_is_reported_in_one_run(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, model_file) | {
+        "request_filters": {"strip_params": ["model", "stream"], "set_params": {"stream": True}},
+        "variants": {"think": {"strip_params": ["model"]}, " fast": {"set_params": {"model": "x"}}, "a": {}},
+    })
+    errors = {p.field: p.message for p in load_fleet(home, which=lambda _: "x").errors}
+    routing = "cannot be filtered: the gateway routes requests by"
+    assert errors == {
+        "request_filters.strip_params": f"'model', 'stream' {routing} them; remove them",
+        "request_filters.set_params": f"'stream' {routing} it; remove it",
+        "variants.think.strip_params": f"'model' {routing} it; remove it",
+        "variants. fast": "variant name ' fast' is empty or has spaces around it",
+        "variants. fast.set_params": f"'model' {routing} it; remove it",
+        "variants": "variant 'a' is already a name of this instance (its name, model.alias or model.aliases), "
+                    "which routes here without the variant's filters: give the variant a name of its own",
+    }
+
+
+def test_rules_across_fields_are_judged_beside_invalid_fields_but_never_on_them(
+    home: HomePaths, model_file: Path
+) -> None:
+    write_instance(home.home, "a", minimal("a", 8001, model_file) | {
+        "server": {"port": "eighty"}, "preload": True, "idle_ttl_s": 60,
+        "restart": {"backoff_initial_s": 10, "backoff_max_s": 1, "max_start_failures": 0},
+        "model": {"path": str(model_file), "chat_template": "gemma", "jinja": True, "context_size": -5},
+    })
+    # a rule reading an invalid field is not judged on what stands in for it
+    write_instance(home.home, "b", minimal("b", 8002, model_file) | {
+        "on_demand": "maybe", "preload": True, "restart": {"backoff_initial_s": "x", "backoff_max_s": 1},
+    })
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fields(fleet) == {
+        ("a", "server.port"), ("a", "model.context_size"), ("a", "restart.max_start_failures"), ("a", "preload"),
+        ("a", "idle_ttl_s"), ("a", "restart.backoff_max_s"), ("a", "model.chat_template"),
+        ("b", "on_demand"), ("b", "restart.backoff_initial_s"),
+    }
+
+
+def test_an_unset_variable_hides_none_of_the_files_other_problems(home: HomePaths) -> None:
+    write_instance(home.home, "a", {"model": {"path": "${env:MODELS}/m.gguf"}, "server": {"port": "${env:PORT}"},
+                                    "args": ["--port", "1", "--host", "0.0.0.0"], "gpu": {"layers": "lots"}})
+    fleet = load_fleet(home, environ={}, which=lambda _: "x")
+    errors = {p.field: p.message for p in fleet.errors}
+    assert set(errors) == {"model.path", "server.port", "args", "gpu.layers"}  # one each: nothing judged twice
+    assert "MODELS is not set" in errors["model.path"] and "PORT is not set" in errors["server.port"]
+    assert "--port is set by the orchestrator" in errors["args"] and "--host is set by" in errors["args"]
+
+
+def test_a_broken_orchestrator_json_hides_none_of_its_problems_and_distorts_none_of_the_instances(
+    home: HomePaths, model_file: Path
+) -> None:
+    home.home.mkdir(parents=True)
+    home.orchestrator_file.write_text(json.dumps({
+        "gateway": {"port": "x", "tls_cert_file": "/etc/gw/cert.pem"},
+        "builds": {"vk": "/opt/vk/llama-server"},
+        "defaults": {"gpu": {"backend": "vulkan"}, "restrat": {}},
+    }))
+    write_instance(home.home, "a", minimal("a", 8001, model_file) | {"build": "vk", "gpu": {"devices": [0]}})
+    fleet = load_fleet(home, which=lambda _: None)
+    # judged with the builds and defaults orchestrator.json gives: no unknown build, no devices on the CPU
+    assert fields(fleet) == {("home", "gateway.port"), ("home", "gateway"), ("home", "defaults.restrat"),
+                             ("a", "restrat")}
+    assert fleet.orchestrator.gateway.port == 8000  # what the other commands use stays as it was
+    # unreadable, it says nothing about ports: none is taken for the gateway's
+    home.orchestrator_file.write_text('{"gateway": ')
+    write_instance(home.home, "a", minimal("a", 8000, model_file))
+    assert fields(load_fleet(home, which=lambda _: "x")) == {("home", "")}

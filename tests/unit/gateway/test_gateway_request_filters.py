@@ -66,4 +66,5 @@ def test_the_fields_the_gateway_routes_by_cannot_be_filtered(tmp_path: Path, fil
                                   "request_filters": filters}))
     fleet = load_fleet(paths, which=lambda _: "/usr/bin/llama-server")
     [problem] = fleet.errors
-    assert problem.field == "request_filters" and "the gateway routes requests by it" in problem.message
+    assert problem.field == f"request_filters.{next(iter(filters))}"
+    assert "the gateway routes requests by it" in problem.message
