@@ -232,13 +232,15 @@ def test_up_restarts_what_a_config_change_concerns_and_nothing_else(home: Home, 
     ps = home.ok("ps").out
     rows = {line.split()[0]: line.split() for line in ps.splitlines()[2:] if line.strip()}
     assert rows["edited"][1] == "ready*" and rows["kept"][1] == "ready", ps
-    assert "config changed since it started: `llama-orch up` restarts it" in ps, ps
+    assert "config changed since it started: `llama-orch up` applies it (restarting it only" in ps, ps
     change = "added --no-warmup; -c 512 → -c 1024"
-    assert home.status("edited").changed == change
-    assert f"changed    {change} (`llama-orch up edited` applies it)" in home.ok("inspect", "edited").out
+    assert home.status("edited").changed == f"{change}; settings restart.stop_grace_s"
+    assert (f"changed    {change}; settings restart.stop_grace_s (`llama-orch up edited` applies it)"
+            in home.ok("inspect", "edited").out)
 
     up = home.ok("up", timeout_s=120)
     assert f"edited: ready → stopping  config changed: {change}" in up.err, str(up)
+    assert "stop_grace_s" not in up.err, str(up)  # the restart is for the command line
     (renewed,) = instance_pids("edited")
     assert renewed != edited and instance_pids("kept") == {kept}
     wait_gone(edited, 5)

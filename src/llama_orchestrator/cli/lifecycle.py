@@ -202,8 +202,8 @@ def ps(
     _console.out.print(f"gateway: {info.gateway.summary()}   daemon: pid {info.pid}")
     _console.out.print(instance_table(rows))
     if any(s.changed for s in rows):
-        _console.out.print("[dim]* its config changed since it started: `llama-orch up` restarts it with "
-                           "the new one[/]")
+        _console.out.print("[dim]* its config changed since it started: `llama-orch up` applies it (restarting "
+                           "it only for a new command line; `inspect` says what changed)[/]")
     hidden = len(info.instances) - len(rows)
     if hidden:
         _console.out.print(f"[dim]{hidden} stopped instance(s) hidden; -a shows them[/]")

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from llama_orchestrator.config.argv import LaunchCommand, build_command, command_change
+from llama_orchestrator.config.argv import LaunchCommand, build_command
+from llama_orchestrator.config.drift import ConfigDrift
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.config.server_flags import ServerFlags
@@ -92,8 +93,7 @@ class InstanceSupervisor:
         self._in_flight = 0
         self._no_requests = asyncio.Event()  # set while no gateway request is in flight
         self._no_requests.set()
-        self._running: tuple[list[str], dict[str, str] | None] | None = None  # the child's argv and extra env
-        self._wanted: tuple[InstanceConfig, LaunchCommand] | None = None  # what `config` renders (cached)
+        self._drift = ConfigDrift(self._render)  # the child's command, against what a config renders
         self.traffic = TrafficHealth(config.health.traffic_failures)  # the current child's gateway requests
 
     # ---- public API (called from the daemon's loop) -----------------------------------------
@@ -140,13 +140,10 @@ class InstanceSupervisor:
     def config_change(self, config: InstanceConfig | None = None) -> str | None:
         """How the command `config` (default: the one in use) renders differs from the one the
         running process was started with (its config changed since: `up` restarts it), or None."""
-        config = config or self.config
-        if self._child is None or self._running is None:
-            return None
-        if self._wanted is None or self._wanted[0] is not config:
-            binary = self.deps.resolve_binary(config) or "llama-server"
-            self._wanted = (config, build_command(config, binary, self.deps.environ))
-        return command_change(*self._running, self._wanted[1])
+        return self._drift.command(config or self.config) if self._child is not None else None
+
+    def _render(self, config: InstanceConfig) -> LaunchCommand:
+        return build_command(config, self.deps.resolve_binary(config) or "llama-server", self.deps.environ)
 
     async def wait_settled(self, timeout_s: float) -> InstanceState:
         """Wait until the instance is ready, failed or stopped with nothing queued (or the timeout passes)."""
@@ -282,7 +279,7 @@ class InstanceSupervisor:
             note_in_log(self.log_path, f"not started: {exc}", self.deps.wall())
             self.submit(lc.SpawnFailed(str(exc), permanent=True))
             return
-        self._running = (command.argv, command.env)
+        self._drift.running = (command.argv, command.env)
         self._watch(child)
         self._started_wall = self.deps.wall()
         self.post(self._generation, lc.Spawned(child.pid))
@@ -367,7 +364,7 @@ class InstanceSupervisor:
             if verdict.adoptable:
                 child = adopt(identity, instance=self.name)
                 argv = command_line(child.pid)
-                self._running = (argv, None) if argv else None  # its environment is not ours to read
+                self._drift.running = (argv, None) if argv else None  # its environment is not ours to read
                 self._watch(child)
                 self._started_wall = record.started_at
                 self._adopted_ready_wall = record.ready_at if record.state == S.READY.value else None
@@ -395,5 +392,7 @@ class InstanceSupervisor:
         self.deps.store.save_instance(self._snapshot().record())
 
     def status(self, on_disk: InstanceConfig | None = None) -> InstanceStatus:
-        """`on_disk`: the config as it is now in its file, if not yet applied (for `changed`)."""
-        return self._snapshot().status(self.in_flight, self.config_change(on_disk))
+        """`on_disk`: the config as it is now in its file, for `changed`: what `up` would apply to
+        the running process (a new command line, or settings the daemon reads from its config)."""
+        changed = self._drift.describe(self.config, on_disk) if self._child is not None else None
+        return self._snapshot().status(self.in_flight, changed)
