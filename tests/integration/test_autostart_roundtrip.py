@@ -92,14 +92,17 @@ elif tool == "launchctl":
         print(f"{args[1]} = {{\n\tstate = running\n}}")
 elif tool == "schtasks":
     tasks = state.setdefault("tasks", {})
+    runs = state.setdefault("task_runs", {})
     name = args[args.index("/TN") + 1]
     if args[0] == "/Create":
         data = Path(args[args.index("/XML") + 1]).read_bytes()
         if data[:2] != b"\xff\xfe":
             fail(1, "ERROR: The task XML is malformed.")
         import xml.etree.ElementTree as ET
-        ET.fromstring(data)
+        ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+        exec_ = ET.fromstring(data).find("t:Actions/t:Exec", ns)
         tasks[name] = "Ready"
+        runs[name] = exec_.findtext("t:Command", namespaces=ns) + " " + exec_.findtext("t:Arguments", namespaces=ns)
     elif name not in tasks:
         fail(1, "ERROR: The system cannot find the file specified.")
     elif args[0] == "/Run":
@@ -108,8 +111,9 @@ elif tool == "schtasks":
         tasks[name] = "Ready"
     elif args[0] == "/Delete":
         del tasks[name]
+        del runs[name]
     elif args[0] == "/Query":
-        print(f"TaskName: \\{name}\nStatus: {tasks[name]}\nScheduled Task State: Enabled")
+        print(f"TaskName: \\{name}\nStatus: {tasks[name]}\nTask To Run: {runs[name]}\nScheduled Task State: Enabled")
 elif tool == "sc.exe":
     services = state.setdefault("services", {})
     verb, name = args[0], args[1]
@@ -128,6 +132,7 @@ elif tool == "sc.exe":
         print(f"SERVICE_NAME: {name}\n        STATE              : {services[name]['state']}")
     elif verb == "qc":
         print("        START_TYPE         : 2   AUTO_START  (DELAYED)")
+        print(f"        BINARY_PATH_NAME   : {services[name]['binPath']}")
 save()
 '''
 
@@ -175,7 +180,10 @@ def _cli(  # type: ignore[no-untyped-def]
     platform: str,
     tmp_path: Path,
     environment: tuple[tuple[str, str], ...] = (),
+    default_home: Path | None = None,
 ):
+    """`llama-orch service` for `home`, on `platform`; `home` is the user's default home unless
+    `default_home` says otherwise."""
     host = HostFacts(
         python=fakes.bin / "python.exe",
         user="ann",
@@ -185,6 +193,7 @@ def _cli(  # type: ignore[no-untyped-def]
         site_packages=tmp_path / "site packages",
         service_host_script=tmp_path / "host" / "_service_host.py",
         environment=environment,
+        default_home=default_home or home.home,
     )
     deps = ServiceDeps(
         runner=SubprocessCommandRunner(timeout_s=30),
@@ -210,8 +219,8 @@ def _cli(  # type: ignore[no-untyped-def]
     return run
 
 
-def _status(run) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return json.loads(run("status", "--json"))
+def _status(run, *flags: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return json.loads(run("status", "--json", *flags))
 
 
 def test_systemd_user_unit_round_trip(home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path) -> None:
@@ -361,3 +370,77 @@ def test_installed_plist_carries_the_environment_and_the_stop_timeout(
     assert document["EnvironmentVariables"]["LLAMA_ORCH_LLAMA_SERVER"] == "/opt/llama-server"
     assert document["ExitTimeOut"] == 230
     run("uninstall")
+
+
+BACKENDS = [("linux", ()), ("macos", ()), ("windows", ()), ("windows", ("--windows-service",))]
+
+
+@pytest.mark.parametrize(("platform", "flags"), BACKENDS, ids=["systemd", "launchd", "windows-task", "windows-service"])
+def test_two_homes_install_side_by_side_and_each_finds_its_own_entry(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path, platform: str, flags: tuple[str, ...]
+) -> None:
+    """The default home and a second one (LLAMA_ORCH_HOME) of the same user: neither install
+    overwrites the other's entry, and status and uninstall act on the home's own."""
+    second = HomePaths(tmp_path / "second home").ensure()
+    first_cli = _cli(home, fakes, platform, tmp_path)
+    second_cli = _cli(second, fakes, platform, tmp_path, default_home=home.home)
+    first_cli("install", *flags)
+    second_cli("install", *flags)
+    first, other = _status(first_cli, *flags), _status(second_cli, *flags)
+    assert first["name"] != other["name"], (first, other)
+    assert (first["installed"], first["active"], first["home"]) == (True, True, str(home.home))
+    assert (other["installed"], other["active"], other["home"]) == (True, True, str(second.home))
+    assert f"home:    {second.home}" in second_cli("status", *flags)
+
+    second_cli("uninstall", *flags)
+    assert _status(second_cli, *flags)["installed"] is False
+    first = _status(first_cli, *flags)
+    assert (first["installed"], first["active"], first["home"]) == (True, True, str(home.home))
+    first_cli("uninstall", *flags)
+    assert _status(first_cli, *flags)["installed"] is False
+
+
+def test_an_entry_named_before_names_depended_on_the_home_is_found_removed_and_renamed(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path
+) -> None:
+    """A home other than the default, installed when every home's unit was
+    llama-orchestrator.service: status and uninstall find it there, and install renames it
+    rather than adding a second unit (two daemons for one home)."""
+    old = _cli(home, fakes, "linux", tmp_path)  # what the old version did: the plain name
+    new = _cli(home, fakes, "linux", tmp_path, default_home=tmp_path / "default home")
+    plain = fakes.unit_dir / "llama-orchestrator.service"
+    old("install")
+    status = _status(new)
+    assert (status["name"], status["installed"], status["home"]) == (plain.name, True, str(home.home))
+    assert "`llama-orch service install` renames it llama-orchestrator-" in " ".join(new("status").split())
+    new("uninstall")
+    assert not plain.exists()
+    assert json.loads(fakes.state_file.read_text())["units"][plain.name] == {"enabled": False, "active": False}
+
+    old("install")
+    installed = new("install")
+    assert "removed systemd llama-orchestrator.service" in installed, installed
+    assert [p.name for p in fakes.unit_dir.iterdir()] == [_status(new)["name"]]
+    assert str(_status(new)["name"]).startswith("llama-orchestrator-") and _status(new)["active"] is True
+    assert json.loads(fakes.state_file.read_text())["units"][plain.name] == {"enabled": False, "active": False}
+
+
+@pytest.mark.parametrize("flags", [(), ("--windows-service",)], ids=["windows-task", "windows-service"])
+def test_a_machine_wide_name_that_runs_another_home_is_neither_replaced_nor_removed(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    """Two users' default homes both have the plain name, and Windows task and service names are
+    machine-wide: the second user's install or uninstall would take the first one's daemon."""
+    ann = _cli(home, fakes, "windows", tmp_path)
+    ann("install", *flags)
+    bob_home = HomePaths(tmp_path / "bob").ensure()
+    bob = _cli(bob_home, fakes, "windows", tmp_path, default_home=bob_home.home)
+    for action in ("install", "uninstall"):
+        error = bob(action, *flags, expect_error=True)
+        assert isinstance(error, AutostartError) and error.exit_code == 8, error
+        assert f"llama-orchestrator runs the daemon of another home ({home.home})" in str(error)
+        assert f'llama-orch --home "{home.home}" service uninstall' in (error.hint or "")
+    said = " ".join(bob("status", *flags).split())
+    assert f"it runs the daemon of another home, not this one ({bob_home.home})" in said, said
+    status = _status(ann, *flags)
+    assert (status["installed"], status["active"], status["home"]) == (True, True, str(home.home))

@@ -23,7 +23,7 @@ from llama_orchestrator.autostart.spec import (
     RenderedFile,
     ServicePlan,
 )
-from llama_orchestrator.autostart.status import ServiceStatus, read_status
+from llama_orchestrator.autostart.status import ServiceStatus, locate, read_status, refuse_other_home
 
 __all__ = [
     "Command",
@@ -39,6 +39,8 @@ __all__ = [
     "build_plan",
     "current_host",
     "home_stop_timeout_s",
+    "locate",
     "read_status",
+    "refuse_other_home",
     "remove",
 ]

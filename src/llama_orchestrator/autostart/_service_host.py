@@ -15,10 +15,12 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse `--home`, `--site-packages` and `--env NAME=VALUE`, then run the service until the SCM stops it."""
+    """Parse `--home`, `--site-packages`, `--service-name` (another home's than the default: named
+    by its hash) and `--env NAME=VALUE`, then run the service until the SCM stops it."""
     parser = argparse.ArgumentParser(prog="llama-orchestrator-service")
     parser.add_argument("--home", required=True)
     parser.add_argument("--site-packages", default=None)
+    parser.add_argument("--service-name", default=None)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
     for assignment in args.env:
@@ -30,9 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.path[:] = [entry for entry in sys.path if str(Path(entry or ".").resolve()) != script_dir]
     if args.site_packages:
         site.addsitedir(args.site_packages)
+    from llama_orchestrator.autostart.spec import SERVICE_NAME
     from llama_orchestrator.autostart.windows_service import host_service
 
-    host_service(Path(args.home))
+    host_service(Path(args.home), args.service_name or SERVICE_NAME)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,18 @@ from llama_orchestrator.autostart.spec import (
     RenderedFile,
     ServicePlan,
     daemon_argv,
+    entry_name,
 )
 from llama_orchestrator.config.paths import ENV_HOME, HomePaths
 from llama_orchestrator.errors import UnsupportedPlatformError
 
 PLIST_NAME = f"{LAUNCHD_LABEL}.plist"
+"""The default home's agent; another home's label is `agent_label()`, its file `<label>.plist`."""
+
+
+def agent_label(paths: HomePaths, host: HostFacts) -> str:
+    """The agent of this home: `io.github.llama-orchestrator` for the default home, else with its hash."""
+    return entry_name(LAUNCHD_LABEL, paths.home, host)
 
 
 def render_plist(
@@ -32,15 +39,16 @@ def render_plist(
     *,
     environment: tuple[tuple[str, str], ...] = (),
     stop_timeout_s: int = STOP_TIMEOUT_S,
+    label: str = LAUNCHD_LABEL,
 ) -> str:
-    """Render the LaunchAgent plist as XML text.
+    """Render the LaunchAgent plist as XML text (`label`: `agent_label()`).
 
     `environment`: the forwarded variables of the installing shell (`spec.FORWARDED_ENV`).
     The daemon's stderr is a plain file here (StandardErrorPath, never rotated), so it runs with
     `--no-stderr-log`: its log is logs/daemon.log, and the err file keeps only crashes.
     """
     document = {
-        "Label": LAUNCHD_LABEL,
+        "Label": label,
         "ProgramArguments": [*daemon_argv(python, paths.home), "--no-stderr-log"],
         "EnvironmentVariables": {ENV_HOME: str(paths.home), "PYTHONUNBUFFERED": "1", **dict(environment)},
         "RunAtLoad": True,
@@ -81,16 +89,17 @@ def plan_launchd(
         )
     if host.uid is None:
         raise UnsupportedPlatformError("launchd needs the numeric user id (gui/<uid> domain)")
+    label = agent_label(paths, host)
     domain = f"gui/{host.uid}"
-    target = f"{domain}/{LAUNCHD_LABEL}"
-    plist_path = host.user_home / "Library" / "LaunchAgents" / PLIST_NAME
+    target = f"{domain}/{label}"
+    plist_path = host.user_home / "Library" / "LaunchAgents" / f"{label}.plist"
     return ServicePlan(
         backend="launchd",
-        name=LAUNCHD_LABEL,
+        name=label,
         files=(
             RenderedFile(
                 plist_path,
-                render_plist(paths, python, environment=host.environment, stop_timeout_s=stop_timeout_s),
+                render_plist(paths, python, environment=host.environment, stop_timeout_s=stop_timeout_s, label=label),
             ),
         ),
         install_commands=(

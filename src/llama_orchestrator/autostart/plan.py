@@ -1,12 +1,14 @@
 """Pick the backend for a platform and build its `ServicePlan`; gather the host's facts once.
 
 `build_plan()` is pure given a `HostFacts`; `current_host()` is the one place that reads the
-running interpreter, user, directories and environment, so the renderers never do, and
-`home_stop_timeout_s()` the one that reads the home's configs (for the stop timeout).
+running interpreter, user, directories (the default home among them) and environment, so the
+renderers never do, and `home_stop_timeout_s()` the one that reads the home's configs (for the
+stop timeout).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import sys
@@ -22,13 +24,14 @@ from llama_orchestrator.autostart.spec import (
     Mode,
     ServicePlan,
     forwarded_environment,
+    same_home,
     stop_timeout_s,
 )
 from llama_orchestrator.autostart.systemd import plan_systemd
 from llama_orchestrator.autostart.windows_service import plan_windows_service
 from llama_orchestrator.autostart.windows_task import plan_windows_task, windowless_interpreter
 from llama_orchestrator.config.loader import load_fleet
-from llama_orchestrator.config.paths import HomePaths
+from llama_orchestrator.config.paths import HomePaths, default_home
 from llama_orchestrator.errors import UnsupportedPlatformError
 
 
@@ -55,6 +58,29 @@ def build_plan(
     Raises:
         UnsupportedPlatformError: for a combination the platform does not offer.
     """
+    plan = _plan_for(platform, mode, system, paths, python, host=host, windows_service=windows_service,
+                     unit_dir=unit_dir, exists=exists, stop_timeout_s=stop_timeout_s)
+    default = host.default_home
+    if default is None or not same_home(paths.home, default, casefold=platform == "windows"):
+        note = (f"The name carries a hash of this home ({paths.home}), so each home has its own entry; "
+                f"`llama-orch --home \"{paths.home}\" service status` (or uninstall) finds it.")
+        plan = dataclasses.replace(plan, notes=(*plan.notes, note))
+    return plan
+
+
+def _plan_for(
+    platform: PlatformName,
+    mode: Mode,
+    system: bool,
+    paths: HomePaths,
+    python: PurePath,
+    *,
+    host: HostFacts,
+    windows_service: bool,
+    unit_dir: Path | None,
+    exists: Callable[[PureWindowsPath], bool] | None,
+    stop_timeout_s: int,
+) -> ServicePlan:
     if windows_service and platform != "windows":
         raise UnsupportedPlatformError("--windows-service is only available on Windows")
     if system and platform != "linux":
@@ -98,4 +124,5 @@ def current_host(environ: Mapping[str, str] = os.environ) -> HostFacts:
         site_packages=Path(sysconfig.get_paths()["purelib"]),
         service_host_script=Path(__file__).with_name("_service_host.py"),
         environment=forwarded_environment(environ),
+        default_home=default_home(),
     )

@@ -9,6 +9,7 @@ compare it with golden files on any OS. Stdlib only.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ Mode = Literal["logon", "boot"]
 Backend = Literal["systemd", "launchd", "windows-task", "windows-service"]
 
 SERVICE_NAME = "llama-orchestrator"
-"""The one name used everywhere: systemd unit stem, scheduled task name, Windows service name."""
+"""The default home's name everywhere: systemd unit stem, scheduled task name, Windows service name.
+Any other home's entries carry a hash of the home (`entry_name`)."""
 
 LAUNCHD_LABEL = "io.github.llama-orchestrator"
 
@@ -126,6 +128,9 @@ class HostFacts:
     """Windows service only: the path of `autostart/_service_host.py` in this environment."""
     environment: tuple[tuple[str, str], ...] = ()
     """The `FORWARDED_ENV` variables set in the installing environment (`forwarded_environment`)."""
+    default_home: PurePath | None = None
+    """The installing user's default home (no `--home`, no `LLAMA_ORCH_HOME`): its entry keeps the
+    plain names it always had; None: not known, every home's names carry its hash."""
 
 
 def daemon_argv(python: PurePath | str, home: PurePath | str) -> tuple[str, ...]:
@@ -135,6 +140,21 @@ def daemon_argv(python: PurePath | str, home: PurePath | str) -> tuple[str, ...]
     unit's `User=`) would otherwise resolve a different default home than the user who installed.
     """
     return (str(python), "-m", "llama_orchestrator", "--home", str(home), "daemon", "run")
+
+
+def entry_name(base: str, home: PurePath, host: HostFacts, *, casefold: bool = False) -> str:
+    """`base` for the default home, else `base-<8 hex digits>` of a hash of the home's path, so two
+    homes (two users, or two `LLAMA_ORCH_HOME`s of one) never share a unit, agent, task or service.
+    `casefold`: Windows, where `C:\\Orch` and `c:\\orch` are one home."""
+    if host.default_home is not None and same_home(home, host.default_home, casefold=casefold):
+        return base
+    key = str(home).casefold() if casefold else str(home)
+    return f"{base}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}"
+
+
+def same_home(a: PurePath | str, b: PurePath | str, *, casefold: bool = False) -> bool:
+    """Whether two spellings of a home are one directory (case-insensitively on Windows)."""
+    return str(a).casefold() == str(b).casefold() if casefold else str(a) == str(b)
 
 
 def forwarded_environment(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -19,10 +19,12 @@ from llama_orchestrator.autostart.spec import (
     RenderedFile,
     ServicePlan,
     daemon_argv,
+    entry_name,
 )
 from llama_orchestrator.config.paths import ENV_HOME, HomePaths
 
 UNIT_NAME = f"{SERVICE_NAME}.service"
+"""The default home's unit; another home's is `unit_name()`."""
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 
 _NEEDS_QUOTES = frozenset(" \t\n\"'\\;")
@@ -31,6 +33,11 @@ _NEEDS_QUOTES = frozenset(" \t\n\"'\\;")
 def user_unit_dir(host: HostFacts) -> Path:
     """Where systemd looks for the user's own units: `$XDG_CONFIG_HOME/systemd/user`."""
     return host.user_config_dir / "systemd" / "user"
+
+
+def unit_name(paths: HomePaths, host: HostFacts) -> str:
+    """The unit of this home: `llama-orchestrator.service` for the default home, else with its hash."""
+    return f"{entry_name(SERVICE_NAME, paths.home, host)}.service"
 
 
 def quote_exec_arg(arg: str) -> str:
@@ -133,16 +140,17 @@ def plan_systemd(
     `stop_timeout_s` is `TimeoutStopSec=` (`spec.stop_timeout_s()` of the home's configs).
     """
     directory = unit_dir or (SYSTEM_UNIT_DIR if system else user_unit_dir(host))
-    unit_path = directory / UNIT_NAME
+    name = unit_name(paths, host)
+    unit_path = directory / name
     systemctl = ("systemctl",) if system else ("systemctl", "--user")
     install = [
         Command((*systemctl, "daemon-reload")),
-        Command((*systemctl, "enable", "--now", UNIT_NAME)),
+        Command((*systemctl, "enable", "--now", name)),
     ]
     notes = [
-        f"If the daemon was already running, `{' '.join(systemctl)} restart {UNIT_NAME}` applies a "
+        f"If the daemon was already running, `{' '.join(systemctl)} restart {name}` applies a "
         "changed unit (it stops and restarts the instances).",
-        f"Logs of the daemon itself: `journalctl {'' if system else '--user '}-u {UNIT_NAME}`.",
+        f"Logs of the daemon itself: `journalctl {'' if system else '--user '}-u {name}`.",
     ]
     if system:
         notes.append("A system unit needs root: run the install with sudo.")
@@ -159,7 +167,7 @@ def plan_systemd(
         )
     return ServicePlan(
         backend="systemd",
-        name=UNIT_NAME,
+        name=name,
         files=(
             RenderedFile(
                 unit_path,
@@ -170,14 +178,14 @@ def plan_systemd(
             ),
         ),
         install_commands=tuple(install),
-        uninstall_commands=(Command((*systemctl, "disable", "--now", UNIT_NAME), check=False),),
+        uninstall_commands=(Command((*systemctl, "disable", "--now", name), check=False),),
         post_uninstall_commands=(
             Command((*systemctl, "daemon-reload")),
-            Command((*systemctl, "reset-failed", UNIT_NAME), check=False),
+            Command((*systemctl, "reset-failed", name), check=False),
         ),
         status_commands=(
-            Command((*systemctl, "is-enabled", UNIT_NAME), check=False),
-            Command((*systemctl, "is-active", UNIT_NAME), check=False),
+            Command((*systemctl, "is-enabled", name), check=False),
+            Command((*systemctl, "is-active", name), check=False),
         ),
         notes=tuple(notes),
     )

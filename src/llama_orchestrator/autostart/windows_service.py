@@ -37,6 +37,7 @@ from llama_orchestrator.autostart.spec import (
     Command,
     HostFacts,
     ServicePlan,
+    entry_name,
 )
 from llama_orchestrator.config.paths import HomePaths, resolve_home
 from llama_orchestrator.errors import AutostartError
@@ -107,8 +108,14 @@ class ServiceLifecycle:
         self.stop_event.set()
 
 
-def build_service_class(home: Path) -> type[Any]:
-    """Build the `ServiceFramework` subclass for `home` (Windows only: imports pywin32)."""
+def service_name(paths: HomePaths, host: HostFacts) -> str:
+    """The service of this home: `llama-orchestrator` for the default home, else with its hash
+    (service names are machine-wide: two users' homes must not share one)."""
+    return entry_name(SERVICE_NAME, paths.home, host, casefold=True)
+
+
+def build_service_class(home: Path, name: str = SERVICE_NAME) -> type[Any]:
+    """Build the `ServiceFramework` subclass for `home`, installed as `name` (Windows only: imports pywin32)."""
     import servicemanager
     import win32service
     import win32serviceutil
@@ -120,8 +127,8 @@ def build_service_class(home: Path) -> type[Any]:
     }
 
     class LlamaOrchestratorService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
-        _svc_name_ = SERVICE_NAME
-        _svc_display_name_ = DISPLAY_NAME
+        _svc_name_ = name
+        _svc_display_name_ = DISPLAY_NAME if name == SERVICE_NAME else name
         _svc_description_ = DESCRIPTION
 
         def __init__(self, args: list[str]) -> None:
@@ -137,7 +144,7 @@ def build_service_class(home: Path) -> type[Any]:
             except BaseException as exc:
                 # Raising makes the C framework report SERVICE_STOPPED with an error code, which
                 # (with failureflag 1) triggers the recovery actions. The event log says why.
-                servicemanager.LogErrorMsg(f"{SERVICE_NAME}: daemon failed: {exc!r}")
+                servicemanager.LogErrorMsg(f"{name}: daemon failed: {exc!r}")
                 raise
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS)
 
@@ -150,19 +157,20 @@ def build_service_class(home: Path) -> type[Any]:
     return LlamaOrchestratorService
 
 
-def host_service(home: Path) -> None:
-    """Connect to the SCM and run the service until it is stopped (Windows only; blocks)."""
+def host_service(home: Path, name: str = SERVICE_NAME) -> None:
+    """Connect to the SCM and run the service `name` until it is stopped (Windows only; blocks)."""
     import servicemanager
 
-    service_class = build_service_class(home)
+    service_class = build_service_class(home, name)
     servicemanager.Initialize()
     servicemanager.PrepareToHostSingle(service_class)
     servicemanager.StartServiceCtrlDispatcher()
 
 
 def service_command_line(paths: HomePaths, host: HostFacts) -> str:
-    """The service's `binPath`: base interpreter, host script, `--home`, `--site-packages`, and
-    `--env NAME=VALUE` for each forwarded variable of the installing environment.
+    """The service's `binPath`: base interpreter, host script, `--home`, `--site-packages`,
+    `--service-name` unless it is the default home's, and `--env NAME=VALUE` for each forwarded
+    variable of the installing environment.
 
     Raises:
         AutostartError: when the host script's location is unknown.
@@ -172,6 +180,8 @@ def service_command_line(paths: HomePaths, host: HostFacts) -> str:
     argv = [str(host.base_python or host.python), str(host.service_host_script), "--home", str(paths.home)]
     if host.site_packages is not None:
         argv += ["--site-packages", str(host.site_packages)]
+    if (service := service_name(paths, host)) != SERVICE_NAME:
+        argv += ["--service-name", service]
     for name, value in host.environment:  # a service has no environment of its own either
         argv += ["--env", f"{name}={value}"]
     # sc.exe stores binPath verbatim and the SCM hands it to CreateProcess: Windows CRT quoting.
@@ -181,31 +191,35 @@ def service_command_line(paths: HomePaths, host: HostFacts) -> str:
 def plan_windows_service(paths: HomePaths, host: HostFacts) -> ServicePlan:
     """Plan the `sc.exe` calls that create, configure, start, stop and delete the service."""
     sc = "sc.exe"  # not `sc`: in PowerShell `sc` is an alias of Set-Content
+    name = service_name(paths, host)
+    # A display name is unique too; another home's service shows its own name and home.
+    display, description = (DISPLAY_NAME, DESCRIPTION) if name == SERVICE_NAME else (
+        name, f"{DESCRIPTION} Home: {paths.home}")
     return ServicePlan(
         backend="windows-service",
-        name=SERVICE_NAME,
+        name=name,
         install_commands=(
             # sc.exe wants `option=` and its value as two arguments.
             Command(
-                (sc, "create", SERVICE_NAME, "binPath=", service_command_line(paths, host),
-                 "start=", "delayed-auto", "DisplayName=", DISPLAY_NAME)
+                (sc, "create", name, "binPath=", service_command_line(paths, host),
+                 "start=", "delayed-auto", "DisplayName=", display)
             ),
-            Command((sc, "description", SERVICE_NAME, DESCRIPTION)),
+            Command((sc, "description", name, description)),
             Command(
-                (sc, "failure", SERVICE_NAME, "reset=", "86400",
+                (sc, "failure", name, "reset=", "86400",
                  "actions=", "restart/5000/restart/30000/restart/60000")
             ),
             # Apply the recovery actions also when the service stops with an error exit code.
-            Command((sc, "failureflag", SERVICE_NAME, "1")),
-            Command((sc, "start", SERVICE_NAME)),
+            Command((sc, "failureflag", name, "1")),
+            Command((sc, "start", name)),
         ),
         uninstall_commands=(
-            Command((sc, "stop", SERVICE_NAME), check=False),
-            Command((sc, "delete", SERVICE_NAME), check=False),
+            Command((sc, "stop", name), check=False),
+            Command((sc, "delete", name), check=False),
         ),
         status_commands=(
-            Command((sc, "query", SERVICE_NAME), check=False),
-            Command((sc, "qc", SERVICE_NAME), check=False),
+            Command((sc, "query", name), check=False),
+            Command((sc, "qc", name), check=False),
         ),
         notes=(
             "Installing a service needs an elevated (administrator) prompt.",
@@ -213,7 +227,7 @@ def plan_windows_service(paths: HomePaths, host: HostFacts) -> ServicePlan:
             "Vulkan driver does not, use the scheduled task with --mode logon instead.",
             f"The home is passed explicitly ({paths.home}); files the daemon creates there are "
             "owned by SYSTEM.",
-            "Start/stop: `sc.exe start llama-orchestrator`, `sc.exe stop llama-orchestrator`; "
+            f"Start/stop: `sc.exe start {name}`, `sc.exe stop {name}`; "
             "failures are logged in the Application event log.",
         ),
     )

@@ -37,6 +37,7 @@ from llama_orchestrator.autostart.spec import (
     RenderedFile,
     ServicePlan,
     daemon_argv,
+    entry_name,
 )
 from llama_orchestrator.config.paths import HomePaths
 
@@ -45,6 +46,12 @@ LOCAL_SYSTEM_SID = "S-1-5-18"
 TASK_FILE_NAME = f"{SERVICE_NAME}.task.xml"
 # A TimeTrigger needs a start boundary; any past date makes it active at once.
 _WATCHDOG_START = "2024-01-01T00:00:00"
+
+
+def task_name(paths: HomePaths, host: HostFacts) -> str:
+    """The task of this home: `llama-orchestrator` for the default home, else with its hash (task
+    names are machine-wide, and so is a Windows service's)."""
+    return entry_name(SERVICE_NAME, paths.home, host, casefold=True)
 
 
 def windowless_interpreter(python: PurePath, exists: Callable[[PureWindowsPath], bool]) -> PureWindowsPath:
@@ -64,8 +71,10 @@ def render_task_xml(
     mode: Mode,
     user: str,
     environment: tuple[tuple[str, str], ...] = (),
+    name: str = SERVICE_NAME,
 ) -> str:
-    """Render the task definition (Task Scheduler schema 1.2) as text, to be written UTF-16.
+    """Render the task definition (Task Scheduler schema 1.2) as text, to be written UTF-16
+    (`name`: `task_name()`).
 
     A task has no environment of its own: the forwarded variables (`spec.FORWARDED_ENV`) go on
     the command line as `daemon run --env NAME=VALUE`, which sets them before the daemon starts.
@@ -112,7 +121,7 @@ def render_task_xml(
         f"    <Author>{escape(user)}</Author>\n"
         "    <Description>llama-orchestrator daemon: supervises the llama.cpp llama-server"
         " instances.</Description>\n"
-        f"    <URI>\\{SERVICE_NAME}</URI>\n"
+        f"    <URI>\\{escape(name)}</URI>\n"
         "  </RegistrationInfo>\n"
         "  <Triggers>\n"
         f"{trigger}"
@@ -173,34 +182,35 @@ def plan_windows_task(paths: HomePaths, python: PurePath, host: HostFacts, *, mo
 
     `python` should already be the windowless interpreter (`windowless_interpreter`).
     """
+    name = task_name(paths, host)
     xml_path = paths.home / "autostart" / TASK_FILE_NAME
     stop_daemon = (*daemon_argv(host.python, paths.home)[:-1], "stop")
     notes = [
         "The task XML is written UTF-16 with a BOM, the encoding schtasks reads with /XML.",
-        f"Task Scheduler shows the task as {SERVICE_NAME!r} (hidden: tick 'Show Hidden Tasks').",
+        f"Task Scheduler shows the task as {name!r} (hidden: tick 'Show Hidden Tasks').",
     ]
     if mode == "boot":
         notes.append("Boot mode runs as LocalSystem and needs an elevated (administrator) prompt.")
     return ServicePlan(
         backend="windows-task",
-        name=SERVICE_NAME,
+        name=name,
         files=(
             RenderedFile(
                 xml_path,
-                render_task_xml(paths, python, mode=mode, user=host.user, environment=host.environment),
+                render_task_xml(paths, python, mode=mode, user=host.user, environment=host.environment, name=name),
                 encoding="utf-16",
             ),
         ),
         install_commands=(
-            Command(("schtasks", "/Create", "/TN", SERVICE_NAME, "/XML", str(xml_path), "/F")),
-            Command(("schtasks", "/Run", "/TN", SERVICE_NAME)),
+            Command(("schtasks", "/Create", "/TN", name, "/XML", str(xml_path), "/F")),
+            Command(("schtasks", "/Run", "/TN", name)),
         ),
         uninstall_commands=(
             # A graceful stop first: `schtasks /End` would terminate the daemon without cleanup.
             Command(stop_daemon, check=False),
-            Command(("schtasks", "/End", "/TN", SERVICE_NAME), check=False),
-            Command(("schtasks", "/Delete", "/TN", SERVICE_NAME, "/F"), check=False),
+            Command(("schtasks", "/End", "/TN", name), check=False),
+            Command(("schtasks", "/Delete", "/TN", name, "/F"), check=False),
         ),
-        status_commands=(Command(("schtasks", "/Query", "/TN", SERVICE_NAME, "/V", "/FO", "LIST"), check=False),),
+        status_commands=(Command(("schtasks", "/Query", "/TN", name, "/V", "/FO", "LIST"), check=False),),
         notes=tuple(notes),
     )

@@ -1,8 +1,11 @@
 """`llama-orch service install|uninstall|status`: start the daemon at boot or logon.
 
 Thin: each command builds a `ServicePlan` with `autostart.build_plan()` and either prints it
-(`--dry-run`), carries it out (`autostart.apply`/`remove`) or asks for its status. Errors are
-`AutostartError`s; the main CLI turns them into exit code 8.
+(`--dry-run`), carries it out (`autostart.apply`/`remove`) or asks for its status. Entries are
+named after their home (`autostart.spec.entry_name`); status, install and uninstall also find a
+home's entry under the plain name it had before (`autostart.locate`), and never replace or
+remove one that runs another home's daemon. Errors are `AutostartError`s; the main CLI turns them
+into exit code 8.
 
 Collaborators come from `ServiceDeps`: the main app may put one on its context object as
 `service_deps` (tests do, to fake the service manager and the host); otherwise the real
@@ -11,6 +14,7 @@ subprocess runner, the running host and the running platform are used.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,7 +36,8 @@ from llama_orchestrator.autostart import (
     build_plan,
     current_host,
     home_stop_timeout_s,
-    read_status,
+    locate,
+    refuse_other_home,
     remove,
 )
 from llama_orchestrator.config.paths import HomePaths, resolve_home
@@ -71,20 +76,21 @@ def _deps(ctx: typer.Context) -> ServiceDeps:
     return ServiceDeps(runner=SubprocessCommandRunner(), host=current_host())
 
 
-def _plan(ctx: typer.Context, mode: Mode, system: bool, windows_service: bool) -> tuple[ServicePlan, ServiceDeps]:
-    deps = _deps(ctx)
-    plan = build_plan(
-        deps.platform,
-        mode,
-        system,
-        _home(ctx),
-        deps.host.python,
-        host=deps.host,
-        windows_service=windows_service,
-        unit_dir=deps.unit_dir,
-        stop_timeout_s=home_stop_timeout_s(_home(ctx)),
-    )
-    return plan, deps
+def _plans(
+    ctx: typer.Context, mode: Mode, system: bool, windows_service: bool
+) -> tuple[ServicePlan, ServicePlan | None, ServiceDeps]:
+    """This home's plan, and the plan under the plain name when this home's name carries its hash
+    (where an install from before names depended on the home is), else None."""
+    deps, paths = _deps(ctx), _home(ctx)
+    stop_timeout_s = home_stop_timeout_s(paths)
+
+    def plan(host: HostFacts) -> ServicePlan:
+        return build_plan(deps.platform, mode, system, paths, deps.host.python, host=host,
+                          windows_service=windows_service, unit_dir=deps.unit_dir, stop_timeout_s=stop_timeout_s)
+
+    current = plan(deps.host)
+    plain = plan(dataclasses.replace(deps.host, default_home=paths.home))  # the default home's names
+    return current, (None if plain.name == current.name else plain), deps
 
 
 class ServiceMode(StrEnum):
@@ -136,12 +142,17 @@ def install(
 
     Example: llama-orch service install --mode logon --dry-run
     """
-    plan, deps = _plan(ctx, "boot" if mode is ServiceMode.BOOT else "logon", system, windows_service)
+    plan, plain, deps = _plans(ctx, "boot" if mode is ServiceMode.BOOT else "logon", system, windows_service)
     if dry_run:
         _print_plan(plan, files=True, commands=("install_commands",))
     else:
         # launchd does not create the log directory named in the plist; the daemon needs it anyway.
-        _home(ctx).ensure()
+        home = _home(ctx).ensure().home
+        found, status = locate(plan, plain, deps.runner, home)
+        refuse_other_home(status, home, "installing")
+        if found is not plan:  # this home's entry under the plain name: renamed, not doubled
+            remove(found, deps.runner)
+            console.print(f"removed {found.backend} {found.name} (named before names depended on the home)")
         apply(plan, deps.runner)
         console.print(f"[green]installed[/] {plan.backend} {plan.name}")
     _print_notes(plan)
@@ -158,14 +169,17 @@ def uninstall(
 
     Example: llama-orch service uninstall --dry-run
     """
-    plan, deps = _plan(ctx, "logon", system, windows_service)
+    plan, plain, deps = _plans(ctx, "logon", system, windows_service)
     if dry_run:
         for file in plan.files:
             console.print(f"# remove {file.path}", markup=False, highlight=False, soft_wrap=True)
         _print_plan(plan, files=False, commands=("uninstall_commands", "post_uninstall_commands"))
         return
-    remove(plan, deps.runner)
-    console.print(f"[green]uninstalled[/] {plan.backend} {plan.name}")
+    home = _home(ctx).home
+    found, status = locate(plan, plain, deps.runner, home)
+    refuse_other_home(status, home, "uninstalling")
+    remove(found, deps.runner)
+    console.print(f"[green]uninstalled[/] {found.backend} {found.name}")
 
 
 @service_app.command()
@@ -179,12 +193,19 @@ def status(
 
     Example: llama-orch service status --json
     """
-    plan, deps = _plan(ctx, "logon", system, windows_service)
-    result = read_status(plan, deps.runner)
+    plan, plain, deps = _plans(ctx, "logon", system, windows_service)
+    home = _home(ctx).home
+    found, result = locate(plan, plain, deps.runner, home)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_status(result)
+    if result.runs(home) is False:
+        console.print(f"  it runs the daemon of another home, not this one ({home}): this home's is not installed",
+                      markup=False, highlight=False)
+    elif found is not plan:
+        console.print(f"  named before names depended on the home: `llama-orch service install` renames it "
+                      f"{plan.name}", markup=False, highlight=False)
 
 
 def _print_status(result: ServiceStatus) -> None:
@@ -195,5 +216,6 @@ def _print_status(result: ServiceStatus) -> None:
     if result.installed:
         console.print(f"  enabled: {word(result.enabled, 'yes', 'no')}")
         console.print(f"  active:  {word(result.active, 'yes', 'no')} ({result.state or 'no state reported'})")
+        console.print(f"  home:    {result.home or 'unknown'}", markup=False, highlight=False)
     for path, exists in result.files.items():
         console.print(f"  file: {path} ({'present' if exists else 'missing'})", markup=False, highlight=False)

@@ -100,15 +100,19 @@ class HomePaths:
         return self
 
 
+def default_home() -> Path:
+    """The home without --home or LLAMA_ORCH_HOME (the one whose service entries keep plain names)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=False)).expanduser().absolute()
+
+
 def resolve_home(cli_home: str | os.PathLike[str] | None = None) -> HomePaths:
     """Pick the home directory: the CLI flag, then the environment, then the platform default."""
     if cli_home:
-        raw = Path(cli_home)
+        home = Path(cli_home).expanduser().absolute()
     elif os.environ.get(ENV_HOME):
-        raw = Path(os.environ[ENV_HOME])
+        home = Path(os.environ[ENV_HOME]).expanduser().absolute()
     else:
-        raw = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=False))
-    home = raw.expanduser().absolute()
+        home = default_home()
     if home.exists() and not home.is_dir():
         raise HomeError(f"home path {home} exists and is not a directory")
     return HomePaths(home)

@@ -18,6 +18,7 @@ LINUX_HOST = HostFacts(
     uid=1000,
     user_config_dir=Path("/home/ann/.config"),
     user_home=Path("/home/ann"),
+    default_home=LINUX_HOME.home,  # the sample homes are their user's default: the plain names
 )
 
 MAC_HOME = HomePaths(Path("/Users/ann/Library/Application Support/llama-orchestrator"))
@@ -26,6 +27,7 @@ MAC_HOST = HostFacts(
     user="ann",
     uid=501,
     user_home=Path("/Users/ann"),
+    default_home=MAC_HOME.home,
 )
 
 WINDOWS_HOME = HomePaths(Path(r"C:\Users\Ann Lee\AppData\Local\llama-orchestrator"))
@@ -37,6 +39,7 @@ WINDOWS_HOST = HostFacts(
     service_host_script=PureWindowsPath(
         r"C:\Users\Ann Lee\llama-orchestrator\.venv\Lib\site-packages\llama_orchestrator\autostart\_service_host.py"
     ),
+    default_home=WINDOWS_HOME.home,
 )
 WINDOWS_PYTHONW = PureWindowsPath(r"C:\Users\Ann Lee\llama-orchestrator\.venv\Scripts\pythonw.exe")
 
