@@ -167,6 +167,18 @@ def test_an_instance_created_while_the_daemon_runs_is_known_at_once(
         with pytest.raises(openai.NotFoundError):
             c.chat.completions.create(model="hand", messages=HELLO, max_tokens=4)
 
+    # a stopped instance's config edited by hand: the start a request makes runs what the file says
+    # now (here a new alias and port), not what the daemon read before
+    write_instance(fleet.home, "edited", llama_server_bin, tiny_model, on_demand=True)
+    wait_until(lambda: fleet.state("edited") == "stopped", 10, 0.05, "edited found stopped")
+    write_instance(fleet.home, "edited", llama_server_bin, tiny_model, alias="edited-now", on_demand=True)
+    port = json.loads(fleet.home.paths.instance_config("edited").read_text())["server"]["port"]
+    with fleet.client() as c:
+        chat = c.chat.completions.create(model="edited-now", messages=HELLO, max_tokens=4)
+        assert chat.choices[0].message.content is not None
+    argv = json.loads(fleet.home.ok("inspect", "edited", "--json").out)["argv"]
+    assert argv[argv.index("--port") + 1] == str(port), argv
+
 
 def test_a_client_disconnecting_mid_stream_frees_the_slot(fleet: Fleet) -> None:
     def busy() -> bool:

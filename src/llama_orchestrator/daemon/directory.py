@@ -140,8 +140,9 @@ class SupervisorDirectory:
     ) -> None:
         self.supervisors = supervisors  # the service's live dict: instances come and go
         # the service's adopt_new_configs: instances created since the configs were last applied
-        # are routed to (and listed) as soon as `create` wrote them; looked for at most every
-        # second, and at once for a model nothing serves
+        # are routed to (and listed) as soon as `create` wrote them, and stopped ones take their
+        # edited configs; looked for at most every second, at once for a model nothing serves
+        # and before a start
         self._adopt = adopt
         self._adopt_at = float("-inf")
         # Removed instances still finishing their requests: no longer routed to or listed, but
@@ -286,6 +287,8 @@ class SupervisorDirectory:
 
     def request_start(self, name: str, reason: str) -> None:
         sup = self.supervisors.get(name)
+        if sup is not None and sup.child is None:
+            self._adopt()  # a config edited since the last look: this start runs what the file says now
         if sup is not None:
             sup.submit(lc.Start(reason))
 

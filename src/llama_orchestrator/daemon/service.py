@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from aiohttp import web
 
 from llama_orchestrator import __version__, eventloop
 from llama_orchestrator.config.argv import build_command
@@ -102,7 +101,8 @@ class Daemon:
                 logger.error(self.quarantine_note)
             self.prober = HealthProber()
             self.gateway_host = GatewayHost(self, self._gpu, self.store)
-            runner = await self._start_control()
+            runner, self._control_address = await serve_control(self, self._orchestrator_config().control,
+                                                                self.paths.control_file)
             try:
                 await self._start_instances()
                 await self.gateway_host.start(self._orchestrator_config().gateway)
@@ -133,11 +133,6 @@ class Daemon:
                 if sup.child is not None:
                     sup.submit(lc.Stop("daemon killed"))
         self.request_shutdown(keep_instances=False)
-
-    async def _start_control(self) -> web.AppRunner:
-        runner, self._control_address = await serve_control(self, self._orchestrator_config().control,
-                                                            self.paths.control_file)
-        return runner
 
     async def _start_instances(self) -> None:
         fleet = self._load()
@@ -247,17 +242,22 @@ class Daemon:
         return list(fleet.errors)
 
     def adopt_new_configs(self) -> bool:
-        """Know instances created since the configs were last applied (stopped: nothing that runs
-        changes), for `ps`, `inspect`, `rm` and the gateway; forget stopped ones whose config was
-        deleted (a running one runs on until `up` or `rm`). Whether any was added."""
+        """Know instances created since the configs were last applied (for `ps`, `inspect`, `rm`,
+        the gateway); a stopped one takes its edited config, so its next start (by a request too)
+        runs what the file says, and one whose config was deleted is forgotten. A running one runs
+        on as it is until `up`, `restart` or `rm`. Whether any was added or took a new config."""
         on_disk = self._on_disk.current()
         new = [c for n, c in on_disk.items() if n not in self.supervisors and n not in self.retiring]
         for config in new:
             self._add_supervisor(config)
-        for name in [n for n, sup in self.supervisors.items() if n not in self._on_disk.names() and sup.child is None
-                     and sup.state in (InstanceState.STOPPED, InstanceState.FAILED)]:
+        idle = {n: sup for n, sup in self.supervisors.items()
+                if sup.child is None and sup.state in (InstanceState.STOPPED, InstanceState.FAILED)}
+        edited = [n for n, sup in idle.items() if n in on_disk and sup.config != on_disk[n]]
+        for name in edited:
+            idle[name].update_config(on_disk[name])
+        for name in [n for n in idle if n not in self._on_disk.names()]:
             self._spawn_background(self._retire(name))
-        return bool(new)
+        return bool(new or edited)
 
     def _reconfigure_gateway(self, fleet: Fleet) -> None:
         """Apply orchestrator.json's gateway settings (and a rewritten keys file) to the running
