@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -117,5 +119,49 @@ def test_up_says_a_changed_gateway_port_waits_for_a_daemon_restart(tmp_path: Pat
                 "(llama-orch daemon stop --keep-instances; llama-orch daemon start); the gateway still listens "
                 f"on http://127.0.0.1:{port}") in said, said
         assert home.client().status().gateway.restart_pending == ["port"]
+    finally:
+        home.close()
+
+
+def test_up_says_the_keys_it_could_not_read_leave_the_old_ones_valid(tmp_path: Path) -> None:
+    """A keys file moved away during a rotation: the running gateway keeps the keys it read before
+    (it fails closed only when it had none), so a key meant to be removed stays valid; `up`,
+    `daemon status` and `ps` say so (only daemon.log did), until `up` reads the file again."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text("old-key\n")
+    home = Home(tmp_path / "home", tmp_path / "scratch")
+    port = free_port()
+    home.paths.orchestrator_file.write_text(json.dumps({"gateway": {"port": port, "api_keys_file": str(keys)}}))
+
+    def models_status(key: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
+                                         headers={"Authorization": f"Bearer {key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        home.start_daemon()
+        wait_until(lambda: home.client().status().gateway.address, 30, 0.05, "the gateway listening")
+        assert "gateway" not in home.ok("up").err
+        keys.rename(tmp_path / "keys.moved")
+        said = " ".join(home.ok("up").err.split())
+        assert (f"warning: orchestrator.json's gateway settings were not applied: cannot read gateway.api_keys_file "
+                f"'{keys}': No such file or directory; the gateway runs on with the settings it had, the API keys it "
+                "read before among them (a key removed since stays valid); create or fix the file") in said, said
+        assert models_status("old-key") == 200
+        status = " ".join(home.ok("daemon", "status").out.split())
+        assert f"gateway http://127.0.0.1:{port}; orchestrator.json's gateway settings were not applied: cannot read" \
+            in status, status
+        assert ("(orchestrator.json's gateway settings not applied: `llama-orch daemon status` says why)"
+                in home.ok("ps").out)
+
+        keys.write_text("new-key\n")
+        assert "gateway" not in home.ok("up").err
+        assert home.client().status().gateway.settings_error is None
+        assert "not applied" not in home.ok("ps").out
+        assert (models_status("old-key"), models_status("new-key")) == (401, 200)
     finally:
         home.close()

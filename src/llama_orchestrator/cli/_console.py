@@ -51,6 +51,8 @@ def gateway_warnings(gateway: GatewayInfo) -> None:
         warn(f"the gateway is not running: {gateway.error}")
     elif gateway.refusing:
         warn(f"the gateway refuses every request that needs a key: {gateway.refusing}")
+    if gateway.settings_error:
+        warn(gateway.settings_error)
     if gateway.restart_pending:
         warn(f"gateway.{', gateway.'.join(gateway.restart_pending)} changed in orchestrator.json: only "
              "a daemon restart applies it (llama-orch daemon stop --keep-instances; "

@@ -159,6 +159,8 @@ def status(
     gateway = info.gateway.address or (f"error: {info.gateway.error}" if info.gateway.error else "disabled")
     if info.gateway.address and info.gateway.refusing:
         gateway += f", refusing every request that needs a key: its API keys could not be read: {info.gateway.refusing}"
+    if info.gateway.address and info.gateway.settings_error:
+        gateway += f"; {info.gateway.settings_error}"
     _console.out.print(f"daemon    running, pid {info.pid}, up {duration(info.uptime_s)}, version {info.version}")
     _console.out.print(f"home      {info.home}")
     _console.out.print(f"control   http://{info.control_address}")

@@ -20,6 +20,7 @@ from llama_orchestrator.daemon.preflight import gateway_start_problem
 from llama_orchestrator.daemon.protocol import GatewayInfo
 from llama_orchestrator.daemon.supervisor import InstanceSupervisor
 from llama_orchestrator.errors import OrchestratorError
+from llama_orchestrator.gateway.errors import KeysUnreadable
 from llama_orchestrator.gateway.server import Gateway
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class GatewayHost:
         self.gateway: Gateway | None = None
         self._info = GatewayInfo(enabled=False)
         self._restart_pending: list[str] = []  # settings changed that only a daemon restart applies
+        self._settings_error: str | None = None  # why orchestrator.json's settings were not applied last time
 
     async def start(self, config: GatewayConfig) -> None:
         """Build the directory over the service's supervisors and start the gateway (unless disabled)."""
@@ -62,6 +64,7 @@ class GatewayHost:
             return
         self.gateway = gateway
         self._info = GatewayInfo(enabled=True, address=gateway.address)
+        self._settings_error = None
 
     async def start_if_down(self, config: GatewayConfig) -> None:
         """Try again a gateway that could not start: fixing orchestrator.json or freeing the port
@@ -71,7 +74,9 @@ class GatewayHost:
 
     def reconfigure(self, config: GatewayConfig) -> None:
         """Apply `config` to the running gateway, logging what happened; the settings only a
-        daemon restart applies are logged once (when they differ from the last time)."""
+        daemon restart applies are logged once (when they differ from the last time). Settings it
+        cannot apply (keys or a certificate it cannot read) are kept for `info` until applied, so
+        that `up` says it: a key removed from the keys file stays valid meanwhile."""
         gateway = self.gateway
         if gateway is None:
             return
@@ -80,7 +85,9 @@ class GatewayHost:
             restart = gateway.reconfigure(config)
         except OrchestratorError as exc:
             logger.error("gateway settings not applied, the running ones stay: %s", exc)
+            self._settings_error = not_applied(exc)
             return
+        self._settings_error = None
         if (directory := self.directory()) is not None:
             directory.measure_memory = bool(gateway.config.memory_budgets)
         if (gateway.config, gateway.keys) != before:
@@ -94,7 +101,8 @@ class GatewayHost:
     def info(self) -> GatewayInfo:
         """Where it listens, or why not; whether it refuses requests (its keys unreadable: live)."""
         refusing = self.gateway.refusing if self.gateway is not None else None
-        return self._info.model_copy(update={"refusing": refusing, "restart_pending": list(self._restart_pending)})
+        return self._info.model_copy(update={"refusing": refusing, "restart_pending": list(self._restart_pending),
+                                             "settings_error": self._settings_error})
 
     def directory(self) -> SupervisorDirectory | None:
         directory = self.gateway.traffic.directory if self.gateway is not None else None
@@ -108,3 +116,13 @@ class GatewayHost:
     async def stop(self) -> None:
         if self.gateway is not None:
             await self.gateway.stop()
+
+
+def not_applied(exc: OrchestratorError) -> str:
+    """Why orchestrator.json's gateway settings were not applied, what the gateway runs with
+    meanwhile, and the fix."""
+    kept = (", the API keys it read before among them (a key removed since stays valid)"
+            if isinstance(exc, KeysUnreadable) else " (its API keys, TLS certificate, limits, timeouts and origins)")
+    fix = f"; {exc.hint}" if exc.hint else ""
+    return (f"orchestrator.json's gateway settings were not applied: {exc}; the gateway runs on with "
+            f"the settings it had{kept}{fix}")

@@ -127,11 +127,17 @@ class GatewayInfo(Message):
     error: str | None = None  # why it is not running
     refusing: str | None = None  # running, but its API keys could not be read: why, and the fix
     restart_pending: list[str] = dataclasses.field(default_factory=list)  # changed settings only a restart applies
+    # running, but orchestrator.json's gateway settings could not be applied: why, and that the running ones stay
+    settings_error: str | None = None
 
     def summary(self) -> str:
-        """One line for a header: where it listens (and that it refuses requests), or why it does not."""
+        """One line for a header: where it listens (and that it refuses requests, or runs on settings
+        that orchestrator.json no longer says), or why it does not."""
         if self.address:
-            return self.address + (" (refusing requests: its API keys could not be read)" if self.refusing else "")
+            notes = ["refusing requests: its API keys could not be read"] if self.refusing else []
+            if self.settings_error:
+                notes.append("orchestrator.json's gateway settings not applied: `llama-orch daemon status` says why")
+            return self.address + "".join(f" ({note})" for note in notes)
         return f"not running ({self.error})" if self.error else "disabled"
 
 

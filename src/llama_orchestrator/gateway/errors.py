@@ -107,6 +107,15 @@ class Unavailable(HTTPFailure):
     type = "unavailable_error"
 
 
+SHUTDOWN_RETRY_AFTER_S = 5
+
+
+def shutting_down() -> Unavailable:
+    """What a request the gateway can no longer serve is told while it stops: one waiting for a
+    replica (a slot, a load, room) is answered this before its connection closes."""
+    return Unavailable("the gateway is shutting down", code="shutting_down", retry_after_s=SHUTDOWN_RETRY_AFTER_S)
+
+
 def error_body(status: int, kind: str, message: str, code: str | None, param: str | None) -> bytes:
     return json.dumps(
         {"error": {"message": message, "type": kind, "code": code, "param": param}, "source": "gateway"},

@@ -15,7 +15,9 @@ The outcomes are those of `proxy.forward`, which serves aiohttp's requests:
 - no answer within the read timeout: 504; the connection lost mid-answer: 503, both in the
   OpenAI error shape (`errors.to_response`);
 - the upstream dies or stalls mid-stream, or the gateway stops: an SSE `error` event, then the
-  end of the stream; the client leaves: the upstream socket is closed at once (the slot frees).
+  end of the stream; the client leaves: the upstream socket is closed at once (the slot frees);
+- the gateway stops before the answer's head (or before a replica took the request): 503
+  `shutting_down`, then the connection closes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from typing import TYPE_CHECKING
 
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.traffic_health import Evidence, status_evidence
-from llama_orchestrator.gateway.errors import INSTANCE_HEADER, SOURCE_HEADER, sse_error_event, to_response
+from llama_orchestrator.gateway.errors import (
+    INSTANCE_HEADER,
+    SOURCE_HEADER,
+    shutting_down,
+    sse_error_event,
+    to_response,
+)
 from llama_orchestrator.gateway.http1 import PlainRequest, response_head
 from llama_orchestrator.gateway.metrics import model_label
 from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
@@ -220,7 +228,9 @@ class Exchange:
         if pool is not None:
             pool.unanswered(up, self.after_stream)
         self._drop_upstream()
-        if up.received:
+        if self.lane.closing():  # cut by the gateway's stop
+            self._refuse(shutting_down())
+        elif up.received:
             self._refuse(unreachable(self.instance, up.failure))
         elif self.pooled and pool is not None:
             self._connect(pool)  # a pooled connection the server had closed: the request never left
@@ -233,7 +243,7 @@ class Exchange:
             self.parts.append(data)
         if up.failure is not None:
             self._drop_upstream()
-            self._refuse(failed_answering(self.instance, "UpstreamClosed"))
+            self._refuse(shutting_down() if self.lane.closing() else failed_answering(self.instance, "UpstreamClosed"))
             return
         if not up.at_eof():
             return
@@ -280,6 +290,12 @@ class Exchange:
         self._write(chunk(sse_error_event(reason)) + LAST_CHUNK)
         self._over("stream_error")
 
+    def stop(self) -> None:
+        """The gateway stops before the request reached a replica (it waits for one, or connects):
+        answer 503 now, before the connection closes. A request sent is ended by its cut."""
+        if self.phase in ("wait", "connect"):
+            self._refuse(shutting_down())
+
     def client_gone(self) -> None:
         """The client closed its connection: close the upstream's now, so the slot frees."""
         if self.phase != "over":
@@ -288,7 +304,7 @@ class Exchange:
     def _refuse(self, exc: BaseException) -> None:
         """Answer with the gateway's own error (nothing was written to the client yet); with a
         replica chosen, it is one that failed the request (refused, silent, cut)."""
-        if self.upstream is not None:
+        if self.upstream is not None and not self.lane.closing():  # (the gateway's stop is not the replica's doing)
             self.evidence = str(exc)
         answer = to_response(exc)
         body = answer.body if isinstance(answer.body, bytes) else b""

@@ -76,11 +76,14 @@ class Lane:
             self._sweeper = self.loop.call_later(SWEEP_EVERY_S, self._sweep)
 
     def close(self) -> None:
-        """Close every connection still at the front door (the gateway is stopping)."""
+        """Close every connection still at the front door (the gateway is stopping), once a request
+        still waiting for a replica has been answered (503: its connection closes right after)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for door in list(self.doors):
+            if door.exchange is not None:
+                door.exchange.stop()
             door.close()
 
 

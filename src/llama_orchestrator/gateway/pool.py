@@ -44,28 +44,32 @@ class UpstreamPool:
 
     async def request(
         self, method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None,
-        timeouts: Timeouts, wire_sse: bool = False,
+        timeouts: Timeouts, wire_sse: bool = False, live: set[Response] | None = None,
     ) -> Response:
-        """Send one request and return once the response head has arrived (`wire_sse`: see `Response.wire`)."""
+        """Send one request and return once the response head has arrived (`wire_sse`: see `Response.wire`).
+        The response is in `live` from the request sent (the caller discards it once done with it),
+        so that the gateway's stop can cut it before its head too."""
         key = (host, port)
         raw = request_bytes(method, host, port, target, headers, body)
         for attempt in range(STALE_RETRIES + 1):
             conn = await self._acquire(key, timeouts.connect, pooled=attempt == 0)
             fresh = conn.idle_since == 0.0
             after_stream = self.send(conn, method, raw, timeouts, wire_sse)
+            if live is not None:
+                live.add(conn)
             try:
                 await conn._head()
                 self.answered(conn, after_stream)
                 return conn
             except UpstreamClosed:
-                conn.close()
+                _forget(conn, live)
                 self.unanswered(conn, after_stream)
                 if conn.received or attempt == STALE_RETRIES:
                     raise
                 if fresh:  # a new connection dropped unanswered: the server is saturated; back off
                     await asyncio.sleep(FRESH_BACKOFF_S * 2**attempt)
             except BaseException:
-                conn.close()
+                _forget(conn, live)
                 raise
         raise AssertionError("unreachable")
 
@@ -155,6 +159,12 @@ class UpstreamPool:
             for c in idle:
                 c.discard()
         self._idle.clear()
+
+
+def _forget(conn: Response, live: set[Response] | None) -> None:
+    if live is not None:
+        live.discard(conn)
+    conn.close()
 
 
 def request_bytes(method: str, host: str, port: int, target: str, headers: dict[str, str], body: bytes | None) -> bytes:

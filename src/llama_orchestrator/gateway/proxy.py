@@ -44,6 +44,7 @@ from llama_orchestrator.gateway.errors import (
     HTTPFailure,
     Unavailable,
     message_of,
+    shutting_down,
     sse_error_event,
 )
 from llama_orchestrator.gateway.pool import UpstreamPool
@@ -170,7 +171,8 @@ async def forward(
 ) -> web.StreamResponse:
     """Send `body` to `upstream` at `path_qs` with the request's method and relay the answer.
 
-    While relaying, the upstream response sits in `live`, so `cut_all(live)` can end it.
+    From the request sent to the end of the answer, the upstream response sits in `live`, so
+    `cut_all(live)` can end it.
     A pooled connection the server had already closed is retried inside `pool.request`.
     `started` is an SSE answer already begun (gateway.holding): the stream goes into it, and
     an answer that is not a stream becomes an event in it. `native`: one of the instance's own
@@ -186,17 +188,17 @@ async def forward(
         host, port, prefix = up_client.address(upstream.base_url)
         up = await pool.request(
             method, host, port, prefix + path_qs, headers, body, timeout,
-            wire_sse=started is None and request.version >= aiohttp.HttpVersion11,
+            wire_sse=started is None and request.version >= aiohttp.HttpVersion11, live=live,
         )
-    except up_client.ConnectFailed as exc:
-        refused = UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})")
-        raise outcome.failed(refused) from exc
-    except up_client.UpstreamClosed as exc:
-        raise outcome.failed(unreachable(upstream.name, exc)) from exc
-    except TimeoutError as exc:
+    except (up_client.ConnectFailed, up_client.UpstreamClosed, TimeoutError) as exc:
+        if closing():  # the gateway's stop cut the request (or closed the pool), not the instance
+            raise shutting_down() from exc
+        if isinstance(exc, up_client.ConnectFailed):
+            refused = UpstreamRefused(upstream.name, f"instance {upstream.name!r} could not be reached ({exc})")
+            raise outcome.failed(refused) from exc
+        if isinstance(exc, up_client.UpstreamClosed):
+            raise outcome.failed(unreachable(upstream.name, exc)) from exc
         raise outcome.failed(no_answer(upstream.name)) from exc
-    if live is not None:
-        live.add(up)
     try:
         outcome.status = up.status
         if up.content_type == "text/event-stream":
@@ -204,6 +206,8 @@ async def forward(
         try:
             data = await up.read()
         except (up_client.UpstreamClosed, TimeoutError) as exc:
+            if closing():
+                raise shutting_down() from exc
             raise outcome.failed(failed_answering(upstream.name, type(exc).__name__)) from exc
         outcome.first_byte_s = time.perf_counter() - sent_at
         if up.status >= 500:

@@ -3,7 +3,7 @@
     gateway = Gateway(config, directory)      # keys=None: read gateway.api_keys_env / _file
     await gateway.start()                     # binds; GatewayStartError if it cannot
     gateway.address                           # "http://127.0.0.1:8000"
-    await gateway.stop()                      # closes the listener, ends streams with an SSE error
+    await gateway.stop()                      # closes the listener: 503 to requests waiting, an SSE error to streams
 
 Routes: gateway.routes.
 
@@ -42,7 +42,7 @@ from llama_orchestrator.gateway.errors import (
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
-    Unavailable,
+    shutting_down,
     to_response,
 )
 from llama_orchestrator.gateway.fim import FimCompletions
@@ -233,14 +233,14 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._idle_task
             self._idle_task = None
-        await self.traffic.close()
-        proxy.cut_all(self._live, "the gateway is shutting down")
+        await self.traffic.close()  # a request waiting for a replica is answered 503 (gateway.stopping)
+        if self._pool is not None:  # closed first, so that no request cut below is sent again
+            pool, self._pool = self._pool, None
+            await pool.close()
+        proxy.cut_all(self._live, "the gateway is shutting down")  # (answers and streams end saying so)
         if self._active:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), STOP_DRAIN_S)
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
 
     # --- plumbing --------------------------------------------------------------------------------
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -279,7 +279,7 @@ class Gateway:
     @property
     def pool(self) -> UpstreamPool:
         if self._pool is None or self._closing:
-            raise Unavailable("the gateway is shutting down", code="shutting_down", retry_after_s=5)
+            raise shutting_down()
         return self._pool
 
     # --- handlers --------------------------------------------------------------------------------

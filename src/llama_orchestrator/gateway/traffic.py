@@ -30,6 +30,7 @@ from llama_orchestrator.core.routing import InstanceDirectory, Upstream
 from llama_orchestrator.core.traffic_health import Evidence
 from llama_orchestrator.gateway.catalog import available_models
 from llama_orchestrator.gateway.errors import ModelNotFound, Overloaded, Unavailable
+from llama_orchestrator.gateway.stopping import Stopping
 from llama_orchestrator.units import size
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Traffic:
         self._slot_waiters: set[asyncio.Future[None]] = set()
         self._awaited: dict[str, int] = {}  # instance -> requests waiting for it to become routable
         self.evictions: dict[str, int] = {}  # instance -> times stopped to make room (`/metrics`)
+        self.stopping = Stopping()  # once closed, every wait in `acquire` ends in 503 shutting_down
 
     def what_holds(self, model: str) -> str:
         """What a request for `model` waits for now, in words (a held stream's keep-alive says it)."""
@@ -145,6 +147,7 @@ class Traffic:
         self, model: str, replicas: list[Upstream], decision: routing.StartFirst | routing.AwaitStart, waits: _Waits
     ) -> None:
         """No replica of `model` is up yet: start one if asked (making room), then wait for it, or refuse."""
+        self.stopping.check()  # nothing is started for a request that could not wait for it
         name = decision.name
         if waits.started:
             raise Unavailable(
@@ -288,9 +291,9 @@ class Traffic:
     async def _wait_routable(self, name: str) -> None:
         task = self._start_waits.get(name)
         if task is None:  # coming up by itself (starting, backoff): wait without starting
-            await self.directory.wait_routable(name, self.config.start_wait_timeout_s)
+            await self.stopping.unless_closed(self.directory.wait_routable(name, self.config.start_wait_timeout_s))
             return
-        await asyncio.shield(task)
+        await self.stopping.unless_closed(asyncio.shield(task))  # the start goes on for the other requests
 
     async def _wait_for_slot(self, model: str, deadline: float) -> None:
         left = deadline - self.clock()
@@ -313,7 +316,9 @@ class Traffic:
         await self._wait_for_release(left)
 
     async def _wait_for_release(self, left: float) -> None:
-        """Until some request ends, `left` s pass, or QUEUE_RECHECK_S (whichever is first)."""
+        """Until some request ends, `left` s pass, or QUEUE_RECHECK_S (whichever is first); 503
+        shutting_down once the gateway stops (`close` wakes every waiter)."""
+        self.stopping.check()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._slot_waiters.add(waiter)
         try:
@@ -321,6 +326,7 @@ class Traffic:
                 await asyncio.wait_for(waiter, min(left, QUEUE_RECHECK_S))
         finally:
             self._slot_waiters.discard(waiter)
+        self.stopping.check()
 
     # --- idle TTL --------------------------------------------------------------------------------
     def reap_idle(self) -> list[str]:
@@ -336,6 +342,12 @@ class Traffic:
             self.reap_idle()
 
     async def close(self) -> None:
+        """The gateway stops: every request waiting (for a slot, a load, room) is refused with 503
+        at once, before the connections close; the starts requested for them are abandoned."""
+        self.stopping.close()
+        for waiter in self._slot_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         for task in list(self._start_waits.values()):
             task.cancel()
         self._start_waits.clear()
