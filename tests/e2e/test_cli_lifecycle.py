@@ -164,8 +164,7 @@ def test_adoption_keeps_the_uptime_and_a_removed_model_fails_with_the_reason_in_
     daemon = home.daemon_pid()
     os.kill(daemon, 9)
     wait_gone(daemon)
-    home.ok("ps")  # starts a new daemon, which adopts
-    home.remember_daemon()
+    home.start_daemon()  # a new daemon, which adopts (`ps` starts none)
     after = home.wait_state("gone", "ready", timeout_s=20)
     assert after.pid == before["pid"] and after.ready_at == before["ready_at"], (before, after)
     assert after.uptime_s is not None and after.uptime_s >= before["uptime_s"]
@@ -250,8 +249,7 @@ def test_up_restarts_what_a_config_change_concerns_and_nothing_else(home: Home, 
     daemon = home.daemon_pid()
     os.kill(daemon, 9)
     wait_gone(daemon)
-    home.ok("ps")
-    home.remember_daemon()
+    home.start_daemon()
     assert home.wait_state("edited", "ready", timeout_s=20).changed is None
     config["args"] = ["-c", "1024"]
     config_file.write_text(json.dumps(config), encoding="utf-8")

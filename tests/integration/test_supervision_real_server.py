@@ -190,9 +190,9 @@ def test_daemon_sigkilled_with_three_instances_is_replaced_by_one_that_adopts_th
         wait_gone(daemon)
         assert {n: instance_pids(n) for n in pids} == {n: {p} for n, p in pids.items()}
 
-        first = home.ok("ps", "--json")  # starts a new daemon, which reconciles
-        home.remember_daemon()
-        assert home.daemon_pid() != daemon
+        assert home.ok("ps").out.startswith("gateway: not running   daemon: not running")  # `ps` starts none
+        assert home.start_daemon() != daemon  # a new daemon, which reconciles
+        first = home.ok("ps", "--json")
 
         def all_ready() -> list[dict[str, object]] | None:
             rows = json.loads(home.ok("ps", "--json").out)["instances"]
@@ -234,3 +234,27 @@ def test_daemon_stop_stops_every_server_and_keep_instances_hands_them_to_the_nex
     for name in pids:
         assert instance_pids(name) == set(), name
     assert not home.daemon_running()
+
+
+def test_a_binary_that_is_a_wrapper_script_is_not_changed_once_adopted(
+    home: Home, llama_server_bin: Path, tiny_model: Path
+) -> None:
+    """numactl, an environment script: `binary` execs llama-server (the same pid), so the OS then shows
+    the server's argv; the next daemon compares the command recorded at the spawn, and `up` keeps it."""
+    wrapper = home.scratch / "slow-llama-server"
+    wrapper.write_text(f'#!/bin/sh\nexport WRAPPED=1\nexec "{llama_server_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    home.write_instance("r3", model=tiny_model, port=free_port(), binary=wrapper)
+    home.start_daemon()
+    home.ok("up", "r3", timeout_s=120)
+    pid = home.status("r3").pid
+    assert pid is not None and psutil.Process(pid).cmdline()[0] == str(llama_server_bin)  # after the exec
+
+    home.ok("daemon", "stop", "--keep-instances")
+    home.start_daemon()
+    adopted = home.wait_state("r3", "ready", timeout_s=20)
+    assert (adopted.pid, adopted.changed) == (pid, None), adopted
+    assert "*" not in home.ok("ps").out
+    home.ok("up", "r3")
+    assert home.status("r3").pid == pid
+    assert not [e for e in home.events("r3") if e.to_state == "stopping"], home.events("r3")

@@ -10,7 +10,10 @@ the rendered command unchanged is one, so a field added later is judged the same
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -49,25 +52,75 @@ def describe_change(command: str | None, settings: list[str]) -> str | None:
     return f"{command}; {named}" if command else f"{named}; no restart needed"
 
 
+def _digests(env: Mapping[str, str], salt: str) -> dict[str, str]:
+    return {name: hashlib.sha256(f"{salt}\0{value}".encode()).hexdigest()[:16] for name, value in env.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RunningCommand:
+    """The command a process runs with, as state.db keeps it for the next daemon: the argv the
+    daemon spawned, and each environment variable's value as a digest salted with the child's
+    token (an API key in the environment never reaches the disk). `env` None: not known."""
+
+    argv: list[str]
+    env: dict[str, str] | None
+    salt: str = ""
+
+    @classmethod
+    def spawned(cls, command: LaunchCommand, salt: str) -> RunningCommand:
+        return cls(list(command.argv), _digests(command.env, salt), salt)
+
+    def dumps(self) -> str:
+        return json.dumps({"argv": self.argv, "env": self.env})
+
+    @classmethod
+    def loads(cls, text: str | None, salt: str) -> RunningCommand | None:
+        """The command `dumps` wrote, or None for no record (or a damaged one)."""
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            return None
+        argv, env = (data.get("argv"), data.get("env")) if isinstance(data, dict) else (None, None)
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            return None
+        known = isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+        return cls(argv, env if known else None, salt)
+
+
 class ConfigDrift:
     """One instance's drift: the command its process runs with (`running`, set at each spawn or
-    adoption; its environment None when not known), compared with what a config renders. Both
-    renders are cached by config identity: `ps --watch` and the dashboard ask on every refresh, and
-    the configs stay the same objects until a file changes or the daemon applies them."""
+    adoption), compared with what a config renders. Both renders are cached by config identity:
+    `ps --watch` and the dashboard ask on every refresh, and the configs stay the same objects
+    until a file changes or the daemon applies them."""
 
     def __init__(self, render: Render) -> None:
         self._render = render
-        self.running: tuple[list[str], dict[str, str] | None] | None = None
-        self._wanted: tuple[InstanceConfig, LaunchCommand] | None = None
+        self.running: RunningCommand | None = None
+        self._wanted: tuple[InstanceConfig, str, LaunchCommand] | None = None
         self._settings: tuple[InstanceConfig, InstanceConfig, list[str]] | None = None
+
+    def adopt(self, recorded: str | None, salt: str, os_argv: Callable[[], list[str] | None]) -> None:
+        """An adopted process runs the command recorded at its spawn (its identity proves it is
+        that process). What the OS shows is the fallback for a record from before commands were
+        recorded: after a wrapper script's `exec` it names the real server, not the binary run."""
+        self.running = RunningCommand.loads(recorded, salt)
+        if self.running is None:
+            argv = os_argv()
+            self.running = RunningCommand(argv, None) if argv else None
+
+    def recorded(self) -> str | None:
+        """The running command as state.db keeps it (`adopt` reads it back)."""
+        return self.running.dumps() if self.running else None
 
     def command(self, config: InstanceConfig) -> str | None:
         """How the command `config` renders differs from the running one (`up` restarts for it)."""
-        if self.running is None:
+        running = self.running
+        if running is None:
             return None
-        if self._wanted is None or self._wanted[0] is not config:
-            self._wanted = (config, self._render(config))
-        return command_change(*self.running, self._wanted[1])
+        if self._wanted is None or self._wanted[0] is not config or self._wanted[1] != running.salt:
+            rendered = self._render(config)
+            self._wanted = (config, running.salt, LaunchCommand(rendered.argv, _digests(rendered.env, running.salt)))
+        return command_change(running.argv, running.env, self._wanted[2])
 
     def describe(self, applied: InstanceConfig, on_disk: InstanceConfig | None) -> str | None:
         """What `up` would apply of `on_disk` to a process running under `applied`, or None."""

@@ -31,7 +31,7 @@ with a fake clock. The events and actions are defined in `core.lifecycle_events`
     backoff      Stop                          → stopped
     failed       Stop (a user's, not shutdown) → stopped       (last_error kept)
     reconciling  Adopted                       → starting      (the next good probe makes it ready)
-    reconciling  NotAdopted(run)               → starting      Spawn
+    reconciling  NotAdopted(run)               → starting      Spawn           (`resumes_at_start`)
     reconciling  NotAdopted(not run)           → stopped
 """
 
@@ -140,13 +140,30 @@ def next_wake(rt: Runtime, policy: Policy) -> float | None:
     return None
 
 
+def resumes_at_start(recorded: InstanceState, desired_up: bool) -> bool:
+    """Whether a daemon starting now runs an instance whose process is gone, from the state the last
+    daemon recorded. Only a daemon that ended without stopping it (killed, crashed, or `daemon stop
+    --keep-instances` and the process died since) leaves one meant to run in a state other than
+    stopped or failed; a clean `daemon stop` leaves it stopped, and autostart alone decides then."""
+    return desired_up and recorded not in (S.STOPPED, S.FAILED)
+
+
+def nothing_to_adopt(recorded: InstanceState | None, resume: bool) -> NotAdopted:
+    """Reconciling an instance with no process recorded: the event, saying why it starts or not."""
+    if recorded is None:
+        return NotAdopted("no process recorded", resume)
+    if resume:
+        return NotAdopted(f"{recorded.value} when the last daemon ended without stopping it: starting it again", True)
+    return NotAdopted(f"{recorded.value} when the last daemon ended", False)
+
+
 def decide(rt: Runtime, event: Event, policy: Policy, now: float, jitter_draw: float = 0.5) -> Decision:
     """Apply one event to one instance's runtime; return the new runtime and what to do."""
     state = rt.state
     if isinstance(event, Start | Restart):
         return _on_start(rt, event, now)
     if isinstance(event, Stop):
-        return _on_stop(rt, event.reason, keep_desire=event.shutdown)
+        return _on_stop(rt, event.reason, shutdown=event.shutdown)
     if isinstance(event, Adopted) and state is S.RECONCILING:
         # RECONCILING -> STARTING: the child lives on; the next good probe makes it ready.
         return Decision(
@@ -213,19 +230,19 @@ def _on_start(rt: Runtime, event: Start | Restart, now: float) -> Decision:
     return Decision(wanted)
 
 
-def _on_stop(rt: Runtime, reason: str, *, keep_desire: bool = False) -> Decision:
+def _on_stop(rt: Runtime, reason: str, *, shutdown: bool = False) -> Decision:
     state = rt.state
-    down = rt if keep_desire else replace(rt, desired_up=False)
+    down = replace(rt, desired_up=False)  # a daemon's own stop too: the next daemon resumes nothing
     if state in (S.STARTING, S.READY, S.UNHEALTHY):
         # llama-server installs its signal handlers only after loading: stopping a loading one is a kill.
         # The daemon's own shutdown does not drain: its gateway has stopped already.
-        stop = StopProcess(kill=state is S.STARTING, drain=state is S.READY and not keep_desire)
+        stop = StopProcess(kill=state is S.STARTING, drain=state is S.READY and not shutdown)
         return Decision(_to(down, S.STOPPING, reason, after_stop="stop"), (stop,))
     if state is S.STOPPING:
         return Decision(replace(down, after_stop="stop"))
     if state in (S.BACKOFF, S.RECONCILING):
         return Decision(_to(down, S.STOPPED, reason, next_start_at=None))
-    if state is S.FAILED and not keep_desire:
+    if state is S.FAILED and not shutdown:
         # FAILED -> STOPPED: the user has seen the failure and wants it down; last_error stays.
         return Decision(_to(down, S.STOPPED, f"{reason} (was failed)"))
     return Decision(down)

@@ -17,7 +17,8 @@ class Start:
 @dataclass(frozen=True, slots=True)
 class Stop:
     reason: str = "stop requested"
-    #: The daemon is shutting down: stop, but remember the user still wants it up (resumed later).
+    #: The daemon is shutting down: stop without draining (its gateway has stopped), and leave a
+    #: failed instance failed. Nothing is resumed from a clean shutdown (`resumes_at_start`).
     shutdown: bool = False
 
 

@@ -29,6 +29,7 @@ class Snapshot:
     ready_wall: float | None
     last_exit: ExitStatus | None
     now: float
+    command: str | None = None  # what the child was spawned with (config.drift.RunningCommand)
 
     def record(self) -> InstanceRecord:
         """The state.db row: enough to adopt the process after a daemon restart, and its history."""
@@ -40,6 +41,7 @@ class Snapshot:
             pid_create_time=child.create_time if child else None,
             boot_id=child.boot_id if child else None,
             token=child.token if child else None,
+            command=self.command if child else None,
             port=config.server.port,
             host=config.server.host,
             started_at=self.started_wall if child else None,
@@ -57,7 +59,8 @@ class Snapshot:
         """What `ps`, the dashboard and the gateway's directory read."""
         config, rt, child, last_exit = self.config, self.rt, self.child, self.last_exit
         serving = rt.state in (S.READY, S.UNHEALTHY)
-        since = self.ready_wall if serving else None
+        # starting with a ready time: a child adopted from the last daemon, its first probe under way
+        since = self.ready_wall if serving or rt.state is S.STARTING else None
         health = "-"
         if serving:
             threshold = config.health.failure_threshold

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from llama_orchestrator.config.argv import LaunchCommand, build_command
-from llama_orchestrator.config.drift import ConfigDrift
+from llama_orchestrator.config.drift import ConfigDrift, RunningCommand
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.config.server_flags import ServerFlags
@@ -191,12 +191,12 @@ class InstanceSupervisor:
                 logger.error("%s: %s", self.name, exc)
 
     async def close(self, *, keep_process: bool, drain: bool = False) -> None:
-        """Stop supervising: stop the child first unless `keep_process` (it is then re-adopted later).
+        """Stop supervising: stop it first (a backoff too: the next daemon resumes none) unless `keep_process`.
 
         `drain` (the instance is being removed) lets requests in flight finish first, as `down`
         does; the daemon's own shutdown does not drain, its gateway has stopped already.
         """
-        if not keep_process and self._child is not None:
+        if not keep_process and (self._child is not None or self.rt.state not in (S.STOPPED, S.FAILED)):
             grace = self.config.restart.stop_grace_s
             self.submit(lc.Stop("instance removed") if drain else lc.Stop("daemon shutting down", shutdown=True))
             await self.wait_for_state(frozenset({S.STOPPED, S.FAILED}), (2 * grace if drain else grace) + 10)
@@ -227,12 +227,12 @@ class InstanceSupervisor:
             self._progress_task.cancel()
             self._progress_task = None
         if to_state is S.READY and (from_state is S.STARTING or self._ready_wall is None):
-            # an adopted child keeps the ready time the last daemon saw: its uptime goes on (as it
-            # does through a canary's "kept running" or a recovery: still the same process)
+            # an adopted child keeps the ready time the last daemon saw (the same process: its uptime goes on)
             self._ready_wall = self._adopted_ready_wall or now
-            self._adopted_ready_wall = None
-        if to_state in (S.STOPPED, S.FAILED, S.BACKOFF):
+        if to_state not in (S.READY, S.UNHEALTHY):
             self._ready_wall = None
+        if from_state is not S.RECONCILING:  # an adopted child's is kept only until its first probe
+            self._adopted_ready_wall = None
         event_id = self.deps.store.record_transition(self.name, from_state, to_state, reason, now)
         self._save()
         self.deps.on_event(EventRecord(event_id, self.name, from_state.value, to_state.value, reason, now))
@@ -279,7 +279,7 @@ class InstanceSupervisor:
             note_in_log(self.log_path, f"not started: {exc}", self.deps.wall())
             self.submit(lc.SpawnFailed(str(exc), permanent=True))
             return
-        self._drift.running = (command.argv, command.env)
+        self._drift.running = RunningCommand.spawned(command, child.token)
         self._watch(child)
         self._started_wall = self.deps.wall()
         self.post(self._generation, lc.Spawned(child.pid))
@@ -321,7 +321,7 @@ class InstanceSupervisor:
         how = drained + ("stopped gracefully" if outcome.graceful else "killed")
         if outcome.killed_pids:
             how += f"; killed {len(outcome.killed_pids)} leftover process(es)"
-        self.submit(lc.Stopped(f"{how}, {outcome.exit.describe()}"))
+        self.submit(lc.Stopped(outcome.exit.after(how)))
 
     async def _drain(self, timeout_s: float) -> str:
         """Wait (up to `timeout_s`) for the requests in flight to end; say how that went. The
@@ -355,19 +355,18 @@ class InstanceSupervisor:
     # ---- reconciling with the last daemon ---------------------------------------------------
     async def _reconcile(self) -> None:
         record = self._record
-        should_run = record is not None and record.desired == "up"
+        should_run = record is not None and lc.resumes_at_start(record.state, record.desired == "up")
         if record is None or record.pid is None or record.pid_create_time is None:
-            event: lc.Event = lc.NotAdopted("no process recorded", should_run)
+            event: lc.Event = lc.nothing_to_adopt(record.state if record else None, should_run)
         else:
             identity = ProcessIdentity(record.pid, record.pid_create_time, record.boot_id or "", record.token or "")
             verdict = check_ours(identity)
             if verdict.adoptable:
                 child = adopt(identity, instance=self.name)
-                argv = command_line(child.pid)
-                self._drift.running = (argv, None) if argv else None  # its environment is not ours to read
+                self._drift.adopt(record.command, child.token, lambda: command_line(child.pid))
                 self._watch(child)
                 self._started_wall = record.started_at
-                self._adopted_ready_wall = record.ready_at if record.state == S.READY.value else None
+                self._adopted_ready_wall = record.ready_at  # the same process: its uptime goes on
                 event = lc.Adopted(child.pid)
             else:
                 was = record.state
@@ -385,8 +384,9 @@ class InstanceSupervisor:
 
     # ---- snapshots ------------------------------------------------------------------------
     def _snapshot(self) -> Snapshot:
-        return Snapshot(self.config, self.rt, self._child, self._started_wall, self._ready_wall, self._last_exit,
-                        self.deps.wall())
+        ready_wall = self._ready_wall or self._adopted_ready_wall
+        return Snapshot(self.config, self.rt, self._child, self._started_wall, ready_wall, self._last_exit,
+                        self.deps.wall(), self._drift.recorded())
 
     def _save(self) -> None:
         self.deps.store.save_instance(self._snapshot().record())

@@ -43,11 +43,18 @@ class ExitStatus:
         return cls(code=returncode, signal=None)
 
     def describe(self) -> str:
+        """The status alone (`exit code 1`); callers say it exited: `exited (exit code 1)`."""
         if self.signal is not None:
             return f"killed by signal {self.signal}"
         if self.code is not None:
             return f"exit code {self.code}"
-        return "exited (exit code unknown: adopted from an earlier daemon)"
+        return "exit code unknown: adopted from an earlier daemon"
+
+    def after(self, what: str) -> str:
+        """`what` ended the process (`stopped gracefully`), then how it exited, as one phrase."""
+        if self.signal is None and self.code is None:
+            return f"{what} ({self.describe()})"
+        return f"{what}, {self.describe()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,12 +105,20 @@ def _create_held_down(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE held_down (instance TEXT PRIMARY KEY, at REAL NOT NULL)")
 
 
+def _add_instances_command(conn: sqlite3.Connection) -> None:
+    # The command a child was spawned with: the next daemon compares an adopted child's config
+    # with it, not with the argv the OS shows (after a wrapper script's `exec`, the real server's).
+    # NULL in rows from before: that daemon falls back to the OS's argv.
+    conn.execute("ALTER TABLE instances ADD COLUMN command TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_instances", _create_instances),
     Migration(2, "create_events", _create_events),
     Migration(3, "create_load_times", _create_load_times),
     Migration(4, "create_memory_peaks", _create_memory_peaks),
     Migration(5, "create_held_down", _create_held_down),
+    Migration(6, "add_instances_command", _add_instances_command),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -26,6 +26,7 @@ class InstanceRecord:
     pid_create_time: float | None = None  # with boot_id: proves `pid` is still our child
     boot_id: str | None = None
     token: str | None = None  # random per spawn, put in the child's environment
+    command: str | None = None  # what the process was spawned with (JSON, config.drift.RunningCommand)
     port: int | None = None
     host: str | None = None
     started_at: float | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llama_orchestrator.config.argv import LaunchCommand, build_command
-from llama_orchestrator.config.drift import ConfigDrift, settings_change
+from llama_orchestrator.config.drift import ConfigDrift, RunningCommand, settings_change
 from llama_orchestrator.config.models import InstanceConfig
 
 
@@ -19,8 +19,7 @@ def render(c: InstanceConfig) -> LaunchCommand:
 
 def running(c: InstanceConfig) -> ConfigDrift:
     drift = ConfigDrift(render)
-    command = render(c)
-    drift.running = (command.argv, command.env)
+    drift.running = RunningCommand.spawned(render(c), "token")
     return drift
 
 
@@ -66,3 +65,25 @@ def test_the_settings_compared_follow_the_configs_asked_about() -> None:
     assert drift.describe(applied, config(unlisted=True)) == "settings unlisted; no restart needed"
     assert drift.describe(applied, config(pinned=True)) == "settings pinned; no restart needed"
     assert drift.describe(applied, config()) is None
+
+
+def test_an_adopted_process_is_compared_with_the_command_recorded_at_its_spawn_not_the_os_argv() -> None:
+    """A wrapper script (`binary`) that execs llama-server: the OS then shows the real server's argv."""
+    applied = config(binary="/w/wrapper", env={"A": "1"}, server={"port": 8001, "api_key_env": "K"})
+    command = build_command(applied, "/w/wrapper", {"K": "s3cret"})
+    recorded = RunningCommand.spawned(command, "token-1").dumps()
+    assert "s3cret" not in recorded  # the key is in the environment: only a digest reaches state.db
+    os_argv = ["/b/llama-server", *command.argv[1:]]
+
+    def adopted(record: str | None, environ: dict[str, str]) -> ConfigDrift:
+        drift = ConfigDrift(lambda c: build_command(c, c.binary or "/b/llama-server", environ))
+        drift.adopt(record, "token-1", lambda: os_argv)
+        return drift
+
+    assert adopted(recorded, {"K": "s3cret"}).describe(applied, applied) is None
+    assert adopted(recorded, {"K": "other"}).describe(applied, applied) == "environment LLAMA_API_KEY"
+    moved = config(binary="/w/other", env={"A": "2"}, server={"port": 8001, "api_key_env": "K"})
+    assert adopted(recorded, {"K": "s3cret"}).describe(applied, moved) == "binary /w/wrapper → /w/other; environment A"
+    # a row from before commands were recorded (or a damaged one): the OS's argv, environment unknown
+    for old in (None, "", "not json", '{"argv": []}'):
+        assert adopted(old, {"K": "s3cret"}).describe(applied, applied) == "binary /b/llama-server → /w/wrapper", old

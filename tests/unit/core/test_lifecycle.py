@@ -254,14 +254,34 @@ def test_loading_progress_lines() -> None:
     assert not is_loading_progress("srv  log_server_r: request: GET /health 127.0.0.1 200")
 
 
-def test_daemon_shutdown_stops_but_keeps_the_wish_to_run() -> None:
+def test_a_daemon_shutdown_stops_without_draining_and_leaves_nothing_to_resume() -> None:
     rt = ready_runtime()
     decision = lc.decide(rt, lc.Stop("daemon shutting down", shutdown=True), POLICY, 5)
-    assert decision.actions == (lc.StopProcess(kill=False),)
+    assert decision.actions == (lc.StopProcess(kill=False),)  # no drain: the gateway has stopped already
     rt = run([(6, lc.Stopped("exit code 0"), S.STOPPED, ())], decision.runtime)
-    assert rt.desired_up  # the next daemon resumes it
+    assert not rt.desired_up
+    assert not lc.resumes_at_start(rt.state, rt.desired_up)  # only autostart brings it back
     user_stop = lc.decide(ready_runtime(), lc.Stop(), POLICY, 5).runtime
     assert not user_stop.desired_up
+
+
+@pytest.mark.parametrize(("recorded", "desired_up", "resumed"), [
+    (S.READY, True, True), (S.STARTING, True, True), (S.UNHEALTHY, True, True), (S.BACKOFF, True, True),
+    (S.STOPPING, True, True), (S.RECONCILING, True, True),  # the last daemon ended without stopping it
+    (S.STOPPED, True, False), (S.FAILED, True, False),  # it stopped it (a state.db from before desire was cleared)
+    (S.READY, False, False), (S.STOPPED, False, False),
+])
+def test_a_daemon_resumes_only_what_the_last_one_left_meant_to_run(
+    recorded: S, desired_up: bool, resumed: bool
+) -> None:
+    assert lc.resumes_at_start(recorded, desired_up) is resumed
+    event = lc.nothing_to_adopt(recorded, lc.resumes_at_start(recorded, desired_up))
+    assert event.should_run is resumed
+    if resumed:  # said as why it starts, not as an error
+        assert event.reason == f"{recorded.value} when the last daemon ended without stopping it: starting it again"
+    else:
+        assert event.reason == f"{recorded.value} when the last daemon ended"
+    assert lc.nothing_to_adopt(None, False) == lc.NotAdopted("no process recorded", False)
 
 
 def test_a_failed_canary_makes_a_ready_instance_unhealthy_and_a_passed_one_is_only_noted() -> None:

@@ -38,7 +38,7 @@ def test_migrate_blank_database_applies_every_migration_in_order(conn: sqlite3.C
     assert [c[0] for c in columns["instances"]] == [
         "name", "state", "desired", "pid", "pid_create_time", "boot_id", "token", "port", "host",
         "started_at", "ready_at", "restarts", "consecutive_failures", "last_exit_code",
-        "last_exit_signal", "last_error", "updated_at",
+        "last_exit_signal", "last_error", "updated_at", "command",
     ]
     assert [c[0] for c in columns["events"]] == ["id", "instance", "from_state", "to_state", "reason", "at"]
     assert [c[0] for c in columns["load_times"]] == ["id", "instance", "model_path", "seconds", "at"]
@@ -81,7 +81,8 @@ def test_migrate_from_each_older_version_reaches_the_blank_schema(old_version: i
     assert applied == [m.name for m in MIGRATIONS if m.version > old_version]
     assert schema(old) == schema(blank)
     if old_version >= 1:
-        assert old.execute("SELECT name, state FROM instances").fetchall() == [("a", "ready")]
+        # a row from before the command was recorded: NULL, so the daemon reads the OS's argv
+        assert old.execute("SELECT name, state, command FROM instances").fetchall() == [("a", "ready", None)]
     if old_version >= 2:
         assert old.execute("SELECT id, to_state FROM events").fetchall() == [(1, "starting")]
     blank.close()
