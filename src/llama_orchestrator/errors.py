@@ -8,6 +8,7 @@
     ├── InvalidTransitionError        exit 5  .instance, .state, .requested
     ├── InstanceFailedError           exit 6  .instance, .reason (up/start ended in `failed`)
     ├── SpawnError                    exit 6  binary missing, port taken, OSError on spawn
+    ├── WaitTimeoutError              exit 9  .instances still on their way when --timeout ran out
     ├── StoreError                    exit 1  wraps sqlite3.Error
     ├── DaemonError                   exit 3
     │   ├── DaemonNotRunningError     exit 3
@@ -36,6 +37,7 @@ EXIT_CONFLICT = 5
 EXIT_INSTANCE_FAILED = 6
 EXIT_HOME = 7
 EXIT_AUTOSTART = 8
+EXIT_TIMEOUT = 9
 EXIT_INTERRUPTED = 130
 
 
@@ -100,9 +102,11 @@ class InstanceError(OrchestratorError):
 class InstanceNotFoundError(InstanceError):
     exit_code = EXIT_NOT_FOUND
 
-    def __init__(self, instance: str, *, known: list[str] | None = None) -> None:
+    def __init__(self, instance: str, *, known: list[str] | None = None, also: list[str] | None = None) -> None:
         hint = f"known instances: {', '.join(known)}" if known else "create one with `llama-orch create`"
-        super().__init__(instance, f"no instance named {instance!r}", hint=hint)
+        names = [instance, *(also or [])]  # `also`: more unknown names the same command gave
+        what = f"instance named {instance!r}" if len(names) == 1 else f"instances named {', '.join(map(repr, names))}"
+        super().__init__(instance, f"no {what}", hint=hint)
 
 
 class InstanceExistsError(InstanceError):
@@ -128,6 +132,17 @@ class InstanceFailedError(InstanceError):
 
 class SpawnError(InstanceError):
     exit_code = EXIT_INSTANCE_FAILED
+
+
+class WaitTimeoutError(OrchestratorError):
+    """A command gave up waiting (`--timeout`) while `instances` were still starting or stopping;
+    the daemon carries on with them, so this is not a failure of theirs."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, instances: list[str], message: str, *, hint: str | None = None) -> None:
+        self.instances = instances
+        super().__init__(message, hint=hint)
 
 
 class StoreError(OrchestratorError):

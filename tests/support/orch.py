@@ -39,7 +39,7 @@ FORKING_WRAPPER = REPO_ROOT / "tests" / "bin" / "forking_wrapper.sh"
 LLAMA_ORCH = Path(sys.executable).parent / "llama-orch"
 INSTANCE_ENV = "LLAMA_ORCH_INSTANCE"
 #: Every exit code errors.py documents (plus 0).
-DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 130})
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 130})
 
 #: Health and restart policies scaled down so a fault plays out in about a second.
 FAST_HEALTH: dict[str, Any] = {

@@ -1,8 +1,11 @@
-"""A llama-server `--help` in the real one's shape, and a stand-in binary that prints it."""
+"""A llama-server `--help` in the real one's shape, and stand-in binaries that print it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from tests.support.orch import FAKE_SERVER
 
 # Lines in the shape this project's llama-server prints them (b-series builds of 2026), with the
 # cases that matter: aliases, no value, a bracketed value, two values, a placeholder with spaces,
@@ -39,5 +42,16 @@ def help_only_binary(directory: Path) -> Path:
     (directory / "help.txt").write_text(HELP)
     path = directory / "llama-server"
     path.write_text(f'#!/bin/sh\n[ "$1" = --help ] && exec cat "{directory / "help.txt"}"\nexit 1\n')
+    path.chmod(0o755)
+    return path
+
+
+def fake_server_with_help(directory: Path) -> Path:
+    """The fake llama-server (tests/bin), answering `--help` as the real one does: its command
+    lines are judged as the real binary's are, and it runs as the fake does."""
+    (directory / "help.txt").write_text(HELP)
+    path = directory / "llama-server-with-help"
+    path.write_text(f'#!/bin/sh\n[ "$1" = --help ] && exec cat "{directory / "help.txt"}"\n'
+                    f'exec "{sys.executable}" "{FAKE_SERVER}" "$@"\n')
     path.chmod(0o755)
     return path

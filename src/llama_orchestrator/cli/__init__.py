@@ -2,7 +2,8 @@
 
 Exit codes (also in `llama-orch --help`): 0 ok, 1 error, 2 bad input or invalid config, 3 daemon
 unreachable or already running, 4 no such instance, 5 conflict (exists, wrong state), 6 instance
-failed to start, 7 home directory unusable, 8 autostart/service error, 130 interrupted.
+failed to start, 7 home directory unusable, 8 autostart/service error, 9 --timeout ran out with an
+instance still starting or stopping, 130 interrupted.
 """
 
 from __future__ import annotations

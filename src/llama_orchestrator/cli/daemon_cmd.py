@@ -47,8 +47,9 @@ def run(
 ) -> None:
     """Run the daemon in the foreground (what systemd, launchd and Task Scheduler run).
 
-    Instances that were up when the last daemon stopped are adopted or started again; with
-    --autostart (the default) every instance marked autostart is started too. The log goes to
+    Instances the last daemon left running (it was killed, or stopped with --keep-instances) are
+    adopted, or started again if their process is gone; with --autostart (the default) every
+    instance marked autostart is started too, except those you stopped. The log goes to
     logs/daemon.log (rotated) and to stderr unless --no-stderr-log.
     """
     from llama_orchestrator.daemon.entry import run_daemon

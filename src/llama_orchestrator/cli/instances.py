@@ -26,6 +26,7 @@ from llama_orchestrator.errors import (
 if TYPE_CHECKING:
     from llama_orchestrator.config.models import InstanceConfig
     from llama_orchestrator.config.orchestrator import OrchestratorConfig
+    from llama_orchestrator.daemon.client import DaemonClient
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +54,10 @@ def create(
         None, "--threads", "-t", help="CPU threads for generation (default: one per core; CPU instances sharing "
         "the machine should split its cores)."
     ),
+    embeddings: bool = typer.Option(
+        False, "--embeddings", help="An embedding model: serve /v1/embeddings (model.embeddings). Its pooling, "
+        "if not the model's own, goes after `--`: -- --pooling mean."
+    ),
     chat_template: str | None = typer.Option(
         None, "--chat-template", help="For a model without its own template: a llama.cpp built-in name (gemma, "
         "llama3, chatml, ...; runs with --no-jinja, the only way llama-server applies a name) or Jinja text."
@@ -73,6 +78,7 @@ def create(
 
     Example: llama-orch create qwen --model D:/models/qwen.gguf --backend vulkan -ngl 99 -- --flash-attn on
     Example: llama-orch create gemma --hf ggml-org/gemma-3-270m-it-GGUF:Q8_0
+    Example: llama-orch create embed --model D:/models/nomic-embed-text-v1.5.Q8_0.gguf --embeddings
     """
     from llama_orchestrator.config.files import write_json_atomic
     from llama_orchestrator.config.loader import load_fleet
@@ -108,6 +114,8 @@ def create(
         raw["model"]["chat_template"] = chat_template
     if threads is not None:
         raw["model"]["threads"] = threads
+    if embeddings:
+        raw["model"]["embeddings"] = True
     problems = _check_new(raw, taken, port, None if no_check else fleet.orchestrator)
     if problems:
         raise ConfigError([_on_command_line(p, "--hf" if hf is not None else "--model") for p in problems])
@@ -132,8 +140,9 @@ def _template_note(raw: dict[str, Any]) -> str | None:
     from llama_orchestrator.config.chat_templates import missing_template
 
     path = raw["model"]["path"]
+    args = [*raw.get("args", []), *(["--embeddings"] if raw["model"].get("embeddings") else [])]  # no chats
     return missing_template(gguf_file.metadata_keys(path), gguf_file.facts(path).architecture,
-                            raw["model"].get("chat_template"), raw.get("args", []))
+                            raw["model"].get("chat_template"), args)
 
 
 def _raw_config(
@@ -182,6 +191,7 @@ _OPTION_OF_FIELD = {
     "name": "NAME", "server.port": "--port", "server.host": "--host", "gpu.backend": "--backend",
     "gpu.layers": "--gpu-layers", "model.context_size": "--ctx", "model.alias": "--alias",
     "model.parallel": "--parallel", "model.threads": "--threads", "model.chat_template": "--chat-template",
+    "model.embeddings": "--embeddings",
     "on_demand": "--on-demand", "preload": "--preload", "idle_ttl_s": "--idle-ttl", "args": "EXTRA",
 }
 
@@ -280,42 +290,57 @@ def list_instances(
 
 def remove(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Instance to remove."),
+    names: list[str] = typer.Argument(..., help="Instances to remove."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Remove an instance: its config directory and its log files.
+    """Remove instances: their config directories and their log files.
 
-    A running instance is stopped first, as `down` stops it: requests in flight finish.
+    A running instance is stopped first, as `down` stops it: requests in flight finish. One
+    unknown name and nothing is removed.
 
-    Example: llama-orch rm qwen -y
+    Example: llama-orch rm qwen gemma -y
     """
     paths = context(ctx).paths
-    directory = paths.instance_dir(name) if check_instance_name(name) is None else None
-    if directory is None or not (directory / "config.json").exists():
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if check_instance_name(n) is not None or not paths.instance_config(n).exists()]
+    if unknown:
         from llama_orchestrator.config.loader import load_fleet
 
         fleet = load_fleet(paths, offline=True)
-        raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
+        error = InstanceNotFoundError(unknown[0], known=sorted(fleet.config_files), also=unknown[1:])
+        if len(names) > len(unknown):
+            error.hint = f"nothing was removed; {error.hint}"
+        raise error
+    listed = ", ".join(repr(n) for n in names)
     if not yes:
         if not sys.stdin.isatty():
-            _console.error(f"refusing to remove {name!r} without confirmation", "pass -y to remove it")
+            _console.error(f"refusing to remove {listed} without confirmation", "pass -y to remove")
             raise typer.Exit(EXIT_CONFIG)
-        typer.confirm(f"Remove instance {name!r} and its logs?", abort=True)
-    _before_remove(ctx, name)
-    shutil.rmtree(directory)
-    for log in paths.logs_dir.glob(f"{name}.log*"):
-        log.unlink(missing_ok=True)
-    _console.success(f"removed {name}")
+        what = f"instance {listed} and its logs" if len(names) == 1 else f"instances {listed} and their logs"
+        typer.confirm(f"Remove {what}?", abort=True)
+    client = _daemon(ctx)
+    for name in names:
+        _before_remove(client, name)
+        shutil.rmtree(paths.instance_dir(name))
+        for log in paths.logs_dir.glob(f"{name}.log*"):
+            log.unlink(missing_ok=True)
+        _console.success(f"removed {name}")
 
 
-def _before_remove(ctx: typer.Context, name: str) -> None:
-    """Stop the instance and forget its runtime state through the daemon, when one runs."""
+def _daemon(ctx: typer.Context) -> DaemonClient | None:
+    """The running daemon, which stops what `rm` removes and forgets its state; None when none runs."""
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.errors import DaemonNotRunningError
 
     try:
-        client = DaemonClient.connect(context(ctx).paths)
+        return DaemonClient.connect(context(ctx).paths)
     except DaemonNotRunningError:
+        return None
+
+
+def _before_remove(client: DaemonClient | None, name: str) -> None:
+    """Stop the instance and forget its runtime state through the daemon, when one runs."""
+    if client is None:
         return
     if any(s.name == name and s.pid is not None for s in client.instances()):
         _console.info(f"stopping {name} first (requests in flight finish, up to its stop_grace_s)")

@@ -55,7 +55,7 @@ def watch_table(client: DaemonClient, *, show_all: bool) -> None:
 
 
 def render(status: DaemonStatus, show_all: bool) -> RenderableType:
-    from llama_orchestrator.cli.lifecycle import instance_table
+    from llama_orchestrator.cli.listing import instance_table
 
     rows = [s for s in status.instances if show_all or s.state != "stopped"]
     gateway = status.gateway.summary()

@@ -1,14 +1,18 @@
 """Which instances a command (`up`, `down`, `start`, `stop`, `restart`) concerns, and `up`'s
 restart of those whose config changed since they started (as `docker compose up` recreates
-changed containers)."""
+changed containers), refused before anything stops when the new config cannot start."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
+from llama_orchestrator import gguf_file
 from llama_orchestrator.config.loader import Fleet, require_valid
+from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.config.server_flags import config_problems
 from llama_orchestrator.core import lifecycle as lc
-from llama_orchestrator.daemon.supervisor import InstanceSupervisor
+from llama_orchestrator.daemon.supervisor import InstanceSupervisor, SupervisorDeps
 from llama_orchestrator.errors import ConfigError, ConfigProblem, InstanceNotFoundError
 
 ACTIONS = ("start", "stop", "restart", "up", "down")
@@ -32,6 +36,43 @@ def action_targets(
         return sorted(supervisors)
     problem = ConfigProblem("<request>", "names", f"name at least one instance: llama-orch {action} NAME")
     raise ConfigError([problem])
+
+
+async def refuse_broken_changes(
+    action: str, names: list[str], targets: list[str], fleet: Fleet, supervisors: Mapping[str, InstanceSupervisor]
+) -> None:
+    """Refuse (ConfigError) before `up` stops a running instance to start its changed config when
+    that start would fail its checks: else a healthy process is stopped, unasked, for a start that
+    cannot work. Nothing is stopped or started, as `docker compose up` with a bad compose file.
+    (`restart NAME` is asked to stop it: it does, and its failed start says why, exit 6.)"""
+    if action != "up":
+        return
+    running = [n for n in (targets if names else sorted(supervisors)) if supervisors[n].config_change()]
+    problems: list[ConfigProblem] = []
+    refused = []
+    for name in running:  # --help runs once per build of a binary (engine.server_help), off the loop
+        sup, file = supervisors[name], str(fleet.config_files.get(name, name))
+        found = await asyncio.to_thread(_start_problems, sup.config, sup.deps, file)
+        if found:
+            refused.append(name)
+            problems += found
+    if problems:
+        runs = "runs" if len(refused) == 1 else "run"
+        raise ConfigError(problems, hint=f"nothing was stopped or started: {', '.join(refused)} {runs} on as "
+                                         "before; fix the config, then `llama-orch up` again")
+
+
+def _start_problems(config: InstanceConfig, deps: SupervisorDeps, file: str) -> list[ConfigProblem]:
+    """What a supervisor's start of `config` would refuse (daemon.preflight and the argument check
+    in InstanceSupervisor._spawn), but a port held: the running process holds its own."""
+    problems = []
+    if (unloadable := gguf_file.problem(config.model.path)) is not None:
+        problems.append(ConfigProblem(file, "model.path", unloadable))
+    binary = deps.resolve_binary(config) or "llama-server"
+    flags = deps.server_flags(binary) if deps.server_flags else None
+    if flags is not None:
+        problems += [ConfigProblem(file, field, message) for field, message in config_problems(config, binary, flags)]
+    return problems
 
 
 def restart_changed(supervisors: Mapping[str, InstanceSupervisor], names: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ from llama_orchestrator.config.orchestrator import OrchestratorConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState
-from llama_orchestrator.daemon.actions import ACTIONS, action_targets, restart_changed
+from llama_orchestrator.daemon.actions import ACTIONS, action_targets, refuse_broken_changes, restart_changed
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import serve_control
@@ -361,6 +361,7 @@ class Daemon:
         targets = action_targets(action, names, fleet, self.supervisors)
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
+        await refuse_broken_changes(action, names, targets, fleet, self.supervisors)
         since_id = self.store.last_event_id()
         hold, held = action in ("stop", "down"), self.store.held_down()
         for name in (n for n in targets if (n in held) != hold):  # autostart leaves what the user stopped down
