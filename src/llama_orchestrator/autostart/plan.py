@@ -58,43 +58,27 @@ def build_plan(
     Raises:
         UnsupportedPlatformError: for a combination the platform does not offer.
     """
-    plan = _plan_for(platform, mode, system, paths, python, host=host, windows_service=windows_service,
-                     unit_dir=unit_dir, exists=exists, stop_timeout_s=stop_timeout_s)
+    if windows_service and platform != "windows":
+        raise UnsupportedPlatformError("--windows-service is only available on Windows")
+    if system and platform != "linux":
+        raise UnsupportedPlatformError("--system is only available on Linux (systemd)")
+    if platform == "linux":
+        plan = plan_systemd(
+            paths, python, host, mode=mode, system=system, unit_dir=unit_dir, stop_timeout_s=stop_timeout_s
+        )
+    elif platform == "macos":
+        plan = plan_launchd(paths, python, host, mode=mode, stop_timeout_s=stop_timeout_s)
+    elif windows_service:
+        plan = plan_windows_service(paths, host)
+    else:
+        check = exists or (lambda candidate: Path(candidate).exists())
+        plan = plan_windows_task(paths, windowless_interpreter(python, check), host, mode=mode)
     default = host.default_home
     if default is None or not same_home(paths.home, default, casefold=platform == "windows"):
         note = (f"The name carries a hash of this home ({paths.home}), so each home has its own entry; "
                 f"`llama-orch --home \"{paths.home}\" service status` (or uninstall) finds it.")
         plan = dataclasses.replace(plan, notes=(*plan.notes, note))
     return plan
-
-
-def _plan_for(
-    platform: PlatformName,
-    mode: Mode,
-    system: bool,
-    paths: HomePaths,
-    python: PurePath,
-    *,
-    host: HostFacts,
-    windows_service: bool,
-    unit_dir: Path | None,
-    exists: Callable[[PureWindowsPath], bool] | None,
-    stop_timeout_s: int,
-) -> ServicePlan:
-    if windows_service and platform != "windows":
-        raise UnsupportedPlatformError("--windows-service is only available on Windows")
-    if system and platform != "linux":
-        raise UnsupportedPlatformError("--system is only available on Linux (systemd)")
-    if platform == "linux":
-        return plan_systemd(
-            paths, python, host, mode=mode, system=system, unit_dir=unit_dir, stop_timeout_s=stop_timeout_s
-        )
-    if platform == "macos":
-        return plan_launchd(paths, python, host, mode=mode, stop_timeout_s=stop_timeout_s)
-    if windows_service:
-        return plan_windows_service(paths, host)
-    check = exists or (lambda candidate: Path(candidate).exists())
-    return plan_windows_task(paths, windowless_interpreter(python, check), host, mode=mode)
 
 
 def home_stop_timeout_s(paths: HomePaths, environ: Mapping[str, str] = os.environ) -> int:

@@ -147,6 +147,7 @@ def _store(paths: HomePaths) -> Iterator[Store | None]:
 
 def _status(config: InstanceConfig, store: Store | None, now: float) -> InstanceStatus:
     from llama_orchestrator.daemon.resources import resident_bytes
+    from llama_orchestrator.daemon.snapshots import config_columns
 
     record = store.get_instance(config.name) if store is not None else None
     alive = record is not None and _still_running(record)
@@ -161,13 +162,7 @@ def _status(config: InstanceConfig, store: Store | None, now: float) -> Instance
         desired=record.desired if record is not None else "down",
         reason=reason,
         pid=pid,
-        host=config.server.host,
-        port=config.server.port,
-        alias=config.served_name,
-        backend=config.gpu.backend,
-        model=config.model.path,
-        on_demand=config.on_demand,
-        autostart=config.autostart,
+        **config_columns(config),
         started_at=record.started_at if record is not None and alive else None,
         ready_at=ready_at,
         uptime_s=now - ready_at if ready_at else None,

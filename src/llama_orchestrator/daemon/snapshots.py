@@ -7,6 +7,7 @@ moment cannot disagree on the process, the times or the health.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.core import lifecycle as lc
@@ -16,6 +17,13 @@ from llama_orchestrator.engine import ChildProcess, ExitStatus
 from llama_orchestrator.store import InstanceRecord
 
 S = InstanceState
+
+
+def config_columns(config: InstanceConfig) -> dict[str, Any]:
+    """The status columns an instance's config decides (the daemon's rows and `ps` without one share them)."""
+    return {"host": config.server.host, "port": config.server.port, "alias": config.served_name,
+            "backend": config.gpu.backend, "model": config.model.path, "on_demand": config.on_demand,
+            "autostart": config.autostart}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +79,7 @@ class Snapshot:
             desired="up" if rt.desired_up else "down",
             reason=rt.reason,
             pid=child.pid if child else None,
-            host=config.server.host,
-            port=config.server.port,
-            alias=config.served_name,
-            backend=config.gpu.backend,
-            model=config.model.path,
-            on_demand=config.on_demand,
-            autostart=config.autostart,
+            **config_columns(config),
             started_at=self.started_wall if child else None,
             ready_at=since,
             uptime_s=(self.now - since) if since else None,
