@@ -444,3 +444,11 @@ def test_a_machine_wide_name_that_runs_another_home_is_neither_replaced_nor_remo
     assert f"it runs the daemon of another home, not this one ({bob_home.home})" in said, said
     status = _status(ann, *flags)
     assert (status["installed"], status["active"], status["home"]) == (True, True, str(home.home))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renders the systemd unit of this host")
+def test_dry_run_file_header_is_one_line_however_narrow_the_output(home: HomePaths) -> None:
+    output = _dry_run(home, {**os.environ, "COLUMNS": "30"})
+    headers = [line for line in output.splitlines() if line.startswith("# file ")]
+    assert len(headers) == 1, output
+    assert headers[0].endswith(".service (mode 0644, utf-8)"), output

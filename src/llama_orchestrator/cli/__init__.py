@@ -3,7 +3,8 @@
 Exit codes (also in `llama-orch --help`): 0 ok, 1 error, 2 bad input or invalid config, 3 daemon
 unreachable or already running, 4 no such instance, 5 conflict (exists, wrong state), 6 instance
 failed to start, 7 home directory unusable, 8 autostart/service error, 9 --timeout ran out with an
-instance still starting or stopping, 130 interrupted.
+instance still starting or stopping, 130 interrupted. A closed output pipe (`| head`) ends a command
+quietly with 0.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ class OrchestratorGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click in newer releases: stay neutral
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+            return result
+        except BrokenPipeError:
+            # The reader went away (`ps --json | head`): that ends the command, not an error.
+            # Stdout goes to devnull so the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OrchestratorError as exc:
             debug = isinstance(ctx.obj, CliContext) and ctx.obj.debug
             if debug:

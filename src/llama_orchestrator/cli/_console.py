@@ -17,8 +17,16 @@ from llama_orchestrator.errors import ConfigProblem
 if TYPE_CHECKING:
     from llama_orchestrator.daemon.protocol import GatewayInfo
 
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich's own handling exits 1; the CLI's one handler ends a closed pipe with 0."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+out = _Console(highlight=False, soft_wrap=True, emoji=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(data: Any) -> None:

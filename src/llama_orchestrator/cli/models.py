@@ -70,7 +70,8 @@ def remove_model(
     users = _users(paths, models)
     if using := sorted({name for m in chosen for name in users.get(m.path.resolve(), [])}):
         raise ModelInUseError(f"{spec} is the model of {', '.join(using)}",
-                              hint=f"remove or repoint {'them' if len(using) > 1 else 'it'} first (llama-orch rm NAME)")
+                              hint=f"remove or repoint {'them' if len(using) > 1 else 'it'} first "
+                                   f"(llama-orch rm {' '.join(using)})")
     for m in chosen:
         try:
             forget(paths.models_dir, m)

@@ -23,6 +23,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from llama_orchestrator._platform import PLATFORM, PlatformName
 from llama_orchestrator.autostart import (
@@ -117,7 +118,8 @@ DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print every file 
 def _print_plan(plan: ServicePlan, *, files: bool, commands: tuple[str, ...]) -> None:
     if files:
         for file in plan.files:
-            console.print(f"[bold]# file {file.path}[/] (mode {file.mode:04o}, {file.encoding})")
+            header = Text.assemble((f"# file {file.path}", "bold"), f" (mode {file.mode:04o}, {file.encoding})")
+            console.print(header, highlight=False, soft_wrap=True)
             console.print(file.content, markup=False, highlight=False, soft_wrap=True)
     for label in commands:
         for command in getattr(plan, label):

@@ -2,8 +2,9 @@
 
 Redraws when the daemon streams a transition (one long `events` request, read on a daemon
 thread) and otherwise once a second, with ONE `status()` request per redraw for the header and
-every row. No Textual, no input handling: Ctrl+C ends it. When the daemon goes away it says so
-and exits with the daemon's exit code.
+every row. No Textual, no input handling: Ctrl+C ends it. Not on a terminal, each refresh is
+printed as plain lines instead. When the daemon goes away it says so and exits with the daemon's
+exit code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Iterator
 
 from rich.console import Group, RenderableType
 from rich.live import Live
@@ -38,20 +40,37 @@ def watch_table(client: DaemonClient, *, show_all: bool) -> None:
         changed.set()
 
     threading.Thread(target=listen, name="ps-watch-events", daemon=True).start()
+    refreshes = _refreshes(client, changed, gone)
+    out = _console.out
     try:
-        with Live(render(client.status(), show_all), console=_console.out, auto_refresh=False) as live:
-            while True:
-                changed.wait(REFRESH_S)
-                changed.clear()
-                try:
-                    status = client.status()
-                except OrchestratorError:
-                    if gone.is_set():
-                        raise DaemonNotRunningError("the daemon stopped") from None
-                    raise
+        if not out.is_terminal:
+            # A pipe or a file (`ps -w | head`, `> f.txt`): no live view, which would write only
+            # when it stops; each refresh as whole lines, flushed, like `docker stats`. A closed
+            # pipe ends the command (the CLI's BrokenPipeError handler).
+            for status in refreshes:
+                out.print(render(status, show_all))
+                out.print()
+                out.file.flush()
+            return
+        with Live(render(next(refreshes), show_all), console=out, auto_refresh=False) as live:
+            for status in refreshes:
                 live.update(render(status, show_all), refresh=True)
     except KeyboardInterrupt:
         return
+
+
+def _refreshes(client: DaemonClient, changed: threading.Event, gone: threading.Event) -> Iterator[DaemonStatus]:
+    """The daemon's status now, then again after each transition or REFRESH_S, until it stops."""
+    yield client.status()
+    while True:
+        changed.wait(REFRESH_S)
+        changed.clear()
+        try:
+            yield client.status()
+        except OrchestratorError:
+            if gone.is_set():
+                raise DaemonNotRunningError("the daemon stopped") from None
+            raise
 
 
 def render(status: DaemonStatus, show_all: bool) -> RenderableType:
