@@ -147,12 +147,21 @@ def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Show whether the daemon runs, where, for how long, and the gateway and store health."""
+    """Show whether the daemon runs, where, for how long, and the gateway and store health.
+
+    Exit 3 when no daemon runs (with --json, after printing {"running": false, ...}).
+    """
     from llama_orchestrator.daemon.client import DaemonClient
 
-    info = DaemonClient.connect(context(ctx).paths).status()
+    paths = context(ctx).paths
+    try:
+        info = DaemonClient.connect(paths).status()
+    except DaemonNotRunningError:
+        if as_json:  # a script reads stdout: JSON either way, the exit code says it too
+            _console.print_json({"running": False, "home": str(paths.home)})
+        raise
     if as_json:
-        _console.print_json(info.model_dump(mode="json"))
+        _console.print_json({"running": True, **info.model_dump(mode="json")})
         return
     states: dict[str, int] = {}
     for inst in info.instances:

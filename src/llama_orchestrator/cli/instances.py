@@ -93,7 +93,9 @@ def create(
     if target.exists():
         raise InstanceExistsError(name, f"instance {name!r} already exists ({target})", hint=f"llama-orch rm {name}")
     if (model is None) == (hf is None):
-        raise ConfigError([ConfigProblem("<command line>", "--model", "give the model as --model PATH or --hf REPO")])
+        both = model is not None
+        message = "give --model or --hf, not both" if both else "give the model as --model PATH or --hf REPO"
+        raise ConfigError([ConfigProblem("<command line>", "--hf" if both else "--model", message)])
     if hf is not None:
         from llama_orchestrator.cli.pull import fetch
 
@@ -132,6 +134,17 @@ def create(
     _console.success(f"created {name}: port {port}, backend {backend}, config {target}")
     if (note := _template_note(raw)) is not None:
         _console.warn(note)
+    if not no_check and (unchecked := _unchecked_note(raw, fleet.orchestrator)) is not None:
+        _console.warn(unchecked)
+
+
+def _unchecked_note(raw: dict[str, Any], orchestrator: OrchestratorConfig) -> str | None:
+    """What to say when no llama-server could be asked its flags, so the arguments went unchecked."""
+    from llama_orchestrator.config.loader import unchecked_reason
+    from llama_orchestrator.config.models import InstanceConfig
+    from llama_orchestrator.engine.server_help import server_flags
+
+    return unchecked_reason(InstanceConfig.model_validate(raw), orchestrator, server_flags)
 
 
 def _template_note(raw: dict[str, Any]) -> str | None:
@@ -295,8 +308,11 @@ def remove(
 ) -> None:
     """Remove instances: their config directories and their log files.
 
-    A running instance is stopped first, as `down` stops it: requests in flight finish. One
-    unknown name and nothing is removed.
+    A running instance is stopped first, as by `down`: requests in flight finish.
+
+    So is one the last daemon left running: a daemon is started to stop it.
+
+    If any name is unknown, nothing is removed.
 
     Example: llama-orch rm qwen gemma -y
     """
@@ -318,7 +334,7 @@ def remove(
             raise typer.Exit(EXIT_CONFIG)
         what = f"instance {listed} and its logs" if len(names) == 1 else f"instances {listed} and their logs"
         typer.confirm(f"Remove {what}?", abort=True)
-    client = _daemon(ctx)
+    client = _daemon(paths, names)
     for name in names:
         _before_remove(client, name)
         shutil.rmtree(paths.instance_dir(name))
@@ -327,15 +343,26 @@ def remove(
         _console.success(f"removed {name}")
 
 
-def _daemon(ctx: typer.Context) -> DaemonClient | None:
-    """The running daemon, which stops what `rm` removes and forgets its state; None when none runs."""
+def _daemon(paths: HomePaths, names: list[str]) -> DaemonClient | None:
+    """The daemon, which stops what `rm` removes and forgets its state. None when none runs and
+    nothing of `names` does; one is started (without autostart) to adopt and stop what the last
+    daemon left running, which deleting its config alone would leave running, untracked."""
+    from llama_orchestrator.cli import offline
     from llama_orchestrator.daemon.client import DaemonClient
+    from llama_orchestrator.daemon.launcher import ensure_daemon
     from llama_orchestrator.errors import DaemonNotRunningError
 
     try:
-        return DaemonClient.connect(context(ctx).paths)
+        return DaemonClient.connect(paths)
     except DaemonNotRunningError:
+        pass
+    left = offline.left_running(paths, names)
+    if not left:
         return None
+    what = f"{left[0]} is" if len(left) == 1 else f"{', '.join(left)} are"
+    it = "it" if len(left) == 1 else "them"
+    _console.info(f"{what} left running by the last daemon: starting a daemon to stop {it} first")
+    return ensure_daemon(paths)
 
 
 def _before_remove(client: DaemonClient | None, name: str) -> None:

@@ -219,6 +219,10 @@ def events(
         history = offline.events(paths, name, limit)
     else:
         history = list(client.events(name, tail=limit)) if limit else []
+    if name is not None and not history and not offline.has_config(paths, name):  # `events nope`: say so
+        recorded = offline.events(paths, name, 1) if client is None else list(client.events(name, tail=1))
+        if not recorded:  # not even the history of an instance removed since
+            raise offline.not_found(paths, name)
     last = history[-1].id if history else -1
     try:
         for event in history:

@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from llama_orchestrator.cli import _console
+from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core.states import InstanceState
 from llama_orchestrator.daemon.client import DaemonClient
 from llama_orchestrator.daemon.protocol import EventOut, InstanceDetail, InstanceStatus
-from llama_orchestrator.errors import DaemonNotRunningError
+from llama_orchestrator.errors import DaemonNotRunningError, InstanceNotFoundError
 
 if TYPE_CHECKING:
     from llama_orchestrator.config.loader import Fleet
@@ -86,17 +87,34 @@ def events(paths: HomePaths, name: str | None, limit: int) -> list[EventOut]:
                      at=e.at) for e in found]
 
 
+def left_running(paths: HomePaths, names: list[str]) -> list[str]:
+    """Those of `names` whose process the last daemon left running (`still_running`): only a daemon,
+    which adopts them, can stop them before `rm` deletes their config."""
+    with _store(paths) as store:
+        if store is None:
+            return []
+        records = [store.get_instance(name) for name in names]
+    return [r.name for r in records if r is not None and still_running(r)]
+
+
+def has_config(paths: HomePaths, name: str) -> bool:
+    return check_instance_name(name) is None and paths.instance_config(name).exists()
+
+
+def not_found(paths: HomePaths, name: str) -> InstanceNotFoundError:
+    """The error of a command given a name with no config (nor, for `events`, any history)."""
+    from llama_orchestrator.config.loader import instance_names
+
+    return InstanceNotFoundError(name, known=instance_names(paths))
+
+
 def log_lines(paths: HomePaths, name: str, lines: int, *, follow: bool) -> Iterator[str]:
     """The last `lines` of an instance's log file; with `follow`, then each new line (until Ctrl+C):
     a process left running writes on with no daemon."""
-    from llama_orchestrator.config.loader import instance_names
-    from llama_orchestrator.config.names import check_instance_name
     from llama_orchestrator.engine import follow as follow_file, tail_lines
 
-    if check_instance_name(name) is not None or not paths.instance_config(name).exists():
-        from llama_orchestrator.errors import InstanceNotFoundError
-
-        raise InstanceNotFoundError(name, known=instance_names(paths))
+    if not has_config(paths, name):
+        raise not_found(paths, name)
     path = paths.instance_log(name)
     if not follow:
         yield from tail_lines(path, lines)
@@ -150,7 +168,7 @@ def _status(config: InstanceConfig, store: Store | None, now: float) -> Instance
     from llama_orchestrator.daemon.snapshots import config_columns
 
     record = store.get_instance(config.name) if store is not None else None
-    alive = record is not None and _still_running(record)
+    alive = record is not None and still_running(record)
     state, reason = S.STOPPED, "no process recorded"
     if store is not None and record is not None:
         state, reason = _shown(record, alive, store)
@@ -185,7 +203,7 @@ def _shown(record: InstanceRecord, alive: bool, store: Store) -> tuple[InstanceS
     return S.STOPPED, last[0].reason if last and last[0].to_state == S.STOPPED.value else ""
 
 
-def _still_running(record: InstanceRecord) -> bool:
+def still_running(record: InstanceRecord) -> bool:
     """Whether the process recorded for the instance is still the one the last daemon ran."""
     from llama_orchestrator.engine import ProcessIdentity, check_ours
 

@@ -10,6 +10,7 @@ rendered with `--no-jinja`, and a name that would still meet Jinja is refused wi
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from llama_orchestrator.gguf_file import CHAT_TEMPLATE
@@ -30,6 +31,19 @@ JINJA_SAFE = frozenset({"chatml"})  # llama.cpp maps this name to its ChatML sou
 def needs_legacy_path(template: str | None) -> bool:
     """Whether `template` is a built-in name that llama-server applies only without Jinja."""
     return template in BUILTIN_NAMES and template not in JINJA_SAFE
+
+
+def unknown_template(template: str | None) -> str | None:
+    """Why `template` is neither a built-in name nor Jinja text, or None: llama-server would take a
+    misspelt name (`gema`) as the template's whole text, and every chat prompt would be that word."""
+    if template is None or template in BUILTIN_NAMES or "{{" in template or "{%" in template:
+        return None
+    close = difflib.get_close_matches(template, sorted(BUILTIN_NAMES), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    shown = template if len(template) <= 40 else template[:39] + "…"
+    return (f"chat_template {shown!r} is neither one of llama.cpp's built-in template names nor Jinja template "
+            f"text (with {{{{ or {{%): llama-server would send it as every chat prompt{hint} Built-in names: "
+            f"{', '.join(sorted(BUILTIN_NAMES))}")
 
 
 def flag_value(args: Sequence[str], flag: str) -> str | None:

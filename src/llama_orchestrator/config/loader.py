@@ -73,6 +73,28 @@ def resolve_binary(
     return which("llama-server")
 
 
+def binary_source(config: InstanceConfig, orchestrator: OrchestratorConfig, environ: Mapping[str, str] = os.environ
+                  ) -> str:
+    """Where resolve_binary finds this instance's llama-server, as the user would set it."""
+    build = config.build or config.gpu.backend
+    if config.binary:
+        return "binary"
+    if build in orchestrator.builds:
+        return f"builds.{build}"
+    return ENV_LLAMA_SERVER if environ.get(ENV_LLAMA_SERVER) else "PATH"
+
+
+def unrunnable(binary: str, which: Which = shutil.which) -> str | None:
+    """Why the configured `binary` (a path, or a name on PATH) cannot be run, or None."""
+    if not os.path.dirname(binary):
+        return None if which(binary) else f"{binary!r} is not on PATH"
+    if not os.path.isfile(binary):
+        return f"{binary} does not exist"
+    if not os.access(binary, os.X_OK):
+        return f"{binary} is not executable"
+    return None
+
+
 def load_fleet(
     paths: HomePaths,
     *,
@@ -136,6 +158,24 @@ def argument_problems(
     if not (binary and flags):
         return []
     return [ConfigProblem(file, field, message) for field, message in config_problems(config, binary, flags)]
+
+
+def unchecked_reason(
+    config: InstanceConfig, orchestrator: OrchestratorConfig, flags_of: FlagsOf,
+    environ: Mapping[str, str] = os.environ, which: Which = shutil.which,
+) -> str | None:
+    """Why argument_problems could judge nothing of `config` (no binary, or none that tells its
+    flags), for a warning: a misspelt flag would otherwise pass unsaid. None when it could."""
+    binary = resolve_binary(config, orchestrator, environ, which)
+    what = "the extra arguments were" if config.args else "the command line was"
+    if binary is None:
+        return (f"{what} not checked: no llama-server binary found; set {ENV_LLAMA_SERVER} or "
+                f"builds.{config.gpu.backend} in orchestrator.json")
+    if flags_of(binary) is None:
+        why = unrunnable(binary, which) or "it did not answer --help as llama-server does"
+        source = binary_source(config, orchestrator, environ)
+        return f"{what} not checked against llama-server's flags: {why} ({source})"
+    return None
 
 
 def _binary_known(checked: Partial[InstanceConfig], orchestrator: Partial[OrchestratorConfig]) -> bool:
@@ -217,6 +257,9 @@ def _cross_checks(
                     file, "gpu.devices", "devices apply to GPU backends; set gpu.backend or remove gpu.devices"
                 )
             )
+        if known("binary") and config.binary and (why := unrunnable(config.binary, which)):
+            problems.append(ConfigProblem(file, "binary", f"{why}: point it at a llama-server binary, or remove it "
+                                          "to use the build orchestrator.json names", severity=missing_severity))
         if _binary_known(checked, read):
             problems.extend(_binary_problems(config, orchestrator, file, environ, which, missing_severity))
         if known("group", "on_demand") and read.known("gateway.group_limits"):
@@ -261,6 +304,12 @@ def _cross_checks(
                     severity="warning",
                 )
             )
+    if read.known("builds"):  # a build no instance uses (a CUDA path shared with another machine) only warns
+        used = {c.config.build or c.config.gpu.backend for c in instances.values()}
+        problems.extend(ConfigProblem(str(paths.orchestrator_file), f"builds.{build}", f"{why}: point it at a "
+                                      "llama-server binary, or remove it",
+                                      severity=missing_severity if build in used else "warning")
+                        for build, binary in sorted(orchestrator.builds.items()) if (why := unrunnable(binary, which)))
     default = orchestrator.gateway.default_model
     if default and default not in by_alias and default not in instances and every_name:
         problems.append(ConfigProblem(

@@ -63,13 +63,21 @@ class ModelSection(Strict):
     batch_size: int | None = Field(None, ge=1, description="-b/--batch-size")
     ubatch_size: int | None = Field(None, ge=1, description="-ub/--ubatch-size")
     threads: int | None = Field(None, ge=-1, description="-t/--threads; -1 means automatic.")
-    parallel: int | None = Field(None, ge=-1, description="-np/--parallel slots; -1 means automatic.")
+    parallel: int | None = Field(None, description="-np/--parallel slots: 1 or more, or -1 for automatic.")
     embeddings: bool = Field(False, description="--embeddings: serve /v1/embeddings.")
     chat_template: str | None = Field(
         None, description="--chat-template: a Jinja template, or one of llama.cpp's built-in names (gemma, "
         "llama3, ...), which is rendered with --no-jinja, the only way llama-server applies a name.",
     )
     jinja: bool | None = Field(None, description="--jinja / --no-jinja")
+
+    @field_validator("parallel")
+    @classmethod
+    def _slots(cls, value: int | None) -> int | None:
+        if value is not None and value < 1 and value != -1:
+            raise ValueError(f"parallel {value} is no number of slots llama-server accepts: give 1 or more, "
+                             "or -1 to let it choose")
+        return value
 
     @field_validator("aliases")
     @classmethod

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from llama_orchestrator.config.chat_templates import needs_legacy_path, template_problem
+from llama_orchestrator.config.chat_templates import needs_legacy_path, template_problem, unknown_template
+from llama_orchestrator.config.field_flags import duplicated_flags
 
 if TYPE_CHECKING:
     from llama_orchestrator.config.models import InstanceConfig, RestartPolicy
@@ -76,11 +77,15 @@ def instance_findings(config: InstanceConfig, known: Known = _everything) -> lis
                                       "(its name, model.alias or model.aliases), which routes here without the "
                                       "variant's filters: give the variant a name of its own"))
     model = config.model
+    if known("model.chat_template") and (unknown := unknown_template(model.chat_template)):
+        found.append(("model.chat_template", unknown))
     if known("model.chat_template", "model.jinja", "args"):
         problem = template_problem(model.chat_template, model.jinja, config.args)
         if problem:
             in_model = needs_legacy_path(model.chat_template) and (model.jinja or "--jinja" in config.args)
             found.append(("model.chat_template" if in_model else "args", problem))
+    if duplicates := duplicated_flags(config, config.args, known):
+        found.append(("args", "; ".join(duplicates)))
     if known("restart.backoff_initial_s", "restart.backoff_max_s") and (late := backoff_problem(config.restart)):
         found.append(("restart.backoff_max_s", late))
     return found

@@ -281,3 +281,61 @@ def test_a_negative_tail_is_refused_before_anything_runs(home: Path, command: st
     args = [command, "tiny"] if command == "logs" else [command]
     result = cli(home, *args, "-n", "-3")
     assert result.exit_code == 2 and "-3 is not in the range x>=0" in result.output, result.output
+
+
+def test_create_refuses_a_misspelt_chat_template_name_and_says_the_closest(home: Path, model: Path) -> None:
+    refused = cli(home, "create", "g2", "--model", str(model), "--chat-template", "gema")
+    out = " ".join(refused.output.split())
+    assert refused.exit_code == 2, out
+    assert "--chat-template: chat_template 'gema' is neither one of llama.cpp's built-in template names" in out
+    assert "did you mean 'gemma'?" in out and "Built-in names: bailing," in out
+    assert not (home / "instances/g2").exists()
+    assert cli(home, "create", "g2", "--model", str(model), "--chat-template", "gemma").exit_code == 0
+
+
+def test_create_given_both_model_and_hf_says_to_give_one(home: Path, model: Path) -> None:
+    both = cli(home, "create", "a", "--model", str(model), "--hf", "foo/bar")
+    assert both.exit_code == 2 and "--hf: give --model or --hf, not both" in both.output, both.output
+    neither = cli(home, "create", "a")
+    assert neither.exit_code == 2 and "give the model as --model PATH or --hf REPO" in neither.output
+    assert not (home / "instances/a").exists()
+
+
+def test_create_warns_when_no_llama_server_could_check_its_arguments(
+    home: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLAMA_ORCH_LLAMA_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    none = cli(home, "create", "a", "--model", str(model), "--", "--ctx-sise", "5")
+    assert none.exit_code == 0, none.output
+    assert ("the extra arguments were not checked: no llama-server binary found; set LLAMA_ORCH_LLAMA_SERVER or "
+            "builds.cpu in orchestrator.json") in " ".join(none.output.split())
+    (home / "orchestrator.json").write_text(json.dumps({"builds": {"cpu": str(tmp_path / "gone/llama-server")}}))
+    missing = cli(home, "create", "b", "--model", str(model), "--", "--ctx-sise", "5")
+    assert missing.exit_code == 0, missing.output
+    out = " ".join(missing.output.split())
+    assert f"not checked against llama-server's flags: {tmp_path / 'gone/llama-server'} does not exist (builds.cpu)" \
+        in out
+    quiet = cli(home, "create", "c", "--model", str(model), "--no-check", "--", "--ctx-sise", "5")
+    assert quiet.exit_code == 0 and "not checked" not in quiet.output  # told not to check: nothing to say
+
+
+def test_validate_reports_a_configured_binary_that_cannot_run(home: Path, model: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain-file"
+    plain.write_text("not a program")
+    home.mkdir()
+    (home / "orchestrator.json").write_text(json.dumps({"builds": {"cpu": str(tmp_path / "gone/llama-server"),
+                                                                   "vulkan": str(tmp_path / "gone/vk")}}))
+    assert cli(home, "create", "a", "--model", str(model), "--no-check").exit_code == 0
+    config = home / "instances/a/config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"binary": str(plain)}))
+    result = cli(home, "config", "validate")
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, out
+    assert f"builds.cpu: {tmp_path / 'gone/llama-server'} does not exist: point it at a llama-server binary" in out
+    assert f"config.json: binary: {plain} is not executable" in out
+    # a build no instance uses (a path shared with another machine) only warns
+    assert f"warning orchestrator.json: builds.vulkan: {tmp_path / 'gone/vk'} does not exist" in out.replace(
+        str(home) + "/", ""), out
+    offline = cli(home, "config", "validate", "--offline")
+    assert offline.exit_code == 0 and "warning" in offline.output and "is not executable" in offline.output

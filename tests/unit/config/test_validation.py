@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -461,7 +462,7 @@ def test_a_broken_orchestrator_json_hides_none_of_its_problems_and_distorts_none
     home.home.mkdir(parents=True)
     home.orchestrator_file.write_text(json.dumps({
         "gateway": {"port": "x", "tls_cert_file": "/etc/gw/cert.pem"},
-        "builds": {"vk": "/opt/vk/llama-server"},
+        "builds": {"vk": sys.executable},  # a file that runs: the build is fine
         "defaults": {"gpu": {"backend": "vulkan"}, "restrat": {}},
     }))
     write_instance(home.home, "a", minimal("a", 8001, model_file) | {"build": "vk", "gpu": {"devices": [0]}})
@@ -474,3 +475,55 @@ def test_a_broken_orchestrator_json_hides_none_of_its_problems_and_distorts_none
     home.orchestrator_file.write_text('{"gateway": ')
     write_instance(home.home, "a", minimal("a", 8000, model_file))
     assert fields(load_fleet(home, which=lambda _: "x")) == {("home", "")}
+
+
+def test_a_chat_template_neither_built_in_nor_jinja_text_is_an_error_naming_the_closest(
+    home: HomePaths, model_file: Path
+) -> None:
+    for port, (name, template) in enumerate([("typo", "gema"), ("named", "gemma"), ("text", "{% for m in messages %}"),
+                                             ("vars", "{{ messages }}"), ("odd", "qwxz")], 8001):
+        write_instance(home.home, name, minimal(name, port, model_file) | {
+            "model": {"path": str(model_file), "chat_template": template}})
+    fleet = load_fleet(home, which=lambda _: "x")
+    problems = {Path(p.file).parent.name: p for p in fleet.errors}
+    assert sorted(problems) == ["odd", "typo"]
+    assert problems["typo"].field == "model.chat_template"
+    assert "'gema' is neither one of llama.cpp's built-in template names nor Jinja template text" in \
+        problems["typo"].message
+    assert "did you mean 'gemma'?" in problems["typo"].message and "gemma, gigachat" in problems["typo"].message
+    assert "did you mean" not in problems["odd"].message and "Built-in names: bailing" in problems["odd"].message
+
+
+@pytest.mark.parametrize("slots", [0, -2])
+def test_parallel_is_one_slot_or_more_or_automatic(home: HomePaths, model_file: Path, slots: int) -> None:
+    for port, (name, value) in enumerate([("bad", slots), ("auto", -1), ("one", 1)], 8001):
+        write_instance(home.home, name, minimal(name, port, model_file) | {
+            "model": {"path": str(model_file), "parallel": value}})
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fields(fleet) == {("bad", "model.parallel")}
+    assert "give 1 or more, or -1 to let it choose" in fleet.errors[0].message
+
+
+def test_args_may_not_repeat_a_flag_a_set_field_renders(home: HomePaths, model_file: Path) -> None:
+    def instance(name: str, port: int, model: dict[str, object], args: list[str], **more: object) -> None:
+        write_instance(home.home, name, minimal(name, port, model_file) | {
+            "model": {"path": str(model_file), **model}, "args": args, **more})
+
+    instance("ctx", 8001, {"context_size": 512}, ["-c", "1024"])
+    instance("ctx-long", 8002, {"context_size": 512}, ["--ctx-size=1024"])
+    instance("threads", 8003, {"threads": 2}, ["--threads", "3", "-np", "2"])
+    instance("ngl", 8004, {}, ["--n-gpu-layers", "9"], gpu={"layers": 99})
+    instance("several", 8005, {"parallel": 2, "embeddings": True, "jinja": True},
+             ["-np", "4", "--embedding", "--no-jinja"])
+    instance("unset", 8006, {}, ["-c", "1024", "-t", "3", "-ngl", "9", "--embeddings", "--jinja", "-dev", "none"])
+    instance("cpu-devices", 8007, {}, ["--device", "none"], gpu={"devices": [0], "backend": "cpu"})
+    fleet = load_fleet(home, which=lambda _: "x")
+    args = {Path(p.file).parent.name: p.message for p in fleet.errors if p.field == "args"}
+    assert sorted(args) == ["ctx", "ctx-long", "ngl", "several", "threads"]
+    assert args["ctx"] == ("-c is set by the orchestrator from model.context_size: remove it from args, and set "
+                           "model.context_size instead (llama-server would run with the last one)")
+    assert "--ctx-size is set by the orchestrator from model.context_size" in args["ctx-long"]
+    assert "--threads is set by" in args["threads"] and "-np" not in args["threads"]  # parallel is not set
+    assert "--n-gpu-layers is set by the orchestrator from gpu.layers" in args["ngl"]
+    for flag, field in (("-np", "model.parallel"), ("--embedding", "model.embeddings"), ("--no-jinja", "model.jinja")):
+        assert f"{flag} is set by the orchestrator from {field}" in args["several"]
