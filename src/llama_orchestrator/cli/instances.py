@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llama_orchestrator.cli import _console, _format
+from llama_orchestrator.cli import _console, _format, create_notes
 from llama_orchestrator.cli._context import context
 from llama_orchestrator.config.names import check_instance_name
 from llama_orchestrator.config.paths import HomePaths
@@ -103,6 +103,7 @@ def create(
     assert model is not None
     fleet = load_fleet(paths, offline=True)
     taken = _port_owners(fleet.instances, fleet.orchestrator)
+    chosen = port  # a port create picks is free; one given may be held by a program no config names
     if port is None:
         port = choose_port(taken, lambda p: is_port_free(host, p))
         if port is None:
@@ -132,30 +133,16 @@ def create(
             shutil.rmtree(target.parent, ignore_errors=True)
         raise
     _console.success(f"created {name}: port {port}, backend {backend}, config {target}")
-    if (note := _template_note(raw)) is not None:
+    if (note := create_notes.template_note(raw)) is not None:
         _console.warn(note)
-    if not no_check and (unchecked := _unchecked_note(raw, fleet.orchestrator)) is not None:
+    unchecked = None if no_check else create_notes.unchecked_note(raw, fleet.orchestrator)
+    if unchecked is not None:
         _console.warn(unchecked)
-
-
-def _unchecked_note(raw: dict[str, Any], orchestrator: OrchestratorConfig) -> str | None:
-    """What to say when no llama-server could be asked its flags, so the arguments went unchecked."""
-    from llama_orchestrator.config.loader import unchecked_reason
-    from llama_orchestrator.config.models import InstanceConfig
-    from llama_orchestrator.engine.server_help import server_flags
-
-    return unchecked_reason(InstanceConfig.model_validate(raw), orchestrator, server_flags)
-
-
-def _template_note(raw: dict[str, Any]) -> str | None:
-    """What to say when the model holds no chat template and the new config gives none."""
-    from llama_orchestrator import gguf_file
-    from llama_orchestrator.config.chat_templates import missing_template
-
-    path = raw["model"]["path"]
-    args = [*raw.get("args", []), *(["--embeddings"] if raw["model"].get("embeddings") else [])]  # no chats
-    return missing_template(gguf_file.metadata_keys(path), gguf_file.facts(path).architecture,
-                            raw["model"].get("chat_template"), args)
+    # said above: the model file (checked, or --no-check), and no llama-server to ask
+    said = frozenset({"model.path", *(("gpu.backend", "binary") if unchecked else ())})
+    _console.problems(create_notes.new_warnings(paths, fleet, said))
+    if chosen is not None and (busy := create_notes.port_note(host, port)) is not None:
+        _console.warn(busy)
 
 
 def _raw_config(

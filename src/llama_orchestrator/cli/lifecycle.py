@@ -8,6 +8,7 @@ stopped, printing each transition as the daemon streams it; `-d` returns at once
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -139,9 +140,18 @@ def _timed_out(pending: list[InstanceStatus], timeout_s: float | None) -> WaitTi
     return WaitTimeoutError([s.name for s in pending], message, hint=hint)
 
 
+def _positive(value: float | None) -> float | None:
+    """0 (and inf) would mean no limit, and a negative one none at all, where the user asked for one."""
+    if value is not None and not 0 < value < math.inf:
+        raise typer.BadParameter(f"{value:g} is not a positive, finite number of seconds; leave --timeout out "
+                                 "to wait without limit, or use -d not to wait")
+    return value
+
+
 DETACH = typer.Option(False, "--detach", "-d", help="Return at once instead of waiting.")
 TIMEOUT = typer.Option(
-    None, "--timeout", help="Give up waiting after this many seconds (exit 9 if an instance is still on its way)."
+    None, "--timeout", callback=_positive,
+    help="Give up waiting after this many seconds (exit 9 if an instance is still on its way).",
 )
 
 

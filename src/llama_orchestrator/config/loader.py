@@ -9,6 +9,7 @@ parsed, with the invalid ones set aside (config.partial). `require_valid` turns 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set as AbstractSet
@@ -257,6 +258,17 @@ def _cross_checks(
                     file, "gpu.devices", "devices apply to GPU backends; set gpu.backend or remove gpu.devices"
                 )
             )
+        if known("gpu.layers", "gpu.backend") and config.gpu.backend == "cpu" and config.gpu.layers not in (
+                None, 0, "auto"):
+            problems.append(ConfigProblem(
+                file, "gpu.layers", f"backend cpu runs a CPU build of llama-server, which ignores gpu.layers "
+                f"{config.gpu.layers!r}; set gpu.backend to your GPU's, or remove gpu.layers", severity="warning"))
+        if (known("server.host", "server.api_key_env", "server.api_key_file") and not _loopback(config.server.host)
+                and not (config.server.api_key_env or config.server.api_key_file)):
+            problems.append(ConfigProblem(
+                file, "server.host", f"llama-server on {config.server.host!r} answers anyone who reaches it, with no "
+                "key (the gateway's keys do not guard it); set server.api_key_env or server.api_key_file, or keep "
+                "host 127.0.0.1 and serve others through the gateway", severity="warning"))
         if known("binary") and config.binary and (why := unrunnable(config.binary, which)):
             problems.append(ConfigProblem(file, "binary", f"{why}: point it at a llama-server binary, or remove it "
                                           "to use the build orchestrator.json names", severity=missing_severity))
@@ -319,6 +331,13 @@ def _cross_checks(
             severity="warning",
         ))
     return problems
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _binary_problems(

@@ -339,3 +339,46 @@ def test_validate_reports_a_configured_binary_that_cannot_run(home: Path, model:
         str(home) + "/", ""), out
     offline = cli(home, "config", "validate", "--offline")
     assert offline.exit_code == 0 and "warning" in offline.output and "is not executable" in offline.output
+
+
+def test_create_prints_the_warnings_validate_would_give_the_new_instance(home: Path, model: Path) -> None:
+    assert cli(home, "create", "gemma", "--model", str(model), "--no-check").exit_code == 0
+    dup = cli(home, "create", "dup2", "--model", str(model), "--alias", "gemma", "--no-check")
+    assert dup.exit_code == 0, dup.output
+    out = " ".join(dup.output.split())
+    assert "alias 'gemma' is shared by dup2, gemma: requests are balanced across them" in out
+    exposed = cli(home, "create", "open", "--model", str(model), "--host", "0.0.0.0", "-ngl", "99", "--no-check")
+    assert exposed.exit_code == 0, exposed.output
+    out = " ".join(exposed.output.split())
+    assert "server.host" in out and "set server.api_key_env or server.api_key_file" in out
+    assert "ignores gpu.layers 99" in out
+    assert "shared by" not in out  # the warnings of other instances are not the new one's
+
+
+def test_create_warns_of_a_port_another_program_holds_now(home: Path, model: Path) -> None:
+    import os
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        held = cli(home, "create", "a", "--model", str(model), "-p", str(port), "--no-check")
+    assert held.exit_code == 0, held.output  # the holder may be gone by the start
+    out = " ".join(held.output.split())
+    assert f"port-in-use: 127.0.0.1:{port} is held by pid {os.getpid()}" in out
+    assert "pick another --port" in out
+    assert json.loads((home / "instances/a/config.json").read_text())["server"]["port"] == port
+
+
+@pytest.mark.parametrize("command", ["up", "down", "start", "stop", "restart"])
+@pytest.mark.parametrize("timeout", ["0", "-1", "inf"])
+def test_a_timeout_that_is_no_positive_number_is_refused_before_anything_runs(
+    tmp_path: Path, command: str, timeout: str
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # an unusable home: were the option let through, the command would exit 7 at once
+    result = runner.invoke(build_app(), ["--home", str(blocker / "home"), command, "a", "--timeout", timeout])
+    out = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2, out
+    assert f"{timeout} is not a positive, finite number of seconds; leave --timeout out to wait without limit" in out

@@ -527,3 +527,30 @@ def test_args_may_not_repeat_a_flag_a_set_field_renders(home: HomePaths, model_f
     assert "--n-gpu-layers is set by the orchestrator from gpu.layers" in args["ngl"]
     for flag, field in (("-np", "model.parallel"), ("--embedding", "model.embeddings"), ("--no-jinja", "model.jinja")):
         assert f"{flag} is set by the orchestrator from {field}" in args["several"]
+
+
+def test_a_server_on_every_interface_without_a_key_is_a_warning_naming_the_fix(
+    home: HomePaths, model_file: Path
+) -> None:
+    open_to_all = {**minimal("a", 8001, model_file), "server": {"port": 8001, "host": "0.0.0.0"}}
+    write_instance(home.home, "a", open_to_all)
+    keyed = {**minimal("b", 8002, model_file), "server": {"port": 8002, "host": "0.0.0.0", "api_key_file": "/k"}}
+    write_instance(home.home, "b", keyed)
+    write_instance(home.home, "c", {**minimal("c", 8003, model_file), "server": {"port": 8003, "host": "::1"}})
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fleet.errors == []
+    warned = {Path(p.file).parent.name: p.message for p in fleet.problems if p.field == "server.host"}
+    assert warned.keys() == {"a"}
+    assert "'0.0.0.0'" in warned["a"] and "set server.api_key_env or server.api_key_file" in warned["a"]
+    assert "keep host 127.0.0.1" in warned["a"]
+
+
+def test_gpu_layers_on_the_cpu_backend_are_a_warning(home: HomePaths, model_file: Path) -> None:
+    write_instance(home.home, "a", {**minimal("a", 8001, model_file), "gpu": {"layers": 99}})
+    write_instance(home.home, "b", {**minimal("b", 8002, model_file), "gpu": {"layers": 0}})
+    write_instance(home.home, "c", {**minimal("c", 8003, model_file), "gpu": {"backend": "vulkan", "layers": 99}})
+    fleet = load_fleet(home, which=lambda _: "x")
+    assert fleet.errors == []
+    warned = {Path(p.file).parent.name: p.message for p in fleet.problems if p.field == "gpu.layers"}
+    assert warned.keys() == {"a"}
+    assert "ignores gpu.layers 99" in warned["a"] and "set gpu.backend" in warned["a"]
