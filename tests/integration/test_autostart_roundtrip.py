@@ -8,11 +8,14 @@ directory at the front of PATH, keeps their state in a JSON file and logs every 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import plistlib
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -452,3 +455,39 @@ def test_dry_run_file_header_is_one_line_however_narrow_the_output(home: HomePat
     headers = [line for line in output.splitlines() if line.startswith("# file ")]
     assert len(headers) == 1, output
     assert headers[0].endswith(".service (mode 0644, utf-8)"), output
+
+
+@pytest.fixture
+def daemon_outside(home: HomePaths) -> Iterator[int]:
+    """A daemon `daemon start` left holding `home`, as the client sees one: a control file naming
+    an HTTP server that answers (a 404 proves it lives, as for a daemon older than /v1/ping)."""
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    home.control_file.parent.mkdir(parents=True, exist_ok=True)
+    home.control_file.write_text(json.dumps({"host": "127.0.0.1", "port": server.server_address[1],
+                                             "token": "t", "pid": 4242}))
+    try:
+        yield 4242
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_install_says_how_to_hand_over_from_a_daemon_already_running(
+    home: HomePaths, fakes: FakeServiceManagers, tmp_path: Path, daemon_outside: int
+) -> None:
+    run = _cli(home, fakes, "linux", tmp_path)
+    for output in (run("install", "--dry-run"), run("install")):
+        said = " ".join(output.split())
+        assert f"a daemon (pid {daemon_outside}) already runs for {home.home} outside the service manager" in said
+        assert "would exit 3 (already running)" in said and "`llama-orch daemon stop --keep-instances`" in said
+    assert "already runs" not in run("install")  # now the service's own: active, nothing to hand over

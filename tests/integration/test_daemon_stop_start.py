@@ -103,7 +103,9 @@ def test_ps_in_a_fresh_home_starts_no_daemon(home: Home) -> None:
     broken.write_text(json.dumps({"name": "broken", "model": {"path": "/m.gguf"}, "server": {"port": 70000}}))
     invalid = home.cli("inspect", "broken")
     assert invalid.code == 2 and "server.port" in invalid.err, str(invalid)
-    assert "broken" not in home.ok("ps", "-a").out  # as the daemon lists: valid configs only
+    listed = home.ok("ps", "-a").out  # shown, and said to be invalid
+    assert any(line.split()[:2] == ["broken", "stopped*"] for line in listed.splitlines()), listed
+    assert "config invalid: `llama-orch config validate` says why" in " ".join(listed.split()), listed
     assert not home.daemon_running()
 
 

@@ -117,7 +117,10 @@ def stop(
     from llama_orchestrator.daemon.client import DaemonClient
 
     paths = context(ctx).paths
-    client = DaemonClient.connect(paths)
+    try:
+        client = DaemonClient.connect(paths)
+    except DaemonNotRunningError as exc:  # exit 3 still: a script that stops expects one to run
+        raise DaemonNotRunningError(str(exc), hint="nothing to stop") from None
     pid = client.pid
     client.shutdown(keep_instances=keep_instances)
     if pid is not None and not _wait_exited(pid, STOP_TIMEOUT_S):

@@ -14,6 +14,8 @@ import typer
 from llama_orchestrator.cli import _console, _format, offline
 from llama_orchestrator.cli._context import context
 
+INVALID = "config invalid"
+
 if TYPE_CHECKING:
     from rich.text import Text
 
@@ -49,7 +51,9 @@ def ps(
         watch_table(client, show_all=all_)
         return
     info = client.status() if client is not None else None
-    instances = info.instances if info is not None else offline.statuses(paths)
+    instances = offline.statuses(paths) if info is None else [  # with the configs the daemon never loaded
+        *info.instances, *offline.invalid_statuses(paths, skip=frozenset(s.name for s in info.instances))]
+    instances.sort(key=lambda s: s.name)
     rows = [s for s in instances if all_ or s.state != "stopped"]
     if as_json:
         _console.print_json({"daemon": info.pid if info else None, "gateway": info.gateway.address if info else None,
@@ -63,7 +67,10 @@ def ps(
     if info is None and (left := sum(1 for s in instances if s.pid is not None)):
         _console.out.print(f"[dim]{left} instance(s) left running by the last daemon, unsupervised: "
                            "`llama-orch daemon start` adopts them[/]")
-    if any(s.changed for s in rows):
+    if any(s.changed and s.changed.startswith(INVALID) for s in rows):
+        _console.out.print(f"[dim]* {INVALID}: `llama-orch config validate` says why (a running daemon keeps "
+                           "the last valid one)[/]")
+    if any(s.changed and not s.changed.startswith(INVALID) for s in rows):
         _console.out.print("[dim]* its config changed since it started: `llama-orch up` applies it (restarting "
                            "it only for a new command line; `inspect` says what changed)[/]")
     hidden = len(instances) - len(rows)
@@ -78,7 +85,7 @@ def instance_table(rows: list[InstanceStatus]) -> Text:
     headers = ["NAME", "STATE", "PID", "PORT", "ALIAS", "UPTIME", "RESTARTS", "MEM", *(["GPU"] if gpu else []),
                "HEALTH", "LAST ERROR"]
     cells = [
-        [s.name, s.state + ("*" if s.changed else ""), str(s.pid or "-"), str(s.port), s.alias,
+        [s.name, s.state + ("*" if s.changed else ""), str(s.pid or "-"), str(s.port or "-"), s.alias,
          _format.duration(s.uptime_s), str(s.restarts), _format.size(s.rss_bytes),
          *([_format.size(s.gpu_bytes)] if gpu else []), s.health, " ".join((s.last_error or "").split())]
         for s in rows
@@ -97,7 +104,7 @@ def logs(
     Example: llama-orch logs gpt-oss -f -n 50
     """
     paths = context(ctx).paths
-    client = offline.connect(paths)
+    client = offline.connect(paths, name)
     found = client.logs(name, lines, follow=follow) if client else offline.log_lines(paths, name, lines, follow=follow)
     try:
         for line in found:
@@ -115,7 +122,7 @@ def inspect(
     from llama_orchestrator import gguf_file
 
     paths = context(ctx).paths
-    client = offline.connect(paths)
+    client = offline.connect(paths, name)
     detail = client.inspect(name) if client is not None else offline.detail(paths, name)
     s = detail.status
     facts = gguf_file.facts(s.model)
@@ -150,7 +157,8 @@ def inspect(
         ("health", s.health),
         ("last exit", s.last_exit or "-"),
         ("last error", s.last_error or "-"),
-        ("changed", f"{s.changed} (`llama-orch up {s.name}` applies it)" if s.changed else "-"),
+        ("changed", s.changed if s.changed and s.changed.startswith(INVALID) else
+                    f"{s.changed} (`llama-orch up {s.name}` applies it)" if s.changed else "-"),
         ("log", detail.log_path),
     ):
         out.print(f"  {label:<11}{_console.escape(str(value))}")
@@ -214,7 +222,7 @@ def events(
     Example: llama-orch events gpt-oss -f
     """
     paths = context(ctx).paths
-    client = offline.connect(paths)
+    client = offline.connect(paths, name)
     if client is None:
         history = offline.events(paths, name, limit)
     else:

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llama_orchestrator.cli import _console
 from llama_orchestrator.config.names import check_instance_name
@@ -35,13 +35,21 @@ START_HINT = "`llama-orch up` or `llama-orch daemon start` starts it, with the a
 UNSUPERVISED = "left running by the last daemon, unsupervised: `llama-orch daemon start` adopts it"
 
 
-def connect(paths: HomePaths) -> DaemonClient | None:
-    """The running daemon's client, or None when none runs (said on stderr); never starts one."""
+def connect(paths: HomePaths, name: str | None = None) -> DaemonClient | None:
+    """The running daemon's client, or None when none runs; never starts one. That none runs is
+    said on stderr when there is something to show (not on a new empty home, nor before `inspect
+    nope`'s own error)."""
     try:
         return DaemonClient.connect(paths)
     except DaemonNotRunningError:
-        _console.warn(f"no daemon is running for {paths.home}: shown as the last one left it; {START_HINT}")
+        if has_config(paths, name) if name is not None else _holds_anything(paths):
+            _console.warn(f"no daemon is running for {paths.home}: shown as the last one left it; {START_HINT}")
         return None
+
+
+def _holds_anything(paths: HomePaths) -> bool:
+    return paths.state_db.exists() or (paths.instances_dir.is_dir() and
+                                       any(paths.instances_dir.glob("*/config.json")))
 
 
 def not_running(paths: HomePaths, what: str) -> DaemonNotRunningError:
@@ -50,11 +58,26 @@ def not_running(paths: HomePaths, what: str) -> DaemonNotRunningError:
 
 
 def statuses(paths: HomePaths) -> list[InstanceStatus]:
-    """One row per valid instance config (as the daemon lists them), from its recorded state."""
-    fleet = _fleet(paths)
+    """One row per instance config, from its recorded state; an invalid config's row says so."""
+    return invalid_statuses(paths, skip=frozenset(), fleet=_fleet(paths), valid=True)
+
+
+def invalid_statuses(paths: HomePaths, skip: frozenset[str], fleet: Fleet | None = None,
+                     valid: bool = False) -> list[InstanceStatus]:
+    """The rows of the configs on disk that are not valid (and, with `valid`, of the valid ones),
+    but those in `skip`: with a daemon, the instances it lists already."""
+    from llama_orchestrator.config.drift import invalid_config
+
+    fleet = fleet or _fleet(paths)
+    unknown = {"host": "-", "port": 0, "alias": "-", "backend": "-", "model": "-"}
     with _store(paths) as store:
         now = time.time()
-        return [_status(config, store, now) for _, config in sorted(fleet.instances.items())]
+        rows = [_status(fleet.instances[name], store, now) if name in fleet.instances else
+                _row(name, unknown, store, now).model_copy(update={"changed": invalid_config(
+                    [p for p in fleet.errors if p.file == str(file)])})
+                for name, file in sorted(fleet.config_files.items())
+                if name not in skip and (valid or name not in fleet.instances)]
+    return rows
 
 
 def detail(paths: HomePaths, name: str) -> InstanceDetail:
@@ -164,10 +187,15 @@ def _store(paths: HomePaths) -> Iterator[Store | None]:
 
 
 def _status(config: InstanceConfig, store: Store | None, now: float) -> InstanceStatus:
-    from llama_orchestrator.daemon.resources import resident_bytes
     from llama_orchestrator.daemon.snapshots import config_columns
 
-    record = store.get_instance(config.name) if store is not None else None
+    return _row(config.name, config_columns(config), store, now)
+
+
+def _row(name: str, columns: dict[str, Any], store: Store | None, now: float) -> InstanceStatus:
+    from llama_orchestrator.daemon.resources import resident_bytes
+
+    record = store.get_instance(name) if store is not None else None
     alive = record is not None and still_running(record)
     state, reason = S.STOPPED, "no process recorded"
     if store is not None and record is not None:
@@ -175,12 +203,12 @@ def _status(config: InstanceConfig, store: Store | None, now: float) -> Instance
     pid = record.pid if alive and record is not None else None
     ready_at = record.ready_at if record is not None and alive and state in (S.READY, S.UNHEALTHY) else None
     return InstanceStatus(
-        name=config.name,
+        name=name,
         state=state.value,
         desired=record.desired if record is not None else "down",
         reason=reason,
         pid=pid,
-        **config_columns(config),
+        **columns,
         started_at=record.started_at if record is not None and alive else None,
         ready_at=ready_at,
         uptime_s=now - ready_at if ready_at else None,

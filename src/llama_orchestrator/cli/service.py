@@ -147,17 +147,42 @@ def install(
     plan, plain, deps = _plans(ctx, "boot" if mode is ServiceMode.BOOT else "logon", system, windows_service)
     if dry_run:
         _print_plan(plan, files=True, commands=("install_commands",))
+        _warn_daemon_outside(_home(ctx), None)
     else:
         # launchd does not create the log directory named in the plist; the daemon needs it anyway.
         home = _home(ctx).ensure().home
         found, status = locate(plan, plain, deps.runner, home)
         refuse_other_home(status, home, "installing")
+        _warn_daemon_outside(_home(ctx), status)
         if found is not plan:  # this home's entry under the plain name: renamed, not doubled
             remove(found, deps.runner)
             console.print(f"removed {found.backend} {found.name} (named before names depended on the home)")
         apply(plan, deps.runner)
         console.print(f"[green]installed[/] {plan.backend} {plan.name}")
     _print_notes(plan)
+
+
+def _warn_daemon_outside(paths: HomePaths, status: ServiceStatus | None) -> None:
+    """A daemon `daemon start` started holds the home: the service's `daemon run` would exit 3
+    (already running) and its manager would retry it, so say how to hand the instances over.
+    `status` None (--dry-run asks the manager nothing): whoever started it is not known."""
+    from llama_orchestrator.daemon.client import DaemonClient
+    from llama_orchestrator.errors import OrchestratorError
+
+    if status is not None and status.installed and status.active:
+        return  # the service's own daemon
+    try:
+        pid = DaemonClient.connect(paths).pid
+    except OrchestratorError:  # none runs (or none that answers): nothing to hand over
+        return
+    who = "" if status is not None else " (unless the service manager started it)"
+    console.print(
+        f"warning: a daemon (pid {pid or '?'}) already runs for {paths.home} outside the service manager{who}: "
+        "the service's `llama-orch daemon run` would exit 3 (already running) and be retried. Hand over: "
+        "`llama-orch daemon stop --keep-instances`, then start the service (`llama-orch service install` "
+        "starts it); its daemon adopts the running instances.",
+        markup=False, highlight=False, soft_wrap=True,
+    )
 
 
 @service_app.command()

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from llama_orchestrator.config.argv import LaunchCommand, command_change
 from llama_orchestrator.config.models import InstanceConfig
+from llama_orchestrator.errors import ConfigProblem
 
 Render = Callable[[InstanceConfig], LaunchCommand]
 _NOT_SETTINGS = frozenset({"schema_"})  # `$schema` only helps editors
@@ -50,6 +51,15 @@ def describe_change(command: str | None, settings: list[str]) -> str | None:
         return command
     named = "settings " + ", ".join(settings)
     return f"{command}; {named}" if command else f"{named}; no restart needed"
+
+
+def invalid_config(problems: list[ConfigProblem]) -> str:
+    """`changed` of an instance whose file no longer parses or validates: the daemon keeps its last
+    valid config, so `ps` marks it and `inspect` says why rather than showing it as unchanged."""
+    first = problems[0] if problems else None
+    what = f"{first.field}: {first.message}" if first is not None and first.field else (first.message if first else "")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"config invalid: {' '.join(what.split())}{more}; `llama-orch config validate` lists every problem"
 
 
 def _digests(env: Mapping[str, str], salt: str) -> dict[str, str]:

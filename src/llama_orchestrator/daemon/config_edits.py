@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llama_orchestrator.config.drift import invalid_config
 from llama_orchestrator.config.loader import load_fleet
 from llama_orchestrator.config.models import InstanceConfig
 from llama_orchestrator.config.paths import HomePaths
@@ -24,6 +25,7 @@ class ConfigsOnDisk:
         self._seen: Stamp | None = None
         self._configs: Mapping[str, InstanceConfig] = {}
         self._names: frozenset[str] = frozenset()
+        self._invalid: Mapping[str, str] = {}
 
     def current(self) -> Mapping[str, InstanceConfig]:
         """Each valid instance config by name (an invalid one is left out: nothing to compare)."""
@@ -32,11 +34,17 @@ class ConfigsOnDisk:
             self._seen = stamp
             fleet = load_fleet(self.paths, offline=True, environ=self.environ)
             self._configs, self._names = fleet.instances, frozenset(fleet.config_files)
+            self._invalid = {name: invalid_config([p for p in fleet.errors if p.file == str(path)])
+                             for name, path in fleet.config_files.items() if name not in fleet.instances}
         return self._configs
 
     def names(self) -> frozenset[str]:
         """The instances with a config file, valid or not (as of the last `current()`)."""
         return self._names
+
+    def invalid(self, name: str) -> str | None:
+        """Why the instance's file on disk is not a valid config (as of the last `current()`), or None."""
+        return self._invalid.get(name)
 
     def _stamp(self) -> Stamp:
         files = [self.paths.orchestrator_file]

@@ -328,7 +328,8 @@ class Daemon:
         gpu = self._gpu.process_bytes(pid) if pid is not None and sup.config.gpu.backend != "cpu" else None
         budget = self.gateway_host.counted_memory(sup.name)
         return status.model_copy(update={"cpu_percent": cpu, "rss_bytes": rss, "tokens_per_s": speed.tokens_per_s,
-                                         "busy_slots": speed.busy_slots, "gpu_bytes": gpu, "budget_bytes": budget})
+                                         "busy_slots": speed.busy_slots, "gpu_bytes": gpu, "budget_bytes": budget,
+                                         "changed": self._on_disk.invalid(sup.name) or status.changed})
 
     def inspect(self, name: str) -> InstanceDetail:
         sup = self._supervisor(name)
