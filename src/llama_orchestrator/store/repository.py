@@ -250,8 +250,11 @@ class Store:
         Raises:
             StoreError: the database cannot be read.
         """
+        # the queue first: a write committed between the two reads is then in the table (applying it
+        # again changes nothing), where read the other way round it was in neither
+        pending = self._writer.pending()
         held = {row["instance"] for row in self._read("SELECT instance FROM held_down", ())}
-        for write in self._writer.pending():
+        for write in pending:
             if isinstance(write, HoldDown):
                 (held.add if write.held else held.discard)(write.instance)
             elif isinstance(write, DeleteInstance):

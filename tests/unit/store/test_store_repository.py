@@ -255,3 +255,27 @@ def test_close_gives_up_after_its_timeout_while_locked(db_path: Path, locker: sq
 
     assert store.close(timeout_s=0.05) is False
     assert not store.health.ok
+
+
+def test_held_down_sees_a_write_committed_between_its_two_reads(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """held_down() reads the table and the queue of writes not yet committed; the writer thread may
+    commit one in between. Whichever read comes first, the commit happens right after it here: the
+    write must be seen in one or the other (read table-first, it was in neither: a CI run saw it)."""
+    store.hold_down("a", True, at=1.0)
+    store.hold_down("b", True, at=1.0)
+    assert store.flush(5)
+    store.hold_down("a", False, at=2.0)  # queued, not yet committed
+    first: list[str] = []
+    real_read, real_pending = store._read, store._writer.pending
+
+    def then_commit(name: str, result: object) -> object:
+        if not first:
+            first.append(name)
+            assert store.flush(5)  # the writer commits right after the first read
+        return result
+
+    monkeypatch.setattr(store, "_read", lambda *a: then_commit("table", real_read(*a)))
+    monkeypatch.setattr(store._writer, "pending", lambda: then_commit("queue", real_pending()))
+    assert store.held_down() == {"b"}, first
