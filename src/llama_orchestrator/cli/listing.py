@@ -52,7 +52,7 @@ def ps(
         return
     info = client.status() if client is not None else None
     instances = offline.statuses(paths) if info is None else [  # with the configs the daemon never loaded
-        *info.instances, *offline.invalid_statuses(paths, skip=frozenset(s.name for s in info.instances))]
+        *info.instances, *offline.statuses(paths, skip=frozenset(s.name for s in info.instances), only_invalid=True)]
     instances.sort(key=lambda s: s.name)
     rows = [s for s in instances if all_ or s.state != "stopped"]
     if as_json:

@@ -57,27 +57,20 @@ def not_running(paths: HomePaths, what: str) -> DaemonNotRunningError:
     return DaemonNotRunningError(f"no daemon is running for {paths.home}: {what}", hint=START_HINT)
 
 
-def statuses(paths: HomePaths) -> list[InstanceStatus]:
-    """One row per instance config, from its recorded state; an invalid config's row says so."""
-    return invalid_statuses(paths, skip=frozenset(), fleet=_fleet(paths), valid=True)
-
-
-def invalid_statuses(paths: HomePaths, skip: frozenset[str], fleet: Fleet | None = None,
-                     valid: bool = False) -> list[InstanceStatus]:
-    """The rows of the configs on disk that are not valid (and, with `valid`, of the valid ones),
-    but those in `skip`: with a daemon, the instances it lists already."""
+def statuses(paths: HomePaths, *, skip: frozenset[str] = frozenset(), only_invalid: bool = False
+             ) -> list[InstanceStatus]:
+    """One row per instance config on disk but those in `skip`, from its recorded state; an invalid
+    config's row says so. `only_invalid`: with a daemon, which lists the valid ones itself."""
     from llama_orchestrator.config.drift import invalid_config
 
-    fleet = fleet or _fleet(paths)
+    fleet = _fleet(paths)
     unknown = {"host": "-", "port": 0, "alias": "-", "backend": "-", "model": "-"}
     with _store(paths) as store:
         now = time.time()
-        rows = [_status(fleet.instances[name], store, now) if name in fleet.instances else
-                _row(name, unknown, store, now).model_copy(update={"changed": invalid_config(
-                    [p for p in fleet.errors if p.file == str(file)])})
-                for name, file in sorted(fleet.config_files.items())
-                if name not in skip and (valid or name not in fleet.instances)]
-    return rows
+        return [_status(fleet.instances[name], store, now) if name in fleet.instances else
+                _row(name, unknown, store, now).model_copy(update={"changed": invalid_config(fleet.errors_in(name))})
+                for name in sorted(fleet.config_files)
+                if name not in skip and not (only_invalid and name in fleet.instances)]
 
 
 def detail(paths: HomePaths, name: str) -> InstanceDetail:
@@ -160,14 +153,13 @@ def _fleet(paths: HomePaths) -> Fleet:
 
 
 def _valid(fleet: Fleet, name: str) -> InstanceConfig:
-    from llama_orchestrator.errors import ConfigError, InstanceNotFoundError
+    from llama_orchestrator.errors import ConfigError
 
     config = fleet.instances.get(name)
     if config is not None:
         return config
     if name in fleet.config_files:
-        file = str(fleet.config_files[name])
-        raise ConfigError([p for p in fleet.errors if p.file == file], hint="llama-orch config validate")
+        raise ConfigError(fleet.errors_in(name), hint="llama-orch config validate")
     raise InstanceNotFoundError(name, known=sorted(fleet.config_files))
 
 

@@ -49,6 +49,11 @@ class Fleet:
     def warnings(self) -> list[ConfigProblem]:
         return [p for p in self.problems if p.severity == "warning"]
 
+    def errors_in(self, name: str) -> list[ConfigProblem]:
+        """The errors found in instance `name`'s config file."""
+        file = str(self.config_files.get(name, ""))
+        return [p for p in self.errors if p.file == file]
+
 
 def instance_names(paths: HomePaths) -> list[str]:
     """Names of the instance directories that hold a config.json, sorted."""

@@ -34,8 +34,8 @@ class ConfigsOnDisk:
             self._seen = stamp
             fleet = load_fleet(self.paths, offline=True, environ=self.environ)
             self._configs, self._names = fleet.instances, frozenset(fleet.config_files)
-            self._invalid = {name: invalid_config([p for p in fleet.errors if p.file == str(path)])
-                             for name, path in fleet.config_files.items() if name not in fleet.instances}
+            self._invalid = {name: invalid_config(fleet.errors_in(name))
+                             for name in fleet.config_files if name not in fleet.instances}
         return self._configs
 
     def names(self) -> frozenset[str]:
