@@ -1,7 +1,7 @@
 """Reading an HTTP/1.1 chunked body as it arrives, in two ways (the upstream client's body parsers).
 
     body = ChunkedDecoder()   # the body's bytes, framing removed (JSON answers, held streams)
-    body = WireChunks()       # the body's wire bytes, whole chunks at a time (SSE relayed as it came)
+    body = WireChunks()       # the body as whole chunks, one per read (SSE relayed without decoding)
     body.feed(data, push)     # push(piece) for what `data` completes; MalformedChunk if it is not chunked
     body.done, body.extra     # the terminating chunk (and trailers) seen; bytes came after it
 
@@ -111,10 +111,13 @@ class ChunkedDecoder(_ChunkReader):
 
 
 class WireChunks(_ChunkReader):
-    """The chunked body as it came over the wire: each read's complete chunks are pushed as one
-    piece (usually the read itself, no copy); an incomplete chunk waits for the rest, so every
-    piece ends on a chunk boundary and a proxy can still append a chunk of its own (an error
-    event) after any of them. The terminating chunk (and trailers) is pushed too, and ends it."""
+    """The chunked body as it came over the wire, whole chunks at a time: a read's complete chunks
+    are pushed as one piece, the read itself (no copy) when it holds one chunk, else one chunk
+    carrying all their data, as nginx re-frames them: the events are the same bytes in the same
+    order, and the client parses one chunk where the upstream wrote many. An incomplete chunk
+    waits for the rest, so every piece ends on a chunk boundary and a proxy can still append a
+    chunk of its own (an error event) after any of them. The terminating chunk (and trailers) is
+    pushed too, and ends it."""
 
     def one_chunk(self, data: bytes) -> bool:
         """Whether `data` is exactly one whole chunk, not the last, with nothing pending from an
@@ -129,6 +132,9 @@ class WireChunks(_ChunkReader):
     def feed(self, data: bytes, push: Push) -> None:
         data = self._joined(data)
         pos, n, find, known = 0, len(data), data.find, _CHUNK_SIZES.get
+        parts: list[bytes] = []  # the data of the whole chunks so far (from the second chunk on)
+        first = 0  # where the first whole chunk's data starts
+        total = 0  # their data's length
         while pos < n:
             end = find(b"\r\n", pos)
             if end < 0:
@@ -143,7 +149,10 @@ class WireChunks(_ChunkReader):
                 stop = end + 4 if data.startswith(b"\r\n", end + 2) else data.find(b"\r\n\r\n", end) + 4
                 if stop < 4:
                     break
-                push(data[:stop] if stop < n else data)
+                if pos == 0:
+                    push(data[:stop] if stop < n else data)
+                else:
+                    push(_merged(data, pos, first, parts, total) + data[pos:stop])
                 self.done = True
                 self.extra = stop < n
                 return
@@ -154,8 +163,22 @@ class WireChunks(_ChunkReader):
                 break
             if not data.startswith(b"\r\n", stop):
                 raise MalformedChunk("the upstream sent a malformed chunked body")
+            if pos == 0:
+                first = end + 2
+            else:
+                if not parts:
+                    parts.append(data[first:first + total])
+                parts.append(data[end + 2:stop])
+            total += size
             pos = stop + 2
         if pos:
-            push(data[:pos] if pos < n else data)
+            push(_merged(data, pos, first, parts, total))
         if pos < n:
             self._buf += data[pos:]
+
+
+def _merged(data: bytes, pos: int, first: int, parts: list[bytes], total: int) -> bytes:
+    """The whole chunks `data[:pos]` as one chunk: as they came when there is one."""
+    if not parts:
+        return data[:pos] if pos < len(data) else data
+    return b"".join([b"%x\r\n" % total, *parts, b"\r\n"])

@@ -4,11 +4,11 @@ loss, one timer for the read timeout) instead of a task. With no replica free at
 runs `Traffic.acquire` (the queue, an on-demand start, 429 and 503 as aiohttp's path has them).
 
 The outcomes are those of `proxy.forward`, which serves aiohttp's requests:
-- an SSE answer in chunked encoding is relayed as it came, by the upstream connection itself
-  (`Response.relay_to`), the head in the same send as the bytes in hand; another SSE answer is
-  framed chunk by chunk (without flow control: llama-server always chunks); any other answer
-  is read whole and returned with the upstream's status, content type and Retry-After, marked
-  `X-Llama-Orch-Source: upstream`;
+- an SSE answer in chunked encoding is relayed in whole chunks (one per read, gateway.chunked),
+  by the upstream connection itself (`Response.relay_to`), the head in the same send as the
+  bytes in hand; another SSE answer is framed chunk by chunk (without flow control: llama-server
+  always chunks); any other answer is read whole and returned with the upstream's status,
+  content type and Retry-After, marked `X-Llama-Orch-Source: upstream`;
 - the upstream did no work (the connection was refused, a new one dropped unanswered, it
   answered 503 while loading): the request goes to aiohttp after all (`FrontDoor.hand_off`),
   which sends it to another replica or answers as it always does;

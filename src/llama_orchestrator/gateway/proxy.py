@@ -90,8 +90,8 @@ class UpstreamNotReady(UpstreamRefused):
 class RelayedStream(web.StreamResponse):
     """The client's side of a relayed SSE answer.
 
-    `wire=True`: the body written is the upstream's chunked encoding as it came (whole chunks,
-    the terminator included), so the writer adds no framing of its own; `reframe()` turns its
+    `wire=True`: the body written is the upstream's chunked encoding in whole chunks (one per
+    read, gateway.chunked; the terminator included), so the writer adds no framing of its own; `reframe()` turns its
     framing back on, to append an error event after the last whole chunk. `coalesce=True`: the
     head waits for the first body bytes and leaves in the same send (aiohttp's StreamResponse
     sends it at once, on its own: one more syscall per stream).

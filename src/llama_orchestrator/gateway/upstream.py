@@ -5,8 +5,8 @@
                               Timeouts(connect=5, read=600))
     resp.status, resp.headers["content-type"]       # header names lowercased
     while chunk := await resp.readany(): ...        # body bytes as they arrive (chunked decoded)
-    # wire_sse=True: an SSE answer in chunked encoding comes as its wire bytes (resp.wire), whole
-    # chunks only, terminator included, for a proxy to pass on without re-framing; then
+    # wire_sse=True: an SSE answer in chunked encoding comes as chunked bytes (resp.wire), whole
+    # chunks only (one per read), terminator included, for a proxy to pass on as they are; then
     # resp.relay_to(client_transport) + await resp.relayed() writes them from data_received
     resp.close()                                    # back to the pool if complete, else the socket closes
     await pool.close()

@@ -1,8 +1,8 @@
 """The lean upstream client's response parser: any split of a chunked body into reads gives the
 body back whole, in order, with the end seen (the relay depends on it for every SSE event).
-In wire mode (an SSE answer the gateway passes on as it came) it gives back the chunked bytes
-themselves, each piece ending on a chunk boundary, so the gateway can still append an error
-chunk of its own after any of them."""
+In wire mode (an SSE answer the gateway relays) it gives back chunked bytes: each piece whole
+chunks, so the gateway can still append an error chunk of its own after any of them; a read of
+one chunk as it came, a read of several as one chunk with all their data (as nginx re-frames)."""
 
 from __future__ import annotations
 
@@ -38,16 +38,20 @@ async def parse(reads: list[bytes]) -> tuple[bytes, bool]:
     return body, response.at_eof()
 
 
-def chunk_boundaries(wire: bytes) -> set[int]:
-    """Offsets in a chunked body where a chunk ends (and the next size line starts)."""
-    out, pos = {0}, 0
-    while True:
-        end = wire.index(b"\r\n", pos)
-        size = int(wire[pos:end].split(b";")[0], 16)
-        pos = end + 2 + size + 2
-        out.add(pos)
+def whole_chunks(piece: bytes) -> tuple[bytes, int, bool]:
+    """(data, data chunks, ended) of a piece that must be whole chunks (AssertionError if not)."""
+    data, count, pos = b"", 0, 0
+    while pos < len(piece):
+        end = piece.index(b"\r\n", pos)
+        size = int(piece[pos:end].split(b";")[0], 16)
         if size == 0:
-            return out
+            assert piece.endswith(b"\r\n\r\n") and piece.find(b"\r\n\r\n", end) == len(piece) - 4, piece
+            return data, count, True
+        assert piece[end + 2 + size:end + 4 + size] == b"\r\n", f"a piece ends inside a chunk: {piece!r}"
+        data += piece[end + 2:end + 2 + size]
+        count += 1
+        pos = end + 4 + size
+    return data, count, False
 
 
 async def parse_wire(reads: list[bytes]) -> tuple[list[bytes], bool, bool]:
@@ -80,17 +84,30 @@ def test_a_chunk_that_lies_about_its_size_is_an_error(body: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(pieces=st.lists(st.binary(min_size=0, max_size=300), max_size=12),
        cuts=st.lists(st.integers(0, 5000), max_size=20), extension=st.booleans())
-def test_wire_mode_gives_the_chunked_bytes_back_in_whole_chunks(
+def test_wire_mode_gives_whole_chunks_with_the_same_data_and_one_chunk_per_read(
     pieces: list[bytes], cuts: list[int], extension: bool
 ) -> None:
     body = chunked(pieces, extension)
     got, wire, ended = asyncio.run(parse_wire(split(HEAD + body, cuts)))
     assert wire and ended
-    assert b"".join(got) == body
-    boundaries, offset = chunk_boundaries(body), 0
+    data, ends = b"", 0
     for piece in got:
-        offset += len(piece)
-        assert offset in boundaries, f"a piece ends inside a chunk at {offset}"
+        piece_data, count, last = whole_chunks(piece)
+        assert count <= 1, f"a read's chunks were not joined into one: {piece!r}"
+        data += piece_data
+        ends += last
+    assert data == b"".join(pieces) and ends == 1 and whole_chunks(got[-1])[2]
+
+
+def test_a_read_of_several_chunks_leaves_as_one_and_a_read_of_one_as_it_came() -> None:
+    events = [b"data: %d\n\n" % i for i in range(3)]
+    several = chunked(events, extension=False)
+    got, _, ended = asyncio.run(parse_wire([HEAD + several]))
+    joined = b"".join(events)
+    assert got == [b"%x\r\n%b\r\n0\r\n\r\n" % (len(joined), joined)] and ended
+    one = b"9\r\ndata: 0\n\n\r\n"
+    got, _, ended = asyncio.run(parse_wire([HEAD, one, one * 2, b"0\r\n\r\n"]))
+    assert got == [one, b"12\r\ndata: 0\n\ndata: 0\n\n\r\n", b"0\r\n\r\n"] and ended
 
 
 def test_wire_mode_is_only_for_chunked_event_streams() -> None:
