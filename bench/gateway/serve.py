@@ -14,7 +14,7 @@ import os
 import signal
 import time
 
-from llama_orchestrator import eventloop
+from llama_orchestrator import eventloop, scheduling
 from llama_orchestrator.config.orchestrator import GatewayConfig
 from llama_orchestrator.core.routing import Upstream
 from llama_orchestrator.core.states import InstanceState
@@ -83,4 +83,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.loop == "asyncio":
         os.environ[eventloop.ENV_EVENT_LOOP] = "asyncio"
-    eventloop.run(main(args.port, args.upstream))
+    with scheduling.batch():  # as the daemon runs (llama_orchestrator.scheduling)
+        eventloop.run(main(args.port, args.upstream))

@@ -16,7 +16,7 @@ import asyncio
 import signal
 from typing import cast
 
-from llama_orchestrator import eventloop
+from llama_orchestrator import eventloop, scheduling
 
 
 class _Upstream(asyncio.Protocol):
@@ -84,4 +84,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     args = parser.parse_args()
-    eventloop.run(main(args.port, args.upstream_port))
+    with scheduling.batch():  # as the daemon runs (llama_orchestrator.scheduling)
+        eventloop.run(main(args.port, args.upstream_port))

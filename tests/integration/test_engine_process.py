@@ -118,6 +118,27 @@ async def test_spawn_writes_log_markers_and_literal_argv(spawned: Spawner, tmp_p
     assert child.token and child.popen is not None
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_a_child_spawned_under_the_daemons_sched_batch_runs_with_the_normal_policy(spawned: Spawner) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llama_orchestrator import scheduling
+
+    def spawn_under_batch() -> tuple[ChildProcess, int]:
+        with scheduling.batch({}):
+            child = spawned("sleep")
+            return child, os.sched_getscheduler(0)
+
+    with ThreadPoolExecutor(1) as pool:  # (a policy is per thread: pytest's is left alone)
+        child, spawner_after = pool.submit(spawn_under_batch).result(10)
+    policy = os.sched_getscheduler(child.pid)
+    assert child.popen is not None
+    child.popen.kill()
+    child.popen.wait(10)
+    assert policy == os.SCHED_OTHER  # llama-server does not inherit it
+    assert spawner_after == os.SCHED_BATCH  # and the daemon's thread keeps it
+
+
 def test_spawn_missing_binary_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "llama-server"
     with pytest.raises(SpawnError) as err:

@@ -5,6 +5,8 @@ runs out is exit 9 naming what is still under way, and `rm` removes several runn
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,15 @@ def test_rm_removes_several_instances_stopping_the_running_ones(home: Home, mode
         wait_gone(pids[name], 5)
         assert not home.paths.instance_dir(name).exists()
     assert [s.name for s in home.client().instances()] == ["c"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_the_daemon_runs_under_sched_batch_and_its_llama_servers_do_not(home: Home, model: Path) -> None:
+    home.write_instance("s", model=model, port=free_port(), binary=home.fake_binary())
+    home.start_daemon()
+    home.ok("up", "s")
+    server = home.status("s").pid
+    assert server
+    assert os.sched_getscheduler(home.daemon_pid()) == os.SCHED_BATCH  # its main thread runs the loop
+    assert os.sched_getscheduler(server) == os.SCHED_OTHER
+    assert "batch scheduling" in home.paths.daemon_log.read_text()

@@ -12,7 +12,7 @@ import sys
 import threading
 from io import TextIOWrapper
 
-from llama_orchestrator import eventloop
+from llama_orchestrator import eventloop, scheduling
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.daemon.service import Daemon
 from llama_orchestrator.engine import open_private
@@ -91,7 +91,8 @@ def run_daemon(
                 stop_event.set()  # release the waiting thread
 
     try:
-        return eventloop.run(main())
+        with scheduling.batch():
+            return eventloop.run(main())
     finally:
         # The Windows service host (and tests) call this in-process: leave the logging as found.
         for handler in handlers:

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from llama_orchestrator import __version__, eventloop
+from llama_orchestrator import __version__, eventloop, scheduling
 from llama_orchestrator.config.argv import build_command
 from llama_orchestrator.config.loader import Fleet, load_fleet, require_valid, resolve_binary
 from llama_orchestrator.config.models import InstanceConfig
@@ -94,10 +94,8 @@ class Daemon:
         try:
             self.store = Store.open(self.paths.state_db)
             if self.store.quarantined:
-                self.quarantine_note = (
-                    f"state.db was unreadable ({self.store.quarantine_reason}); moved to {self.store.quarantined} "
-                    "and rebuilt from the configs and the running processes"
-                )
+                self.quarantine_note = (f"state.db was unreadable ({self.store.quarantine_reason}); moved to "
+                                        f"{self.store.quarantined} and rebuilt from the configs and running processes")
                 logger.error(self.quarantine_note)
             self.prober = HealthProber()
             self.gateway_host = GatewayHost(self, self._gpu, self.store)
@@ -110,8 +108,9 @@ class Daemon:
                     self._autostart()
                 self._spawn_background(self._rotate_logs())
                 self._spawn_background(self._metrics.run())
-                logger.info("daemon %s ready (pid %d, control %s, %s event loop)", __version__, os.getpid(),
-                            self._control_address, eventloop.loop_name(asyncio.get_running_loop()))
+                loop = eventloop.loop_name(asyncio.get_running_loop())
+                logger.info("daemon %s ready (pid %d, control %s, %s event loop, %s scheduling)", __version__,
+                            os.getpid(), self._control_address, loop, scheduling.policy_name())
                 with capture_signals(self._on_signal):
                     await self._stop.wait()
                 await self._shutdown()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from llama_orchestrator import scheduling
 from llama_orchestrator._platform import IS_WINDOWS
 from llama_orchestrator.engine import platform_ops
 from llama_orchestrator.engine.child import ENV_CHILD_TOKEN, ENV_INSTANCE, ChildProcess
@@ -95,16 +96,17 @@ def spawn(spec: SpawnSpec) -> ChildProcess:
     resolve_binary(spec.instance, spec.argv[0], env.get("PATH"))
     log_fd = _open_log(spec)
     try:
-        popen = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            env=env,
-            cwd=spec.cwd,
-            close_fds=True,
-            **platform_ops.popen_kwargs(),
-        )
+        with scheduling.normal_for_children():  # llama-server is not to inherit the daemon's SCHED_BATCH
+            popen = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env=env,
+                cwd=spec.cwd,
+                close_fds=True,
+                **platform_ops.popen_kwargs(),
+            )
     except OSError as exc:
         raise SpawnError(
             spec.instance, f"{spec.instance}: cannot start {spec.argv[0]}: {exc}",
