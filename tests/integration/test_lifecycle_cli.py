@@ -1,5 +1,6 @@
-"""`up`, `rm` and `--timeout` as a user runs them, against a real daemon and the fake llama-server:
-`up` refuses a changed command line its server would refuse before stopping anything, a wait that
+"""`up`, `restart`, `down`, `stop`, `rm` and `--timeout` as a user runs them, against a real daemon
+and the fake llama-server: `up` and `restart` refuse a changed command line its server would refuse
+before stopping anything, `down` and `stop` with nothing running start no daemon, a wait that
 runs out is exit 9 naming what is still under way, and `rm` removes several running instances."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _set_args(home: Home, name: str, args: list[str]) -> None:
     path.write_text(json.dumps(config), encoding="utf-8")
 
 
-def test_up_refuses_a_changed_command_line_its_server_would_refuse_and_stops_nothing(
+def test_up_and_restart_refuse_a_changed_command_line_its_server_would_refuse_and_stop_nothing(
     home: Home, model: Path
 ) -> None:
     binary = fake_server_with_help(home.scratch)
@@ -49,6 +50,10 @@ def test_up_refuses_a_changed_command_line_its_server_would_refuse_and_stops_not
         assert (status.state, status.pid) == ("ready", before[name]), status
         assert instance_pids(name) == {before[name]}
         assert not [e for e in home.events(name) if e.to_state == "stopping"]
+    restart = home.cli("restart", "r2")
+    assert restart.code == 2, str(restart)
+    assert "r2 runs on as before; fix the config, then `llama-orch restart` again" in " ".join(restart.err.split())
+    assert home.status("r2").pid == before["r2"] and not [e for e in home.events("r2") if e.to_state == "stopping"]
 
     _set_args(home, "r2", ["--ctx-size", "512"])
     up = home.ok("up")
@@ -104,3 +109,16 @@ def test_the_daemon_runs_under_sched_batch_and_its_llama_servers_do_not(home: Ho
     assert os.sched_getscheduler(home.daemon_pid()) == os.SCHED_BATCH  # its main thread runs the loop
     assert os.sched_getscheduler(server) == os.SCHED_OTHER
     assert "batch scheduling" in home.paths.daemon_log.read_text()
+
+
+def test_down_and_stop_with_nothing_running_start_no_daemon(home: Home, model: Path) -> None:
+    for name in ("a", "b"):
+        home.write_instance(name, model=model, port=free_port(), binary=home.fake_binary())
+    down = home.ok("down")
+    assert "✓ a: stopped" in down.out and "✓ b: stopped" in down.out, str(down)
+    assert "none was started" in down.err, str(down)
+    assert home.ok("stop", "b").out.count("stopped") == 1
+    unknown = home.cli("stop", "nope")
+    assert unknown.code == 4 and "nope" in unknown.err, str(unknown)
+    assert not home.daemon_running()
+    assert not home.paths.control_file.exists()

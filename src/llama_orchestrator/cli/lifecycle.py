@@ -2,7 +2,7 @@
 `inspect` and `events`, registered here too, are in `cli.listing`).
 
 Every command goes through the daemon's control API and starts the daemon (without autostart)
-when none runs. Commands that change state wait until each instance is ready, failed or
+when none runs, but for `down` and `stop` with nothing running. Commands that change state wait until each instance is ready, failed or
 stopped, printing each transition as the daemon streams it; `-d` returns at once.
 """
 
@@ -38,14 +38,43 @@ def register(app: typer.Typer) -> None:
     listing.register(app)
 
 
-def _client(paths: HomePaths) -> DaemonClient:
+def _client(paths: HomePaths, action: str, names: list[str]) -> DaemonClient | None:
+    """The running daemon's client, else one started (without autostart); None for `down` or `stop`
+    when nothing they name runs: that is said, and no daemon is started to do nothing."""
+    from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.launcher import ensure_daemon
+    from llama_orchestrator.errors import DaemonNotRunningError
 
+    try:
+        return DaemonClient.connect(paths)
+    except DaemonNotRunningError:
+        if action in ("down", "stop") and _all_stopped(paths, names):
+            return None
     return ensure_daemon(paths)
 
 
+def _all_stopped(paths: HomePaths, names: list[str]) -> bool:
+    """With no daemon: whether none of `names` (every instance, for `down` alone) runs, each said
+    stopped. One the last daemon left running needs a daemon, which adopts it and stops it."""
+    from llama_orchestrator.cli import offline
+    from llama_orchestrator.config.loader import instance_names
+
+    for name in names:
+        if not offline.has_config(paths, name):
+            raise offline.not_found(paths, name)
+    targets = names or instance_names(paths)
+    if offline.left_running(paths, targets):
+        return False
+    for name in targets:
+        _console.success(f"{name}: stopped")
+    _console.info("nothing was running (no daemon runs; none was started)")
+    return True
+
+
 def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeout_s: float | None) -> None:
-    client = _client(context(ctx).paths)
+    client = _client(context(ctx).paths, action, names)
+    if client is None:
+        return
     if detach:
         result = client.act(action, names)
         _console.success(f"{action}: queued for {', '.join(s.name for s in result.instances) or 'no instance'}")

@@ -41,11 +41,12 @@ def action_targets(
 async def refuse_broken_changes(
     action: str, names: list[str], targets: list[str], fleet: Fleet, supervisors: Mapping[str, InstanceSupervisor]
 ) -> None:
-    """Refuse (ConfigError) before `up` stops a running instance to start its changed config when
-    that start would fail its checks: else a healthy process is stopped, unasked, for a start that
-    cannot work. Nothing is stopped or started, as `docker compose up` with a bad compose file.
-    (`restart NAME` is asked to stop it: it does, and its failed start says why, exit 6.)"""
-    if action != "up":
+    """Refuse (ConfigError) before `up` or `restart` stops a running instance to start its changed
+    config when that start would fail its checks: else a healthy process is stopped for a start
+    that cannot work. Nothing is stopped or started, as `docker compose up` with a bad compose file.
+    (An unchanged config that cannot start, its model file gone, say, is `restart`ed: it may be
+    what the user means to see, and the failed start says why, exit 6.)"""
+    if action not in ("up", "restart"):
         return
     running = [n for n in (targets if names else sorted(supervisors)) if supervisors[n].config_change()]
     problems: list[ConfigProblem] = []
@@ -59,7 +60,7 @@ async def refuse_broken_changes(
     if problems:
         runs = "runs" if len(refused) == 1 else "run"
         raise ConfigError(problems, hint=f"nothing was stopped or started: {', '.join(refused)} {runs} on as "
-                                         "before; fix the config, then `llama-orch up` again")
+                                         f"before; fix the config, then `llama-orch {action}` again")
 
 
 def _start_problems(config: InstanceConfig, deps: SupervisorDeps, file: str) -> list[ConfigProblem]:
