@@ -2,8 +2,9 @@
 `inspect` and `events`, registered here too, are in `cli.listing`).
 
 Every command goes through the daemon's control API and starts the daemon (without autostart)
-when none runs, but for `down` and `stop` with nothing running. Commands that change state wait until each instance is ready, failed or
-stopped, printing each transition as the daemon streams it; `-d` returns at once.
+when none runs, but for `down` and `stop` with nothing running. Commands that change state wait
+until each instance is ready, failed or stopped, printing each transition as the daemon streams
+it; `-d` returns at once.
 """
 
 from __future__ import annotations
