@@ -157,15 +157,24 @@ class Home:
         return result
 
     def popen_cli(self, *args: str) -> subprocess.Popen[str]:
-        """Start `llama-orch --home H ARGS` without waiting (pipes for both streams)."""
-        return subprocess.Popen(
-            [str(LLAMA_ORCH), "--home", str(self.root), *args],
-            env=marked_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        """Start `llama-orch --home H ARGS` without waiting (pipes for both streams). Its Ctrl+C
+        (SIGINT) works as at a terminal even when the suite itself ignores SIGINT, as a script's
+        background job does (`./scripts/test &`), which a child would inherit."""
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if ignored:  # a handler, unlike SIG_IGN, is not inherited across exec
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return subprocess.Popen(
+                [str(LLAMA_ORCH), "--home", str(self.root), *args],
+                env=marked_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # ---- the daemon -------------------------------------------------------------------------
     def start_daemon(self, *, autostart: bool = False) -> int:
