@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from tests.support.orch import Home, instance_pids, wait_gone
 from tests.support.ports import free_port
 from tests.support.server_help import fake_server_with_help
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,6 +57,15 @@ def test_up_and_restart_refuse_a_changed_command_line_its_server_would_refuse_an
     assert restart.code == 2, str(restart)
     assert "r2 runs on as before; fix the config, then `llama-orch restart` again" in " ".join(restart.err.split())
     assert home.status("r2").pid == before["r2"] and not [e for e in home.events("r2") if e.to_state == "stopping"]
+
+    os.kill(before["r2"], signal.SIGKILL)  # a crash restarts into the config it ran with, not the refused edit
+    crashed_pid = before["r2"]
+    wait_gone(crashed_pid, 10)
+    again = wait_until(lambda: (s := home.status("r2")).state == "ready" and s.pid not in (None, crashed_pid) and s,
+                       30, message="r2 restarted after its crash")
+    assert again.pid is not None and "--ctx-sise" not in psutil.Process(again.pid).cmdline()
+    assert again.changed == "added --ctx-sise 512"  # still marked: `up` applies it once it can start
+    before["r2"] = again.pid
 
     _set_args(home, "r2", ["--ctx-size", "512"])
     up = home.ok("up")

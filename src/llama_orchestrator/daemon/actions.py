@@ -38,22 +38,24 @@ def action_targets(
     raise ConfigError([problem])
 
 
-async def refuse_broken_changes(
+async def accept_changes(
     action: str, names: list[str], targets: list[str], fleet: Fleet, supervisors: Mapping[str, InstanceSupervisor]
 ) -> None:
-    """Refuse (ConfigError) before `up` or `restart` stops a running instance to start its changed
-    config when that start would fail its checks: else a healthy process is stopped for a start
-    that cannot work. Nothing is stopped or started, as `docker compose up` with a bad compose file.
-    (An unchanged config that cannot start, its model file gone, say, is `restart`ed: it may be
-    what the user means to see, and the failed start says why, exit 6.)"""
+    """`up` and `restart` apply the configs on disk to their running instances too (the others only
+    to what is not meant to run: a crash restarts into the config it ran with, InstanceSupervisor.
+    update_config), but first refuse (ConfigError) a changed config whose start would fail its
+    checks: else a healthy process is stopped for a start that cannot work. Nothing is stopped or
+    started, as `docker compose up` with a bad compose file. (An unchanged config that cannot
+    start, its model file gone, say, is `restart`ed: the failed start says why, exit 6.)"""
     if action not in ("up", "restart"):
         return
-    running = [n for n in (targets if names else sorted(supervisors)) if supervisors[n].config_change()]
+    scope = [n for n in (targets if names else sorted(supervisors)) if n in fleet.instances]
+    changed = [n for n in scope if supervisors[n].config_change(fleet.instances[n])]
     problems: list[ConfigProblem] = []
     refused = []
-    for name in running:  # --help runs once per build of a binary (engine.server_help), off the loop
-        sup, file = supervisors[name], str(fleet.config_files.get(name, name))
-        found = await asyncio.to_thread(_start_problems, sup.config, sup.deps, file)
+    for name in changed:  # --help runs once per build of a binary (engine.server_help), off the loop
+        file = str(fleet.config_files.get(name, name))
+        found = await asyncio.to_thread(_start_problems, fleet.instances[name], supervisors[name].deps, file)
         if found:
             refused.append(name)
             problems += found
@@ -61,6 +63,8 @@ async def refuse_broken_changes(
         runs = "runs" if len(refused) == 1 else "run"
         raise ConfigError(problems, hint=f"nothing was stopped or started: {', '.join(refused)} {runs} on as "
                                          f"before; fix the config, then `llama-orch {action}` again")
+    for name in scope:
+        supervisors[name].update_config(fleet.instances[name], running_too=True)
 
 
 def _start_problems(config: InstanceConfig, deps: SupervisorDeps, file: str) -> list[ConfigProblem]:

@@ -27,7 +27,7 @@ from llama_orchestrator.config.orchestrator import OrchestratorConfig
 from llama_orchestrator.config.paths import HomePaths
 from llama_orchestrator.core import lifecycle as lc
 from llama_orchestrator.core.states import InstanceState
-from llama_orchestrator.daemon.actions import ACTIONS, action_targets, refuse_broken_changes, restart_changed
+from llama_orchestrator.daemon.actions import ACTIONS, accept_changes, action_targets, restart_changed
 from llama_orchestrator.daemon.client import recorded_address
 from llama_orchestrator.daemon.config_edits import ConfigsOnDisk
 from llama_orchestrator.daemon.control import serve_control
@@ -227,8 +227,8 @@ class Daemon:
         return sup
 
     def reload(self) -> list[ConfigProblem]:
-        """Re-read every config: add new instances, update changed ones (used from their next start),
-        retire removed ones. A broken config keeps its old version running."""
+        """Re-read every config: add new instances, update changed ones (from their next start; one
+        meant to run restarts into its old config until `up`), retire removed ones."""
         fleet = self._load()
         for name, config in fleet.instances.items():
             if name in self.supervisors:
@@ -361,7 +361,7 @@ class Daemon:
         targets = action_targets(action, names, fleet, self.supervisors)
         if action in ("start", "up", "restart"):
             require_valid(fleet, targets)
-        await refuse_broken_changes(action, names, targets, fleet, self.supervisors)
+        await accept_changes(action, names, targets, fleet, self.supervisors)
         since_id = self.store.last_event_id()
         hold, held = action in ("stop", "down"), self.store.held_down()
         for name in (n for n in targets if (n in held) != hold):  # autostart leaves what the user stopped down

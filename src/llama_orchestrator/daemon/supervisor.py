@@ -133,9 +133,11 @@ class InstanceSupervisor:
         """Queue a command or observation; the supervisor task applies it in order."""
         self._queue.put_nowait((None, event))
 
-    def update_config(self, config: InstanceConfig) -> None:
-        """Use `config` from the next start on (a running process keeps its arguments)."""
-        self.config = config
+    def update_config(self, config: InstanceConfig, *, running_too: bool = False) -> None:
+        """Use `config` from the next start on. While the instance is meant to run, its restarts keep
+        the config it runs with (as Docker's restart policy does) unless `running_too` (`up`, `restart`)."""
+        if running_too or not self.rt.desired_up:
+            self.config = config
 
     def config_change(self, config: InstanceConfig | None = None) -> str | None:
         """How the command `config` (default: the one in use) renders differs from the one the
