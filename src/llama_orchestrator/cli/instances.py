@@ -321,35 +321,15 @@ def remove(
             raise typer.Exit(EXIT_CONFIG)
         what = f"instance {listed} and its logs" if len(names) == 1 else f"instances {listed} and their logs"
         typer.confirm(f"Remove {what}?", abort=True)
-    client = _daemon(paths, names)
+    from llama_orchestrator.cli import offline
+
+    client = offline.daemon_to_stop(paths, names)
     for name in names:
         _before_remove(client, name)
         shutil.rmtree(paths.instance_dir(name))
         for log in paths.logs_dir.glob(f"{name}.log*"):
             log.unlink(missing_ok=True)
         _console.success(f"removed {name}")
-
-
-def _daemon(paths: HomePaths, names: list[str]) -> DaemonClient | None:
-    """The daemon, which stops what `rm` removes and forgets its state. None when none runs and
-    nothing of `names` does; one is started (without autostart) to adopt and stop what the last
-    daemon left running, which deleting its config alone would leave running, untracked."""
-    from llama_orchestrator.cli import offline
-    from llama_orchestrator.daemon.client import DaemonClient
-    from llama_orchestrator.daemon.launcher import ensure_daemon
-    from llama_orchestrator.errors import DaemonNotRunningError
-
-    try:
-        return DaemonClient.connect(paths)
-    except DaemonNotRunningError:
-        pass
-    left = offline.left_running(paths, names)
-    if not left:
-        return None
-    what = f"{left[0]} is" if len(left) == 1 else f"{', '.join(left)} are"
-    it = "it" if len(left) == 1 else "them"
-    _console.info(f"{what} left running by the last daemon: starting a daemon to stop {it} first")
-    return ensure_daemon(paths)
 
 
 def _before_remove(client: DaemonClient | None, name: str) -> None:

@@ -40,36 +40,31 @@ def register(app: typer.Typer) -> None:
 
 
 def _client(paths: HomePaths, action: str, names: list[str]) -> DaemonClient | None:
-    """The running daemon's client, else one started (without autostart); None for `down` or `stop`
-    when nothing they name runs: that is said, and no daemon is started to do nothing."""
+    """The running daemon's client, else one started (without autostart); for `down` or `stop`
+    only to stop what the last daemon left running (`offline.daemon_to_stop`). None when nothing
+    they name runs: each is said stopped, and no daemon is started to do nothing."""
+    from llama_orchestrator.cli import offline
+    from llama_orchestrator.config.loader import instance_names
     from llama_orchestrator.daemon.client import DaemonClient
     from llama_orchestrator.daemon.launcher import ensure_daemon
     from llama_orchestrator.errors import DaemonNotRunningError
 
+    if action not in ("down", "stop"):
+        return ensure_daemon(paths)
     try:
         return DaemonClient.connect(paths)
     except DaemonNotRunningError:
-        if action in ("down", "stop") and _all_stopped(paths, names):
-            return None
-    return ensure_daemon(paths)
-
-
-def _all_stopped(paths: HomePaths, names: list[str]) -> bool:
-    """With no daemon: whether none of `names` (every instance, for `down` alone) runs, each said
-    stopped. One the last daemon left running needs a daemon, which adopts it and stops it."""
-    from llama_orchestrator.cli import offline
-    from llama_orchestrator.config.loader import instance_names
-
-    for name in names:
+        pass
+    for name in names:  # (a running daemon names an unknown instance itself)
         if not offline.has_config(paths, name):
             raise offline.not_found(paths, name)
     targets = names or instance_names(paths)
-    if offline.left_running(paths, targets):
-        return False
-    for name in targets:
-        _console.success(f"{name}: stopped")
-    _console.info("nothing was running (no daemon runs; none was started)")
-    return True
+    client = offline.daemon_to_stop(paths, targets)
+    if client is None:
+        for name in targets:
+            _console.success(f"{name}: stopped")
+        _console.info("nothing was running (no daemon runs; none was started)")
+    return client
 
 
 def _act(ctx: typer.Context, action: str, names: list[str], detach: bool, timeout_s: float | None) -> None:

@@ -104,13 +104,31 @@ def events(paths: HomePaths, name: str | None, limit: int) -> list[EventOut]:
 
 
 def left_running(paths: HomePaths, names: list[str]) -> list[str]:
-    """Those of `names` whose process the last daemon left running (`still_running`): only a daemon,
-    which adopts them, can stop them before `rm` deletes their config."""
+    """Those of `names` whose process the last daemon left running (`still_running`)."""
     with _store(paths) as store:
         if store is None:
             return []
         records = [store.get_instance(name) for name in names]
     return [r.name for r in records if r is not None and still_running(r)]
+
+
+def daemon_to_stop(paths: HomePaths, names: list[str]) -> DaemonClient | None:
+    """The daemon that stops `names` (`down`, `stop`, `rm`): the running one; None when none runs
+    and none of them runs either; else one started (without autostart) to adopt and stop what the
+    last daemon left running, which only a daemon can (deleting its config would leave it untracked)."""
+    from llama_orchestrator.daemon.launcher import ensure_daemon
+
+    try:
+        return DaemonClient.connect(paths)
+    except DaemonNotRunningError:
+        pass
+    left = left_running(paths, names)
+    if not left:
+        return None
+    what = f"{left[0]} is" if len(left) == 1 else f"{', '.join(left)} are"
+    it = "it" if len(left) == 1 else "them"
+    _console.info(f"{what} left running by the last daemon: starting a daemon to stop {it} first")
+    return ensure_daemon(paths)
 
 
 def has_config(paths: HomePaths, name: str) -> bool:

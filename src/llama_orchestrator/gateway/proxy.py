@@ -91,10 +91,10 @@ class RelayedStream(web.StreamResponse):
     """The client's side of a relayed SSE answer.
 
     `wire=True`: the body written is the upstream's chunked encoding in whole chunks (one per
-    read, gateway.chunked; the terminator included), so the writer adds no framing of its own; `reframe()` turns its
-    framing back on, to append an error event after the last whole chunk. `coalesce=True`: the
-    head waits for the first body bytes and leaves in the same send (aiohttp's StreamResponse
-    sends it at once, on its own: one more syscall per stream).
+    read, gateway.chunked; the terminator included), so the writer adds no framing of its own;
+    `reframe()` turns its framing back on, to append an error event after the last whole chunk.
+    `coalesce=True`: the head waits for the first body bytes and leaves in the same send
+    (aiohttp's StreamResponse sends it at once, on its own: one more syscall per stream).
     """
 
     def __init__(self, *, status: int, headers: dict[str, str], wire: bool, coalesce: bool) -> None:
