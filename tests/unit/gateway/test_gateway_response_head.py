@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from llama_orchestrator.gateway import response_head
 from llama_orchestrator.gateway.response_head import (
     MAX_HEAD,
     MalformedHead,
@@ -28,6 +29,19 @@ def test_status_headers_and_keep_alive() -> None:
     assert not parse_response_head(b"HTTP/1.0 200 OK").keep_alive
     assert not parse_response_head(b"HTTP/1.1 200 OK\r\nConnection: Close").keep_alive
     assert parse_response_head(b"HTTP/1.1 100 Continue").status == 0  # interim: the real head follows
+
+
+def test_heads_are_remembered_by_their_bytes_and_the_memory_stays_small() -> None:
+    # a server sends each model's requests the same head (bar a Date changing once a second): parse it once
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked"
+    assert parse_response_head(raw) is parse_response_head(bytes(bytearray(raw)))
+    for second in range(3 * response_head._SEEN_MAX):
+        parse_response_head(raw + b"\r\nDate: %d" % second)
+    assert 0 < len(response_head._SEEN) <= response_head._SEEN_MAX
+    with pytest.raises(MalformedHead):  # a bad head is not remembered as good
+        parse_response_head(b"HTTP/1.1 abc")
+    with pytest.raises(MalformedHead):
+        parse_response_head(b"HTTP/1.1 abc")
 
 
 @pytest.mark.parametrize("line", [b"HTTP/2 200 OK", b"ICY 200 OK", b"HTTP/1.1 abc", b"garbage"])
