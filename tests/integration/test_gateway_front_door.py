@@ -357,3 +357,33 @@ async def test_request_filters_rewrite_the_body_routed_by_model_but_not_one_sent
             writer.close()
     assert received[0] == {**CHAT, "model": "m", "seed": 7, "temperature": 0.6, "min_p": 0.05}
     assert received[1] == sent
+
+
+async def test_one_tick_keeps_the_read_timeout_while_streams_are_in_flight_and_stops_after(
+    fake_server_cmd: list[str], tmp_path: Path
+) -> None:
+    """The fast lane's read timeout is one timer for every exchange (Lane.watch_reads), not one per
+    request: a stream whose tokens come slower than a tick but faster than the timeout is not cut,
+    a wedged one is (504), and once nothing is in flight the tick stops, so an idle gateway has no
+    timer waking it."""
+    config = GatewayConfig(port=free_port(), request_timeout_s=1.0)  # a tick every 0.1 s
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_TOKEN_DELAY": "0.3"}) as (port, _):
+        async with serving(config, StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            lane = gw._lane
+            assert lane is not None
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny", "stream": True, "max_tokens": 5}))
+            await reader.readuntil(b"\r\n\r\n")
+            assert len(lane.reading) == 1 and lane._read_tick is not None
+            assert completion_tokens(await read_answer_after_head(reader)) == 5  # 1.5 s in all, past the 1 s
+            assert not lane.reading
+            await async_wait_until(lambda: lane._read_tick is None, 5, message="the tick went on, nothing in flight")
+            writer.close()
+    with fake_server(fake_server_cmd, tmp_path, "tiny", {"FAKE_WEDGE": "1"}) as (port, _):
+        async with serving(config, StaticDirectory([upstream("one", "tiny", port=port)])) as gw:
+            reader, writer = await connect(gw)
+            writer.write(post({**CHAT, "model": "tiny"}))
+            status, headers, _ = await read_response(reader)
+            assert status == 504 and headers["x-llama-orch-source"] == "gateway"
+            assert gw.lanes["fast"] == 1
+            writer.close()

@@ -1,6 +1,6 @@
 """One request on the front door's fast lane (gateway.frontdoor): from the replica chosen to the
 last byte, driven by callbacks (the upstream connection's `notify`, the client's flow control and
-loss, one timer for the read timeout) instead of a task. With no replica free at once, one task
+loss, the lane's tick for the read timeout) instead of a task. With no replica free at once, one task
 runs `Traffic.acquire` (the queue, an on-demand start, 429 and 503 as aiohttp's path has them).
 
 The outcomes are those of `proxy.forward`, which serves aiohttp's requests:
@@ -77,7 +77,7 @@ class Exchange:
         self.pooled = False
         self.after_stream = False
         self.parts: list[bytes] = []  # a whole (non-SSE) answer as it comes
-        self.timer: asyncio.TimerHandle | None = None  # the connect timeout, then the read timeout
+        self.timer: asyncio.TimerHandle | None = None  # the connect timeout (the lane's tick keeps the read timeout)
         self.dialing: asyncio.Task[tuple[asyncio.BaseTransport, Response]] | None = None
         self.timed_out = False
         self.evidence: Evidence = None  # what the request says of the replica's health (core.traffic_health)
@@ -160,9 +160,7 @@ class Exchange:
         self.lane.live.add(conn)
         self.sent_at = time.perf_counter()
         self.after_stream = pool.send(conn, "POST", self.raw, self.lane.timeouts, wire_sse=True)
-        timeout = self.lane.timeouts.read
-        if self.timer is None and timeout is not None:
-            self.timer = self.lane.loop.call_later(timeout, self._check_idle)
+        self.lane.watch_reads(self)
 
     # --- the answer ----------------------------------------------------------------------------
     def _on_upstream(self) -> None:
@@ -347,6 +345,7 @@ class Exchange:
     def _release(self) -> None:
         """Over: no timer or task left running, and the replica (if it got one) no longer counted."""
         self.phase = "over"
+        self.lane.reading.discard(self)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -368,16 +367,13 @@ class Exchange:
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def _check_idle(self) -> None:
-        """The read timeout: nothing from the upstream for that long ends the exchange."""
-        self.timer = None
-        timeout = self.lane.timeouts.read
+    def check_idle(self, timeout: float) -> None:
+        """The read timeout (the lane's tick): nothing from the upstream for `timeout` seconds ends the exchange."""
         up = self.up
-        if self.phase == "over" or timeout is None:
+        if self.phase == "over":
             return
         idle = up.idle_s if up is not None and up.sink_state != "drain" else 0.0  # not while the client is slow
         if idle < timeout:
-            self.timer = self.lane.loop.call_later(timeout - idle, self._check_idle)
             return
         self.timed_out = True
         if self.phase in ("relay", "copy") and up is not None:

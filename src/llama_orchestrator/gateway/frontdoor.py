@@ -50,11 +50,13 @@ class Lane:
     slow: Callable[[], asyncio.Protocol]  # aiohttp's protocol for one connection (web.Server())
     conversations: ConversationOwners = field(default_factory=ConversationOwners)  # named ones' instances
     doors: set[FrontDoor] = field(default_factory=set)
+    reading: set[Exchange] = field(default_factory=set)  # sent upstream and not over: the read timeout's watch
     answered: int = 0  # requests the fast lane answered
     handed_off: int = 0  # connections it gave to aiohttp
     # the running loop, looked up once: on Python 3.11 each asyncio.get_running_loop() is a getpid()
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     _sweeper: asyncio.TimerHandle | None = None
+    _read_tick: asyncio.TimerHandle | None = None
 
     def close_idle(self, idle_for_s: float = 0.0) -> None:
         """Close every connection that has sent nothing for `idle_for_s` outside a request in progress
@@ -75,16 +77,40 @@ class Lane:
         if self.doors:
             self._sweeper = self.loop.call_later(SWEEP_EVERY_S, self._sweep)
 
+    def watch_reads(self, exchange: Exchange) -> None:
+        """Keep the read timeout for `exchange` until it is over (it leaves `reading` then). One
+        tick checks every exchange, a tenth of the timeout apart (at most 1 s), while any is in
+        flight: a timer of each request's own cost 4 % of its Python work (uvloop's call_later and
+        cancel), and a timeout may fire that much late."""
+        self.reading.add(exchange)
+        if self._read_tick is None and self.timeouts.read is not None:
+            self._read_tick = self.loop.call_later(_tick_s(self.timeouts.read), self._check_reads)
+
+    def _check_reads(self) -> None:
+        self._read_tick = None
+        timeout = self.timeouts.read
+        if timeout is None:
+            return
+        for exchange in list(self.reading):
+            exchange.check_idle(timeout)
+        if self.reading:
+            self._read_tick = self.loop.call_later(_tick_s(timeout), self._check_reads)
+
     def close(self) -> None:
         """Close every connection still at the front door (the gateway is stopping), once a request
         still waiting for a replica has been answered (503: its connection closes right after)."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for timer in (self._sweeper, self._read_tick):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._read_tick = None
         for door in list(self.doors):
             if door.exchange is not None:
                 door.exchange.stop()
             door.close()
+
+
+def _tick_s(read_timeout: float) -> float:
+    return min(1.0, read_timeout / 10)
 
 
 class FrontDoor(asyncio.Protocol):
