@@ -112,14 +112,16 @@ class InstanceDirectory(Protocol):
 
 def candidates(upstreams: Sequence[Upstream], model: str) -> list[Upstream]:
     """Every instance that serves `model` by name or alias, in name order."""
+    if len(upstreams) == 1:  # a model served once, as most are: no sort
+        return [upstreams[0]] if upstreams[0].serves(model) else []
     return sorted((u for u in upstreams if u.serves(model)), key=lambda u: u.name)
 
 
 def pick_replica(replicas: Sequence[Upstream]) -> Upstream | None:
     """The routable replica with the fewest requests in flight (ties: least recently used, then name)."""
     routable = [u for u in replicas if u.routable]
-    if not routable:
-        return None
+    if len(routable) < 2:
+        return routable[0] if routable else None
     return min(routable, key=lambda u: (u.in_flight, u.last_used, u.name))
 
 

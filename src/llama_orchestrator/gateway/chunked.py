@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 MAX_SIZE_LINE = 4096  # a size line (with extensions) longer than this is not chunked encoding
 MAX_WIRE_CHUNK = 8 * 1024 * 1024  # a chunk still incomplete at this size is refused (SSE chunks are small)
-# chunk-size lines of SSE events (lowercase hex, as cpp-httplib writes them), looked up instead of
-# parsed: `int(line, 16)` was a third of the time spent walking a stream's chunks
-_CHUNK_SIZES = {b"%x" % size: size for size in range(1, 4096)}
+# chunk-size lines of SSE events and of the last chunk (lowercase hex, as cpp-httplib writes them),
+# looked up instead of parsed: `int(line, 16)` was a third of the time spent walking a stream's chunks
+_CHUNK_SIZES = {b"%x" % size: size for size in range(4096)}
 
 Push = Callable[[bytes], None]
 
