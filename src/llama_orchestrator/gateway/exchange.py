@@ -35,7 +35,7 @@ from llama_orchestrator.gateway.errors import (
     sse_error_event,
     to_response,
 )
-from llama_orchestrator.gateway.http1 import PlainRequest, response_head
+from llama_orchestrator.gateway.http1 import PlainRequest, repeated_response_head, response_head
 from llama_orchestrator.gateway.metrics import model_label
 from llama_orchestrator.gateway.pool import UpstreamPool, request_bytes
 from llama_orchestrator.gateway.proxy import (
@@ -205,7 +205,7 @@ class Exchange:
         if transport is None:
             self.client_gone()
             return
-        head = response_head(up.status, (
+        head = repeated_response_head(up.status, (
             ("Content-Type", up.headers.get("content-type", SSE)),
             ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"),

@@ -3,6 +3,7 @@
     req = plain_request(buffer, paths)   # PlainRequest, or None while incomplete
     # raises NotPlain for anything but the plainest request: aiohttp serves those
     head = response_head(200, [("Content-Type", "text/event-stream"), ...])
+    head = repeated_response_head(200, (("Content-Type", "text/event-stream"), ...))  # lines remembered
 
 Only the plainest form of an inference request qualifies: `POST <path> HTTP/1.1` with `path`
 exactly one of `paths` (no query), a Content-Length body of at most MAX_BODY bytes, and none of
@@ -96,18 +97,38 @@ def plain_request(buf: bytearray, paths: frozenset[str]) -> PlainRequest | None:
 
 def response_head(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
     """Status line, the headers given, and a Date header (as aiohttp sends one)."""
+    return _lines(status, headers) + _date_line()
+
+
+def repeated_response_head(status: int, headers: tuple[tuple[str, str], ...]) -> bytes:
+    """`response_head` for a head sent again and again (an instance's SSE answers): its lines are
+    remembered (a few hundred at most), only the Date is added each time."""
+    key = (status, headers)
+    lines = _SEEN.get(key)
+    if lines is None:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        lines = _SEEN[key] = _lines(status, headers)
+    return lines + _date_line()
+
+
+def _lines(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The status line and header lines, each ending in CRLF."""
     reason = _REASONS.get(status, "Unknown")
-    lines = [f"HTTP/1.1 {status} {reason}", *(f"{name}: {value}" for name, value in headers), f"Date: {_date()}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    lines = [f"HTTP/1.1 {status} {reason}", *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}  # (an enum lookup per answer cost a µs)
-_date_cache: tuple[int, str] = (0, "")
+_SEEN: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
+_SEEN_MAX = 256
+_date_cache: tuple[int, bytes] = (0, b"")
 
 
-def _date() -> str:
+def _date_line() -> bytes:
+    """The Date header line and the blank line that ends a head (the date made once a second)."""
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+        _date_cache = (now, f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n\r\n".encode("latin-1"))
     return _date_cache[1]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from llama_orchestrator.gateway.http1 import MAX_BODY, MAX_HEAD, NotPlain, plain_request, response_head
+from llama_orchestrator.gateway import http1
+from llama_orchestrator.gateway.http1 import (
+    MAX_BODY,
+    MAX_HEAD,
+    NotPlain,
+    plain_request,
+    repeated_response_head,
+    response_head,
+)
 
 PATHS = frozenset({"/v1/chat/completions"})
 BODY = b'{"model":"m","stream":true}'
@@ -67,6 +75,16 @@ def test_response_head_has_status_line_headers_and_date() -> None:
     assert lines[0] == "HTTP/1.1 404 Not Found" and lines[1] == "Content-Length: 0"
     assert lines[2].startswith("Date: ") and lines[2].endswith(" GMT") and head.endswith(b"\r\n\r\n")
     assert response_head(599, []).startswith(b"HTTP/1.1 599 Unknown\r\n")
+
+
+def test_a_repeated_head_is_the_same_bytes_and_few_are_remembered() -> None:
+    headers = (("Content-Type", "text/event-stream"), ("X-Llama-Orch-Instance", "one"))
+    assert repeated_response_head(200, headers) == response_head(200, headers)
+    assert repeated_response_head(200, headers) == response_head(200, headers)  # from memory
+    assert repeated_response_head(500, headers).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    for n in range(3 * http1._SEEN_MAX):
+        repeated_response_head(200, (("X-Llama-Orch-Instance", f"i{n}"),))
+    assert 0 < len(http1._SEEN) <= http1._SEEN_MAX
 
 
 def test_a_header_name_seen_before_still_needs_its_colon_and_an_odd_one_is_still_refused() -> None:
