@@ -79,9 +79,9 @@ class Lane:
 
     def watch_reads(self, exchange: Exchange) -> None:
         """Keep the read timeout for `exchange` until it is over (it leaves `reading` then). One
-        tick checks every exchange, a tenth of the timeout apart (at most 1 s), while any is in
+        tick checks every exchange, a tenth of the timeout apart (`_tick_s`), while any is in
         flight: a timer of each request's own cost 4 % of its Python work (uvloop's call_later and
-        cancel), and a timeout may fire that much late."""
+        cancel), and a timeout may fire up to a tick late."""
         self.reading.add(exchange)
         if self._read_tick is None and self.timeouts.read is not None:
             self._read_tick = self.loop.call_later(_tick_s(self.timeouts.read), self._check_reads)
@@ -110,7 +110,8 @@ class Lane:
 
 
 def _tick_s(read_timeout: float) -> float:
-    return min(1.0, read_timeout / 10)
+    """How often the read timeouts are checked: a tenth of the timeout, between 10 ms and 1 s."""
+    return max(0.01, min(1.0, read_timeout / 10))
 
 
 class FrontDoor(asyncio.Protocol):

@@ -50,7 +50,7 @@ _SEEN_MAX = 64
 def parse_response_head(head: bytes) -> ResponseHead:
     """The status line and headers of `head` (without its final blank line). A server answers a
     model's requests with the same head, bar a Date that changes once a second, so heads are
-    remembered by their bytes: parsing one again was a tenth of the upstream side's work per stream."""
+    remembered by their bytes: parsing one again was 7 % of the fast lane's Python per request."""
     parsed = _SEEN.get(head)
     if parsed is None:
         parsed = _parse(head)
