@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.gateway.__main__ import REPO
+
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
                    "stream": True}).encode()
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*\r\n"
@@ -87,6 +88,7 @@ class FakeTransport:
 
 async def measure(requests: int, shape: str) -> float:
     """Best of 5: µs per request (runs in the checkout on sys.path)."""
+    from bench.gateway.__main__ import free_port
     from bench.gateway.serve import FixedDirectory
     from llama_orchestrator.config.orchestrator import GatewayConfig
     from llama_orchestrator.core.routing import Upstream
@@ -97,8 +99,7 @@ async def measure(requests: int, shape: str) -> float:
     from llama_orchestrator.gateway.upstream import Response
 
     ups = [Upstream("bench", "bench", "http://127.0.0.1:9", InstanceState.READY, True, False, False, None, 0, 0.0)]
-    port = int(os.environ.get("FASTLANE_PORT", "0")) or _free_port()
-    gw = Gateway(GatewayConfig(port=port, queue_size=1024), FixedDirectory(ups), Keyring())
+    gw = Gateway(GatewayConfig(port=free_port(), queue_size=1024), FixedDirectory(ups), Keyring())
     await gw.start()
     lane, pool = gw._lane, gw._pool
     assert lane is not None and pool is not None
@@ -132,13 +133,6 @@ async def measure(requests: int, shape: str) -> float:
         return best * 1e6
     finally:
         await gw.stop()
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_in(checkout: Path, requests: int, shape: str) -> float:

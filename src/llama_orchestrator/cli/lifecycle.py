@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 def _client(paths: HomePaths, action: str, names: list[str]) -> DaemonClient | None:
     """The running daemon's client, else one started (without autostart); for `down` or `stop`
-    only to stop what the last daemon left running (`offline.daemon_to_stop`). None when nothing
+    only to stop what the last daemon left running (`offline.started_to_stop`). None when nothing
     they name runs: each is said stopped, and no daemon is started to do nothing."""
     from llama_orchestrator.cli import offline
     from llama_orchestrator.config.loader import instance_names
@@ -59,7 +59,7 @@ def _client(paths: HomePaths, action: str, names: list[str]) -> DaemonClient | N
         if not offline.has_config(paths, name):
             raise offline.not_found(paths, name)
     targets = names or instance_names(paths)
-    client = offline.daemon_to_stop(paths, targets)
+    client = offline.started_to_stop(paths, targets)
     if client is None:
         for name in targets:
             _console.success(f"{name}: stopped")

@@ -116,12 +116,17 @@ def daemon_to_stop(paths: HomePaths, names: list[str]) -> DaemonClient | None:
     """The daemon that stops `names` (`down`, `stop`, `rm`): the running one; None when none runs
     and none of them runs either; else one started (without autostart) to adopt and stop what the
     last daemon left running, which only a daemon can (deleting its config would leave it untracked)."""
-    from llama_orchestrator.daemon.launcher import ensure_daemon
-
     try:
         return DaemonClient.connect(paths)
     except DaemonNotRunningError:
-        pass
+        return started_to_stop(paths, names)
+
+
+def started_to_stop(paths: HomePaths, names: list[str]) -> DaemonClient | None:
+    """No daemon runs: one started (without autostart) to stop those of `names` the last daemon
+    left running, else None."""
+    from llama_orchestrator.daemon.launcher import ensure_daemon
+
     left = left_running(paths, names)
     if not left:
         return None

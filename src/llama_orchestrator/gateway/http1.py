@@ -16,6 +16,7 @@ would accept too: the fast lane never answers something aiohttp would refuse.
 from __future__ import annotations
 
 import email.utils
+import functools
 import http
 import re
 import time
@@ -103,13 +104,7 @@ def response_head(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
 def repeated_response_head(status: int, headers: tuple[tuple[str, str], ...]) -> bytes:
     """`response_head` for a head sent again and again (an instance's SSE answers): its lines are
     remembered (a few hundred at most), only the Date is added each time."""
-    key = (status, headers)
-    lines = _SEEN.get(key)
-    if lines is None:
-        if len(_SEEN) >= _SEEN_MAX:
-            _SEEN.clear()
-        lines = _SEEN[key] = _lines(status, headers)
-    return lines + _date_line()
+    return _remembered_lines(status, headers) + _date_line()
 
 
 def _lines(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -119,9 +114,8 @@ def _lines(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
+_remembered_lines = functools.lru_cache(maxsize=256)(_lines)
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}  # (an enum lookup per answer cost a µs)
-_SEEN: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
-_SEEN_MAX = 256
 _date_cache: tuple[int, bytes] = (0, b"")
 
 
